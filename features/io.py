@@ -1,0 +1,276 @@
+"""Read input tables from disk and check them against their contracts.
+
+:func:`read_table` picks a reader by file suffix and turns every failure
+(missing, empty, unsupported or unreadable file) into one
+:class:`~features.errors.InputError`. The ``load_*`` functions read and
+validate in one call; they are meant to be called from ``pipelines``, the
+only layer that touches disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.config import ColumnsConfig
+from features.errors import InputError
+from features.schemas import (
+    FIRST_ROW_ATTR,
+    FIRST_ROW_KIND_ATTR,
+    HOME_UNIT_COL,
+    UNIT_TEXT_COLS,
+    validate_alignment,
+    validate_demographics,
+    validate_reps,
+    validate_sales,
+    validate_units,
+)
+
+SPATIAL_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
+SUPPORTED_SUFFIXES = (".csv", ".parquet", *SPATIAL_SUFFIXES)
+_CSV_SEPARATORS = (";", "\t", "|")
+
+
+def id_columns(columns: ColumnsConfig | None = None) -> list[str]:
+    """Columns that hold identifiers or labels and must be read as text.
+
+    Parameters
+    ----------
+    columns
+        Contract column names; defaults to :class:`ColumnsConfig`.
+
+    Returns
+    -------
+    list of str
+        Unit, territory, rep and home unit ids, and the unit ``name`` and ``region``.
+    """
+    columns = columns or ColumnsConfig()
+    return [
+        columns.unit_col,
+        columns.territory_col,
+        columns.rep_col,
+        HOME_UNIT_COL,
+        *UNIT_TEXT_COLS,
+    ]
+
+
+def _read_csv(path: Path, text_columns: Collection[str]) -> pd.DataFrame:
+    """CSV with text ids (leading zeros kept); falls back to ; tab or | separators."""
+    dtype = dict.fromkeys(text_columns, str)
+    frame = pd.read_csv(path, dtype=dtype, encoding="utf-8-sig")
+    if frame.shape[1] == 1:  # one column: maybe another separator (e.g. Excel's ';')
+        header = str(frame.columns[0])
+        separator = next((s for s in _CSV_SEPARATORS if s in header), None)
+        if separator is not None:
+            frame = pd.read_csv(path, dtype=dtype, encoding="utf-8-sig", sep=separator)
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """GeoParquet when the file has ``geo`` metadata, plain Parquet otherwise."""
+    metadata = pq.read_schema(path).metadata or {}
+    if b"geo" in metadata:
+        return gpd.read_parquet(path)
+    return pd.read_parquet(path)
+
+
+def read_table(path: str | Path, text_columns: Collection[str] | None = None) -> pd.DataFrame:
+    """Read one input table, choosing the reader by suffix.
+
+    Parameters
+    ----------
+    path
+        A ``.csv``, ``.parquet`` (plain or GeoParquet), ``.geojson``/``.json``,
+        ``.gpkg`` or ``.shp`` file.
+    text_columns
+        Columns read as text from CSV so that ids keep their leading zeros
+        (e.g. FIPS ``"01001"``); defaults to :func:`id_columns`. Columns that
+        are absent are ignored.
+
+    Returns
+    -------
+    pandas.DataFrame or geopandas.GeoDataFrame
+        A GeoDataFrame for spatial formats and GeoParquet. ``attrs`` records
+        how rows are numbered in the file, so validation errors can name
+        them (``line N`` for CSV, counting the header as line 1; ``row N`` otherwise).
+
+    Raises
+    ------
+    InputError
+        The file is missing, empty (no bytes or no data rows), has an
+        unsupported suffix, or cannot be read.
+    """
+    path = Path(path)
+    source = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(
+            source,
+            f"unsupported file format '{path.suffix or '(no suffix)'}'",
+            hint=f"save the table as one of: {', '.join(SUPPORTED_SUFFIXES)}",
+        )
+    if not path.is_file():
+        raise InputError(
+            source,
+            "file not found" if not path.exists() else "not a file",
+            hint=(
+                "check the path in the config (relative paths start from the "
+                f"working directory, {Path.cwd()})"
+            ),
+        )
+    if path.stat().st_size == 0:
+        raise InputError(source, "file is empty (0 bytes)", hint="export the table again")
+
+    text_columns = id_columns() if text_columns is None else text_columns
+    try:
+        if suffix == ".csv":
+            frame = _read_csv(path, text_columns)
+        elif suffix == ".parquet":
+            frame = _read_parquet(path)
+        else:
+            frame = gpd.read_file(path)
+    except Exception as exc:  # any library failure becomes one readable message
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "check that the file is complete and really is " + suffix.lstrip(".").upper()
+        if isinstance(exc, UnicodeDecodeError):
+            hint = "save the file with UTF-8 encoding"
+        raise InputError(source, f"cannot read the file: {reason}", hint=hint) from None
+
+    if len(frame) == 0:
+        raise InputError(
+            source,
+            "file has no data rows",
+            hint="export the table again, with its rows (only a header was found)",
+        )
+    frame.attrs[FIRST_ROW_ATTR] = 2 if suffix == ".csv" else 1
+    frame.attrs[FIRST_ROW_KIND_ATTR] = "line" if suffix == ".csv" else "row"
+    return frame
+
+
+def load_units(path: str | Path, columns: ColumnsConfig | None = None) -> gpd.GeoDataFrame:
+    """Read and validate the units table.
+
+    Parameters
+    ----------
+    path
+        Spatial file with unit shapes or points, or a table with ``lat``/``lon``.
+    columns
+        Contract column names; defaults to :class:`ColumnsConfig`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        See :func:`features.schemas.validate_units`.
+    """
+    columns = columns or ColumnsConfig()
+    return validate_units(read_table(path, id_columns(columns)), str(path), columns)
+
+
+def load_demographics(
+    path: str | Path, unit_ids: Iterable[str], columns: ColumnsConfig | None = None
+) -> pd.DataFrame:
+    """Read and validate the demographics table.
+
+    Parameters
+    ----------
+    path
+        Table file.
+    unit_ids
+        Known unit identifiers.
+    columns
+        Contract column names; defaults to :class:`ColumnsConfig`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`features.schemas.validate_demographics`.
+    """
+    columns = columns or ColumnsConfig()
+    frame = read_table(path, id_columns(columns))
+    return validate_demographics(frame, str(path), unit_ids, columns)
+
+
+def load_sales(
+    path: str | Path,
+    unit_ids: Iterable[str],
+    columns: ColumnsConfig | None = None,
+    frequency: str = "MS",
+) -> pd.DataFrame:
+    """Read and validate the sales history, aggregated to ``frequency``.
+
+    Parameters
+    ----------
+    path
+        Table file.
+    unit_ids
+        Known unit identifiers.
+    columns
+        Contract column names; defaults to :class:`ColumnsConfig`.
+    frequency
+        ``"MS"``, ``"W-MON"`` or ``"QS"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`features.schemas.validate_sales`.
+    """
+    columns = columns or ColumnsConfig()
+    frame = read_table(path, id_columns(columns))
+    return validate_sales(frame, str(path), unit_ids, columns, frequency)
+
+
+def load_alignment(
+    path: str | Path, unit_ids: Iterable[str], columns: ColumnsConfig | None = None
+) -> pd.DataFrame:
+    """Read and validate a unit-to-territory alignment.
+
+    Parameters
+    ----------
+    path
+        Table file.
+    unit_ids
+        Known unit identifiers.
+    columns
+        Contract column names; defaults to :class:`ColumnsConfig`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`features.schemas.validate_alignment`.
+    """
+    columns = columns or ColumnsConfig()
+    frame = read_table(path, id_columns(columns))
+    return validate_alignment(frame, str(path), unit_ids, columns)
+
+
+def load_reps(
+    path: str | Path,
+    unit_ids: Iterable[str],
+    territory_ids: Iterable[str] | None = None,
+    columns: ColumnsConfig | None = None,
+) -> pd.DataFrame:
+    """Read and validate the reps table.
+
+    Parameters
+    ----------
+    path
+        Table file.
+    unit_ids
+        Known unit identifiers (for ``home_unit_id``).
+    territory_ids
+        Known territory identifiers; ``None`` skips that check.
+    columns
+        Contract column names; defaults to :class:`ColumnsConfig`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`features.schemas.validate_reps`.
+    """
+    columns = columns or ColumnsConfig()
+    frame = read_table(path, id_columns(columns))
+    return validate_reps(frame, str(path), unit_ids, territory_ids, columns)

@@ -1,0 +1,61 @@
+"""Typed config for the models stage: forecast, potential and territory design."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from features.config import FrozenModel
+
+
+class ForecastConfig(FrozenModel):
+    """Global LightGBM forecaster, direct multi-horizon."""
+
+    horizon: int = Field(12, ge=1, le=36)
+    objective: Literal["l2_scaled", "tweedie", "poisson"] = "l2_scaled"
+    interval_level: float = Field(0.8, gt=0.0, lt=1.0)
+    validation_periods: int = Field(12, ge=1)
+    n_estimators: int = Field(600, ge=1)
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0.0, le=1.0)
+    early_stopping_rounds: int = Field(50, ge=1)
+    max_train_rows: int = Field(400_000, ge=1000)
+    min_history: int = Field(12, ge=1)
+    seed: int = 42
+
+
+class PotentialConfig(FrozenModel):
+    """LightGBM quantile model of annual sales on market features only."""
+
+    quantile: float = Field(0.8, gt=0.0, lt=1.0)
+    n_estimators: int = Field(500, ge=1)
+    learning_rate: float = Field(0.03, gt=0.0, le=1.0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    feature_fraction: float = Field(0.8, gt=0.0, le=1.0)
+    seed: int = 42
+
+
+class TerritoryConfig(FrozenModel):
+    """Territory design scenario."""
+
+    n_territories: int = Field(50, ge=1)
+    balance_attributes: list[Literal["potential", "workload", "forecast", "units"]] = Field(
+        default_factory=lambda: ["potential", "workload"]
+    )
+    tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    workload_column: str | None = "accounts"
+    mode: Literal["fresh", "rebalance"] = "fresh"
+    keep_rep_homes: bool = True
+    time_limit_s: float = Field(30.0, gt=0.0)
+    seed: int = 42
+
+    @field_validator("balance_attributes")
+    @classmethod
+    def _non_empty(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("name at least one attribute to balance")
+        return list(dict.fromkeys(values))

@@ -1,0 +1,755 @@
+"""Territory design: balanced, contiguous, compact alignments.
+
+Algorithm
+---------
+A multistart location-allocation heuristic followed by a contiguity-aware
+local search, in the spirit of the commercial districting literature:
+
+1. **Seeds.** Weighted k-means++ on unit coordinates (weights = first
+   attribute, seeded ``numpy.random.default_rng``), or the given fixed centres.
+2. **Location-allocation** (Hess et al., 1965). A transport LP solved by HiGHS
+   (``scipy.optimize.linprog``) splits each unit over its nearest centres at
+   cost distance x weight, subject to every attribute staying within
+   ``[1 - tau/2, 1 + tau/2] x target`` per territory (penalised slack keeps it
+   feasible). Fractional units go to their largest share; centres move to the
+   weighted medoid; this alternates a few times.
+3. **Contiguity repair.** In every territory, the piece holding the centre
+   (or the heaviest piece) stays; each detached piece goes to the adjacent
+   territory whose balance suffers least.
+4. **Local search over boundary units** (Ríos-Mercado & Fernández, 2009;
+   Gliesch, Ritt & Moreira, 2018). Phase 1 moves boundary units to a
+   neighbouring territory to lower a smooth balance penalty
+   ``sum max(0, |dev| - theta)^2`` until the balance violation
+   ``sum_k,a max(0, |W_ka - T_ka| - tau_a T_ka) / T_ka`` is zero, with a short
+   tabu walk to leave local minima. Phase 2 lowers the dispersion
+   ``sum w_i d(i, centre)`` with moves that never add violation, alternating
+   with medoid updates. No move ever splits its donor territory (a breadth-first
+   search inside the donor); fixed centres and locked units never move. Moves
+   are applied in batches where each territory is touched at most once, so the
+   candidate evaluation is vectorised with numpy.
+5. **Minimal disruption.** With ``current_labels`` the search starts from the
+   current alignment, skips seeding, allocation and the compactness phase, and
+   only moves units while the balance violation is positive, with a cost per
+   moved unit and an optional ``move_budget`` on the moved share of the first
+   attribute.
+
+Infeasible requests (a unit larger than its target's upper bound, locked
+units that cannot be joined) return the best alignment found, with plain-word
+entries in ``report.violations``. See Kalcsics & Ríos-Mercado (2019),
+"Districting problems", in *Location Science*, for a review.
+
+Balance index: ``100 x (1 - mean |deviation|)`` over territories and
+attributes, clipped to ``[0, 100]``; 100 means every territory hits its target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.spatial import ConvexHull, QhullError
+
+from models._territory_search import (
+    Graph,
+    SearchState,
+    compact_search,
+    components_by_label,
+    kmeanspp_seeds,
+    lagrangian_search,
+    lp_allocate,
+    price_allocate,
+    repair_contiguity,
+    violation,
+    weighted_medoids,
+)
+
+__all__ = [
+    "DesignResult",
+    "TerritoryDesigner",
+    "TerritoryReport",
+    "design_territories",
+    "evaluate_alignment",
+]
+
+
+@dataclass
+class TerritoryReport:
+    """Quality of an alignment.
+
+    Attributes
+    ----------
+    territories
+        One row per territory: ``territory``, ``name``, ``n_units``, ``centre``,
+        for each attribute ``<a>_total``, ``<a>_target``, ``<a>_deviation``
+        (signed fraction of the target), ``n_components``, ``contiguous``,
+        ``dispersion`` (sum w_i d(i, centre), metres x first attribute),
+        ``diameter_km``, ``moved_in``, ``moved_out`` (vs the current alignment),
+        and ``polsby_popper`` when polygons were given.
+    overall
+        ``max_abs_deviation_<a>``, ``mean_abs_deviation_<a>``, ``balance_index``
+        (0-100), ``contiguous``, ``n_noncontiguous``, ``total_dispersion``,
+        ``disruption_units_pct``, ``disruption_<first attribute>_pct``,
+        ``run_time_s``, ``n_violations``.
+    violations
+        Plain-word problems, empty when the alignment meets every constraint.
+    """
+
+    territories: pd.DataFrame
+    overall: dict
+    violations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DesignResult:
+    """Output of :func:`design_territories`."""
+
+    labels: np.ndarray
+    centers: np.ndarray
+    report: TerritoryReport
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _validate_inputs(
+    xy, adjacency, attributes, unit_ids=None
+) -> tuple[np.ndarray, sp.csr_matrix, pd.DataFrame, np.ndarray]:
+    xy = np.asarray(xy, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"xy must have shape (n, 2), got {xy.shape}")
+    if not np.isfinite(xy).all():
+        raise ValueError("xy contains non-finite coordinates")
+    n = len(xy)
+    if n == 0:
+        raise ValueError("xy is empty: at least one unit is needed")
+    if not sp.issparse(adjacency):
+        adjacency = sp.csr_matrix(np.asarray(adjacency))
+    adjacency = sp.csr_matrix(adjacency)
+    if adjacency.shape != (n, n):
+        raise ValueError(f"adjacency must have shape ({n}, {n}), got {adjacency.shape}")
+    if (abs(adjacency - adjacency.T) > 1e-12).nnz:
+        raise ValueError("adjacency must be symmetric")
+    if isinstance(attributes, pd.Series):
+        attributes = attributes.to_frame()
+    if not isinstance(attributes, pd.DataFrame):
+        raise ValueError("attributes must be a pandas DataFrame with numeric columns")
+    if len(attributes) != n:
+        raise ValueError(f"attributes has {len(attributes)} rows, expected {n} (one per unit)")
+    if attributes.shape[1] == 0:
+        raise ValueError("attributes needs at least one numeric column")
+    for col in attributes.columns:
+        if not pd.api.types.is_numeric_dtype(attributes[col]):
+            raise ValueError(f"attributes column {col!r} is not numeric")
+    vals = attributes.to_numpy(dtype=float)
+    if not np.isfinite(vals).all():
+        raise ValueError("attributes contains missing or non-finite values")
+    if (vals < 0).any():
+        bad = attributes.columns[(vals < 0).any(axis=0)].tolist()
+        raise ValueError(f"attributes must be non-negative; negative values in {bad}")
+    if unit_ids is None:
+        ids = np.array([str(i) for i in range(n)], dtype=object)
+    else:
+        ids = np.asarray(unit_ids, dtype=object)
+        if len(ids) != n:
+            raise ValueError(f"unit_ids has {len(ids)} entries, expected {n}")
+    return xy, adjacency, attributes, ids
+
+
+def _tolerance_vector(tolerance, tolerances, columns) -> np.ndarray:
+    if isinstance(tolerance, Mapping):
+        tolerances, tolerance = dict(tolerance), 0.05
+    tol = float(tolerance)
+    if not 0 <= tol < 1:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+    out = np.full(len(columns), tol)
+    for name, value in (tolerances or {}).items():
+        if name not in list(columns):
+            raise ValueError(f"tolerances names unknown attribute {name!r}")
+        if not 0 <= float(value) < 1:
+            raise ValueError(f"tolerances[{name!r}] must be in [0, 1), got {value}")
+        out[list(columns).index(name)] = float(value)
+    return out
+
+
+def _target_matrix(targets, values: np.ndarray, k: int) -> np.ndarray:
+    if targets is None:
+        return np.tile(values.sum(0) / k, (k, 1))
+    t = np.asarray(targets, dtype=float)
+    if t.shape != (k, values.shape[1]):
+        raise ValueError(f"targets must have shape ({k}, {values.shape[1]}), got {t.shape}")
+    if not np.isfinite(t).all() or (t <= 0).any():
+        raise ValueError("targets must be finite and positive")
+    return t
+
+
+def _tname(k: int, width: int) -> str:
+    return f"T{k:0{width}d}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%".replace(".0%", "%")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _diameter_km(pts: np.ndarray) -> float:
+    if len(pts) < 2:
+        return 0.0
+    if len(pts) > 3:
+        try:
+            pts = pts[ConvexHull(pts).vertices]
+        except QhullError:
+            pass
+    best = 0.0
+    for s in range(0, len(pts), 1024):
+        d = ((pts[s : s + 1024, None, :] - pts[None, :, :]) ** 2).sum(-1)
+        best = max(best, float(d.max()))
+    return float(np.sqrt(best)) / 1000.0
+
+
+def evaluate_alignment(
+    labels,
+    xy,
+    adjacency,
+    attributes: pd.DataFrame,
+    tolerances: float | Mapping[str, float] = 0.05,
+    current_labels=None,
+    polygons=None,
+    *,
+    targets: np.ndarray | None = None,
+    centers: np.ndarray | None = None,
+    unit_ids=None,
+    n_territories: int | None = None,
+    run_time_s: float | None = None,
+) -> TerritoryReport:
+    """Quality report for any alignment (designed or the company's current one).
+
+    Parameters
+    ----------
+    labels
+        Territory of each unit, ``0..K-1``; ``-1`` marks an unassigned unit.
+    xy
+        (n, 2) unit coordinates in metres.
+    adjacency
+        Symmetric (n, n) 0/1 adjacency, sparse or dense.
+    attributes
+        (n, m) non-negative numeric attributes; the first one weights dispersion
+        and medoids and measures disruption.
+    tolerances
+        One tolerance for all attributes, or a mapping ``{attribute: tau}``
+        (attributes not named get 0.05).
+    current_labels
+        Current alignment, to count moves and disruption.
+    polygons
+        Optional shapely geometries (sequence or GeoSeries) in a projected CRS,
+        one per unit, to report Polsby-Popper compactness per territory.
+    targets
+        (K, m) per-territory targets; default the mean over territories.
+    centers
+        Unit index of each territory's centre; default the weighted medoid.
+    unit_ids
+        Names used in violation messages; default the unit index.
+    n_territories
+        K; default ``labels.max() + 1``.
+    run_time_s
+        Stored in ``overall["run_time_s"]``.
+
+    Returns
+    -------
+    TerritoryReport
+    """
+    xy, adjacency, attributes, ids = _validate_inputs(xy, adjacency, attributes, unit_ids)
+    n = len(xy)
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array of shape ({n},)")
+    k = int(n_territories if n_territories is not None else labels.max() + 1)
+    if k < 1 or labels.max() >= k or labels.min() < -1:
+        raise ValueError(f"labels must lie in 0..{k - 1} (or -1 for unassigned)")
+    cols = list(attributes.columns)
+    tau = _tolerance_vector(tolerances, None, cols)
+    values = attributes.to_numpy(dtype=float)
+    tgt = _target_matrix(targets, values, k)
+    cur = None
+    if current_labels is not None:
+        cur = np.asarray(current_labels)
+        if cur.shape != (n,):
+            raise ValueError(f"current_labels must have shape ({n},)")
+    assigned = labels >= 0
+    lab = np.where(assigned, labels, k)  # k = "unassigned" bucket
+    totals = np.zeros((k + 1, len(cols)))
+    np.add.at(totals, lab, values)
+    totals = totals[:k]
+    dev = totals / tgt - 1
+    counts = np.bincount(lab, minlength=k + 1)[:k]
+    graph = Graph.from_csr(adjacency)
+    _, comp = components_by_label(graph, lab)
+    n_comp = np.array([len(np.unique(comp[lab == t])) for t in range(k)])
+    if centers is None:
+        centres = weighted_medoids(xy, values[:, 0], lab, k + 1, {})[:k]
+    else:
+        centres = np.asarray(centers, dtype=np.int64)
+        if centres.shape != (k,):
+            raise ValueError(f"centers must have shape ({k},)")
+    w0 = values[:, 0]
+    disp = np.zeros(k)
+    diam = np.zeros(k)
+    for t in range(k):
+        members = np.flatnonzero(lab == t)
+        if len(members) == 0 or centres[t] < 0:
+            continue
+        disp[t] = float(w0[members] @ np.linalg.norm(xy[members] - xy[centres[t]], axis=1))
+        diam[t] = _diameter_km(xy[members])
+    width = max(2, len(str(k - 1)))
+    names = [_tname(t, width) for t in range(k)]
+    frame = {"territory": np.arange(k), "name": names, "n_units": counts}
+    frame["centre"] = [ids[c] if c >= 0 else None for c in centres]
+    for j, col in enumerate(cols):
+        frame[f"{col}_total"] = totals[:, j]
+        frame[f"{col}_target"] = tgt[:, j]
+        frame[f"{col}_deviation"] = dev[:, j]
+    frame["n_components"] = n_comp
+    frame["contiguous"] = n_comp <= 1
+    frame["dispersion"] = disp
+    frame["diameter_km"] = diam
+    if cur is not None:
+        moved = (cur != labels) & assigned
+        frame["moved_in"] = np.bincount(lab[moved], minlength=k + 1)[:k]
+        cur_ok = moved & (cur >= 0) & (cur < k)
+        frame["moved_out"] = np.bincount(cur[cur_ok], minlength=k)[:k]
+    else:
+        frame["moved_in"] = np.zeros(k, dtype=int)
+        frame["moved_out"] = np.zeros(k, dtype=int)
+    if polygons is not None:
+        frame["polsby_popper"] = _polsby_popper(polygons, lab, k)
+    table = pd.DataFrame(frame)
+
+    overall: dict = {}
+    absdev = np.abs(dev)
+    for j, col in enumerate(cols):
+        overall[f"max_abs_deviation_{col}"] = float(absdev[:, j].max())
+        overall[f"mean_abs_deviation_{col}"] = float(absdev[:, j].mean())
+    overall["balance_index"] = float(np.clip(100 * (1 - absdev.mean()), 0, 100))
+    overall["contiguous"] = bool((n_comp <= 1).all())
+    overall["n_noncontiguous"] = int((n_comp > 1).sum())
+    overall["total_dispersion"] = float(disp.sum())
+    if cur is not None:
+        moved = cur != labels
+        overall["disruption_units_pct"] = float(100 * moved.mean())
+        overall[f"disruption_{cols[0]}_pct"] = float(
+            100 * w0[moved].sum() / max(w0.sum(), 1e-300)
+        )
+    else:
+        overall["disruption_units_pct"] = 0.0
+        overall[f"disruption_{cols[0]}_pct"] = 0.0
+    overall["run_time_s"] = None if run_time_s is None else float(run_time_s)
+
+    violations: list[str] = []
+    tau_txt = [f"τ={_pct(t)}" for t in tau]
+    upper_max = (1 + tau) * tgt.max(axis=0)
+    for j, col in enumerate(cols):
+        for i in np.flatnonzero(values[:, j] > upper_max[j]).tolist():
+            over = values[i, j] / tgt[:, j].max() - 1
+            violations.append(
+                f"unit {ids[i]} alone exceeds the {col} target by {_pct(over)}: "
+                f"{tau_txt[j]} cannot be met"
+            )
+    if (~assigned).any():
+        violations.append(f"{int((~assigned).sum())} units are not assigned to any territory")
+    for t in range(k):
+        if counts[t] == 0:
+            violations.append(f"{names[t]}: empty territory")
+            continue
+        for j, col in enumerate(cols):
+            if absdev[t, j] > tau[j] + 1e-9:
+                side = "over" if dev[t, j] > 0 else "under"
+                violations.append(
+                    f"{names[t]}: {col} {_pct(abs(dev[t, j]))} {side} target ({tau_txt[j]})"
+                )
+        if n_comp[t] > 1:
+            violations.append(f"{names[t]}: not contiguous ({n_comp[t]} separate pieces)")
+    overall["n_violations"] = len(violations)
+    return TerritoryReport(territories=table, overall=overall, violations=violations)
+
+
+def _polsby_popper(polygons, lab: np.ndarray, k: int) -> np.ndarray:
+    import shapely
+
+    geoms = np.asarray(getattr(polygons, "values", polygons), dtype=object)
+    out = np.full(k, np.nan)
+    for t in range(k):
+        members = geoms[lab == t]
+        if len(members) == 0:
+            continue
+        shape = shapely.union_all(members)
+        if shape.length > 0:
+            out[t] = 4 * np.pi * shape.area / shape.length**2
+    return out
+
+
+# ---------------------------------------------------------------- design
+
+
+def _check_mapping(name: str, mapping, n: int, k: int, key_is_territory: bool) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for key, value in (mapping or {}).items():
+        t, u = (key, value) if key_is_territory else (value, key)
+        if not (0 <= int(t) < k):
+            raise ValueError(f"{name}: territory {t} is outside 0..{k - 1}")
+        if not (0 <= int(u) < n):
+            raise ValueError(f"{name}: unit index {u} is outside 0..{n - 1}")
+        if key_is_territory:
+            out[int(t)] = int(u)
+        else:
+            out[int(u)] = int(t)
+    return out
+
+
+def design_territories(
+    xy,
+    adjacency,
+    attributes: pd.DataFrame,
+    n_territories: int,
+    tolerance: float = 0.05,
+    seed: int = 0,
+    *,
+    unit_ids=None,
+    current_labels=None,
+    fixed_centers: Mapping[int, int] | None = None,
+    locked: Mapping[int, int] | None = None,
+    tolerances: Mapping[str, float] | None = None,
+    targets: np.ndarray | None = None,
+    max_iter: int = 3000,
+    time_limit_s: float = 20.0,
+    n_starts: int = 1,
+    compactness_weight: float = 1.0,
+    move_budget: float | None = None,
+    n_candidates: int = 10,
+    lp_rounds: int = 3,
+    allocation: str = "price",
+    max_restarts: int = 4,
+    move_cost: float = 1e-4,
+) -> DesignResult:
+    """Design K balanced, contiguous, compact territories (pure function).
+
+    Parameters
+    ----------
+    xy
+        (n, 2) unit coordinates in metres (projected).
+    adjacency
+        Symmetric (n, n) 0/1 contiguity, preferably CSR; should be connected
+        (see :func:`features.spatial.link_islands`).
+    attributes
+        (n, m) non-negative numeric attributes to balance (e.g. potential,
+        workload). The first weights dispersion and measures disruption.
+    n_territories
+        K, the number of territories (1 <= K <= n).
+    tolerance
+        Default tau: allowed relative deviation from the target.
+    seed
+        Seed of every random step; the same seed gives the same labels.
+    unit_ids
+        Unit names used in the report.
+    current_labels
+        Current alignment (``0..K-1``); switches to minimal-disruption rebalancing.
+    fixed_centers
+        ``{territory: unit index}``: the unit (e.g. a rep's home) stays in that
+        territory and is its centre.
+    locked
+        ``{unit index: territory}``: units that must stay in that territory.
+    tolerances
+        Per-attribute tau, overriding ``tolerance``.
+    targets
+        (K, m) per-territory targets (e.g. rep capacity); default the mean.
+    max_iter
+        Iteration cap of each local-search phase.
+    time_limit_s
+        Wall-clock budget over all starts; the best alignment so far is returned.
+    n_starts
+        Independent starts (different seeds drawn from ``seed``); best kept.
+        While the best alignment still violates the balance, up to 20 further
+        starts run within ``time_limit_s``.
+    compactness_weight
+        Weight of the compactness term during the balance phase (0 = none).
+    move_budget
+        Minimal-disruption mode only: maximum share (0-1) of the first attribute
+        that may change territory.
+    n_candidates
+        Nearest centres each unit may be allocated to in the LP.
+    lp_rounds
+        Alternations of allocation and medoid update.
+    allocation
+        ``"price"`` (Lagrangian price-adjusted nearest centre, fast, default) or
+        ``"lp"`` (HiGHS transport LP on all attributes).
+
+    Returns
+    -------
+    DesignResult
+        ``labels``, ``centers`` and the quality ``report``.
+
+    Raises
+    ------
+    ValueError
+        For malformed arguments only (shapes, K, negative attributes, bad
+        indices); infeasible requests are reported in ``report.violations``.
+    """
+    t0 = time.perf_counter()
+    xy, adjacency, attributes, ids = _validate_inputs(xy, adjacency, attributes, unit_ids)
+    n = len(xy)
+    if isinstance(n_territories, bool) or not isinstance(n_territories, int | np.integer):
+        raise ValueError(f"n_territories must be an integer, got {n_territories!r}")
+    k = int(n_territories)
+    if not 1 <= k <= n:
+        raise ValueError(f"n_territories must be between 1 and the number of units ({n}), got {k}")
+    if allocation not in ("price", "lp"):
+        raise ValueError(f"allocation must be 'price' or 'lp', got {allocation!r}")
+    if int(n_starts) < 1:
+        raise ValueError(f"n_starts must be at least 1, got {n_starts}")
+    if move_budget is not None and not 0 <= float(move_budget) <= 1:
+        raise ValueError(f"move_budget must be in [0, 1], got {move_budget}")
+    if time_limit_s is not None and time_limit_s <= 0:
+        raise ValueError(f"time_limit_s must be positive, got {time_limit_s}")
+    cols = list(attributes.columns)
+    tau = _tolerance_vector(tolerance, tolerances, cols)
+    values = attributes.to_numpy(dtype=float)
+    tgt = _target_matrix(targets, values, k)
+    fixed = _check_mapping("fixed_centers", fixed_centers, n, k, True)
+    lock = _check_mapping("locked", locked, n, k, False)
+    if len(set(fixed.values())) < len(fixed):
+        raise ValueError("fixed_centers: the same unit is the centre of two territories")
+    for t, u in fixed.items():
+        if u in lock and lock[u] != t:
+            raise ValueError(
+                f"fixed_centers/locked: unit {u} is locked to {lock[u]} but is the centre of {t}"
+            )
+        lock[u] = t
+    cur = None
+    if current_labels is not None:
+        cur = np.asarray(current_labels)
+        if cur.shape != (n,) or not np.issubdtype(cur.dtype, np.integer):
+            raise ValueError(f"current_labels must be an integer array of shape ({n},)")
+        if cur.min() < 0 or cur.max() >= k:
+            raise ValueError(f"current_labels must lie in 0..{k - 1}")
+
+    graph = Graph.from_csr(adjacency)
+    forced = np.full(n, -1, dtype=np.int64)
+    for u, t in lock.items():
+        forced[u] = t
+    movable = forced < 0
+    anchors = np.full(k, -1, dtype=np.int64)
+    for t, u in fixed.items():
+        anchors[t] = u
+    presets = dict(fixed)  # territories with locked units start from one of them
+    for t in sorted(set(lock.values()) - set(fixed)):
+        units = np.array(sorted(u for u, tt in lock.items() if tt == t))
+        mid = xy[units].mean(0)
+        presets[t] = int(units[np.argmin(((xy[units] - mid) ** 2).sum(1))])
+    deadline = t0 + (time_limit_s if time_limit_s is not None else np.inf)
+    theta_design = np.zeros_like(tau)
+    root = np.random.default_rng(seed)
+    max_restarts = 0 if cur is not None else int(max_restarts)
+    start_seeds = root.integers(0, 2**32 - 1, size=int(n_starts) + max_restarts)
+
+    def score(state: SearchState) -> tuple[float, float]:
+        v = float(violation(state.totals / tgt - 1, tau).sum())
+        c = state.centres
+        d = np.linalg.norm(xy - xy[np.maximum(c[state.labels], 0)], axis=1)
+        return (v, float(values[:, 0] @ d))
+
+    best: SearchState | None = None
+    best_score = (np.inf, np.inf)
+    if cur is not None:
+        base = cur.copy()
+        base[forced >= 0] = forced[forced >= 0]
+        rng = np.random.default_rng(start_seeds[0])
+        centres = weighted_medoids(xy, values[:, 0], base, k, fixed)
+        state = SearchState.build(base, values, k, centres)
+        w0 = values[:, 0]
+        budget = np.inf if move_budget is None else float(move_budget) * w0.sum()
+        moved_w = [float(w0[base != cur].sum())]
+
+        def budget_ok(units: list[int], b: int) -> bool:
+            change = 0.0
+            for i in units:
+                if state.lab[i] == cur[i]:  # leaving home: costs budget
+                    change += w0[i]
+                elif b == cur[i]:
+                    change -= w0[i]
+            if change > 0 and moved_w[0] + change > budget + 1e-9:
+                return False
+            moved_w[0] += change
+            return True
+
+        lagrangian_search(
+            state, graph, values, tgt, tau, xy, movable, rng,
+            theta_frac=0.5, compact_weight=0.0, home=cur, move_cost=move_cost,
+            max_iter=max_iter, deadline=deadline, budget_ok=budget_ok,
+        )
+        state.centres = weighted_medoids(xy, values[:, 0], state.labels, k, fixed)
+        best = state
+    else:
+        def budget_ok(units: list[int], b: int) -> bool:
+            return True
+
+        for start in range(int(n_starts) + max_restarts):
+            if best is not None and time.perf_counter() > deadline:
+                break
+            if start >= int(n_starts) and best_score[0] <= 1e-12:
+                break  # extra restarts only while the balance is violated
+            s = start_seeds[start]
+            rng = np.random.default_rng(s)
+            centres = kmeanspp_seeds(xy, values[:, 0], k, rng, presets, forced >= 0)
+            labels = None
+            for _ in range(max(1, lp_rounds)):
+                pin = forced.copy()
+                pin[centres] = np.arange(k)
+                pin[forced >= 0] = forced[forced >= 0]
+                if allocation == "lp":
+                    labels = lp_allocate(xy, values, tgt, tau / 2, centres, pin, n_candidates)
+                else:
+                    labels = price_allocate(xy, values, tgt, centres, pin, n_candidates)
+                new_centres = weighted_medoids(xy, values[:, 0], labels, k, fixed)
+                new_centres = np.where(new_centres >= 0, new_centres, centres)
+                if np.array_equal(new_centres, centres):
+                    break
+                centres = new_centres
+            anchor_now = np.where(anchors >= 0, anchors, centres)
+            labels = repair_contiguity(
+                graph, labels, values, tgt, theta_design, anchor_now, forced >= 0
+            )
+            centres = _valid_centres(xy, values, labels, k, fixed, centres)
+            state = SearchState.build(labels, values, k, centres)
+            for _round in range(3):
+                lagrangian_search(
+                    state, graph, values, tgt, tau, xy, movable, rng,
+                    theta_frac=0.0, compact_weight=compactness_weight,
+                    max_iter=max_iter, deadline=deadline,
+                )
+                compact_search(
+                    state, graph, values, tgt, tau, xy, movable, rng,
+                    max_iter=max_iter, deadline=deadline, budget_ok=budget_ok,
+                )
+                new_centres = _valid_centres(xy, values, state.labels, k, fixed, state.centres)
+                if np.array_equal(new_centres, state.centres) or time.perf_counter() > deadline:
+                    break
+                state.centres = new_centres
+            sc = score(state)
+            if sc < best_score:
+                best, best_score = state, sc
+
+    assert best is not None
+    labels = best.labels.astype(np.int64)
+    centres = best.centres
+    report = evaluate_alignment(
+        labels, xy, adjacency, attributes, dict(zip(cols, tau, strict=True)),
+        current_labels=cur, targets=tgt, centers=centres, unit_ids=ids, n_territories=k,
+    )
+    width = max(2, len(str(k - 1)))
+    extra = [
+        f"unit {ids[u]} is locked to {_tname(t, width)} but ended in {_tname(labels[u], width)}"
+        for u, t in lock.items()
+        if labels[u] != t
+    ]
+    noncontig = report.territories.loc[~report.territories["contiguous"], "territory"].tolist()
+    for t in noncontig:
+        locked_here = [ids[u] for u, tt in lock.items() if tt == t]
+        if locked_here:
+            extra.append(
+                f"{_tname(t, width)}: its locked units ({', '.join(map(str, locked_here[:5]))}) "
+                "cannot be joined into one contiguous territory"
+            )
+    if cur is not None and move_budget is not None and report.overall.get("n_violations"):
+        extra.append(f"move budget of {_pct(move_budget)} of {cols[0]} limited the rebalance")
+    report.violations.extend(extra)
+    report.overall["n_violations"] = len(report.violations)
+    report.overall["run_time_s"] = time.perf_counter() - t0
+    return DesignResult(labels=labels, centers=centres, report=report)
+
+
+def _valid_centres(xy, values, labels, k, fixed, old) -> np.ndarray:
+    new = weighted_medoids(xy, values[:, 0], labels, k, fixed)
+    return np.where(new >= 0, new, old)
+
+
+class TerritoryDesigner:
+    """Balanced, contiguous, compact territory design (scikit-learn style).
+
+    Parameters
+    ----------
+    n_territories
+        Number of territories K.
+    tolerance
+        Default balance tolerance tau (fraction, e.g. 0.05).
+    seed
+        Seed for every random step (same seed, same alignment).
+    max_iter
+        Iteration cap of each local-search phase.
+    time_limit_s
+        Wall-clock budget of one fit.
+    n_starts
+        Independent starts; the best is kept.
+    compactness_weight
+        Weight of compactness in the balance phase.
+    move_budget
+        Rebalance mode: maximum share of the first attribute that may move.
+
+    Attributes
+    ----------
+    labels_ : np.ndarray
+        Territory of each unit, ``0..K-1``.
+    centers_ : np.ndarray
+        Unit index of each territory's centre.
+    report_ : TerritoryReport
+        Quality metrics and plain-word violations.
+    """
+
+    def __init__(
+        self,
+        n_territories: int = 50,
+        tolerance: float = 0.05,
+        seed: int = 0,
+        max_iter: int = 3000,
+        time_limit_s: float = 20.0,
+        n_starts: int = 1,
+        compactness_weight: float = 1.0,
+        move_budget: float | None = None,
+    ) -> None:
+        self.n_territories = n_territories
+        self.tolerance = tolerance
+        self.seed = seed
+        self.max_iter = max_iter
+        self.time_limit_s = time_limit_s
+        self.n_starts = n_starts
+        self.compactness_weight = compactness_weight
+        self.move_budget = move_budget
+
+    def fit(
+        self,
+        xy,
+        adjacency,
+        attributes: pd.DataFrame,
+        *,
+        unit_ids=None,
+        current_labels=None,
+        fixed_centers: Mapping[int, int] | None = None,
+        locked: Mapping[int, int] | None = None,
+        tolerances: Mapping[str, float] | None = None,
+        targets: np.ndarray | None = None,
+    ) -> TerritoryDesigner:
+        """Design territories for the given units; see :func:`design_territories`."""
+        result = design_territories(
+            xy, adjacency, attributes, self.n_territories, self.tolerance, self.seed,
+            unit_ids=unit_ids, current_labels=current_labels, fixed_centers=fixed_centers,
+            locked=locked, tolerances=tolerances, targets=targets, max_iter=self.max_iter,
+            time_limit_s=self.time_limit_s, n_starts=self.n_starts,
+            compactness_weight=self.compactness_weight, move_budget=self.move_budget,
+        )
+        self.labels_ = result.labels
+        self.centers_ = result.centers
+        self.report_ = result.report
+        return self

@@ -1,0 +1,194 @@
+"""The MLflow adapter: the only module in ``models/`` that imports MLflow.
+
+It logs runs (config, params, metrics, dataset digests, figures, tables),
+logs and registers the scoring model as a pyfunc, and moves registry aliases.
+New versions get the alias ``challenger``; ``champion`` moves only through
+:func:`promote_if_better`, so a failed or worse run never touches it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class TerritoryScoringModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc that scores forecast-table rows with the fitted forecaster.
+
+    Input: rows of the forecast table (unit, horizon and feature columns).
+    Output: ``forecast``, ``forecast_lo``, ``forecast_hi`` per row.
+    """
+
+    def __init__(self, forecaster: Any) -> None:
+        self.forecaster = forecaster
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
+        point, lo, hi = self.forecaster.predict_interval(model_input)
+        return pd.DataFrame({"forecast": point, "forecast_lo": lo, "forecast_hi": hi})
+
+
+def setup_tracking(tracking_uri: str, experiment: str, artifact_root: Path | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` and make sure the experiment exists.
+
+    ``artifact_root`` pins where a new experiment stores artifacts (the
+    workspace, for a local SQLite store); remote servers choose their own.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextmanager
+def training_run(run_name: str, tags: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a run and yield its id; a failure marks the run FAILED."""
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        yield run.info.run_id
+
+
+def log_config(config: dict, name: str = "config.json") -> None:
+    """Log the resolved config as an artifact and its flat keys as params."""
+    mlflow.log_dict(config, name)
+    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict()
+    params = {k: str(v)[:500] for k, v in flat.items()}
+    for start in range(0, len(params), 100):
+        mlflow.log_params(dict(list(params.items())[start : start + 100]))
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log finite metrics; NaN and inf are skipped."""
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    mlflow.log_metrics(clean, step=step)
+
+
+def log_dataset(frame: pd.DataFrame, source: Path, name: str, context: str = "training") -> str:
+    """Log a dataset's digest and source with ``mlflow.data``; returns the digest."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
+        dataset = mlflow.data.from_pandas(frame, source=str(source), name=name)
+    mlflow.log_input(dataset, context=context)
+    return dataset.digest
+
+
+def log_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def log_figure(figure: Any, name: str) -> None:
+    mlflow.log_figure(figure, name)
+
+
+def log_table(frame: pd.DataFrame, name: str) -> None:
+    """Log a DataFrame as a CSV artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path))
+
+
+def log_scoring_model(
+    forecaster: Any, input_example: pd.DataFrame, registered_model: str
+) -> str:
+    """Log the forecaster as a pyfunc, register it, and tag the version ``challenger``.
+
+    Returns the new model version.
+    """
+    example = input_example.head(5).reset_index(drop=True)
+    # Integer columns cannot hold missing values in a signature; serve them as doubles.
+    ints = example.select_dtypes("integer").columns
+    example[ints] = example[ints].astype("float64")
+    output = TerritoryScoringModel(forecaster).predict(None, example)
+    info = mlflow.pyfunc.log_model(
+        name="scoring-model",
+        python_model=TerritoryScoringModel(forecaster),
+        signature=infer_signature(example, output),
+        input_example=example,
+        registered_model_name=registered_model,
+        pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
+    )
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(registered_model, CHALLENGER, version)
+    return version
+
+
+def champion_version(registered_model: str) -> str | None:
+    """Version that holds ``champion``, or None."""
+    try:
+        return MlflowClient().get_model_version_by_alias(registered_model, CHAMPION).version
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def promote_if_better(
+    registered_model: str,
+    version: str,
+    metric: str,
+    value: float,
+    comparable_on: str,
+    margin: float = 0.0,
+) -> dict[str, Any]:
+    """Move ``champion`` to ``version`` when it beats the champion.
+
+    Lower ``metric`` is better. The champion's score is read from its run;
+    the two are compared only when both were evaluated on the same windows
+    (``comparable_on``, e.g. the validation window's end date), otherwise
+    the challenger is promoted only if there is no champion yet. The
+    decision and both scores are logged to the active run and returned.
+    """
+    client = MlflowClient()
+    current = champion_version(registered_model)
+    decision: dict[str, Any] = {
+        "challenger_version": version,
+        "challenger_score": value,
+        "champion_version": current,
+        "champion_score": None,
+        "metric": metric,
+        "margin": margin,
+    }
+    if current is None:
+        promote, reason = True, "no champion yet"
+    else:
+        champ_run = client.get_run(client.get_model_version(registered_model, current).run_id)
+        champ_score = champ_run.data.metrics.get(metric)
+        same_windows = champ_run.data.tags.get("evaluation_windows") == comparable_on
+        decision["champion_score"] = champ_score
+        if champ_score is None or not same_windows:
+            promote = False
+            reason = "champion was evaluated on other windows; kept until a comparable run"
+        else:
+            promote = value < champ_score * (1.0 - margin)
+            reason = (
+                f"challenger {metric}={value:.4f} vs champion {champ_score:.4f} "
+                f"(margin {margin:.0%}): {'promoted' if promote else 'kept champion'}"
+            )
+    if promote:
+        client.set_registered_model_alias(registered_model, CHAMPION, version)
+    decision.update({"promoted": promote, "reason": reason})
+    mlflow.log_dict(json.loads(json.dumps(decision, default=str)), "promotion_decision.json")
+    mlflow.set_tags({"promotion": "promoted" if promote else "not promoted",
+                     "promotion_reason": reason})
+    return decision
+
+
+def active_run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run else None

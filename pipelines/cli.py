@@ -1,0 +1,121 @@
+"""``territory``: the command line.
+
+Environment for Prefect (its home inside the workspace) is set here, at
+command time, before Prefect is imported; nothing happens at import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Sales territory planning: forecast, potential and territories.")
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config (YAML).")]
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def prepare_environment(workspace: Path, verbose: bool = False) -> None:
+    """Point Prefect's home at the workspace and quieten its logs unless asked."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str((workspace / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@app.command()
+def run(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    as_of: Annotated[str | None, typer.Option(help="As-of date (YYYY-MM-DD).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the whole pipeline and print where the outputs are."""
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config, {"as_of": as_of} if as_of else None)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace), verbose)
+    from pipelines.flows import territory_pipeline
+
+    try:
+        result = territory_pipeline(cfg)
+    except InputError as exc:
+        _fail(exc)
+    _print_result(result)
+
+
+def _print_result(result: dict) -> None:
+    m = result["metrics"]
+    table = Table(title="Run summary", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("forecast WAPE (held-out 12 months)", f"{m['valid_wape']:.1%}")
+    table.add_row("seasonal naive WAPE (same window)", f"{m['valid_wape_seasonal_naive']:.1%}")
+    if "potential_spearman_vs_truth" in m:
+        table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")
+    for key, value in result["territories"].items():
+        if key.startswith("max_abs_deviation_"):
+            cur = (result["current_territories"] or {}).get(key)
+            cur_text = f" (current {cur:.1%})" if cur is not None else ""
+            table.add_row(key.replace("_", " "), f"{value:.1%}{cur_text}")
+    table.add_row("contiguous", str(result["territories"].get("contiguous")))
+    table.add_row("violations", str(len(result["violations"])))
+    table.add_row("champion", "promoted" if result["promotion"]["promoted"] else "kept")
+    console.print(table)
+    console.print(f"outputs:  {result['run_dir']}")
+    console.print(f"report:   {result['report_html']}")
+    console.print(f"workbook: {result['report_xlsx']}")
+    console.print(f"MLflow run: {result['mlflow_run_id']}")
+
+
+@app.command()
+def validate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Check the config and every input file against the data contracts."""
+    from pipelines.config import load_config
+    from pipelines.stages import load_inputs
+
+    try:
+        cfg = load_config(config)
+        inputs = load_inputs(cfg)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"[green]ok[/green]: {len(inputs.units):,} units, {len(inputs.sales):,} sales rows")
+
+
+@app.command("make-demo-data")
+def make_demo_data(
+    nat_dir: Annotated[Path, typer.Option(help="Folder with NAT.shp from libpysal 4.1.1.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/demo"),
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 20261127,
+) -> None:
+    """Regenerate the embedded demo data from PySAL's NAT files."""
+    from pipelines.demo_data import write_demo_data
+
+    try:
+        written = write_demo_data(nat_dir, out, seed)
+    except InputError as exc:
+        _fail(exc)
+    for name, path in written.items():
+        console.print(f"{name}: {path}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

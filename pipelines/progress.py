@@ -1,0 +1,20 @@
+"""Progress lines for long-running commands (rich)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+_console = Console(stderr=True)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Show a spinner while ``name`` runs and a tick with its duration when done."""
+    start = time.perf_counter()
+    with _console.status(f"[bold]{name}…"):
+        yield
+    _console.print(f"[green]✓[/green] {name} [dim]({time.perf_counter() - start:.1f} s)[/dim]")

@@ -1,0 +1,350 @@
+"""The pipeline's stages as plain functions over typed config.
+
+Each stage loads, calls pure code in ``features``/``models``, and returns a
+small dataclass. ``pipelines.flows`` wraps them as Prefect tasks; tests can
+call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from features import io as fio
+from features.build import (
+    build_forecast_table,
+    build_market_table,
+    training_origins,
+)
+from features.errors import InputError
+from features.panel import make_panel
+from features.spatial import AdjacencyGraph, build_adjacency, projected_xy
+from features.temporal import rolling_name
+from models import backtest
+from models.forecast import SalesForecaster
+from models.potential import PotentialEstimator, describe_drivers
+from models.recommend import match_territory_ids, unit_recommendations
+from models.territories import TerritoryDesigner, evaluate_alignment
+from pipelines.config import RunConfig
+from pipelines.outputs import file_sha256
+
+PERIODS_PER_YEAR = {"MS": 12, "W-MON": 52, "QS": 4}
+
+
+@dataclass
+class Inputs:
+    units: gpd.GeoDataFrame
+    sales: pd.DataFrame
+    demographics: pd.DataFrame | None
+    alignment: pd.DataFrame | None
+    reps: pd.DataFrame | None
+    file_hashes: dict[str, str]
+
+
+@dataclass
+class FeatureSet:
+    graph: AdjacencyGraph
+    xy: np.ndarray
+    as_of: pd.Timestamp
+    train_table: pd.DataFrame
+    score_table: pd.DataFrame
+    market_table: pd.DataFrame
+    annual_sales: pd.Series
+    workload: pd.Series
+
+
+@dataclass
+class Trained:
+    forecaster: SalesForecaster
+    potential: PotentialEstimator
+    metrics: dict[str, float]
+    validation: pd.DataFrame
+    evaluation_windows: str
+
+
+@dataclass
+class Design:
+    proposed: pd.Series
+    current: pd.Series | None
+    summary: pd.DataFrame
+    overall: dict
+    current_overall: dict | None
+    current_summary: pd.DataFrame | None
+    violations: list[str]
+    fixed_centres: bool
+
+
+@dataclass
+class Scores:
+    scores: pd.DataFrame
+    unit_totals: pd.DataFrame
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def load_inputs(config: RunConfig) -> Inputs:
+    """Read and validate every input file named in the config."""
+    data, cols = config.data, config.data.columns
+    units = fio.load_units(data.units, cols)
+    unit_ids = units[cols.unit_col].to_numpy()
+    sales = fio.load_sales(data.sales, unit_ids, cols, config.features.frequency)
+    demographics = (
+        fio.load_demographics(data.demographics, unit_ids, cols) if data.demographics else None
+    )
+    alignment = fio.load_alignment(data.alignment, unit_ids, cols) if data.alignment else None
+    territory_ids = (
+        alignment[cols.territory_col].unique() if alignment is not None else None
+    )
+    reps = fio.load_reps(data.reps, unit_ids, territory_ids, cols) if data.reps else None
+    hashes = {
+        name: file_sha256(Path(path))
+        for name in ("units", "sales", "demographics", "alignment", "reps")
+        if (path := getattr(data, name)) is not None and Path(path).is_file()
+    }
+    return Inputs(units, sales, demographics, alignment, reps, hashes)
+
+
+def build_features(config: RunConfig, inputs: Inputs) -> FeatureSet:
+    """Panel, adjacency, forecast tables and market table as of the as-of date."""
+    cols, feats = config.data.columns, config.features
+    if "mean" not in feats.rolling_stats:
+        raise InputError(
+            "config", "rolling_stats must include 'mean' (it sets each unit's scale)",
+            column="features.rolling_stats",
+        )
+    unit_ids = inputs.units[cols.unit_col].to_numpy()
+    as_of = pd.Timestamp(config.as_of) if config.as_of else inputs.sales[cols.time_col].max()
+    graph = build_adjacency(inputs.units, cols.unit_col, feats.contiguity, config.data.projected_crs)
+    xy = projected_xy(inputs.units, config.data.projected_crs)
+    panel = make_panel(inputs.sales, unit_ids, feats.frequency, cols, end=as_of)
+    periods = pd.DatetimeIndex(sorted(panel[cols.time_col].unique()))
+    demo = inputs.demographics
+    train = build_forecast_table(
+        panel, feats, config.forecast.horizon, training_origins(periods, feats), demo, graph, cols
+    )
+    score = build_forecast_table(panel, feats, config.forecast.horizon, [periods[-1]], demo, graph,
+                                 cols)
+
+    year = PERIODS_PER_YEAR[feats.frequency]
+    recent = panel[panel[cols.time_col] > periods[-1] - year * pd.tseries.frequencies.to_offset(
+        feats.frequency)]
+    by_unit = recent.groupby(cols.unit_col)
+    observed = by_unit[cols.target_col].count()
+    annual = (by_unit[cols.target_col].sum(min_count=1) * year / observed.clip(lower=1)).where(
+        observed >= year // 2
+    )
+    wl_col = config.territories.workload_column
+    if wl_col and wl_col in panel.columns:
+        workload = by_unit[wl_col].mean().fillna(0.0)
+    else:
+        workload = pd.Series(1.0, index=observed.index)
+
+    area = inputs.units.geometry.to_crs(config.data.projected_crs or inputs.units.estimate_utm_crs())
+    area_km2 = pd.Series(area.area.to_numpy() / 1e6, index=unit_ids, name="unit_area_km2")
+    if demo is not None:
+        market = build_market_table(demo, graph, cols, feats.demographic_columns)
+    else:
+        market = pd.DataFrame(index=pd.Index(unit_ids, name=cols.unit_col))
+    if area_km2.name not in market.columns and "area_km2" not in market.columns:
+        market = market.join(area_km2)
+    return FeatureSet(graph, xy, as_of, train, score, market,
+                      annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0))
+
+
+def train_models(config: RunConfig, features: FeatureSet) -> Trained:
+    """Fit the forecaster and the potential model; score the validation window."""
+    fc, cols = config.forecast, config.data.columns
+    scale_col = rolling_name(cols.target_col, "mean", max(config.features.rolling_windows))
+    forecaster = SalesForecaster(
+        horizon=fc.horizon, objective=fc.objective, interval_level=fc.interval_level,
+        validation_periods=fc.validation_periods, n_estimators=fc.n_estimators,
+        learning_rate=fc.learning_rate, num_leaves=fc.num_leaves,
+        min_child_samples=fc.min_child_samples, feature_fraction=fc.feature_fraction,
+        early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
+        scale_col=scale_col, level_prefix=f"{cols.target_col}_", unit_col=cols.unit_col,
+        random_state=fc.seed,
+    ).fit(features.train_table)
+    pc = config.potential
+    potential = PotentialEstimator(
+        quantile=pc.quantile, n_estimators=pc.n_estimators, learning_rate=pc.learning_rate,
+        num_leaves=pc.num_leaves, min_child_samples=pc.min_child_samples,
+        feature_fraction=pc.feature_fraction,
+        random_state=pc.seed,
+    ).fit(features.market_table, features.annual_sales.to_numpy())
+
+    val = forecaster.validation_
+    metrics = {
+        "valid_wape": backtest.wape(val["actual"], val["forecast"]),
+        "valid_mae": backtest.mae(val["actual"], val["forecast"]),
+        "valid_rmse": backtest.rmse(val["actual"], val["forecast"]),
+        "valid_bias": backtest.bias(val["actual"], val["forecast"]),
+        "valid_wape_seasonal_naive": backtest.wape(val["actual"], val["seasonal_naive"]),
+        "best_iteration": float(forecaster.best_iteration_),
+    }
+    for h, grp in val.groupby("horizon"):
+        metrics[f"valid_wape_h{int(h):02d}"] = backtest.wape(grp["actual"], grp["forecast"])
+    windows = f"{val['target_period'].min():%Y-%m}..{val['target_period'].max():%Y-%m}"
+    return Trained(forecaster, potential, metrics, val, windows)
+
+
+def score_units(config: RunConfig, features: FeatureSet, trained: Trained) -> Scores:
+    """Scores per (unit, horizon) as in DESIGN.md, plus per-unit horizon totals."""
+    cols = config.data.columns
+    table = features.score_table
+    point, lo, hi = trained.forecaster.predict_interval(table)
+    per_year = PERIODS_PER_YEAR[config.features.frequency]
+    annual_potential = pd.Series(
+        trained.potential.predict(features.market_table), index=features.market_table.index
+    )
+    drivers = describe_drivers(trained.potential.contributions(features.market_table))
+    unit_index = table[cols.unit_col].to_numpy()
+    potential_per_period = annual_potential.reindex(unit_index).to_numpy() / per_year
+    scores = pd.DataFrame(
+        {
+            cols.unit_col: unit_index,
+            "as_of": features.as_of,
+            "horizon": table["horizon"].to_numpy(),
+            "target_period": table["target_period"].to_numpy(),
+            "forecast": point,
+            "forecast_lo": lo,
+            "forecast_hi": hi,
+            "potential": potential_per_period,
+        }
+    )
+    scores["white_space"] = scores["potential"] - scores["forecast"]
+    scores["drivers"] = drivers.reindex(unit_index).to_numpy()
+    totals = scores.groupby(cols.unit_col).agg(
+        forecast=("forecast", "sum"), forecast_lo=("forecast_lo", "sum"),
+        forecast_hi=("forecast_hi", "sum"), potential=("potential", "sum"),
+    )
+    totals["drivers"] = drivers.reindex(totals.index)
+    # A unit without recent history still gets its potential; its forecast is 0.
+    totals["forecast"] = totals["forecast"].fillna(0.0)
+    metrics = {}
+    if config.data.truth is not None:
+        truth = pd.read_parquet(config.data.truth).set_index(cols.unit_col)
+        if "true_potential" in truth:
+            est = annual_potential.reindex(truth.index).to_numpy()
+            metrics["potential_spearman_vs_truth"] = backtest.spearman(
+                est, truth["true_potential"].to_numpy())
+            metrics["potential_wape_vs_truth"] = backtest.wape(truth["true_potential"], est)
+    return Scores(scores, totals, metrics)
+
+
+def design_territories(
+    config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores
+) -> Design:
+    """Propose an alignment balanced on the configured attributes."""
+    cols, tc = config.data.columns, config.territories
+    unit_ids = inputs.units[cols.unit_col].to_numpy()
+    totals = scores.unit_totals.reindex(unit_ids)
+    columns = {
+        "potential": totals["potential"].fillna(0.0).to_numpy(),
+        "forecast": totals["forecast"].fillna(0.0).to_numpy(),
+        "workload": features.workload.to_numpy(),
+        "units": np.ones(len(unit_ids)),
+    }
+    attributes = pd.DataFrame({a: columns[a] for a in tc.balance_attributes})
+
+    current = None
+    current_codes = None
+    if inputs.alignment is not None:
+        current = inputs.alignment.set_index(cols.unit_col)[cols.territory_col].reindex(unit_ids)
+        current_ids = sorted(current.dropna().unique())
+        current_codes = pd.Categorical(current, categories=current_ids).codes
+
+    fixed = None
+    position = {u: i for i, u in enumerate(unit_ids)}
+    rep_terr_ids: list[str] | None = None
+    if (
+        tc.keep_rep_homes and inputs.reps is not None and "home_unit_id" in inputs.reps
+        and inputs.reps["home_unit_id"].notna().all()
+        and len(inputs.reps) == tc.n_territories
+    ):
+        reps = inputs.reps.sort_values(cols.territory_col)
+        fixed = {k: position[str(h)] for k, h in enumerate(reps["home_unit_id"])}
+        rep_terr_ids = list(reps[cols.territory_col].astype(str))
+
+    start_labels = None
+    if tc.mode == "rebalance":
+        if current_codes is None or (current_codes < 0).any():
+            raise InputError(
+                "config", "rebalance needs a current alignment that covers every unit",
+                column="territories.mode", hint="set data.alignment or use mode: fresh",
+            )
+        if len(np.unique(current_codes)) != tc.n_territories:
+            raise InputError(
+                "config",
+                f"rebalance keeps the current {len(np.unique(current_codes))} territories "
+                f"but n_territories is {tc.n_territories}",
+                column="territories.n_territories",
+            )
+        start_labels = current_codes
+        rep_terr_ids = list(pd.Categorical(current).categories)
+        if fixed is not None:
+            reps = inputs.reps.set_index(cols.territory_col)
+            fixed = {k: position[str(reps.loc[t, "home_unit_id"])] for k, t in
+                     enumerate(rep_terr_ids)}
+
+    designer = TerritoryDesigner(
+        n_territories=tc.n_territories, tolerance=tc.tolerance, seed=tc.seed,
+        time_limit_s=tc.time_limit_s,
+    ).fit(
+        features.xy, features.graph.matrix, attributes, unit_ids=unit_ids,
+        current_labels=start_labels, fixed_centers=fixed,
+    )
+    labels = designer.labels_
+    if rep_terr_ids is not None:
+        names = np.asarray(rep_terr_ids, dtype=object)[labels]
+    elif current is not None:
+        names = match_territory_ids(labels, current.to_numpy(), columns["potential"])
+    else:
+        names = np.asarray([f"T{k + 1:02d}" for k in range(tc.n_territories)], dtype=object)[labels]
+    proposed = pd.Series(names, index=unit_ids, name="proposed_territory")
+
+    current_overall = current_summary = None
+    if current_codes is not None and (current_codes >= 0).all():
+        rep_current = evaluate_alignment(
+            current_codes, features.xy, features.graph.matrix, attributes,
+            tolerances={a: tc.tolerance for a in attributes},
+        )
+        current_overall, current_summary = rep_current.overall, rep_current.territories
+        current_summary["territory"] = list(pd.Categorical(current).categories)
+    summary = designer.report_.territories.copy()
+    summary["territory"] = [str(names[labels == k][0]) if (labels == k).any() else f"empty-{k}"
+                            for k in range(len(summary))]
+    return Design(proposed, current, summary, designer.report_.overall, current_overall,
+                  current_summary, list(designer.report_.violations), fixed is not None)
+
+
+def recommendations(config: RunConfig, scores: Scores, design: Design) -> pd.DataFrame:
+    """Per-unit recommendations table."""
+    current = design.current if design.current is not None else design.proposed
+    return unit_recommendations(scores.unit_totals, current, design.proposed)
+
+
+def manifest(config: RunConfig, inputs: Inputs, run_id: str | None, started: float) -> dict:
+    """Provenance of one run: config hash, input hashes, versions, MLflow run id."""
+    packages = ["territory", "lightgbm", "mlflow", "prefect", "pandas", "scikit-learn",
+                "geopandas", "libpysal"]
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "config_hash": config.fingerprint(),
+        "config": json.loads(config.model_dump_json()),
+        "input_hashes": inputs.file_hashes,
+        "versions": {"python": platform.python_version(), **versions},
+        "mlflow_run_id": run_id,
+        "wall_time_s": round(time.time() - started, 2),
+    }

@@ -1,0 +1,65 @@
+"""Shared fixtures: a small slice of the demo data and a config for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data" / "demo"
+SLICE_STATES = ("Iowa", "Nebraska")
+
+
+@pytest.fixture(scope="session")
+def demo_slice_dir(tmp_path_factory) -> Path:
+    """Iowa and Nebraska (192 counties) from the committed demo data, 4 territories."""
+    out = tmp_path_factory.mktemp("demo_slice")
+    counties = gpd.read_parquet(DEMO / "counties.parquet")
+    counties = counties[counties["region"].isin(SLICE_STATES)].reset_index(drop=True)
+    ids = set(counties["unit_id"])
+    counties.to_parquet(out / "counties.parquet")
+    demo = pd.read_parquet(DEMO / "demographics.parquet")
+    demo[demo["unit_id"].isin(ids)].to_parquet(out / "demographics.parquet")
+    sales = pd.read_parquet(DEMO / "sales.parquet")
+    sales[sales["unit_id"].isin(ids)].to_parquet(out / "sales.parquet")
+    truth = pd.read_parquet(DEMO / "truth.parquet")
+    truth[truth["unit_id"].isin(ids)].to_parquet(out / "truth.parquet")
+    alignment = pd.read_csv(DEMO / "alignment.csv", dtype=str)
+    alignment = alignment[alignment["unit_id"].isin(ids)]
+    alignment.to_csv(out / "alignment.csv", index=False)
+    reps = pd.read_csv(DEMO / "reps.csv", dtype=str)
+    reps = reps[reps["territory_id"].isin(set(alignment["territory_id"]))]
+    reps.to_csv(out / "reps.csv", index=False)
+    return out
+
+
+def write_slice_config(slice_dir: Path, workspace: Path, **overrides) -> Path:
+    """A fast config over the slice; ``overrides`` replace top-level sections."""
+    config = {
+        "run_name": "slice",
+        "workspace": str(workspace),
+        "data": {
+            "units": str(slice_dir / "counties.parquet"),
+            "sales": str(slice_dir / "sales.parquet"),
+            "demographics": str(slice_dir / "demographics.parquet"),
+            "alignment": str(slice_dir / "alignment.csv"),
+            "reps": str(slice_dir / "reps.csv"),
+            "truth": str(slice_dir / "truth.parquet"),
+            "projected_crs": "EPSG:5070",
+        },
+        "forecast": {"n_estimators": 60, "learning_rate": 0.15, "max_train_rows": 20000,
+                     "early_stopping_rounds": 10},
+        "potential": {"n_estimators": 100},
+        "territories": {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10},
+        "tracking": {"experiment": "slice-test", "registered_model": "slice-forecaster"},
+        "progress": "none",
+    }
+    config.update(overrides)
+    path = workspace.parent / f"{workspace.name}.yaml"
+    workspace.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,154 @@
+"""Behavioural tests of the forecaster and the potential model."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_forecast_table, training_origins
+from features.config import FeaturesConfig
+from features.errors import InputError
+from features.panel import make_panel
+from models import backtest
+from models.forecast import SalesForecaster
+from models.potential import PotentialEstimator, describe_drivers
+
+FEATURES = FeaturesConfig(lags=[1, 2, 3, 12], rolling_windows=[3, 12], rolling_stats=["mean"])
+
+
+def _seasonal_sales(n_units=40, n_periods=60, seed=1) -> pd.DataFrame:
+    """Stable levels, strong seasonality, noisy months: seasonal naive copies the noise."""
+    rng = np.random.default_rng(seed)
+    periods = pd.date_range("2019-01-01", periods=n_periods, freq="MS")
+    season = 1 + 0.4 * np.sin(2 * np.pi * periods.month.to_numpy() / 12)
+    level = rng.lognormal(3, 1, n_units)
+    values = level[:, None] * season[None, :] * rng.lognormal(0, 0.25, (n_units, n_periods))
+    return pd.DataFrame({
+        "unit_id": np.repeat([f"u{i:02d}" for i in range(n_units)], n_periods),
+        "period": np.tile(periods, n_units),
+        "sales": values.ravel(),
+    })
+
+
+@pytest.fixture(scope="module")
+def seasonal_tables():
+    sales = _seasonal_sales()
+    units = sorted(sales["unit_id"].unique())
+    cutoff = pd.Timestamp("2022-12-01")
+    history = make_panel(sales, units, "MS", end=cutoff)
+    periods = pd.DatetimeIndex(sorted(history["period"].unique()))
+    train = build_forecast_table(history, FEATURES, 12, training_origins(periods, FEATURES))
+    full = make_panel(sales, units, "MS")
+    test = build_forecast_table(full, FEATURES, 12, [cutoff])
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def fitted(seasonal_tables):
+    train, _ = seasonal_tables
+    return SalesForecaster(n_estimators=200, learning_rate=0.1, validation_periods=6,
+                           early_stopping_rounds=20, random_state=3).fit(train)
+
+
+def test_forecaster_beats_seasonal_naive(fitted, seasonal_tables):
+    _, test = seasonal_tables
+    forecast = fitted.predict(test)
+    ours = backtest.wape(test["target"], forecast)
+    naive = backtest.wape(test["target"], test["sales_same_period_1y"])
+    assert ours < 0.85 * naive, (ours, naive)
+
+
+def test_intervals_bracket_the_forecast_and_cover_roughly(fitted, seasonal_tables):
+    _, test = seasonal_tables
+    point, lo, hi = fitted.predict_interval(test)
+    assert (lo <= point + 1e-9).all() and (point <= hi + 1e-9).all()
+    cover = backtest.coverage(test["target"].to_numpy(), lo, hi)
+    assert 0.6 <= cover <= 0.97
+
+
+def test_row_order_does_not_change_predictions(fitted, seasonal_tables):
+    _, test = seasonal_tables
+    shuffled = test.sample(frac=1.0, random_state=0)
+    np.testing.assert_allclose(fitted.predict(shuffled), fitted.predict(test.loc[shuffled.index]))
+
+
+def test_same_seed_same_model(seasonal_tables):
+    train, test = seasonal_tables
+    kwargs = dict(n_estimators=30, validation_periods=6, random_state=7)
+    a = SalesForecaster(**kwargs).fit(train).predict(test)
+    b = SalesForecaster(**kwargs).fit(train).predict(test)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_predict_before_fit_and_missing_features(seasonal_tables, fitted):
+    _, test = seasonal_tables
+    with pytest.raises(Exception, match="not fitted"):
+        SalesForecaster().predict(test)
+    with pytest.raises(InputError, match="sales_lag_1"):
+        fitted.predict(test.drop(columns=["sales_lag_1"]))
+
+
+def test_too_little_history_is_a_clear_error(seasonal_tables):
+    train, _ = seasonal_tables
+    with pytest.raises(InputError, match="full history"):
+        SalesForecaster().fit(train.head(50))
+
+
+def _market(n=400, seed=0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    population = rng.lognormal(10, 1.2, n)
+    income = rng.normal(50, 10, n)
+    X = pd.DataFrame({"population": population, "median_income": income,
+                      "noise": rng.normal(size=n)})
+    market = population ** 0.6 * np.exp(0.02 * (income - 50))
+    penetration = rng.uniform(0.4, 1.0, n)
+    return X, market * penetration * rng.lognormal(0, 0.1, n)
+
+
+def test_potential_sits_above_typical_sales_and_ranks_markets():
+    X, y = _market()
+    model = PotentialEstimator(n_estimators=200, random_state=0).fit(X, y)
+    potential = model.predict(X)
+    assert 0.65 <= np.mean(y <= potential) <= 0.92  # a high quantile, not the mean
+    true_market = X["population"] ** 0.6 * np.exp(0.02 * (X["median_income"] - 50))
+    assert backtest.spearman(potential, true_market.to_numpy()) > 0.9
+
+
+def test_more_population_does_not_lower_potential_on_average():
+    X, y = _market()
+    model = PotentialEstimator(n_estimators=200, random_state=0).fit(X, y)
+    richer = X.assign(population=X["population"] * 1.5)
+    before, after = model.predict(X), model.predict(richer)
+    assert after.mean() > before.mean()
+    assert np.mean(after >= before * 0.98) > 0.9
+
+
+def test_potential_ignores_row_order():
+    X, y = _market()
+    order = np.random.default_rng(1).permutation(len(X))
+    a = PotentialEstimator(n_estimators=100).fit(X, y).predict(X)
+    b = PotentialEstimator(n_estimators=100).fit(X.iloc[order], y[order]).predict(X)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_drivers_read_as_words():
+    contributions = pd.DataFrame({"population": [0.166, -0.1], "median_income_nbr_mean": [0.01, 0.3]})
+    text = describe_drivers(contributions, top=2)
+    assert text.iloc[0] == "population +18%; median income (neighbours) +1%"
+    assert text.iloc[1].startswith("median income (neighbours) +35%")
+
+
+def test_metrics_against_hand_computed_values():
+    actual = np.array([10.0, 0.0, 5.0, np.nan])
+    forecast = np.array([8.0, 1.0, 5.0, 3.0])
+    assert backtest.wape(actual, forecast) == pytest.approx(3 / 15)
+    assert backtest.bias(actual, forecast) == pytest.approx(-1 / 15)
+    assert backtest.mae(actual, forecast) == pytest.approx(1.0)
+    assert backtest.coverage(actual, forecast - 1.5, forecast + 1.5) == pytest.approx(2 / 3)
+
+
+def test_training_row_order_does_not_change_the_model(seasonal_tables):
+    train, test = seasonal_tables
+    kwargs = dict(n_estimators=30, validation_periods=6, random_state=7)
+    a = SalesForecaster(**kwargs).fit(train).predict(test)
+    b = SalesForecaster(**kwargs).fit(train.sample(frac=1.0, random_state=2)).predict(test)
+    np.testing.assert_allclose(a, b)

@@ -1,0 +1,146 @@
+"""End to end: the real flow under Prefect's test harness, a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from features.errors import InputError
+from pipelines.config import load_config
+from tests.conftest import write_slice_config
+
+
+@pytest.fixture(scope="module")
+def prefect_harness(tmp_path_factory):
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, demo_slice_dir, tmp_path_factory):
+    from pipelines.flows import territory_pipeline
+
+    workspace = tmp_path_factory.mktemp("e2e") / "workspace"
+    config = load_config(write_slice_config(demo_slice_dir, workspace))
+    return config, territory_pipeline(config)
+
+
+def _uri(config) -> str:
+    return f"sqlite:///{config.workspace / 'mlflow.db'}"
+
+
+def test_outputs_follow_the_design(first_run):
+    config, result = first_run
+    run_dir = result["run_dir"]
+    for name in ("scores.parquet", "alignment.parquet", "territories.geojson",
+                 "territory_summary.csv", "moves.csv", "recommendations.csv", "report.html",
+                 "report.xlsx", "manifest.json"):
+        assert (run_dir / name).is_file(), name
+    scores = pd.read_parquet(run_dir / "scores.parquet")
+    assert list(scores.columns[:9]) == ["unit_id", "as_of", "horizon", "target_period", "forecast",
+                                        "forecast_lo", "forecast_hi", "potential", "white_space"]
+    units = gpd.read_parquet(config.data.units)
+    assert len(scores) == len(units) * config.forecast.horizon
+    assert (scores["forecast_lo"] <= scores["forecast"] + 1e-9).all()
+    assert (scores["forecast"] <= scores["forecast_hi"] + 1e-9).all()
+    alignment = pd.read_parquet(run_dir / "alignment.parquet")
+    assert sorted(alignment["unit_id"]) == sorted(units["unit_id"])  # each unit exactly once
+    assert alignment["territory_id"].nunique() == config.territories.n_territories
+    territories = gpd.read_file(run_dir / "territories.geojson")
+    assert len(territories) == config.territories.n_territories
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["mlflow_run_id"] == result["mlflow_run_id"]
+    assert set(manifest["input_hashes"]) >= {"units", "sales", "demographics"}
+    html = (run_dir / "report.html").read_text()
+    assert "Proposed territories" in html and "data:image/png;base64," in html
+
+
+def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
+    _, result = first_run
+    assert result["territories"]["contiguous"]
+    proposed = result["territories"]["max_abs_deviation_potential"]
+    current = result["current_territories"]["max_abs_deviation_potential"]
+    assert proposed < current
+
+
+def test_models_have_skill_on_the_slice(first_run):
+    _, result = first_run
+    m = result["metrics"]
+    assert m["valid_wape"] < m["valid_wape_seasonal_naive"]
+    assert m["potential_spearman_vs_truth"] > 0.8
+
+
+def test_mlflow_run_and_registry(first_run):
+    config, result = first_run
+    client = MlflowClient(tracking_uri=_uri(config))
+    run = client.get_run(result["mlflow_run_id"])
+    assert "valid_wape" in run.data.metrics
+    assert run.data.params["territories.n_territories"] == "4"
+    assert run.data.tags["promotion"] == "promoted"
+    champion = client.get_model_version_by_alias(config.tracking.registered_model, "champion")
+    assert champion.run_id == result["mlflow_run_id"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "promotion_decision.json", "forecast_importance.csv"} <= artifacts
+
+
+def test_worse_challenger_is_not_promoted(first_run, demo_slice_dir):
+    from pipelines.flows import territory_pipeline
+
+    config, result = first_run
+    worse = load_config(
+        write_slice_config(demo_slice_dir, config.workspace,
+                           forecast={"n_estimators": 1, "learning_rate": 0.01,
+                                     "max_train_rows": 20000}),
+    )
+    client = MlflowClient(tracking_uri=_uri(config))
+    before = client.get_model_version_by_alias(config.tracking.registered_model, "champion")
+    second = territory_pipeline(worse)
+    assert not second["promotion"]["promoted"]
+    assert second["promotion"]["challenger_score"] > second["promotion"]["champion_score"]
+    after = client.get_model_version_by_alias(config.tracking.registered_model, "champion")
+    assert after.version == before.version
+    challenger = client.get_model_version_by_alias(config.tracking.registered_model, "challenger")
+    assert challenger.run_id == second["mlflow_run_id"]
+
+
+def test_bad_input_changes_nothing(first_run, demo_slice_dir, tmp_path):
+    from pipelines.flows import territory_pipeline
+
+    config, result = first_run
+    run_dir = result["run_dir"]
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    sales = pd.read_parquet(demo_slice_dir / "sales.parquet")
+    sales.loc[sales.index[:3], "sales"] = -5.0
+    bad = tmp_path / "bad_sales.parquet"
+    sales.to_parquet(bad)
+    data = {**json.loads(config.data.model_dump_json()), "sales": str(bad)}
+    bad_config = load_config(write_slice_config(demo_slice_dir, config.workspace, data=data))
+    client = MlflowClient(tracking_uri=_uri(config))
+    champion = client.get_model_version_by_alias(config.tracking.registered_model, "champion")
+    with pytest.raises(InputError) as err:
+        territory_pipeline(bad_config)
+    assert "bad_sales.parquet" in str(err.value) and "sales" in str(err.value)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
+    same = client.get_model_version_by_alias(config.tracking.registered_model, "champion")
+    assert same.version == champion.version
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path):
+    from pipelines.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {units: a.csv, sales: b.csv}\nterritories: {tolerence: 0.1}\n")
+    result = CliRunner().invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "c.yaml" in result.output and "territories.tolerence" in result.output
+    assert "Traceback" not in result.output

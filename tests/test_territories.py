@@ -1,0 +1,298 @@
+"""Behaviour tests for the territory design engine (invariants, not magic labels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import Delaunay
+
+from models.territories import (
+    TerritoryDesigner,
+    TerritoryReport,
+    design_territories,
+    evaluate_alignment,
+)
+
+# ---------------------------------------------------------------- fixtures
+
+
+def lattice(rows: int, cols: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Rook lattice with 1 km spacing."""
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    r = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    c = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(rows * cols,) * 2)
+    a = ((a + a.T) > 0).astype(np.int8).tocsr()
+    yy, xx = np.divmod(np.arange(rows * cols), cols)
+    return np.column_stack([xx, yy]).astype(float) * 1000.0, a
+
+
+def delaunay(n: int, seed: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100_000, (n, 2))
+    s = Delaunay(xy).simplices
+    r = np.concatenate([s[:, 0], s[:, 1], s[:, 2]])
+    c = np.concatenate([s[:, 1], s[:, 2], s[:, 0]])
+    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
+    return xy, ((a + a.T) > 0).astype(np.int8).tocsr()
+
+
+def attrs(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "potential": rng.integers(15, 101, n).astype(float),
+            "workload": rng.integers(4, 21, n).astype(float),
+        }
+    )
+
+
+def assert_valid(labels: np.ndarray, adjacency: sp.csr_matrix, k: int) -> None:
+    """Every unit assigned exactly once to 0..K-1 and every territory contiguous."""
+    assert labels.shape == (adjacency.shape[0],)
+    assert labels.min() >= 0 and labels.max() < k
+    assert set(np.unique(labels)) == set(range(k)), "a territory is empty"
+    for t in range(k):
+        members = np.flatnonzero(labels == t)
+        n_comp, _ = connected_components(adjacency[members][:, members], directed=False)
+        assert n_comp == 1, f"territory {t} has {n_comp} pieces"
+
+
+def assert_balanced(labels, values: pd.DataFrame, k: int, tau: float) -> None:
+    totals = values.groupby(labels).sum().to_numpy()
+    dev = np.abs(totals / (values.sum().to_numpy() / k) - 1)
+    assert dev.max() <= tau + 1e-9, f"max deviation {dev.max():.3f} > {tau}"
+
+
+# ---------------------------------------------------------------- feasible designs
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "k", "seed"),
+    [(8, 8, 4, 0), (10, 10, 5, 1), (12, 12, 6, 2), (15, 15, 8, 3)],
+)
+def test_lattice_design_is_valid_and_balanced(rows, cols, k, seed):
+    xy, adj = lattice(rows, cols)
+    values = attrs(len(xy), seed)
+    res = design_territories(xy, adj, values, k, tolerance=0.05, seed=seed)
+    assert_valid(res.labels, adj, k)
+    assert_balanced(res.labels, values, k, 0.05)
+    assert res.report.violations == []
+    assert res.report.overall["contiguous"]
+    assert all(res.labels[c] == t for t, c in enumerate(res.centers))
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(200, 5, 0), (350, 7, 1), (500, 8, 2)])
+def test_delaunay_design_is_valid_and_balanced(n, k, seed):
+    xy, adj = delaunay(n, seed)
+    values = attrs(n, seed + 10)
+    designer = TerritoryDesigner(n_territories=k, tolerance=0.05, seed=seed).fit(xy, adj, values)
+    assert_valid(designer.labels_, adj, k)
+    assert_balanced(designer.labels_, values, k, 0.05)
+    assert isinstance(designer.report_, TerritoryReport)
+    assert designer.report_.violations == []
+    assert 90 <= designer.report_.overall["balance_index"] <= 100
+
+
+def test_same_seed_same_answer_and_row_totals():
+    xy, adj = delaunay(300, 5)
+    values = attrs(300, 5)
+    a = design_territories(xy, adj, values, 6, seed=11)
+    b = design_territories(xy, adj, values, 6, seed=11)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    table = a.report.territories
+    assert table["n_units"].sum() == 300
+    np.testing.assert_allclose(table["potential_total"].sum(), values["potential"].sum())
+
+
+def test_per_attribute_tolerance_and_targets():
+    xy, adj = lattice(12, 12)
+    values = attrs(len(xy), 4)
+    targets = np.tile(values.sum().to_numpy() / 4, (4, 1)) * np.array([[1.1], [0.9], [1.0], [1.0]])
+    res = design_territories(
+        xy, adj, values, 4, tolerance=0.05, seed=0, tolerances={"workload": 0.10}, targets=targets
+    )
+    assert_valid(res.labels, adj, 4)
+    dev = res.report.territories[["potential_deviation", "workload_deviation"]].abs().to_numpy()
+    assert dev[:, 0].max() <= 0.05 + 1e-9 and dev[:, 1].max() <= 0.10 + 1e-9
+    np.testing.assert_allclose(res.report.territories["potential_target"], targets[:, 0])
+
+
+def test_fixed_centres_and_locked_units_are_respected():
+    xy, adj = lattice(12, 12)
+    values = attrs(len(xy), 7)
+    fixed = {0: 0, 1: 143, 2: 11}
+    locked = {1: 0, 12: 0, 142: 1, 70: 3}
+    res = design_territories(xy, adj, values, 5, seed=3, fixed_centers=fixed, locked=locked)
+    assert_valid(res.labels, adj, 5)
+    for t, u in fixed.items():
+        assert res.labels[u] == t and res.centers[t] == u
+    for u, t in locked.items():
+        assert res.labels[u] == t
+    assert_balanced(res.labels, values, 5, 0.05)
+
+
+# ---------------------------------------------------------------- infeasible requests
+
+
+def test_giant_unit_is_reported_not_raised():
+    xy, adj = lattice(8, 8)
+    values = attrs(len(xy), 1)
+    values.loc[27, "potential"] = values["potential"].sum()  # half of everything
+    ids = [f"U{i:03d}" for i in range(len(xy))]
+    res = design_territories(xy, adj, values, 4, seed=0, unit_ids=ids)
+    assert_valid(res.labels, adj, 4)
+    text = " | ".join(res.report.violations)
+    assert "unit U027 alone exceeds the potential target" in text
+    assert "cannot be met" in text
+    assert any("over target" in v for v in res.report.violations)
+
+
+def test_locked_units_that_cannot_be_joined_are_reported():
+    xy, adj = lattice(8, 8)
+    values = attrs(len(xy), 2)
+    wall = {3 + 8 * r: 0 for r in range(8)}  # column 3 belongs to T00 and cuts the lattice
+    res = design_territories(xy, adj, values, 3, seed=0, locked={**wall, 0: 2, 7: 2})
+    assert res.labels[0] == 2 and res.labels[7] == 2
+    assert all(res.labels[u] == 0 for u in wall)
+    assert any("cannot be joined" in v for v in res.report.violations)
+    assert not res.report.overall["contiguous"]
+
+
+# ---------------------------------------------------------------- minimal disruption
+
+
+def test_rebalance_moves_fewer_units_than_redesign_and_fixes_imbalance():
+    xy, adj = lattice(12, 12)
+    values = attrs(len(xy), 3)
+    fresh = design_territories(xy, adj, values, 6, seed=1)
+    current = fresh.labels.copy()
+    # unbalance the alignment: heavier units in territory 0
+    members = np.flatnonzero(current == 0)
+    values.loc[members[:6], "potential"] *= 1.8
+    before = evaluate_alignment(current, xy, adj, values, 0.05)
+    assert before.violations, "the perturbed alignment should be out of balance"
+    redo = design_territories(xy, adj, values, 6, seed=2)
+    rebal = design_territories(xy, adj, values, 6, seed=2, current_labels=current)
+    assert_valid(rebal.labels, adj, 6)
+    assert_balanced(rebal.labels, values, 6, 0.05)
+    moved = int((rebal.labels != current).sum())
+    assert 0 < moved < int((redo.labels != current).sum())
+    assert rebal.report.overall["disruption_units_pct"] == pytest.approx(100 * moved / len(xy))
+    assert rebal.report.territories["moved_in"].sum() == moved
+
+
+def test_rebalance_of_balanced_alignment_moves_nothing():
+    xy, adj = lattice(10, 10)
+    values = attrs(len(xy), 8)
+    current = design_territories(xy, adj, values, 4, seed=0).labels
+    res = design_territories(xy, adj, values, 4, seed=5, current_labels=current)
+    np.testing.assert_array_equal(res.labels, current)
+    assert res.report.overall["disruption_units_pct"] == 0.0
+
+
+# ---------------------------------------------------------------- evaluate_alignment
+
+
+def test_evaluate_alignment_hand_computed():
+    # path 0-1-2-3-4, units 1 km apart; T0 = {0, 1, 4} (two pieces), T1 = {2, 3}
+    xy = np.array([[0, 0], [1000, 0], [2000, 0], [3000, 0], [4000, 0]], dtype=float)
+    r, c = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
+    adj = sp.csr_matrix((np.ones(8), (np.r_[r, c], np.r_[c, r])), shape=(5, 5))
+    values = pd.DataFrame({"potential": [1.0, 2, 3, 4, 2], "workload": [1.0, 1, 1, 1, 1]})
+    labels = np.array([0, 0, 1, 1, 0])
+    current = np.array([0, 0, 1, 1, 1])
+    rep = evaluate_alignment(labels, xy, adj, values, 0.05, current_labels=current)
+    t = rep.territories
+    np.testing.assert_allclose(t["potential_total"], [5, 7])
+    np.testing.assert_allclose(t["potential_deviation"], [5 / 6 - 1, 7 / 6 - 1])
+    np.testing.assert_allclose(t["workload_deviation"], [3 / 2.5 - 1, 2 / 2.5 - 1])
+    assert t["n_components"].tolist() == [2, 1]
+    assert t["n_units"].tolist() == [3, 2]
+    np.testing.assert_allclose(t["diameter_km"], [4.0, 1.0])
+    # T0 medoid: cost(0)=2*1+2*4=10, cost(1)=1+2*3=7, cost(4)=1*4+2*3=10 -> unit 1
+    # dispersion = 1*1 + 2*0 + 2*3 = 7 (km) ; T1: medoid 3 (cost 3 vs 4) -> 3*1 = 3 km
+    np.testing.assert_allclose(t["dispersion"], [7000.0, 3000.0])
+    assert t["centre"].tolist() == ["1", "3"]
+    assert t["moved_in"].tolist() == [1, 0] and t["moved_out"].tolist() == [0, 1]
+    o = rep.overall
+    assert o["contiguous"] is False and o["n_noncontiguous"] == 1
+    assert o["max_abs_deviation_potential"] == pytest.approx(1 / 6)
+    assert o["mean_abs_deviation_workload"] == pytest.approx(0.2)
+    assert o["balance_index"] == pytest.approx(100 * (1 - (1 / 6 + 1 / 6 + 0.2 + 0.2) / 4))
+    assert o["disruption_units_pct"] == pytest.approx(20.0)
+    assert o["disruption_potential_pct"] == pytest.approx(100 * 2 / 12)
+    assert o["total_dispersion"] == pytest.approx(10000.0)
+    assert "T00: potential 16.7% under target (τ=5%)" in rep.violations
+    assert "T00: not contiguous (2 separate pieces)" in rep.violations
+
+
+def test_evaluate_alignment_polsby_popper_square():
+    shapely = pytest.importorskip("shapely")
+    xy, adj = lattice(2, 2)
+    polys = [shapely.box(x - 500, y - 500, x + 500, y + 500) for x, y in xy]
+    values = pd.DataFrame({"potential": [1.0, 1, 1, 1]})
+    rep = evaluate_alignment(np.zeros(4, dtype=int), xy, adj, values, polygons=polys)
+    assert rep.territories["polsby_popper"].iloc[0] == pytest.approx(np.pi / 4)
+
+
+# ---------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"n_territories": 0}, "n_territories"),
+        ({"n_territories": 65}, "n_territories"),
+        ({"xy": np.zeros((64, 3))}, "xy"),
+        ({"adjacency": sp.csr_matrix((10, 10))}, "adjacency"),
+        ({"attributes": pd.DataFrame({"p": -np.ones(64)})}, "non-negative"),
+        ({"attributes": pd.DataFrame({"p": np.ones(5)})}, "attributes"),
+        ({"tolerance": 1.5}, "tolerance"),
+        ({"tolerances": {"nope": 0.1}}, "tolerances"),
+        ({"targets": np.ones((2, 2))}, "targets"),
+        ({"fixed_centers": {9: 0}}, "fixed_centers"),
+        ({"locked": {100: 0}}, "locked"),
+        ({"current_labels": np.zeros(3, dtype=int)}, "current_labels"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(kwargs, word):
+    xy, adj = lattice(8, 8)
+    args = {
+        "xy": xy,
+        "adjacency": adj,
+        "attributes": attrs(64, 0),
+        "n_territories": 4,
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=word):
+        design_territories(**args)
+
+
+def test_evaluate_alignment_rejects_bad_labels():
+    xy, adj = lattice(3, 3)
+    with pytest.raises(ValueError, match="labels"):
+        evaluate_alignment(np.zeros(5, dtype=int), xy, adj, attrs(9, 0))
+
+
+# ---------------------------------------------------------------- property test
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(20, 60),
+    k=st.integers(2, 5),
+    seed=st.integers(0, 10_000),
+)
+def test_property_random_planar_graphs_assign_once_and_contiguous(n, k, seed):
+    xy, adj = delaunay(n, seed)
+    values = attrs(n, seed)
+    res = design_territories(xy, adj, values, k, tolerance=0.3, seed=seed, time_limit_s=5)
+    assert_valid(res.labels, adj, k)
+    assert res.report.overall["contiguous"]
+    assert res.report.territories["n_units"].sum() == n
