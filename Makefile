@@ -20,8 +20,16 @@ install: $(STAMP)
 demo: install
 	$(BIN)/territory run --config configs/demo.yaml
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# The report's browser test needs Debian's chromium; install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check features models pipelines tests benchmarks

@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 _EPS = 1e-12
-DEBUG = False
+
 
 
 @dataclass
@@ -529,8 +529,6 @@ def _apply_batch(
             if tabu is not None:
                 tabu[u] = it + tenure
         used[ta] = used[tb] = True
-        dirty.add(ta)
-        dirty.add(tb)
         applied += 1
         n_used += 2
         if n_used >= k - 1:
@@ -845,6 +843,8 @@ def lagrangian_search(
     swaps: bool = True,
     growth: float = 1.6,
     stop_when_feasible: bool = True,
+    recentre: int = 0,
+    recentre_keep: dict | None = None,
 ) -> dict:
     """Balance the attribute vector with boundary moves and swaps under adaptive weights.
 
@@ -865,10 +865,8 @@ def lagrangian_search(
     k, m = targets.shape
     theta = theta_frac * tau
     lam = np.ones((k, m))
-    w0 = values[:, 0]
-    wscale = targets[:, 0].mean() + _EPS
     radius = np.sqrt(np.ptp(xy[:, 0]) * np.ptp(xy[:, 1]) / k + _EPS) + _EPS
-    cw = compact_weight * 1e-4
+    cw = compact_weight * 1e-3
     lab, nbrs = state.lab, graph.nbrs
     inv_t = 1.0 / targets
     stats = {"iter": 0, "moves": 0, "swaps": 0, "raises": 0}
@@ -892,12 +890,15 @@ def lagrangian_search(
             best_labels = state.labels.copy()
         else:
             since_best += 1
-        if DEBUG and it % 100 == 0:
-            print(it, v_tot, (np.abs(dev) > tau).sum(), stats, lam.max())
         if v_tot <= _EPS and stop_when_feasible:
             break
         if since_best > max(300, max_iter // 4):
             break
+        if recentre and it % recentre == 0:
+            new = weighted_medoids(xy, np.ones(len(xy)), state.labels, k, recentre_keep or {})
+            new = np.where(new >= 0, new, state.centres)
+            dirty |= set(np.flatnonzero(new != state.centres).tolist())
+            state.centres = new
         articulation_points(state.labels, nbrs, dirty, is_ap)
         dirty = set()
         mov = movable & ~is_ap
@@ -913,10 +914,9 @@ def lagrangian_search(
         db = dev[b] + x * inv_t[b]
         base = pen_rows(da, lam[a]) + pen_rows(db, lam[b]) - p_now[a] - p_now[b]
         ca, cb = state.centres[a], state.centres[b]
-        dist_gain = (
-            np.linalg.norm(xy[cu] - xy[cb], axis=1) - np.linalg.norm(xy[cu] - xy[ca], axis=1)
-        ) / radius
-        side = cw * (w0[cu] / wscale) * dist_gain
+        side = cw * (
+            ((xy[cu] - xy[cb]) ** 2).sum(1) - ((xy[cu] - xy[ca]) ** 2).sum(1)
+        ) / radius**2
         if home is not None:
             side = side + move_cost * (
                 (b != home[cu]).astype(float) - (a != home[cu]).astype(float)
@@ -1019,3 +1019,4 @@ def _apply_mixed(
         if n_used >= k - 1:
             break
     return applied
+

@@ -1,16 +1,49 @@
-"""Forecast accuracy metrics and the seasonal-naive baseline.
+"""Forecast accuracy metrics, baselines and the rolling-origin backtest.
 
 All metrics take arrays of actuals and forecasts and ignore pairs where
 either is NaN.
+
+:func:`rolling_origin_backtest` is a pure function: it takes a panel, the
+feature declaration and a factory that returns an unfitted estimator, and for
+each of ``n_windows`` origins (``step`` periods apart, the last one
+``horizon`` periods before the end of the panel) it fits a fresh estimator on
+rows whose *target* period is at or before the origin, then forecasts
+horizons ``1..horizon`` from that origin. The same origins give three
+baselines, computed from the history up to the origin only:
+
+* seasonal naive: the value one season before the target period;
+* moving average: the mean of the last ``ma_window`` observed values;
+* ETS: a damped-trend Holt-Winters model per series (additive or
+  multiplicative seasonality, chosen by AICc). A series that is too short,
+  has gaps, or whose fit fails or explodes falls back to seasonal naive; the
+  number of fallbacks is counted and reported.
+
+MASE divides each absolute error by the series' in-sample seasonal-naive MAE
+(from the history up to the origin, so it too never looks ahead), so a MASE
+of 1 is "as good as seasonal naive was in-sample".
 """
 
 from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from features.build import build_forecast_table, training_origins
+from features.config import ColumnsConfig, FeaturesConfig
+from features.errors import InputError
+from features.panel import to_wide
 
+BASELINES = ("seasonal_naive", "moving_average", "ets")
+
+
+# -- metrics -----------------------------------------------------------------
 def _pairs(actual: np.ndarray, forecast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     actual, forecast = np.asarray(actual, dtype=float), np.asarray(forecast, dtype=float)
     keep = ~np.isnan(actual) & ~np.isnan(forecast)
@@ -41,11 +74,36 @@ def bias(actual: np.ndarray, forecast: np.ndarray) -> float:
     return float((f - a).sum() / denom) if denom > 0 else float("nan")
 
 
+def mase(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> float:
+    """Mean absolute scaled error: mean of |a − f| / scale.
+
+    ``scale`` is each row's in-sample seasonal-naive MAE (see
+    :func:`seasonal_naive_scale`). Rows with a NaN or non-positive scale are
+    ignored. With equally many rows per series this is the mean of the
+    per-series MASE.
+    """
+    a = np.asarray(actual, dtype=float)
+    f = np.asarray(forecast, dtype=float)
+    s = np.asarray(scale, dtype=float)
+    keep = ~np.isnan(a) & ~np.isnan(f) & np.isfinite(s) & (s > 0)
+    return float((np.abs(a[keep] - f[keep]) / s[keep]).mean()) if keep.any() else float("nan")
+
+
+def pinball(actual: np.ndarray, forecast: np.ndarray, quantile: float) -> float:
+    """Mean pinball (quantile) loss of ``forecast`` as the ``quantile`` of ``actual``."""
+    a, f = _pairs(actual, forecast)
+    if not len(a):
+        return float("nan")
+    diff = a - f
+    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
+
+
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
     """Share of actuals inside [lower, upper]."""
     a = np.asarray(actual, dtype=float)
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     keep = ~np.isnan(a) & ~np.isnan(lower) & ~np.isnan(upper)
-    inside = (a[keep] >= np.asarray(lower)[keep]) & (a[keep] <= np.asarray(upper)[keep])
+    inside = (a[keep] >= lower[keep]) & (a[keep] <= upper[keep])
     return float(inside.mean()) if keep.any() else float("nan")
 
 
@@ -55,21 +113,373 @@ def spearman(estimate: np.ndarray, truth: np.ndarray) -> float:
 
 
 def accuracy_table(frame: pd.DataFrame, forecast_cols: list[str], by: str | None = "horizon") -> pd.DataFrame:
-    """WAPE, MAE, RMSE and bias of each forecast column, overall and per ``by``."""
+    """WAPE, MAE, RMSE and bias of each forecast column, overall and per ``by``.
+
+    With a ``scale`` column in ``frame`` MASE is added too.
+    """
     rows = []
     groups = [("all", frame)]
     if by is not None:
         groups += [(key, grp) for key, grp in frame.groupby(by)]
     for key, grp in groups:
         for col in forecast_cols:
-            rows.append(
-                {
-                    by or "group": key,
-                    "model": col,
-                    "wape": wape(grp["actual"], grp[col]),
-                    "mae": mae(grp["actual"], grp[col]),
-                    "rmse": rmse(grp["actual"], grp[col]),
-                    "bias": bias(grp["actual"], grp[col]),
-                }
-            )
+            row = {
+                by or "group": key,
+                "model": col,
+                "wape": wape(grp["actual"], grp[col]),
+                "mae": mae(grp["actual"], grp[col]),
+                "rmse": rmse(grp["actual"], grp[col]),
+                "bias": bias(grp["actual"], grp[col]),
+            }
+            if "scale" in grp:
+                row["mase"] = mase(grp["actual"], grp[col], grp["scale"])
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+# -- baselines -----------------------------------------------------------------
+def seasonal_naive_scale(history: np.ndarray, season: int = 12) -> np.ndarray:
+    """In-sample MAE of the seasonal naive forecast per row of ``history`` (units × periods)."""
+    history = np.asarray(history, dtype=float)
+    if history.shape[1] <= season:
+        return np.full(history.shape[0], np.nan)
+    diff = np.abs(history[:, season:] - history[:, :-season])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN
+        return np.nanmean(diff, axis=1)
+
+
+def seasonal_naive_forecast(history: np.ndarray, horizon: int, season: int = 12) -> np.ndarray:
+    """``y[T + h − season·ceil(h/season)]`` for h = 1..horizon (units × horizon)."""
+    history = np.asarray(history, dtype=float)
+    n = history.shape[1]
+    out = np.full((history.shape[0], horizon), np.nan)
+    for j, h in enumerate(range(1, horizon + 1)):
+        idx = n - 1 + h - season * int(np.ceil(h / season))
+        if 0 <= idx < n:
+            out[:, j] = history[:, idx]
+    return out
+
+
+def moving_average_forecast(history: np.ndarray, horizon: int, window: int = 12) -> np.ndarray:
+    """Mean of the last ``window`` observed values, repeated over the horizon."""
+    history = np.asarray(history, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        level = np.nanmean(history[:, -window:], axis=1)
+    return np.repeat(level[:, None], horizon, axis=1)
+
+
+def ets_forecast(
+    series: np.ndarray,
+    horizon: int,
+    season: int = 12,
+    seasonal: str = "auto",
+    max_history: int | None = 120,
+) -> tuple[np.ndarray, bool]:
+    """Damped-trend Holt-Winters forecast of one series, or seasonal naive.
+
+    Parameters
+    ----------
+    series
+        The history up to the origin, oldest first.
+    horizon
+        Periods to forecast.
+    seasonal
+        ``"add"``, ``"mul"`` or ``"auto"`` (multiplicative and additive both
+        fitted when every value is positive, the lower AICc kept).
+    max_history
+        Use at most this many recent periods (None: all).
+
+    Returns
+    -------
+    forecast, fell_back
+        ``fell_back`` is True when seasonal naive was used instead: the
+        series has gaps or fewer than two seasons plus a few periods, or
+        every fit failed or gave a non-finite or absurd forecast.
+    """
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    y = np.asarray(series, dtype=float)
+    if max_history is not None:
+        y = y[-max_history:]
+    naive = seasonal_naive_forecast(y[None, :], horizon, season)[0]
+    if len(y) < 2 * season + 4 or np.isnan(y).any():
+        return naive, True
+    if np.allclose(y, y[0]):
+        return np.full(horizon, y[0]), False
+    kinds = [seasonal] if seasonal in ("add", "mul") else ["mul", "add"]
+    if (y <= 0).any():
+        kinds = [k for k in kinds if k != "mul"] or ["add"]
+    best, best_ic = None, np.inf
+    for kind in kinds:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = ExponentialSmoothing(
+                    y, trend="add", damped_trend=True, seasonal=kind,
+                    seasonal_periods=season, initialization_method="estimated",
+                ).fit()
+                fc = np.asarray(fit.forecast(horizon), dtype=float)
+        except Exception:  # noqa: BLE001 - any numerical failure means: fall back
+            continue
+        ic = getattr(fit, "aicc", np.inf)
+        ic = ic if np.isfinite(ic) else getattr(fit, "aic", np.inf)
+        sane = np.isfinite(fc).all() and np.abs(fc).max() <= 10 * np.abs(y).max() + 1e-9
+        if sane and (best is None or ic < best_ic):
+            best, best_ic = fc, ic
+    if best is None:
+        return naive, True
+    return np.maximum(best, 0.0), False
+
+
+# -- rolling-origin backtest ---------------------------------------------------------
+def backtest_origins(
+    periods: pd.DatetimeIndex, n_windows: int, step: int, horizon: int
+) -> list[pd.Timestamp]:
+    """Origins, oldest first: the last is ``horizon`` periods before the end."""
+    periods = pd.DatetimeIndex(periods)
+    last = len(periods) - 1 - horizon
+    idx = [last - k * step for k in range(n_windows)]
+    if n_windows < 1 or idx[-1] < 0:
+        raise InputError(
+            "sales",
+            f"{len(periods)} periods are too few for {n_windows} backtest windows of "
+            f"horizon {horizon}, {step} apart",
+            hint="lower forecast.backtest.windows or step, or supply a longer history",
+        )
+    return [periods[i] for i in sorted(idx)]
+
+
+@dataclass
+class BacktestResult:
+    """Predictions of a rolling-origin backtest and their scores.
+
+    ``predictions`` has one row per (unit, origin, horizon): ``actual``,
+    ``scale`` (the MASE denominator), ``forecast``, ``forecast_lo``,
+    ``forecast_hi`` and one column per baseline.
+    """
+
+    predictions: pd.DataFrame
+    origins: list[pd.Timestamp]
+    horizon: int
+    interval_level: float
+    models: list[str]
+    ets_fallbacks: int = 0
+    ets_series: int = 0
+    fit_seconds: float = 0.0
+    baseline_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def windows_key(self) -> str:
+        """Identifies the evaluation windows: two runs compare only if these are equal."""
+        origins = ",".join(f"{o:%Y-%m-%d}" for o in self.origins)
+        return f"backtest[{origins}]h{self.horizon}"
+
+    def table(self, by: str | None = "horizon") -> pd.DataFrame:
+        """Point metrics per model, overall (``all``) and per ``by``."""
+        return accuracy_table(self.predictions, self.models, by=by)
+
+    def interval_table(self, by: str | None = "horizon") -> pd.DataFrame:
+        """Coverage and pinball loss of the interval bounds, overall and per ``by``."""
+        alpha = 1.0 - self.interval_level
+        p = self.predictions
+        groups = [("all", p)] + ([(k, g) for k, g in p.groupby(by)] if by else [])
+        rows = []
+        for key, grp in groups:
+            lo = pinball(grp["actual"], grp["forecast_lo"], alpha / 2)
+            hi = pinball(grp["actual"], grp["forecast_hi"], 1 - alpha / 2)
+            rows.append({
+                by or "group": key,
+                "coverage": coverage(grp["actual"], grp["forecast_lo"], grp["forecast_hi"]),
+                "pinball_lo": lo,
+                "pinball_hi": hi,
+                "pinball": (lo + hi) / 2,
+                "width_share": float(
+                    (grp["forecast_hi"] - grp["forecast_lo"]).sum() / grp["actual"].sum()
+                ) if grp["actual"].sum() > 0 else float("nan"),
+            })
+        return pd.DataFrame(rows)
+
+    def summary(self, prefix: str = "backtest_") -> dict[str, float]:
+        """Flat metrics for tracking: ours unsuffixed, baselines suffixed by name."""
+        out: dict[str, float] = {}
+        table = self.table()
+        for _, row in table.iterrows():
+            suffix = "" if row["model"] == "forecast" else f"_{row['model']}"
+            if row["horizon"] == "all":
+                for metric in ("wape", "mae", "rmse", "bias", "mase"):
+                    out[f"{prefix}{metric}{suffix}"] = float(row[metric])
+            elif row["model"] == "forecast":
+                h = int(row["horizon"])
+                out[f"{prefix}wape_h{h:02d}"] = float(row["wape"])
+                out[f"{prefix}mase_h{h:02d}"] = float(row["mase"])
+        intervals = self.interval_table()
+        for _, row in intervals.iterrows():
+            if row["horizon"] == "all":
+                out[f"{prefix}coverage"] = float(row["coverage"])
+                out[f"{prefix}pinball"] = float(row["pinball"])
+            else:
+                out[f"{prefix}coverage_h{int(row['horizon']):02d}"] = float(row["coverage"])
+        out[f"{prefix}windows"] = float(len(self.origins))
+        if "ets" in self.models:
+            out[f"{prefix}ets_fallbacks"] = float(self.ets_fallbacks)
+            out[f"{prefix}ets_fallback_share"] = (
+                self.ets_fallbacks / self.ets_series if self.ets_series else float("nan"))
+        out[f"{prefix}fit_seconds"] = self.fit_seconds
+        return out
+
+
+def rolling_origin_backtest(
+    panel: pd.DataFrame,
+    features: FeaturesConfig,
+    horizon: int,
+    make_estimator: Callable[[], Any],
+    n_windows: int = 4,
+    step: int = 3,
+    columns: ColumnsConfig | None = None,
+    demographics: pd.DataFrame | None = None,
+    graph: Any = None,
+    baselines: Sequence[str] = ("seasonal_naive", "moving_average"),
+    season: int = 12,
+    ma_window: int = 12,
+    interval_level: float | None = None,
+    table: pd.DataFrame | None = None,
+    ets_max_history: int | None = 120,
+) -> BacktestResult:
+    """Refit an estimator at each of ``n_windows`` origins and score it against baselines.
+
+    Parameters
+    ----------
+    panel
+        Regular panel (:func:`features.panel.make_panel`) covering the whole history.
+    features
+        Feature declaration used to build the forecast table.
+    horizon
+        Periods forecast from each origin.
+    make_estimator
+        Called once per window; returns an unfitted estimator with ``fit(table)``
+        and ``predict(table)`` (and optionally ``predict_interval``).
+    n_windows, step
+        Number of origins and the periods between them.
+    demographics, graph
+        Passed to :func:`features.build.build_forecast_table`.
+    baselines
+        Any of ``"seasonal_naive"``, ``"moving_average"``, ``"ets"``.
+    interval_level
+        Nominal level of the estimator's interval (read from the estimator if None).
+    table
+        A forecast table built from this panel for every training origin, to
+        save rebuilding it. Temporal and spatial features of origin ``t``
+        use data up to ``t`` only (tested in ``tests/test_features.py``), so
+        slicing it by origin equals rebuilding it on the truncated panel.
+
+    Returns
+    -------
+    BacktestResult
+    """
+    cols = columns or ColumnsConfig()
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
+    wide = to_wide(panel, cols.target_col, cols)
+    periods = pd.DatetimeIndex(wide.columns)
+    values = wide.to_numpy(dtype=float)
+    origins = backtest_origins(periods, n_windows, step, horizon)
+    if table is None:
+        table = build_forecast_table(
+            panel, features, horizon,
+            [o for o in training_origins(periods, features) if o <= origins[-1]],
+            demographics, graph, cols,
+        )
+    unit = cols.unit_col
+    frames = []
+    fit_seconds = baseline_seconds = 0.0
+    ets_fallbacks = ets_series = 0
+    level = interval_level
+    for origin in origins:
+        t = periods.get_loc(origin)
+        train = table[table["target_period"] <= origin]
+        test = table[table["origin"] == origin]
+        if test.empty:
+            raise InputError("sales", f"origin {origin:%Y-%m} has too little history for the features")
+        started = time.perf_counter()
+        estimator = make_estimator()
+        estimator.fit(train)
+        if hasattr(estimator, "predict_interval"):
+            point, lo, hi = estimator.predict_interval(test)
+        else:
+            point = estimator.predict(test)
+            lo = hi = np.full(len(test), np.nan)
+        fit_seconds += time.perf_counter() - started
+        if level is None:
+            level = float(getattr(estimator, "interval_level", np.nan))
+
+        started = time.perf_counter()
+        history = values[:, : t + 1]
+        row = wide.index.get_indexer(test[unit])
+        hcol = test["horizon"].to_numpy().astype(int) - 1
+        frame = pd.DataFrame({
+            unit: test[unit].to_numpy(),
+            "origin": origin,
+            "horizon": test["horizon"].to_numpy(),
+            "target_period": test["target_period"].to_numpy(),
+            "actual": values[row, t + 1 + hcol],
+            "scale": seasonal_naive_scale(history, season)[row],
+            "forecast": point,
+            "forecast_lo": lo,
+            "forecast_hi": hi,
+        })
+        if "seasonal_naive" in baselines:
+            frame["seasonal_naive"] = seasonal_naive_forecast(history, horizon, season)[row, hcol]
+        if "moving_average" in baselines:
+            frame["moving_average"] = moving_average_forecast(history, horizon, ma_window)[row, hcol]
+        if "ets" in baselines:
+            ets = np.full((len(wide), horizon), np.nan)
+            for i in np.unique(row):
+                ets[i], fell_back = ets_forecast(history[i], horizon, season,
+                                                 max_history=ets_max_history)
+                ets_fallbacks += int(fell_back)
+                ets_series += 1
+            frame["ets"] = ets[row, hcol]
+        baseline_seconds += time.perf_counter() - started
+        frames.append(frame)
+    predictions = pd.concat(frames, ignore_index=True)
+    models = ["forecast", *[b for b in BASELINES if b in baselines]]
+    return BacktestResult(
+        predictions=predictions, origins=origins, horizon=horizon,
+        interval_level=float(level) if level is not None else float("nan"), models=models,
+        ets_fallbacks=ets_fallbacks, ets_series=ets_series,
+        fit_seconds=fit_seconds, baseline_seconds=baseline_seconds,
+    )
+
+
+# -- potential -----------------------------------------------------------------
+def potential_cross_validation(
+    make_estimator: Callable[[], Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    quantile: float,
+    n_folds: int = 3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Out-of-fold pinball loss and share of units below the estimated quantile.
+
+    Units are split at random into ``n_folds`` folds (``numpy`` generator
+    seeded by ``seed``); each fold is predicted by a model fit on the others.
+    A well-calibrated potential has about ``quantile`` of units below it.
+    """
+    y = np.asarray(y, dtype=float)
+    fold = np.random.default_rng(seed).integers(0, n_folds, len(y))
+    oof = np.full(len(y), np.nan)
+    for k in range(n_folds):
+        train, test = fold != k, fold == k
+        model = make_estimator().fit(X.iloc[np.flatnonzero(train)], y[train])
+        oof[test] = model.predict(X.iloc[np.flatnonzero(test)])
+    keep = ~np.isnan(y)
+    return {
+        "potential_cv_pinball": pinball(y, oof, quantile),
+        "potential_cv_pinball_scaled": pinball(y, oof, quantile) / float(np.nanmean(y[keep])),
+        "potential_cv_share_below": float(np.mean(y[keep] <= oof[keep])),
+    }

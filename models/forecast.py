@@ -65,6 +65,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         feature_fraction: float = 0.8,
         early_stopping_rounds: int = 50,
         max_train_rows: int = 400_000,
+        max_bin: int = 255,
         scale_col: str = "sales_roll_mean_w12",
         level_prefix: str = "sales_",
         unit_col: str = "unit_id",
@@ -82,6 +83,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.feature_fraction = feature_fraction
         self.early_stopping_rounds = early_stopping_rounds
         self.max_train_rows = max_train_rows
+        self.max_bin = max_bin
         self.scale_col = scale_col
         self.level_prefix = level_prefix
         self.unit_col = unit_col
@@ -110,6 +112,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
             "feature_fraction": self.feature_fraction,
+            "max_bin": self.max_bin,
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
             "seed": self.random_state,
@@ -138,22 +141,16 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
                 f"only {int(usable.sum())} rows have both a target and a full history",
                 hint="supply a longer sales history or smaller lags and windows",
             )
-        X = X.assign(_y=y).loc[usable]
-        # Row order must not matter: sort by unit, origin and horizon.
+        # Row order must not matter: sort by unit, origin and horizon, then subsample.
         keys = [c for c in (self.unit_col, "origin", "horizon") if c in X.columns]
-        X = X.sort_values(keys, kind="stable").reset_index(drop=True)
-        y = X.pop("_y").to_numpy()
-        raw_scale = X[self.scale_col].to_numpy(dtype=float)
-        positive = raw_scale[raw_scale > 0]
-        self.scale_floor_ = float(np.quantile(positive, 0.05)) if len(positive) else 1.0
-        self.feature_names_ = [
-            c for c in X.columns if c not in NON_FEATURES and c != self.unit_col
-        ]
-        self.level_features_ = [c for c in self.feature_names_ if c.startswith(self.level_prefix)]
-        scale = self._scale(X)
-        ratio = y / scale
-
-        periods = pd.DatetimeIndex(X[self.time_col])
+        usable_idx = np.flatnonzero(usable)
+        order = (
+            X[keys].iloc[usable_idx].reset_index(drop=True)
+            .sort_values(keys, kind="stable").index.to_numpy()
+        )
+        rows = usable_idx[order]
+        y = y[rows]
+        periods = pd.DatetimeIndex(X[self.time_col].to_numpy()[rows])
         cut = np.sort(periods.unique())[-self.validation_periods] if (
             periods.nunique() > self.validation_periods
         ) else periods.max()
@@ -166,10 +163,23 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
                 hint="lower forecast.validation_periods or supply a longer history",
             )
         rng = np.random.default_rng(self.random_state)
-        train_idx = np.flatnonzero(~valid)
-        if len(train_idx) > self.max_train_rows:
-            train_idx = np.sort(rng.choice(train_idx, self.max_train_rows, replace=False))
-        valid_idx = np.flatnonzero(valid)
+        train_pos = np.flatnonzero(~valid)
+        if len(train_pos) > self.max_train_rows:
+            train_pos = np.sort(rng.choice(train_pos, self.max_train_rows, replace=False))
+        keep = np.sort(np.concatenate([train_pos, np.flatnonzero(valid)]))
+        X = X.iloc[rows[keep]].reset_index(drop=True)
+        y, periods, valid = y[keep], periods[keep], valid[keep]
+        train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
+
+        raw_scale = X[self.scale_col].to_numpy(dtype=float)
+        positive = raw_scale[raw_scale > 0]
+        self.scale_floor_ = float(np.quantile(positive, 0.05)) if len(positive) else 1.0
+        self.feature_names_ = [
+            c for c in X.columns if c not in NON_FEATURES and c != self.unit_col
+        ]
+        self.level_features_ = [c for c in self.feature_names_ if c.startswith(self.level_prefix)]
+        scale = self._scale(X)
+        ratio = y / scale
         design = self._design(X, scale)
         params = self._params()
         train_set = lgb.Dataset(
@@ -209,11 +219,8 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         _, lo, hi = self._interval(pred_valid, X["horizon"].to_numpy()[valid_idx], scale[valid_idx])
         self.validation_["forecast_lo"], self.validation_["forecast_hi"] = lo, hi
 
-        # Refit on everything with the chosen number of rounds.
-        all_idx = np.arange(len(X))
-        if len(all_idx) > self.max_train_rows:
-            all_idx = np.sort(rng.choice(all_idx, self.max_train_rows, replace=False))
-        full_set = lgb.Dataset(design.iloc[all_idx], ratio[all_idx], weight=scale[all_idx])
+        # Refit on the training and validation rows with the chosen number of rounds.
+        full_set = lgb.Dataset(design, ratio, weight=scale)
         self.booster_ = lgb.train(params, full_set, num_boost_round=self.best_iteration_)
         self.n_features_in_ = len(self.feature_names_)
         return self

@@ -1,4 +1,9 @@
-"""Recommendations from scores and alignments: pure functions."""
+"""Recommendations from scores and alignments: pure functions.
+
+Every function takes plain frames and arrays and returns a frame a manager
+can read: per unit (what to do and why), per territory, per rep (what the
+realignment changes for them), and the company's ranked white space.
+"""
 
 from __future__ import annotations
 
@@ -56,41 +61,186 @@ def moves_table(
     return frame.loc[moved].sort_values("potential", ascending=False).reset_index(drop=True)
 
 
+def movement_by_territory(current: pd.Series, proposed: pd.Series) -> pd.DataFrame:
+    """Units moved into and out of each territory, by territory name."""
+    current = current.reindex(proposed.index).astype(str)
+    proposed = proposed.astype(str)
+    moved = current != proposed
+    names = sorted(set(proposed) | set(current[current != "nan"]))
+    return pd.DataFrame({
+        "territory": names,
+        "moved_in": [int((moved & (proposed == t)).sum()) for t in names],
+        "moved_out": [int((moved & (current == t)).sum()) for t in names],
+    })
+
+
+def disruption(current: pd.Series, proposed: pd.Series, weight: pd.Series) -> dict[str, float]:
+    """Share of units and of ``weight`` (potential) that change territory, in percent."""
+    moved = current.reindex(proposed.index).astype(str) != proposed.astype(str)
+    w = weight.reindex(proposed.index).fillna(0.0)
+    return {
+        "disruption_units_pct": float(100 * moved.mean()),
+        "disruption_potential_pct": float(100 * w[moved].sum() / w.sum()) if w.sum() > 0 else 0.0,
+    }
+
+
+def territory_deviation(totals: pd.Series, labels: pd.Series) -> pd.Series:
+    """Signed deviation of each territory's total from the mean territory total."""
+    per_territory = totals.groupby(labels.reindex(totals.index)).sum()
+    return per_territory / per_territory.mean() - 1.0
+
+
+def peer_penetration(potential: pd.Series, penetration: pd.Series, n_groups: int = 10) -> pd.Series:
+    """Median penetration of units in the same potential decile ("comparable units")."""
+    groups = pd.qcut(potential.rank(method="first"), min(n_groups, len(potential)), labels=False,
+                     duplicates="drop")
+    return penetration.groupby(groups).transform("median")
+
+
 def unit_recommendations(
-    scores_total: pd.DataFrame,
+    unit_totals: pd.DataFrame,
     current: pd.Series,
     proposed: pd.Series,
     under_served_ratio: float = 0.7,
 ) -> pd.DataFrame:
-    """One row per unit: totals over the horizon, territories and an action with a reason.
+    """One row per unit: scores, territories, drivers, and an action with its reason.
 
-    ``scores_total`` is indexed by unit with ``forecast``, ``potential`` and
-    ``drivers``. A unit is *under-served* when its penetration is below
-    ``under_served_ratio`` × the median penetration of units with similar
-    potential (same potential decile).
+    Parameters
+    ----------
+    unit_totals
+        Indexed by unit: ``forecast``, ``forecast_lo``, ``forecast_hi``,
+        ``potential`` (all over the horizon) and ``drivers``; ``name`` optional.
+    current, proposed
+        Territory per unit.
+    under_served_ratio
+        A unit is under-served when its penetration is below this share of
+        the median penetration of comparable units (same potential decile).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by white space, largest first, with ``action`` in
+        {"move", "grow", "keep"} and a ``reason`` in words.
     """
-    out = scores_total.copy()
+    out = unit_totals.copy()
     out["white_space"] = out["potential"] - out["forecast"]
     out["penetration"] = np.where(out["potential"] > 0, out["forecast"] / out["potential"], np.nan)
-    decile = pd.qcut(out["potential"].rank(method="first"), 10, labels=False, duplicates="drop")
-    peer = out.groupby(decile)["penetration"].transform("median")
+    out["peer_penetration"] = peer_penetration(out["potential"], out["penetration"])
     out["current_territory"] = current.reindex(out.index)
     out["proposed_territory"] = proposed.reindex(out.index)
+    current_dev = territory_deviation(out["potential"], out["current_territory"])
+    proposed_dev = territory_deviation(out["potential"], out["proposed_territory"])
     actions, reasons = [], []
-    for pen, peer_pen, cur, new in zip(
-        out["penetration"], peer, out["current_territory"], out["proposed_territory"], strict=True
-    ):
-        if str(cur) != str(new):
+    for pen, peer, cur, new in zip(out["penetration"], out["peer_penetration"],
+                                   out["current_territory"], out["proposed_territory"],
+                                   strict=True):
+        if str(cur) != str(new) and cur == cur:
+            dev = current_dev.get(cur, np.nan)
+            side = "over" if dev > 0 else "under"
+            after = proposed_dev.get(new, np.nan)
             actions.append("move")
-            reasons.append(f"move from {cur} to {new} to balance potential and workload")
-        elif pen == pen and peer_pen == peer_pen and pen < under_served_ratio * peer_pen:
+            reasons.append(f"move from {cur} to {new}: {cur} is {abs(dev):.0%} {side} potential "
+                           f"balance; {new} ends {after:+.0%} from balance")
+        elif pen == pen and peer == peer and pen < under_served_ratio * peer:
             actions.append("grow")
-            reasons.append(
-                f"under-served: penetration {pen:.0%} vs {peer_pen:.0%} for comparable units"
-            )
+            reasons.append(f"under-served: penetration {pen:.0%} vs {peer:.0%} for comparable units")
         else:
             actions.append("keep")
-            reasons.append("")
+            reasons.append(f"keep in {new}: penetration {pen:.0%} vs {peer:.0%} for comparable units"
+                           if pen == pen and peer == peer else f"keep in {new}")
     out["action"] = actions
     out["reason"] = reasons
     return out.sort_values("white_space", ascending=False)
+
+
+def territory_recommendations(
+    recs: pd.DataFrame,
+    summary: pd.DataFrame,
+    territory_col: str = "proposed_territory",
+    top_units: int = 3,
+) -> pd.DataFrame:
+    """Per proposed territory: totals, balance, compactness, forecast vs potential, white space.
+
+    ``summary`` is the designer's per-territory report with a ``territory``
+    column; its balance and compactness columns are kept.
+    """
+    grouped = recs.groupby(territory_col)
+    frame = pd.DataFrame({
+        "units": grouped.size(),
+        "forecast": grouped["forecast"].sum(),
+        "potential": grouped["potential"].sum(),
+        "white_space": grouped["white_space"].sum(),
+    })
+    frame["penetration"] = frame["forecast"] / frame["potential"]
+    label = recs["name"] if "name" in recs else pd.Series(recs.index, index=recs.index)
+    ranked = recs.assign(_label=label.astype(str)).sort_values("white_space", ascending=False)
+    frame["top_white_space_units"] = ranked.groupby(territory_col)["_label"].apply(
+        lambda s: ", ".join(s.head(top_units)))
+    keep = [c for c in summary.columns if c.endswith("_deviation") or c in
+            ("n_components", "dispersion", "diameter_km", "polsby_popper", "moved_in",
+             "moved_out")]
+    merged = frame.join(summary.set_index("territory")[keep], how="left")
+    return merged.rename_axis("territory").reset_index().sort_values("white_space",
+                                                                     ascending=False)
+
+
+def rep_changes(
+    reps: pd.DataFrame,
+    recs: pd.DataFrame,
+    workload: pd.Series,
+    xy: pd.DataFrame,
+    territory_col: str = "territory_id",
+    rep_col: str = "rep_id",
+) -> pd.DataFrame:
+    """What the realignment changes for each rep.
+
+    Parameters
+    ----------
+    reps
+        ``territory_id``, ``rep_id`` and optionally ``rep_name``, ``home_unit_id``.
+    recs
+        Output of :func:`unit_recommendations`.
+    workload
+        Per-unit workload.
+    xy
+        Per-unit projected coordinates in metres, columns ``x`` and ``y``.
+    """
+    rows = []
+    for _, rep in reps.iterrows():
+        terr = rep[territory_col]
+        before = recs["current_territory"] == terr
+        after = recs["proposed_territory"] == terr
+        row = {
+            rep_col: rep[rep_col],
+            "rep_name": rep.get("rep_name"),
+            territory_col: terr,
+            "units_before": int(before.sum()),
+            "units_after": int(after.sum()),
+            "units_gained": int((after & ~before).sum()),
+            "units_lost": int((before & ~after).sum()),
+            "potential_before": float(recs.loc[before, "potential"].sum()),
+            "potential_after": float(recs.loc[after, "potential"].sum()),
+            "workload_before": float(workload.reindex(recs.index[before]).sum()),
+            "workload_after": float(workload.reindex(recs.index[after]).sum()),
+        }
+        home = rep.get("home_unit_id")
+        if home is not None and home == home and home in xy.index:
+            hx, hy = xy.loc[home, "x"], xy.loc[home, "y"]
+            for tag, mask in (("before", before), ("after", after)):
+                pts = xy.reindex(recs.index[mask])
+                dist = np.hypot(pts["x"] - hx, pts["y"] - hy) / 1000.0
+                row[f"mean_km_from_home_{tag}"] = float(dist.mean()) if len(dist) else np.nan
+                row[f"max_km_from_home_{tag}"] = float(dist.max()) if len(dist) else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["potential_change"] = frame["potential_after"] - frame["potential_before"]
+    frame["workload_change"] = frame["workload_after"] - frame["workload_before"]
+    return frame.sort_values("potential_change")
+
+
+def white_space_opportunities(recs: pd.DataFrame, top: int = 100) -> pd.DataFrame:
+    """Company-wide ranking of units by white space (potential − forecast)."""
+    ranked = recs[recs["white_space"] > 0].sort_values("white_space", ascending=False).head(top)
+    ranked = ranked.reset_index()
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    return ranked

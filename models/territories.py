@@ -16,22 +16,34 @@ local search, in the spirit of the commercial districting literature:
 3. **Contiguity repair.** In every territory, the piece holding the centre
    (or the heaviest piece) stays; each detached piece goes to the adjacent
    territory whose balance suffers least.
-4. **Local search over boundary units** (Ríos-Mercado & Fernández, 2009;
-   Gliesch, Ritt & Moreira, 2018). Phase 1 moves boundary units to a
-   neighbouring territory to lower a smooth balance penalty
-   ``sum max(0, |dev| - theta)^2`` until the balance violation
-   ``sum_k,a max(0, |W_ka - T_ka| - tau_a T_ka) / T_ka`` is zero, with a short
-   tabu walk to leave local minima. Phase 2 lowers the dispersion
-   ``sum w_i d(i, centre)`` with moves that never add violation, alternating
-   with medoid updates. No move ever splits its donor territory (a breadth-first
-   search inside the donor); fixed centres and locked units never move. Moves
-   are applied in batches where each territory is touched at most once, so the
-   candidate evaluation is vectorised with numpy.
+4. **Lagrangian move/swap search** (Ríos-Mercado & Fernández, 2009;
+   Gliesch, Ritt & Moreira, 2018). The penalty
+   ``sum_k,a lam_ka max(0, |dev_ka| - theta_a)^2`` (``theta = 0`` when
+   designing, ``tau/2`` when rebalancing) plus a squared-distance compactness
+   term is lowered by boundary moves (a unit to a territory it touches) and
+   swaps (a boundary unit of A into B against one of B into A), all evaluated
+   with numpy each iteration and applied best-first on disjoint territory
+   pairs, so the deltas are exact. A unit may leave only if it is not a cut
+   vertex of its territory: cut vertices come from an iterative Tarjan
+   (Hopcroft & Tarjan, 1973) recomputed only for the territories touched in
+   the last batch. When nothing improves while the balance is violated, the
+   weights ``lam`` of the violated (territory, attribute) pairs grow (a
+   Lagrangian / guided-local-search scheme). Free centres move to the
+   geometric medoid every 25 iterations. Then a compactness phase lowers
+   ``sum w_i d(i, centre)`` with moves that never add violation.
 5. **Minimal disruption.** With ``current_labels`` the search starts from the
    current alignment, skips seeding, allocation and the compactness phase, and
-   only moves units while the balance violation is positive, with a cost per
-   moved unit and an optional ``move_budget`` on the moved share of the first
-   attribute.
+   only moves units while the balance violation is positive, with
+   ``move_cost`` per unit away from its current territory and an optional
+   ``move_budget`` on the moved share of the first attribute.
+
+Budgets are iteration counts (``max_iter`` per phase, ``max_restarts`` extra
+starts while the balance is violated), so the same seed gives the same
+labels; ``time_limit_s`` is only a safety net.
+
+Known limit: with attributes that are far from proportional (potential-heavy
+metro areas), this search can stall with territories that are over on one
+attribute and under on the other; see the issue note.
 
 Infeasible requests (a unit larger than its target's upper bound, locked
 units that cannot be joined) return the best alignment found, with plain-word
@@ -424,7 +436,7 @@ def design_territories(
     locked: Mapping[int, int] | None = None,
     tolerances: Mapping[str, float] | None = None,
     targets: np.ndarray | None = None,
-    max_iter: int = 3000,
+    max_iter: int = 1500,
     time_limit_s: float = 20.0,
     n_starts: int = 1,
     compactness_weight: float = 1.0,
@@ -472,8 +484,8 @@ def design_territories(
         Wall-clock budget over all starts; the best alignment so far is returned.
     n_starts
         Independent starts (different seeds drawn from ``seed``); best kept.
-        While the best alignment still violates the balance, up to 20 further
-        starts run within ``time_limit_s``.
+        While the best alignment still violates the balance, up to
+        ``max_restarts`` further starts run (within ``time_limit_s``).
     compactness_weight
         Weight of the compactness term during the balance phase (0 = none).
     move_budget
@@ -486,6 +498,11 @@ def design_territories(
     allocation
         ``"price"`` (Lagrangian price-adjusted nearest centre, fast, default) or
         ``"lp"`` (HiGHS transport LP on all attributes).
+    max_restarts
+        Extra starts, fresh design only, while the balance is violated.
+    move_cost
+        Rebalance mode: penalty per unit away from its current territory, in
+        units of the squared relative deviation.
 
     Returns
     -------
@@ -628,7 +645,7 @@ def design_territories(
                 lagrangian_search(
                     state, graph, values, tgt, tau, xy, movable, rng,
                     theta_frac=0.0, compact_weight=compactness_weight,
-                    max_iter=max_iter, deadline=deadline,
+                    max_iter=max_iter, deadline=deadline, recentre=25, recentre_keep=fixed,
                 )
                 compact_search(
                     state, graph, values, tgt, tau, xy, movable, rng,
@@ -713,7 +730,7 @@ class TerritoryDesigner:
         n_territories: int = 50,
         tolerance: float = 0.05,
         seed: int = 0,
-        max_iter: int = 3000,
+        max_iter: int = 1500,
         time_limit_s: float = 20.0,
         n_starts: int = 1,
         compactness_weight: float = 1.0,

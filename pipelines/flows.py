@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from features.errors import InputError
-from models.recommend import moves_table
 from pipelines import publish, stages
 from pipelines.config import RunConfig
 from pipelines.outputs import atomic_directory
@@ -40,18 +40,15 @@ design_territories = task(stages.design_territories, name="design-territories",
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_run(config: RunConfig, inputs, features, trained, scores, design, started: float) -> dict:
     """Write outputs atomically, log to MLflow, then move the run folder into place."""
-    cols = config.data.columns
-    recs = stages.recommendations(config, scores, design)
-    current = design.current if design.current is not None else design.proposed
-    uid = design.proposed.index.to_numpy()
-    moves = moves_table(uid, current.reindex(uid).to_numpy(), design.proposed.to_numpy(),
-                        scores.unit_totals["potential"].reindex(uid).to_numpy(), cols.unit_col)
+    recs = stages.recommendations(config, inputs, features, scores, design)
     run_dir = Path(config.workspace) / "runs" / f"{config.run_name}-{features.as_of:%Y-%m-%d}"
     with atomic_directory(run_dir) as tmp:
-        publish.write_outputs(tmp, config, inputs, features, trained, scores, design, recs, moves)
+        content = publish.write_outputs(tmp, config, inputs, features, trained, scores, design,
+                                        recs)
         run_id, decision = publish.track_run(config, inputs, features, trained, scores, design, tmp)
         (tmp / "manifest.json").write_text(
             json.dumps(stages.manifest(config, inputs, run_id, started), indent=2, default=str))
+    publish_artifacts(config, content, recs, run_dir)
     return {
         "run_dir": run_dir,
         "report_html": run_dir / "report.html",
@@ -63,6 +60,21 @@ def publish_run(config: RunConfig, inputs, features, trained, scores, design, st
         "current_territories": design.current_overall,
         "violations": design.violations,
     }
+
+
+def publish_artifacts(config: RunConfig, content, recs, run_dir: Path) -> None:
+    """A markdown summary and a territory table under stable keys, so the UI shows history."""
+    create_markdown_artifact(
+        key=publish.artifact_key(config.run_name, "summary"),
+        markdown=publish.summary_markdown(content, run_dir / "report.html"),
+        description=f"Territory plan summary for {config.run_name}",
+    )
+    table = recs.territories.round(4).astype(object).where(recs.territories.notna(), None)
+    create_table_artifact(
+        key=publish.artifact_key(config.run_name, "territories"),
+        table=table.to_dict(orient="records"),
+        description="Proposed territories: totals, balance, white space",
+    )
 
 
 @flow(name="territory-pipeline", validate_parameters=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pandas as pd
 from models import tracking
 from pipelines import report as rpt
 from pipelines.config import RunConfig
-from pipelines.stages import Design, FeatureSet, Inputs, Scores, Trained
+from pipelines.report_map import interactive_map
+from pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
 
 
 def tracking_uri(config: RunConfig) -> str:
@@ -25,6 +27,39 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
 
 
+def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray) -> pd.Series:
+    r = recs.reindex(unit_ids)
+    name = r["name"].astype(str) + " " if "name" in r else ""
+    return (name + "(" + r.index.astype(str) + ") · " + r["proposed_territory"].astype(str)
+            + " (now " + r["current_territory"].astype(str) + ")"
+            + " · forecast " + r["forecast"].map("{:,.0f}".format)
+            + " · potential " + r["potential"].map("{:,.0f}".format)
+            + " · " + r["action"].astype(str))
+
+
+def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> list[str]:
+    """Model quality in plain words."""
+    m = trained.metrics
+    sentences = [
+        f"Over the last {config.forecast.validation_periods} months held out from training, "
+        f"forecasts were within ±{m['valid_wape']:.0%} of actual sales in total (WAPE), "
+        f"against ±{m['valid_wape_seasonal_naive']:.0%} for repeating last year's months.",
+        f"Forecasts ran {abs(m['valid_bias']):.1%} "
+        f"{'high' if m['valid_bias'] > 0 else 'low'} overall on that window.",
+        f"Forecast ranges are built to hold {config.forecast.interval_level:.0%} of outcomes.",
+    ]
+    for key, value in m.items():
+        if key.startswith("backtest_coverage") and np.isfinite(value):
+            sentences[-1] += f" In the backtest they held {value:.0%}."
+            break
+    if "potential_spearman_vs_truth" in scores.metrics:
+        sentences.append(
+            "On this simulated company, estimated potential ranks units with a rank "
+            f"correlation of {scores.metrics['potential_spearman_vs_truth']:.2f} against the "
+            "true potential.")
+    return sentences
+
+
 def report_content(
     config: RunConfig,
     inputs: Inputs,
@@ -32,82 +67,85 @@ def report_content(
     trained: Trained,
     scores: Scores,
     design: Design,
-    recs: pd.DataFrame,
-    moves: pd.DataFrame,
+    recs: Recommendations,
 ) -> rpt.ReportContent:
-    """Assemble figures, headline numbers, sentences and tables for the report."""
-    cols = config.data.columns
-    units = inputs.units.to_crs(config.data.projected_crs) if config.data.projected_crs \
-        else inputs.units
+    """Assemble the map, charts, headline numbers, sentences and tables for the report."""
+    cols, tc = config.data.columns, config.territories
+    units = inputs.units.to_crs(config.data.projected_crs or inputs.units.estimate_utm_crs())
     uid = units[cols.unit_col].to_numpy()
-    proposed = design.proposed.reindex(uid)
-    totals = scores.unit_totals.reindex(uid)
-    figures = {"map:Proposed territories": rpt.figure_to_data_uri(
-        rpt.territory_map(units, proposed.reset_index(drop=True), "Proposed territories"))}
+    u = recs.units.reindex(uid)
+    territory_layers = {"Proposed territories": u["proposed_territory"].reset_index(drop=True)}
     if design.current is not None:
-        figures["map:Current alignment"] = rpt.figure_to_data_uri(rpt.territory_map(
-            units, design.current.reindex(uid).fillna("unassigned").reset_index(drop=True),
-            "Current alignment"))
-    figures["map:Potential"] = rpt.figure_to_data_uri(rpt.value_map(
-        units, totals["potential"].reset_index(drop=True), "Potential (next 12 months)", "viridis"))
-    figures["map:White space"] = rpt.figure_to_data_uri(rpt.value_map(
-        units, (totals["potential"] - totals["forecast"]).reset_index(drop=True),
-        "White space: potential − forecast", "magma"))
-    first = config.territories.balance_attributes[0]
-    dev_col = f"{first}_deviation"
-    if design.current_summary is not None and dev_col in design.summary:
-        figures["Balance before and after"] = rpt.figure_to_data_uri(rpt.balance_chart(
-            design.current_summary[dev_col], design.summary[dev_col],
-            config.territories.tolerance, first))
+        territory_layers["Current alignment"] = u["current_territory"].fillna("unassigned") \
+            .reset_index(drop=True)
+    value_layers = {
+        "Potential": u["potential"].reset_index(drop=True),
+        "White space": u["white_space"].reset_index(drop=True),
+        "Penetration": u["penetration"].fillna(0.0).reset_index(drop=True),
+    }
+    figures = {"Map": interactive_map(units.reset_index(drop=True), territory_layers,
+                                      value_layers, _hover_text(recs.units, uid))}
+    if design.current_summary is not None:
+        deviations = {}
+        for attr in tc.balance_attributes:
+            col = f"{attr}_deviation"
+            if col in design.summary and col in design.current_summary:
+                deviations[attr] = (design.current_summary.set_index("territory")[col],
+                                    design.summary.set_index("territory")[col])
+        if deviations:
+            figures["Balance before and after"] = rpt.balance_chart(deviations, tc.tolerance)
 
-    m = trained.metrics
-    sentences = [
-        f"Over the last {config.forecast.validation_periods} months held out from training, "
-        f"monthly unit forecasts were off by {_pct(m['valid_wape'])} in total absolute error "
-        f"(WAPE), against {_pct(m['valid_wape_seasonal_naive'])} for repeating last year.",
-        f"Forecast bias over that window: {m['valid_bias']:+.1%} "
-        f"({'over' if m['valid_bias'] > 0 else 'under'}-forecasting).",
-        f"Forecast ranges cover {config.forecast.interval_level:.0%} of outcomes by design "
-        "(conformal intervals calibrated on the held-out window).",
-    ]
-    if "potential_spearman_vs_truth" in scores.metrics:
-        sentences.append(
-            "On this simulated company, estimated potential ranks units in a rank "
-            f"correlation of {scores.metrics['potential_spearman_vs_truth']:.2f} with the true "
-            "potential.")
     ov = design.overall
+    first = tc.balance_attributes[0]
     headline = [
         ("As of", f"{features.as_of:%Y-%m}"),
         ("Units", f"{len(uid):,}"),
-        ("Territories", f"{config.territories.n_territories}"),
-        ("Forecast, next 12 months", f"{totals['forecast'].sum():,.0f}"),
-        ("Potential, next 12 months", f"{totals['potential'].sum():,.0f}"),
-        (f"Max {first} deviation, proposed", _pct(ov.get(f"max_abs_deviation_{first}"))),
+        ("Territories", f"{tc.n_territories}"),
+        (f"Forecast, next {config.forecast.horizon} periods", f"{u['forecast'].sum():,.0f}"),
+        (f"Potential, next {config.forecast.horizon} periods", f"{u['potential'].sum():,.0f}"),
     ]
-    if design.current_overall is not None:
-        headline.append((f"Max {first} deviation, current",
-                         _pct(design.current_overall.get(f"max_abs_deviation_{first}"))))
-    headline.append(("Units moved", f"{len(moves):,}"))
-    top = recs.head(25).reset_index()
+    for attr in tc.balance_attributes:
+        now = (design.current_overall or {}).get(f"max_abs_deviation_{attr}")
+        new = ov.get(f"max_abs_deviation_{attr}")
+        headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
+                         if now is not None else _pct(new)))
+    headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
     tables = {
-        "Territory summary": design.summary.round(3),
-        "Top white-space units": top[[c for c in [cols.unit_col, "forecast", "potential",
-                                                   "white_space", "penetration", "action",
-                                                   "reason", "drivers"] if c in top]],
-        "Moves": moves.head(200),
+        "Territories": recs.territories.round(3),
+        "White-space opportunities": recs.opportunities.head(100)[
+            [c for c in ["rank", cols.unit_col, "name", "proposed_territory", "forecast",
+                         "potential", "white_space", "penetration", "action", "reason",
+                         "drivers"] if c in recs.opportunities]],
     }
+    if recs.reps is not None:
+        tables["Reps: what changes"] = recs.reps.round(1)
+    tables["Moves"] = recs.moves.head(500)
     if design.violations:
         tables["Violations"] = pd.DataFrame({"violation": design.violations})
     return rpt.ReportContent(
         title=f"Territory plan: {config.run_name}",
         subtitle=f"As of {features.as_of:%Y-%m-%d}; {len(uid):,} units; "
-                 f"balanced on {', '.join(config.territories.balance_attributes)} at "
-                 f"±{config.territories.tolerance:.0%}.",
+                 f"balanced on {', '.join(tc.balance_attributes)} at ±{tc.tolerance:.0%}.",
         headline=headline,
-        quality_sentences=sentences,
+        quality_sentences=quality_sentences(config, trained, scores),
         figures=figures,
         tables=tables,
     )
+
+
+def summary_markdown(content: rpt.ReportContent, report_path: Path) -> str:
+    """The report's headline and quality sentences as markdown (for Prefect's UI)."""
+    lines = [f"# {content.title}", "", content.subtitle, "", "| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in content.headline]
+    lines += ["", "**Model quality**", ""] + [f"- {s}" for s in content.quality_sentences]
+    lines += ["", f"Report: `{report_path}`"]
+    return "\n".join(lines)
+
+
+def artifact_key(run_name: str, what: str) -> str:
+    """Stable Prefect artifact key: lowercase letters, digits and dashes."""
+    slug = re.sub(r"[^a-z0-9]+", "-", run_name.lower()).strip("-") or "run"
+    return f"{slug}-{what}"
 
 
 def write_outputs(
@@ -118,9 +156,8 @@ def write_outputs(
     trained: Trained,
     scores: Scores,
     design: Design,
-    recs: pd.DataFrame,
-    moves: pd.DataFrame,
-) -> None:
+    recs: Recommendations,
+) -> rpt.ReportContent:
     """Write every output file of a run into ``out`` (a temporary folder)."""
     cols = config.data.columns
     scores.scores.to_parquet(out / "scores.parquet", index=False)
@@ -132,14 +169,21 @@ def write_outputs(
     })
     alignment.to_parquet(out / "alignment.parquet", index=False)
     territories = inputs.units[[cols.unit_col, "geometry"]].merge(alignment, on=cols.unit_col)
-    territories.dissolve(cols.territory_col).reset_index()[[cols.territory_col, "geometry"]].to_file(
-        out / "territories.geojson", driver="GeoJSON")
+    territories = territories.dissolve(cols.territory_col).reset_index()
+    territories[[cols.territory_col, "geometry"]].to_file(out / "territories.geojson",
+                                                          driver="GeoJSON")
     design.summary.to_csv(out / "territory_summary.csv", index=False)
-    moves.to_csv(out / "moves.csv", index=False)
-    recs.reset_index().to_csv(out / "recommendations.csv", index=False)
-    content = report_content(config, inputs, features, trained, scores, design, recs, moves)
+    recs.moves.to_csv(out / "moves.csv", index=False)
+    recs.units.reset_index().to_csv(out / "recommendations.csv", index=False)
+    recs.territories.to_csv(out / "territory_recommendations.csv", index=False)
+    recs.opportunities.to_csv(out / "opportunities.csv", index=False)
+    if recs.reps is not None:
+        recs.reps.to_csv(out / "rep_changes.csv", index=False)
+    content = report_content(config, inputs, features, trained, scores, design, recs)
     (out / "report.html").write_text(rpt.render_html(content), encoding="utf-8")
-    rpt.write_excel({**content.tables, "Recommendations": recs.reset_index()}, out / "report.xlsx")
+    rpt.write_excel({**content.tables, "Units": recs.units.reset_index(),
+                     "Territory summary": design.summary}, out / "report.xlsx")
+    return content
 
 
 def track_run(

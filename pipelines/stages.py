@@ -31,7 +31,7 @@ from features.temporal import rolling_name
 from models import backtest
 from models.forecast import SalesForecaster
 from models.potential import PotentialEstimator, describe_drivers
-from models.recommend import match_territory_ids, unit_recommendations
+from models import recommend as rec
 from models.territories import TerritoryDesigner, evaluate_alignment
 from pipelines.config import RunConfig
 from pipelines.outputs import file_sha256
@@ -304,7 +304,7 @@ def design_territories(
     if rep_terr_ids is not None:
         names = np.asarray(rep_terr_ids, dtype=object)[labels]
     elif current is not None:
-        names = match_territory_ids(labels, current.to_numpy(), columns["potential"])
+        names = rec.match_territory_ids(labels, current.to_numpy(), columns["potential"])
     else:
         names = np.asarray([f"T{k + 1:02d}" for k in range(tc.n_territories)], dtype=object)[labels]
     proposed = pd.Series(names, index=unit_ids, name="proposed_territory")
@@ -320,14 +320,48 @@ def design_territories(
     summary = designer.report_.territories.copy()
     summary["territory"] = [str(names[labels == k][0]) if (labels == k).any() else f"empty-{k}"
                             for k in range(len(summary))]
-    return Design(proposed, current, summary, designer.report_.overall, current_overall,
+    overall = dict(designer.report_.overall)
+    if current is not None:
+        movement = rec.movement_by_territory(current, proposed).set_index("territory")
+        summary = summary.drop(columns=["moved_in", "moved_out"], errors="ignore").join(
+            movement, on="territory")
+        overall.update(rec.disruption(current, proposed,
+                                      pd.Series(columns["potential"], index=unit_ids)))
+    return Design(proposed, current, summary, overall, current_overall,
                   current_summary, list(designer.report_.violations), fixed is not None)
 
 
-def recommendations(config: RunConfig, scores: Scores, design: Design) -> pd.DataFrame:
-    """Per-unit recommendations table."""
+@dataclass
+class Recommendations:
+    units: pd.DataFrame
+    territories: pd.DataFrame
+    reps: pd.DataFrame | None
+    opportunities: pd.DataFrame
+    moves: pd.DataFrame
+
+
+def recommendations(
+    config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores, design: Design
+) -> Recommendations:
+    """Per unit, territory and rep recommendations, white space and moves."""
+    cols = config.data.columns
     current = design.current if design.current is not None else design.proposed
-    return unit_recommendations(scores.unit_totals, current, design.proposed)
+    totals = scores.unit_totals
+    if "name" in inputs.units:
+        totals = totals.join(inputs.units.set_index(cols.unit_col)["name"])
+    units = rec.unit_recommendations(totals, current, design.proposed)
+    units.index.name = cols.unit_col
+    territories = rec.territory_recommendations(units, design.summary)
+    reps = None
+    if inputs.reps is not None:
+        xy = pd.DataFrame(features.xy, columns=["x", "y"],
+                          index=inputs.units[cols.unit_col].to_numpy())
+        reps = rec.rep_changes(inputs.reps, units, features.workload, xy,
+                               territory_col=cols.territory_col, rep_col=cols.rep_col)
+    uid = design.proposed.index.to_numpy()
+    moves = rec.moves_table(uid, current.reindex(uid).to_numpy(), design.proposed.to_numpy(),
+                            totals["potential"].reindex(uid).to_numpy(), cols.unit_col)
+    return Recommendations(units, territories, reps, rec.white_space_opportunities(units), moves)
 
 
 def manifest(config: RunConfig, inputs: Inputs, run_id: str | None, started: float) -> dict:

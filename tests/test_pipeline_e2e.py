@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -144,3 +145,57 @@ def test_cli_reports_bad_config_without_traceback(tmp_path):
     assert result.exit_code == 2
     assert "c.yaml" in result.output and "territories.tolerence" in result.output
     assert "Traceback" not in result.output
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def test_report_renders_in_headless_chromium(first_run):
+    from tests.browser import Page
+
+    _, result = first_run
+    with Page() as page:
+        page.open(result["report_html"], settle_s=2.0)
+        n_maps = page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+        n_tables = page.evaluate("document.querySelectorAll('table.sortable').length")
+        title = page.evaluate("document.querySelector('h1').textContent")
+        layer_buttons = page.evaluate(
+            "Array.from(document.querySelectorAll('.updatemenu-button text'))"
+            ".map(t => t.textContent)")
+        # Sorting works: click the 'potential' header of the territory table twice.
+        sorted_ok = page.evaluate("""(() => {
+            const table = document.querySelector('table.sortable');
+            const idx = Array.from(table.tHead.rows[0].cells).findIndex(c => c.textContent === 'potential');
+            const th = table.tHead.rows[0].cells[idx];
+            th.click(); th.click();
+            const vals = Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[idx].textContent.replace(/,/g, '')));
+            return vals.every((v, i) => i === 0 || vals[i - 1] >= v);
+        })()""")
+        shot = page.screenshot(ARTIFACTS / "report.png")
+    assert title.startswith("Territory plan")
+    assert n_maps >= 2 and n_tables >= 3
+    assert {"Proposed territories", "Current alignment", "Potential", "White space"} <= set(
+        layer_buttons)
+    assert sorted_ok
+    assert page.console_errors == []
+    offline = [u for u in page.requests if not u.startswith(("file:", "data:", "about:"))]
+    assert offline == []
+    assert shot.stat().st_size > 20_000
+
+
+def test_prefect_artifacts_published_under_stable_keys(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def latest(key):
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return found
+
+    import asyncio
+
+    summary = asyncio.run(latest("slice-summary"))
+    table = asyncio.run(latest("slice-territories"))
+    assert summary and "Territory plan: slice" in summary[0].data
+    assert table and "potential" in str(table[0].data)

@@ -296,3 +296,38 @@ def test_property_random_planar_graphs_assign_once_and_contiguous(n, k, seed):
     assert_valid(res.labels, adj, k)
     assert res.report.overall["contiguous"]
     assert res.report.territories["n_units"].sum() == n
+
+
+# ---------------------------------------------------------------- search internals
+
+
+def test_articulation_points_match_bfs_oracle():
+    from models._territory_search import Graph, articulation_points, removal_keeps_pieces
+
+    xy, adj = delaunay(400, 3)
+    labels = np.floor(xy[:, 0] / 25_000).astype(np.int64) + 4 * np.floor(xy[:, 1] / 50_000).astype(
+        np.int64
+    )
+    graph = Graph.from_csr(adj)
+    is_ap = np.zeros(400, dtype=bool)
+    articulation_points(labels, graph.nbrs, range(int(labels.max()) + 1), is_ap)
+    lab = labels.tolist()
+    oracle = np.array([not removal_keeps_pieces(i, lab, graph.nbrs) for i in range(400)])
+    np.testing.assert_array_equal(is_ap, oracle)
+
+
+def test_three_attributes_at_five_percent_are_deterministic():
+    xy, adj = delaunay(1500, 9)
+    rng = np.random.default_rng(9)
+    values = pd.DataFrame(
+        {
+            "a": rng.integers(4, 21, 1500),
+            "b": rng.integers(15, 401, 1500),
+            "c": rng.integers(15, 101, 1500),
+        }
+    ).astype(float)
+    one = design_territories(xy, adj, values, 15, seed=4)
+    two = design_territories(xy, adj, values, 15, seed=4)
+    np.testing.assert_array_equal(one.labels, two.labels)
+    assert_valid(one.labels, adj, 15)
+    assert one.report.violations == []
