@@ -76,8 +76,9 @@ FEATURES = FeaturesConfig(
 def factory(objective: str, scale_window: int, **kwargs):
     def make() -> SalesForecaster:
         params = dict(horizon=12, objective=objective, validation_periods=12,
-                      n_estimators=2000, learning_rate=0.03, num_leaves=31,
-                      min_child_samples=50, early_stopping_rounds=100,
+                      n_estimators=1000, learning_rate=0.05, num_leaves=31,
+                      min_child_samples=50, early_stopping_rounds=50,
+                      max_train_rows=150_000, max_bin=63,
                       scale_col=rolling_name("sales", "mean", scale_window), random_state=42)
         params.update(kwargs)
         return SalesForecaster(**params)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from models._territory_search import articulation_points
 
@@ -92,6 +92,7 @@ def _refine(side, vals, nbrs, goal_a, unit, pinned, min_size, max_moves):
     is_ap = np.zeros(n, dtype=bool)
     src = np.repeat(np.arange(n), [len(x) for x in nbrs])
     dst = np.fromiter((j for x in nbrs for j in x), dtype=np.int64, count=len(src))
+    deg = np.maximum(np.bincount(src, minlength=n), 1)
     for _ in range(max_moves):
         err = (tot_a - goal_a) / unit
         cur = float(_sq_score(err))
@@ -111,12 +112,15 @@ def _refine(side, vals, nbrs, goal_a, unit, pinned, min_size, max_moves):
         sign = np.where(side[cand] == 0, -1.0, 1.0)
         step = sign[:, None] * vals[cand] / unit
         sc = _sq_score(err[None, :] + step)
-        j = int(np.argmin(sc))
+        # prefer units mostly surrounded by the other side: keeps the cut smooth
+        other = np.bincount(src[cross], minlength=n)[cand] / deg[cand]
+        sc_pick = np.where(other >= 0.5, sc, sc + 0.5 * (cur - sc).clip(0))
+        j = int(np.argmin(sc_pick))
         best, move = float(sc[j]), (int(cand[j]),)
         ca, cb = np.flatnonzero(sign < 0), np.flatnonzero(sign > 0)
         if len(ca) and len(cb):
-            ca = ca[np.argsort(sc[ca], kind="stable")[:60]]
-            cb = cb[np.argsort(sc[cb], kind="stable")[:60]]
+            ca = ca[np.argsort(sc_pick[ca], kind="stable")[:60]]
+            cb = cb[np.argsort(sc_pick[cb], kind="stable")[:60]]
             sw = err[None, None, :] + step[ca][:, None, :] + step[cb][None, :, :]
             ssc = _sq_score(sw)
             for flat in np.argsort(ssc, axis=None, kind="stable")[:20].tolist():
@@ -146,6 +150,7 @@ def bisect_partition(
     *,
     n_dirs: int = 144,
     n_eval: int = 12,
+    n_geo: int = 16,
     slack: float = 0.1,
     rotation: float = 0.0,
     max_moves: int = 60,
@@ -205,8 +210,18 @@ def bisect_partition(
         cands = []
         raw = []
         proj_all = xy[units] @ dirs.T  # (ns, n_dirs)
-        for d in range(n_dirs):
-            order = np.argsort(proj_all[:, d], kind="stable")
+        if n_geo:
+            # geodesic sweeps: prefixes by path length from an extreme unit are connected
+            ext = np.unique(np.argmax(proj_all[:, :: max(1, n_dirs // n_geo)], axis=0))
+            lens = np.linalg.norm(xy[units][row] - xy[units][col], axis=1) + 1e-6
+            gw = sp.csr_matrix((lens, col, sub.indptr), shape=(ns, ns))
+            geo = dijkstra(gw, directed=False, indices=ext)
+            geo[~np.isfinite(geo)] = geo[np.isfinite(geo)].max() * 2
+            sweeps = np.column_stack([proj_all, geo.T])
+        else:
+            sweeps = proj_all
+        for d in range(sweeps.shape[1]):
+            order = np.argsort(sweeps[:, d], kind="stable")
             rank = np.empty(ns, dtype=np.int64)
             rank[order] = np.arange(ns)
             lo, hi = k1 - 1, ns - k2 - 1  # A = order[: i + 1]

@@ -444,39 +444,6 @@ def _boundary_candidates(graph: Graph, labels: np.ndarray, movable: np.ndarray, 
     return cu[first], la[mask][first], b[first]
 
 
-def detached_bundle(
-    i: int, centre: int, lab: list[int], nbrs: list[list[int]], movable: np.ndarray
-) -> list[int] | None:
-    """Unit ``i`` plus every unit its removal would cut off from ``centre``.
-
-    Returns ``None`` when the bundle would hold the centre or an immovable unit.
-    """
-    t = lab[i]
-    if centre < 0 or centre == i:
-        return None
-    seen = {i, centre}
-    queue = deque([centre])
-    while queue:
-        u = queue.popleft()
-        for v in nbrs[u]:
-            if v not in seen and lab[v] == t:
-                seen.add(v)
-                queue.append(v)
-    bundle = [i]
-    todo = deque([i])
-    inb = {i}
-    while todo:
-        u = todo.popleft()
-        for v in nbrs[u]:
-            if lab[v] == t and v not in seen and v not in inb:
-                if not movable[v]:
-                    return None
-                inb.add(v)
-                bundle.append(v)
-                todo.append(v)
-    return bundle
-
-
 def _apply_batch(
     state: SearchState,
     graph: Graph,
@@ -486,17 +453,10 @@ def _apply_batch(
     a: np.ndarray,
     b: np.ndarray,
     budget_ok,
-    bundle_ok=None,
-    movable: np.ndarray | None = None,
-    max_bundle: int = 0,
-    tabu: np.ndarray | None = None,
-    it: int = 0,
-    tenure: int = 0,
 ) -> int:
     """Apply the best non-conflicting moves (each territory touched once).
 
-    A move whose unit would split its donor becomes a bundle move (the unit
-    and the part it would cut off) when ``bundle_ok(bundle, a, b)`` accepts it.
+    A move is skipped when its unit would split the donor territory.
     """
     k = len(state.counts)
     used = np.zeros(k, dtype=bool)
@@ -509,178 +469,17 @@ def _apply_batch(
         if used[ta] or used[tb] or counts[ta] <= 1:
             continue
         i = cu_l[j]
-        if removal_keeps_pieces(i, state.lab, graph.nbrs):
-            bundle = [i]
-        elif bundle_ok is not None:
-            bundle = detached_bundle(i, int(state.centres[ta]), state.lab, graph.nbrs, movable)
-            if (
-                bundle is None
-                or len(bundle) > max_bundle
-                or len(bundle) >= counts[ta]
-                or not bundle_ok(bundle, ta, tb)
-            ):
-                continue
-        else:
+        if not removal_keeps_pieces(i, state.lab, graph.nbrs):
             continue
-        if not budget_ok(bundle, tb):
+        if not budget_ok([i], tb):
             continue
-        for u in bundle:
-            state.move(u, ta, tb, values[u])
-            if tabu is not None:
-                tabu[u] = it + tenure
+        state.move(i, ta, tb, values[i])
         used[ta] = used[tb] = True
         applied += 1
         n_used += 2
         if n_used >= k - 1:
             break
     return applied
-
-
-def _swap_batch(state: SearchState, graph: Graph, values, targets, pen, mov, budget_ok) -> int:
-    """Exchange two adjacent boundary units between their territories when it helps."""
-    k = targets.shape[0]
-    lbl = state.labels
-    src, dst = graph.src, graph.dst
-    m = (lbl[src] < lbl[dst]) & mov[src] & mov[dst]
-    i, j = src[m], dst[m]
-    if len(i) == 0:
-        return 0
-    a, b = lbl[i], lbl[j]
-    dev = state.totals / targets - 1
-    x = values[i] - values[j]  # net flow from a to b
-    delta = (
-        pen(dev[a] - x / targets[a]) + pen(dev[b] + x / targets[b]) - pen(dev[a]) - pen(dev[b])
-    )
-    good = np.flatnonzero(delta < -1e-12)
-    if len(good) == 0:
-        return 0
-    order = good[np.argsort(delta[good], kind="stable")]
-    used = np.zeros(k, dtype=bool)
-    lab, nbrs = state.lab, graph.nbrs
-    applied = 0
-    for e in order.tolist():
-        ui, uj = int(i[e]), int(j[e])
-        ta, tb = lab[ui], lab[uj]
-        if used[ta] or used[tb]:
-            continue
-        if not any(v != ui and lab[v] == ta for v in nbrs[uj]):
-            continue
-        if not any(v != uj and lab[v] == tb for v in nbrs[ui]):
-            continue
-        if not (removal_keeps_pieces(ui, lab, nbrs) and removal_keeps_pieces(uj, lab, nbrs)):
-            continue
-        if not budget_ok([ui], tb):
-            continue
-        if not budget_ok([uj], ta):
-            budget_ok([ui], ta)  # undo the budget change
-            continue
-        state.move(ui, ta, tb, values[ui])
-        state.move(uj, tb, ta, values[uj])
-        used[ta] = used[tb] = True
-        applied += 1
-    return applied
-
-
-def balance_search(
-    state: SearchState,
-    graph: Graph,
-    values: np.ndarray,
-    targets: np.ndarray,
-    tau: np.ndarray,
-    xy: np.ndarray,
-    movable: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    theta_frac: float,
-    compact_weight: float,
-    move_cost: float,
-    max_iter: int,
-    deadline: float,
-    budget_ok,
-    max_bundle: int = 0,
-) -> int:
-    """Phase 1: move boundary units to reduce the balance penalty.
-
-    Penalty is sum over territories and attributes of
-    ``max(0, |dev| - theta_frac * tau)^2`` (smooth pressure towards the
-    target, which moves imbalance along chains of territories), plus a small
-    compactness term and a cost per moved unit. Moves never split the donor
-    territory; a unit whose removal would, moves with the part it cuts off
-    (up to ``max_bundle`` units). When no improving move remains while
-    violations persist, a short tabu walk accepts the least-bad moves
-    touching a violating territory. Stops once the violation is zero.
-    Returns the number of iterations done.
-    """
-    k = targets.shape[0]
-    theta = theta_frac * tau
-    w0 = values[:, 0]
-    wscale = targets[:, 0].mean() + _EPS
-    radius = np.sqrt(np.ptp(xy[:, 0]) * np.ptp(xy[:, 1]) / k + _EPS) + _EPS
-    tabu = np.full(len(values), -1, dtype=np.int64)
-
-    def pen(d):
-        return (np.maximum(np.abs(d) - theta, 0.0) ** 2).sum(axis=-1)
-
-    def bundle_ok(bundle: list[int], ta: int, tb: int) -> bool:
-        x = values[bundle].sum(0)
-        da = state.totals[ta] / targets[ta] - 1
-        db = state.totals[tb] / targets[tb] - 1
-        delta = pen(da - x / targets[ta]) + pen(db + x / targets[tb]) - pen(da) - pen(db)
-        return bool(delta + move_cost * len(bundle) * x[0] / wscale < -1e-12)
-
-    it = 0
-    best_v, stall = np.inf, 0
-    while it < max_iter and time.perf_counter() < deadline:
-        it += 1
-        dev = state.totals / targets - 1
-        viol = violation(dev, tau)
-        v_tot = float(viol.sum())
-        if v_tot <= _EPS:
-            break
-        if v_tot < best_v - 1e-9:
-            best_v, stall = v_tot, 0
-        else:
-            stall += 1
-            if stall > 100:
-                break
-        mov = movable.copy()
-        mov[state.centres[state.centres >= 0]] = False
-        cu, a, b = _boundary_candidates(graph, state.labels, mov, k)
-        if len(cu) == 0:
-            break
-        x = values[cu]
-        delta = (
-            pen(dev[a] - x / targets[a]) + pen(dev[b] + x / targets[b]) - pen(dev[a]) - pen(dev[b])
-        )
-        if compact_weight > 0:
-            ca, cb = state.centres[a], state.centres[b]
-            dd = np.linalg.norm(xy[cu] - xy[cb], axis=1) - np.linalg.norm(xy[cu] - xy[ca], axis=1)
-            delta = delta + compact_weight * 1e-3 * (w0[cu] / wscale) * (dd / radius)
-        delta = delta + move_cost * (w0[cu] / wscale)
-        perm = rng.permutation(len(cu))
-        good = perm[delta[perm] < -1e-12]
-        applied = 0
-        if len(good):
-            order = good[np.argsort(delta[good], kind="stable")]
-            applied = _apply_batch(
-                state, graph, values, order, cu, a, b, budget_ok, bundle_ok, mov, max_bundle,
-                tabu, it, 7,
-            )
-        if applied == 0:
-            applied = _swap_batch(state, graph, values, targets, pen, mov, budget_ok)
-        if applied == 0:
-            # tabu escape: least-bad non-tabu moves touching a violating territory
-            hot = (viol[a] > 0) | (viol[b] > 0)
-            ok = perm[hot[perm] & (tabu[cu[perm]] < it)]
-            if len(ok) == 0:
-                break
-            order = ok[np.argsort(delta[ok], kind="stable")][: max(4, k // 4)]
-            applied = _apply_batch(
-                state, graph, values, order, cu, a, b, budget_ok, None, mov, 0, tabu, it, 7
-            )
-            if applied == 0:
-                break
-    return it
 
 
 def compact_search(

@@ -455,6 +455,33 @@ def rolling_origin_backtest(
     )
 
 
+def panel_from_table(
+    table: pd.DataFrame, frequency: str = "MS", columns: ColumnsConfig | None = None
+) -> pd.DataFrame:
+    """Recover a regular long panel (unit, period, target) from a forecast table.
+
+    Each row's ``target`` gives the value of its target period, and each
+    origin's last observed value (``<target>_lag_1``, when declared) the
+    value of the origin itself. Periods before the first origin are not in
+    the table, so the panel starts there; that is enough for the baselines
+    and the MASE scale, which then use the same history for every model.
+    """
+    cols = columns or ColumnsConfig()
+    unit, time_col, target = cols.unit_col, cols.time_col, cols.target_col
+    parts = [table[[unit, "target_period", "target"]].set_axis([unit, time_col, target], axis=1)]
+    lag1 = f"{target}_lag_1"
+    if lag1 in table.columns:
+        first = table[table["horizon"] == table["horizon"].min()]
+        parts.append(first[[unit, "origin", lag1]].set_axis([unit, time_col, target], axis=1))
+    long = pd.concat(parts, ignore_index=True).dropna(subset=[target])
+    long = long.drop_duplicates([unit, time_col], keep="first")
+    periods = pd.date_range(long[time_col].min(), long[time_col].max(), freq=frequency)
+    units = pd.Index(sorted(table[unit].unique()), name=unit)
+    index = pd.MultiIndex.from_product([units, pd.Index(periods, name=time_col)])
+    panel = long.set_index([unit, time_col])[[target]].astype(float).reindex(index)
+    return panel.reset_index()
+
+
 # -- potential -----------------------------------------------------------------
 def potential_cross_validation(
     make_estimator: Callable[[], Any],
@@ -483,3 +510,44 @@ def potential_cross_validation(
         "potential_cv_pinball_scaled": pinball(y, oof, quantile) / float(np.nanmean(y[keep])),
         "potential_cv_share_below": float(np.mean(y[keep] <= oof[keep])),
     }
+
+
+# -- figures -----------------------------------------------------------------
+def backtest_figures(result: BacktestResult) -> dict[str, Any]:
+    """Matplotlib figures of a backtest: totals over time, and error by horizon."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    p = result.predictions
+    figs: dict[str, Any] = {}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for k, (origin, grp) in enumerate(p.groupby("origin")):
+        totals = grp.groupby("target_period")[["actual", *result.models]].sum(min_count=1)
+        ax.plot(totals.index, totals["actual"], color="black", lw=2,
+                label="actual" if k == 0 else None)
+        ax.plot(totals.index, totals["forecast"], color="tab:blue",
+                label="LightGBM" if k == 0 else None)
+        if "seasonal_naive" in totals:
+            ax.plot(totals.index, totals["seasonal_naive"], color="tab:orange", ls="--",
+                    label="seasonal naive" if k == 0 else None)
+        ax.axvline(origin, color="grey", lw=0.5)
+    ax.set_title("Backtest: total actual vs forecast from each origin")
+    ax.legend()
+    fig.tight_layout()
+    figs["backtest_actual_vs_forecast.png"] = fig
+
+    table = result.table().query("horizon != 'all'")
+    metric = "mase" if "mase" in table else "wape"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for model, grp in table.groupby("model"):
+        ax.plot(grp["horizon"].astype(int), grp[metric], marker="o", label=model)
+    ax.set_xlabel("horizon")
+    ax.set_ylabel(metric.upper())
+    ax.set_title(f"Backtest {metric.upper()} by horizon ({len(result.origins)} origins)")
+    ax.legend()
+    fig.tight_layout()
+    figs["backtest_error_by_horizon.png"] = fig
+    return figs

@@ -9,8 +9,27 @@ from pydantic import Field, field_validator
 from features.config import FrozenModel
 
 
+class BacktestConfig(FrozenModel):
+    """Rolling-origin backtest run by the train stage (``windows: 0`` turns it off).
+
+    The last origin is ``horizon`` periods before the as-of date and the
+    others are ``step`` periods apart; the model is refit at each origin.
+    """
+
+    windows: int = Field(2, ge=0, le=24)
+    step: int = Field(3, ge=1)
+    baselines: list[Literal["seasonal_naive", "moving_average", "ets"]] = Field(
+        default_factory=lambda: ["seasonal_naive", "moving_average"]
+    )
+
+
 class ForecastConfig(FrozenModel):
-    """Global LightGBM forecaster, direct multi-horizon."""
+    """Global LightGBM forecaster, direct multi-horizon.
+
+    ``gate_metric`` (lower is better) decides promotion: the challenger
+    becomes champion only if it beats the champion's score on the same
+    backtest windows by at least ``gate_margin`` (relative).
+    """
 
     horizon: int = Field(12, ge=1, le=36)
     objective: Literal["l2_scaled", "tweedie", "poisson"] = "l2_scaled"
@@ -23,8 +42,12 @@ class ForecastConfig(FrozenModel):
     feature_fraction: float = Field(0.8, gt=0.0, le=1.0)
     early_stopping_rounds: int = Field(50, ge=1)
     max_train_rows: int = Field(400_000, ge=1000)
+    max_bin: int = Field(255, ge=15, le=1023)
     min_history: int = Field(12, ge=1)
     seed: int = 42
+    gate_metric: Literal["wape", "mase", "mae", "rmse"] = "wape"
+    gate_margin: float = Field(0.0, ge=0.0, lt=1.0)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
 
 
 class PotentialConfig(FrozenModel):

@@ -287,3 +287,55 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         check_is_fitted(self, "booster_")
         gain = self.booster_.feature_importance("gain")
         return pd.Series(gain, index=self.booster_.feature_name()).sort_values(ascending=False)
+
+    def driver_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Contributions per unit, averaged over its rows and grouped into readable drivers.
+
+        With ``objective="l2_scaled"`` a value is a share of the unit's recent
+        level (``+0.12``: the driver adds 12% of the unit's recent monthly
+        average to its forecast); with ``tweedie``/``poisson`` it is on the
+        log scale (a multiplicative effect).
+        """
+        contrib = self.contributions(X)
+        target = self.level_prefix.rstrip("_")
+        contrib.columns = [readable_feature(c, target) for c in contrib.columns]
+        contrib = contrib.T.groupby(level=0, sort=False).sum().T
+        return contrib.groupby(X[self.unit_col].to_numpy()).mean()
+
+    def drivers(self, X: pd.DataFrame, top: int = 3) -> pd.Series:
+        """Top ``top`` forecast drivers per unit in words, e.g. ``"last 3 months +12%"``."""
+        from models.potential import describe_drivers
+
+        return describe_drivers(self.driver_contributions(X), top=top,
+                                log_scale=self.objective != "l2_scaled")
+
+
+def readable_feature(name: str, target: str = "sales") -> str:
+    """A forecast feature's name as a manager reads it; related features share a name."""
+    import re
+
+    prefix = f"{target}_"
+    neighbours = name.endswith("_nbr_mean")
+    base = name.removesuffix("_nbr_mean")
+    fixed = {
+        f"{prefix}lag_1": "last month",
+        f"{prefix}same_period_1y": "same month last year",
+        f"{prefix}same_period_2y": "same month two years ago",
+        "month": "season", "month_sin": "season", "month_cos": "season",
+        "horizon": "months ahead", "time_index": "time trend", "log_scale": "unit size",
+    }
+    if base in fixed:
+        text = fixed[base]
+    elif m := re.fullmatch(rf"{re.escape(prefix)}lag_(\d+)", base):
+        text = f"sales {m.group(1)} months back"
+    elif m := re.fullmatch(rf"{re.escape(prefix)}roll_mean_w(\d+)", base):
+        text = f"last {m.group(1)} months"
+    elif m := re.fullmatch(rf"{re.escape(prefix)}roll_std_w(\d+)", base):
+        text = f"volatility over {m.group(1)} months"
+    elif m := re.fullmatch(rf"{re.escape(prefix)}roll_(min|max)_w(\d+)", base):
+        text = f"{m.group(1)} of last {m.group(2)} months"
+    elif m := re.fullmatch(rf"{re.escape(prefix)}growth_w(\d+)", base):
+        text = f"growth over {m.group(1)} months"
+    else:
+        text = base.replace("_", " ")
+    return f"{text} (neighbours)" if neighbours else text

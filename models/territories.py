@@ -2,17 +2,25 @@
 
 Algorithm
 ---------
-A multistart location-allocation heuristic followed by a contiguity-aware
-local search, in the spirit of the commercial districting literature:
+A multistart heuristic: a balanced start partition, then a contiguity-aware
+local search that polishes it, in the spirit of the commercial districting
+literature:
 
-1. **Seeds.** Weighted k-means++ on unit coordinates (weights = first
-   attribute, seeded ``numpy.random.default_rng``), or the given fixed centres.
-2. **Location-allocation** (Hess et al., 1965). A transport LP solved by HiGHS
-   (``scipy.optimize.linprog``) splits each unit over its nearest centres at
-   cost distance x weight, subject to every attribute staying within
-   ``[1 - tau/2, 1 + tau/2] x target`` per territory (penalised slack keeps it
-   feasible). Fractional units go to their largest share; centres move to the
-   weighted medoid; this alternates a few times.
+1. **Start A: multi-attribute recursive bisection** (default for even-numbered
+   starts; :mod:`models._territory_bisect`). The units are split by a cut
+   that gives one side its share ``k1 / k`` of *every* attribute at once
+   (for two attributes and ``k1 / k = 1/2`` a ham-sandwich cut exists),
+   found by sweeping 144 straight-line directions plus geodesic orders from
+   extreme units; the side pieces are made connected, the cut balance is
+   refined by moves and swaps of boundary units that never split a side, and
+   each side is split again until one territory is left (recursive
+   coordinate bisection, Berger & Bokhari, 1987, extended to several
+   attributes). With fixed centres each side must get as many fixed units as
+   it has territories with a fixed centre.
+2. **Start B: seeds and location-allocation** (odd-numbered starts). Weighted
+   k-means++ seeds (or the fixed centres), then a price-adjusted
+   nearest-centre allocation (default) or a transport LP solved by HiGHS
+   (Hess et al., 1965), alternated with weighted-medoid updates.
 3. **Contiguity repair.** In every territory, the piece holding the centre
    (or the heaviest piece) stays; each detached piece goes to the adjacent
    territory whose balance suffers least.
@@ -32,8 +40,8 @@ local search, in the spirit of the commercial districting literature:
    geometric medoid every 25 iterations. Then a compactness phase lowers
    ``sum w_i d(i, centre)`` with moves that never add violation.
 5. **Minimal disruption.** With ``current_labels`` the search starts from the
-   current alignment, skips seeding, allocation and the compactness phase, and
-   only moves units while the balance violation is positive, with
+   current alignment, skips the start heuristics and the compactness phase,
+   and only moves units while the balance violation is positive, with
    ``move_cost`` per unit away from its current territory and an optional
    ``move_budget`` on the moved share of the first attribute.
 
@@ -41,14 +49,21 @@ Budgets are iteration counts (``max_iter`` per phase, ``max_restarts`` extra
 starts while the balance is violated), so the same seed gives the same
 labels; ``time_limit_s`` is only a safety net.
 
-Known limit: with attributes that are far from proportional (potential-heavy
-metro areas), this search can stall with territories that are over on one
-attribute and under on the other; see the issue note.
+Known limit: on irregular real geographies with attributes far from
+proportional (US counties, potential-heavy metro areas, K=50, two attributes
+at 5%) neither the bisection start nor the polish reaches zero violations:
+straight or geodesic cuts through very irregular regions leave a few leaves
+30-70% off on the two attributes in opposite directions, and the move/swap
+polish cannot carry that across clusters of like territories. Ejection chains
+(over-target to under-target along the territory graph) are the planned next
+step; see the issue note.
 
 Infeasible requests (a unit larger than its target's upper bound, locked
 units that cannot be joined) return the best alignment found, with plain-word
 entries in ``report.violations``. See Kalcsics & Ríos-Mercado (2019),
-"Districting problems", in *Location Science*, for a review.
+"Districting problems", in *Location Science*, for a review; Berger &
+Bokhari (1987), "A partitioning strategy for nonuniform problems on
+multiprocessors", IEEE Trans. Computers 36(5), for recursive bisection.
 
 Balance index: ``100 x (1 - mean |deviation|)`` over territories and
 attributes, clipped to ``[0, 100]``; 100 means every territory hits its target.
@@ -65,6 +80,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.spatial import ConvexHull, QhullError
 
+from models._territory_bisect import bisect_partition
 from models._territory_search import (
     Graph,
     SearchState,
@@ -446,6 +462,7 @@ def design_territories(
     allocation: str = "price",
     max_restarts: int = 4,
     move_cost: float = 1e-4,
+    start: str = "bisect",
 ) -> DesignResult:
     """Design K balanced, contiguous, compact territories (pure function).
 
@@ -503,6 +520,10 @@ def design_territories(
     move_cost
         Rebalance mode: penalty per unit away from its current territory, in
         units of the squared relative deviation.
+    start
+        ``"bisect"`` (default): even-numbered starts use the multi-attribute
+        recursive bisection, odd-numbered ones the k-means++ /
+        location-allocation start; ``"allocate"``: every start uses the latter.
 
     Returns
     -------
@@ -523,6 +544,8 @@ def design_territories(
     k = int(n_territories)
     if not 1 <= k <= n:
         raise ValueError(f"n_territories must be between 1 and the number of units ({n}), got {k}")
+    if start not in ("bisect", "allocate"):
+        raise ValueError(f"start must be 'bisect' or 'allocate', got {start!r}")
     if allocation not in ("price", "lp"):
         raise ValueError(f"allocation must be 'price' or 'lp', got {allocation!r}")
     if int(n_starts) < 1:
@@ -613,16 +636,27 @@ def design_territories(
         def budget_ok(units: list[int], b: int) -> bool:
             return True
 
-        for start in range(int(n_starts) + max_restarts):
+        for start_no in range(int(n_starts) + max_restarts):
             if best is not None and time.perf_counter() > deadline:
                 break
-            if start >= int(n_starts) and best_score[0] <= 1e-12:
+            if start_no >= int(n_starts) and best_score[0] <= 1e-12:
                 break  # extra restarts only while the balance is violated
-            s = start_seeds[start]
+            s = start_seeds[start_no]
             rng = np.random.default_rng(s)
-            centres = kmeanspp_seeds(xy, values[:, 0], k, rng, presets, forced >= 0)
-            labels = None
-            for _ in range(max(1, lp_rounds)):
+            if start == "bisect" and start_no % 2 == 0:
+                labels = bisect_partition(
+                    xy, values, tgt, adjacency, fixed, rotation=float(rng.uniform(0, np.pi))
+                )
+                labels[forced >= 0] = forced[forced >= 0]
+                centres = _valid_centres(
+                    xy, values, labels, k, fixed, np.zeros(k, dtype=np.int64)
+                )
+                lp_iter = 0
+            else:
+                centres = kmeanspp_seeds(xy, values[:, 0], k, rng, presets, forced >= 0)
+                labels = None
+                lp_iter = max(1, lp_rounds)
+            for _ in range(lp_iter):
                 pin = forced.copy()
                 pin[centres] = np.arange(k)
                 pin[forced >= 0] = forced[forced >= 0]

@@ -145,6 +145,7 @@ def promote_if_better(
     value: float,
     comparable_on: str,
     margin: float = 0.0,
+    artifact_name: str = "promotion_decision.json",
 ) -> dict[str, Any]:
     """Move ``champion`` to ``version`` when it beats the champion.
 
@@ -163,15 +164,21 @@ def promote_if_better(
         "champion_score": None,
         "metric": metric,
         "margin": margin,
+        "windows": comparable_on,
     }
     if current is None:
-        promote, reason = True, "no champion yet"
+        promote = value is not None and bool(np.isfinite(value))
+        reason = "no champion yet" if promote else f"no finite {metric}; not promoted"
     else:
         champ_run = client.get_run(client.get_model_version(registered_model, current).run_id)
         champ_score = champ_run.data.metrics.get(metric)
-        same_windows = champ_run.data.tags.get("evaluation_windows") == comparable_on
+        champ_windows = champ_run.data.tags.get("evaluation_windows")
+        same_windows = champ_windows == comparable_on
         decision["champion_score"] = champ_score
-        if champ_score is None or not same_windows:
+        decision["champion_windows"] = champ_windows
+        if value is None or not np.isfinite(value):
+            promote, reason = False, f"challenger has no finite {metric}; kept champion"
+        elif champ_score is None or not same_windows:
             promote = False
             reason = "champion was evaluated on other windows; kept until a comparable run"
         else:
@@ -183,10 +190,39 @@ def promote_if_better(
     if promote:
         client.set_registered_model_alias(registered_model, CHAMPION, version)
     decision.update({"promoted": promote, "reason": reason})
-    mlflow.log_dict(json.loads(json.dumps(decision, default=str)), "promotion_decision.json")
-    mlflow.set_tags({"promotion": "promoted" if promote else "not promoted",
-                     "promotion_reason": reason})
+    mlflow.log_dict(json.loads(json.dumps(decision, default=str)), artifact_name)
+    tag = "promotion" if artifact_name == "promotion_decision.json" else \
+        f"promotion.{registered_model}"
+    mlflow.set_tags({tag: "promoted" if promote else "not promoted",
+                     f"{tag}_reason": reason})
     return decision
+
+
+def log_backtest(result: Any, prefix: str = "backtest_") -> None:
+    """Log a :class:`models.backtest.BacktestResult`: metrics per horizon, tables, figures.
+
+    Per-horizon WAPE, MASE and coverage are logged as metric histories with
+    the horizon as the step (MLflow draws them as curves); the full metric
+    tables and the figures go in as artifacts.
+    """
+    import matplotlib.pyplot as plt
+
+    from models.backtest import backtest_figures
+
+    table = result.table()
+    for _, row in table[table["horizon"] != "all"].iterrows():
+        name = "" if row["model"] == "forecast" else f"_{row['model']}"
+        log_metrics({f"{prefix}wape_by_horizon{name}": row["wape"],
+                     f"{prefix}mase_by_horizon{name}": row["mase"]}, step=int(row["horizon"]))
+    intervals = result.interval_table()
+    for _, row in intervals[intervals["horizon"] != "all"].iterrows():
+        log_metrics({f"{prefix}coverage_by_horizon": row["coverage"]}, step=int(row["horizon"]))
+    log_table(table, f"{prefix}metrics.csv")
+    log_table(intervals, f"{prefix}intervals.csv")
+    mlflow.set_tags({"backtest_windows": result.windows_key})
+    for name, fig in backtest_figures(result).items():
+        log_figure(fig, name)
+        plt.close(fig)
 
 
 def active_run_id() -> str | None:

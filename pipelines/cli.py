@@ -100,6 +100,49 @@ def validate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     console.print(f"[green]ok[/green]: {len(inputs.units):,} units, {len(inputs.sales):,} sales rows")
 
 
+@app.command()
+def score(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    out: Annotated[Path | None, typer.Option(help="Output folder (default <workspace>/scores).")]
+    = None,
+) -> None:
+    """Score every unit with the champion recommender and write recommendations.csv."""
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+        prepare_environment(Path(cfg.workspace))
+        from pipelines.serving import score_all
+
+        path, scored, run_id = score_all(cfg, out)
+    except InputError as exc:
+        _fail(exc)
+    console.print(f"scored {len(scored):,} units → {path} (MLflow run {run_id})")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5001,
+) -> None:
+    """Serve models:/territory-recommender@champion over REST (mlflow models serve)."""
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    from pipelines.publish import tracking_uri
+    from pipelines.serving import serve_command, serving_env
+
+    uri = tracking_uri(cfg)
+    command = serve_command(uri, host, port)
+    console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
+                  " (POST /invocations; Ctrl-C stops)")
+    os.execve(command[0], command, serving_env(uri))
+
+
 @app.command("make-demo-data")
 def make_demo_data(
     nat_dir: Annotated[Path, typer.Option(help="Folder with NAT.shp from libpysal 4.1.1.")],

@@ -45,7 +45,8 @@ def publish_run(config: RunConfig, inputs, features, trained, scores, design, st
     with atomic_directory(run_dir) as tmp:
         content = publish.write_outputs(tmp, config, inputs, features, trained, scores, design,
                                         recs)
-        run_id, decision = publish.track_run(config, inputs, features, trained, scores, design, tmp)
+        run_id, decision = publish.track_run(config, inputs, features, trained, scores, design, tmp,
+                                             recs)
         (tmp / "manifest.json").write_text(
             json.dumps(stages.manifest(config, inputs, run_id, started), indent=2, default=str))
     publish_artifacts(config, content, recs, run_dir)

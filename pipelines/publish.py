@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from models import tracking
+from models.serving import build_bundle
 from pipelines import report as rpt
+from pipelines import serving
 from pipelines.config import RunConfig
 from pipelines.report_map import interactive_map
 from pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
@@ -194,8 +196,13 @@ def track_run(
     scores: Scores,
     design: Design,
     out: Path,
+    recs: Recommendations | None = None,
 ) -> tuple[str, dict]:
-    """Log the run to MLflow, register the model and apply the promotion gate."""
+    """Log the run to MLflow, register the models and apply the promotion gate.
+
+    The forecaster and the recommender pyfunc are registered in the same run
+    and pass the same gate, on the same metric and windows.
+    """
     workspace = Path(config.workspace)
     tracking.setup_tracking(tracking_uri(config), config.tracking.experiment,
                             workspace / "mlartifacts")
@@ -215,9 +222,21 @@ def track_run(
         tracking.log_table(trained.potential.feature_importance().rename("gain").reset_index()
                            .rename(columns={"index": "feature"}), "potential_importance.csv")
         tracking.log_table(scores.unit_totals.reset_index(), "unit_drivers.csv")
+        if trained.backtest is not None:
+            tracking.log_backtest(trained.backtest)
         version = tracking.log_scoring_model(
             trained.forecaster, features.score_table.head(5), config.tracking.registered_model)
+        fc = config.forecast
+        gate = next((m for m in (f"backtest_{fc.gate_metric}", f"valid_{fc.gate_metric}")
+                     if m in trained.metrics), "valid_wape")
         decision = tracking.promote_if_better(
-            config.tracking.registered_model, version, "valid_wape",
-            trained.metrics["valid_wape"], trained.evaluation_windows)
+            config.tracking.registered_model, version, gate, trained.metrics[gate],
+            trained.evaluation_windows, margin=fc.gate_margin)
+        if recs is not None:
+            bundle = build_bundle(trained.potential, recs.units, config.data.columns.unit_col)
+            rec_version = serving.log_recommender(bundle, features.market_table)
+            decision["recommender"] = tracking.promote_if_better(
+                serving.RECOMMENDER_NAME, rec_version, gate,
+                trained.metrics[gate], trained.evaluation_windows, margin=fc.gate_margin,
+                artifact_name="recommender_promotion_decision.json")
     return run_id, decision

@@ -68,6 +68,7 @@ class Trained:
     metrics: dict[str, float]
     validation: pd.DataFrame
     evaluation_windows: str
+    backtest: backtest.BacktestResult | None = None
 
 
 @dataclass
@@ -146,38 +147,61 @@ def build_features(config: RunConfig, inputs: Inputs) -> FeatureSet:
     else:
         workload = pd.Series(1.0, index=observed.index)
 
-    area = inputs.units.geometry.to_crs(config.data.projected_crs or inputs.units.estimate_utm_crs())
-    area_km2 = pd.Series(area.area.to_numpy() / 1e6, index=unit_ids, name="unit_area_km2")
-    if demo is not None:
-        market = build_market_table(demo, graph, cols, feats.demographic_columns)
-    else:
-        market = pd.DataFrame(index=pd.Index(unit_ids, name=cols.unit_col))
-    if area_km2.name not in market.columns and "area_km2" not in market.columns:
-        market = market.join(area_km2)
+    market = market_features(config, inputs, graph)
     return FeatureSet(graph, xy, as_of, train, score, market,
                       annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0))
 
 
+def market_features(config: RunConfig, inputs: Inputs, graph: AdjacencyGraph) -> pd.DataFrame:
+    """Market features per unit for the potential model: demographics, neighbours, size."""
+    cols = config.data.columns
+    unit_ids = inputs.units[cols.unit_col].to_numpy()
+    crs = config.data.projected_crs or inputs.units.estimate_utm_crs()
+    area_km2 = pd.Series(inputs.units.geometry.to_crs(crs).area.to_numpy() / 1e6,
+                         index=pd.Index(unit_ids, name=cols.unit_col), name="unit_area_km2")
+    if inputs.demographics is not None:
+        market = build_market_table(inputs.demographics, graph, cols,
+                                    config.features.demographic_columns)
+    else:
+        market = pd.DataFrame(index=area_km2.index)
+    if "area_km2" not in market.columns:
+        market = market.join(area_km2)
+    return market.reindex(unit_ids)
+
+
 def train_models(config: RunConfig, features: FeatureSet) -> Trained:
-    """Fit the forecaster and the potential model; score the validation window."""
+    """Fit the forecaster and the potential model; score them out of sample.
+
+    The forecaster is scored on its validation window and, unless
+    ``forecast.backtest.windows`` is 0, by a rolling-origin backtest that
+    refits it at each origin; the backtest windows then define which runs
+    the promotion gate may compare.
+    """
     fc, cols = config.forecast, config.data.columns
     scale_col = rolling_name(cols.target_col, "mean", max(config.features.rolling_windows))
-    forecaster = SalesForecaster(
-        horizon=fc.horizon, objective=fc.objective, interval_level=fc.interval_level,
-        validation_periods=fc.validation_periods, n_estimators=fc.n_estimators,
-        learning_rate=fc.learning_rate, num_leaves=fc.num_leaves,
-        min_child_samples=fc.min_child_samples, feature_fraction=fc.feature_fraction,
-        early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
-        scale_col=scale_col, level_prefix=f"{cols.target_col}_", unit_col=cols.unit_col,
-        random_state=fc.seed,
-    ).fit(features.train_table)
+
+    def make_forecaster() -> SalesForecaster:
+        return SalesForecaster(
+            horizon=fc.horizon, objective=fc.objective, interval_level=fc.interval_level,
+            validation_periods=fc.validation_periods, n_estimators=fc.n_estimators,
+            learning_rate=fc.learning_rate, num_leaves=fc.num_leaves,
+            min_child_samples=fc.min_child_samples, feature_fraction=fc.feature_fraction,
+            early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
+            max_bin=fc.max_bin, scale_col=scale_col, level_prefix=f"{cols.target_col}_",
+            unit_col=cols.unit_col, random_state=fc.seed,
+        )
+
+    forecaster = make_forecaster().fit(features.train_table)
     pc = config.potential
-    potential = PotentialEstimator(
-        quantile=pc.quantile, n_estimators=pc.n_estimators, learning_rate=pc.learning_rate,
-        num_leaves=pc.num_leaves, min_child_samples=pc.min_child_samples,
-        feature_fraction=pc.feature_fraction,
-        random_state=pc.seed,
-    ).fit(features.market_table, features.annual_sales.to_numpy())
+
+    def make_potential() -> PotentialEstimator:
+        return PotentialEstimator(
+            quantile=pc.quantile, n_estimators=pc.n_estimators, learning_rate=pc.learning_rate,
+            num_leaves=pc.num_leaves, min_child_samples=pc.min_child_samples,
+            feature_fraction=pc.feature_fraction, random_state=pc.seed,
+        )
+
+    potential = make_potential().fit(features.market_table, features.annual_sales.to_numpy())
 
     val = forecaster.validation_
     metrics = {
@@ -186,12 +210,28 @@ def train_models(config: RunConfig, features: FeatureSet) -> Trained:
         "valid_rmse": backtest.rmse(val["actual"], val["forecast"]),
         "valid_bias": backtest.bias(val["actual"], val["forecast"]),
         "valid_wape_seasonal_naive": backtest.wape(val["actual"], val["seasonal_naive"]),
+        "valid_coverage": backtest.coverage(val["actual"], val["forecast_lo"],
+                                            val["forecast_hi"]),
         "best_iteration": float(forecaster.best_iteration_),
     }
     for h, grp in val.groupby("horizon"):
         metrics[f"valid_wape_h{int(h):02d}"] = backtest.wape(grp["actual"], grp["forecast"])
     windows = f"{val['target_period'].min():%Y-%m}..{val['target_period'].max():%Y-%m}"
-    return Trained(forecaster, potential, metrics, val, windows)
+    metrics.update(backtest.potential_cross_validation(
+        make_potential, features.market_table, features.annual_sales.to_numpy(), pc.quantile,
+        n_folds=3, seed=pc.seed))
+
+    result = None
+    if fc.backtest.windows > 0:
+        panel = backtest.panel_from_table(features.train_table, config.features.frequency, cols)
+        result = backtest.rolling_origin_backtest(
+            panel, config.features, fc.horizon, make_forecaster, n_windows=fc.backtest.windows,
+            step=fc.backtest.step, columns=cols, baselines=fc.backtest.baselines,
+            table=features.train_table,
+        )
+        metrics.update(result.summary())
+        windows = result.windows_key
+    return Trained(forecaster, potential, metrics, val, windows, result)
 
 
 def score_units(config: RunConfig, features: FeatureSet, trained: Trained) -> Scores:
@@ -225,6 +265,9 @@ def score_units(config: RunConfig, features: FeatureSet, trained: Trained) -> Sc
         forecast_hi=("forecast_hi", "sum"), potential=("potential", "sum"),
     )
     totals["drivers"] = drivers.reindex(totals.index)
+    forecast_drivers = trained.forecaster.drivers(table)  # e.g. "last 3 months +12%"
+    scores["forecast_drivers"] = forecast_drivers.reindex(unit_index).to_numpy()
+    totals["forecast_drivers"] = forecast_drivers.reindex(totals.index)
     # A unit without recent history still gets its potential; its forecast is 0.
     totals["forecast"] = totals["forecast"].fillna(0.0)
     metrics = {}

@@ -199,3 +199,91 @@ def test_prefect_artifacts_published_under_stable_keys(first_run):
     table = asyncio.run(latest("slice-territories"))
     assert summary and "Territory plan: slice" in summary[0].data
     assert table and "potential" in str(table[0].data)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(port: int, payload: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
+    import time
+    import urllib.request
+
+    from pipelines.publish import tracking_uri
+    from pipelines.serving import score_all, start_server
+
+    config, _ = first_run
+    csv_path, batch, _ = score_all(config, tmp_path / "scores")
+    assert csv_path.is_file() and len(batch) == len(gpd.read_parquet(config.data.units))
+    port = _free_port()
+    server = start_server(tracking_uri(config), port=port)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stdout.read()
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.5)
+
+        from pipelines.serving import load_champion
+
+        model = load_champion(tracking_uri(config))
+        columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
+        from features.spatial import build_adjacency
+        from pipelines.stages import load_inputs, market_features
+
+        inputs = load_inputs(config)
+        graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
+        rows = market_features(config, inputs, graph).head(4).reset_index(names="unit_id")
+        rows = rows[columns]
+
+        status, body = _post(port, {"dataframe_split": rows.to_dict(orient="split")})
+        assert status == 200, body
+        served = pd.DataFrame(body["predictions"])
+        expected = batch.set_index("unit_id").loc[rows["unit_id"]].reset_index()
+        pd.testing.assert_series_equal(served["unit_id"], expected["unit_id"], check_names=False)
+        for col in ("forecast", "potential", "white_space"):
+            assert served[col].to_numpy() == pytest.approx(expected[col].to_numpy(), rel=1e-6)
+        assert list(served["action"]) == list(expected["action"])
+
+        status, body = _post(port, {"dataframe_records": rows.to_dict(orient="records")[:1]})
+        assert status == 200 and len(body["predictions"]) == 1
+
+        missing = rows.drop(columns=["population"])
+        status, body = _post(port, {"dataframe_split": missing.to_dict(orient="split")})
+        assert 400 <= status < 500 and "population" in body["message"]
+
+        wrong = rows.astype({"population": object})
+        wrong.loc[wrong.index[0], "population"] = "lots"
+        status, body = _post(port, {"dataframe_split": wrong.to_dict(orient="split")})
+        assert 400 <= status < 500 and "population" in body["message"]
+
+        unknown = rows.assign(unit_id=["99999", *rows["unit_id"][1:]])
+        status, body = _post(port, {"dataframe_split": unknown.to_dict(orient="split")})
+        assert 400 <= status < 500 and "unknown unit_id: 99999" in body["message"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -331,3 +331,50 @@ def test_three_attributes_at_five_percent_are_deterministic():
     np.testing.assert_array_equal(one.labels, two.labels)
     assert_valid(one.labels, adj, 15)
     assert one.report.violations == []
+
+
+# ---------------------------------------------------------------- non-proportional attributes
+
+
+def city_instance() -> tuple[np.ndarray, sp.csr_matrix, pd.DataFrame]:
+    """30 x 30 lattice where a 'city' disc has 3x potential per unit of workload."""
+    xy, adj = lattice(30, 30)
+    rng = np.random.default_rng(0)
+    wl = rng.integers(10, 31, 900).astype(float)
+    city = np.hypot(xy[:, 0] - 8000, xy[:, 1] - 20000) < 7000
+    pot = wl * np.where(city, 3.0, 1.0) * rng.uniform(0.8, 1.2, 900)
+    return xy, adj, pd.DataFrame({"potential": pot, "workload": wl})
+
+
+def test_bisection_start_balances_non_proportional_attributes():
+    xy, adj, values = city_instance()
+    res = design_territories(xy, adj, values, 9, tolerance=0.05, seed=0)
+    assert_valid(res.labels, adj, 9)
+    assert_balanced(res.labels, values, 9, 0.05)
+    assert res.report.violations == []
+
+
+def test_bisection_partition_respects_fixed_centres_and_contiguity():
+    from models._territory_bisect import bisect_partition
+
+    xy, adj, values = city_instance()
+    rng = np.random.default_rng(1)
+    fixed = {t: int(u) for t, u in enumerate(rng.choice(900, 9, replace=False))}
+    vals = values.to_numpy()
+    labels = bisect_partition(xy, vals, np.tile(vals.sum(0) / 9, (9, 1)), adj, fixed)
+    assert all(labels[u] == t for t, u in fixed.items())
+    assert set(np.unique(labels)) == set(range(9))
+    res = design_territories(xy, adj, values, 9, seed=0, fixed_centers=fixed, max_restarts=0)
+    assert_valid(res.labels, adj, 9)
+    assert all(res.labels[u] == t and res.centers[t] == u for t, u in fixed.items())
+
+
+def test_rebalance_of_city_instance_moves_fewer_units_than_fresh_design():
+    xy, adj, values = city_instance()
+    current = np.minimum(xy[:, 0] // 10_000, 2).astype(np.int64) * 3 + np.minimum(
+        xy[:, 1] // 10_000, 2
+    ).astype(np.int64)  # a 3 x 3 grid, far from balanced on potential
+    fresh = design_territories(xy, adj, values, 9, seed=0)
+    rebal = design_territories(xy, adj, values, 9, seed=0, current_labels=current)
+    assert_valid(rebal.labels, adj, 9)
+    assert (rebal.labels != current).sum() < (fresh.labels != current).sum()

@@ -1,0 +1,143 @@
+"""What the served recommender does, as a plain object (no MLflow here).
+
+``RecommenderBundle`` holds the fitted potential model, the champion's
+forecasts as of the scoring date, the current and proposed alignment and the
+peer table used for "comparable units". ``score`` takes unit feature rows
+(``unit_id`` plus the market feature columns) and returns scores,
+assignments, actions and reasons. Input problems raise
+:class:`ScoringInputError`, which the serving layer turns into a 4xx reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.potential import PotentialEstimator, describe_drivers
+from models.recommend import territory_deviation
+
+
+class ScoringInputError(ValueError):
+    """A request the recommender cannot score; the message names the problem."""
+
+
+OUTPUT_COLUMNS = [
+    "unit_id", "forecast", "forecast_lo", "forecast_hi", "potential", "white_space",
+    "penetration", "current_territory", "proposed_territory", "action", "reason", "drivers",
+]
+
+
+@dataclass
+class RecommenderBundle:
+    """Everything needed to score units without the training data."""
+
+    potential_model: PotentialEstimator
+    unit_forecasts: pd.DataFrame  # index unit: forecast, forecast_lo, forecast_hi (horizon sums)
+    alignment: pd.DataFrame  # index unit: current_territory, proposed_territory
+    peer_edges: np.ndarray  # potential decile upper edges
+    peer_penetration: np.ndarray  # median penetration per decile
+    current_deviation: pd.Series  # potential deviation by current territory
+    proposed_deviation: pd.Series  # potential deviation by proposed territory
+    unit_col: str = "unit_id"
+    under_served_ratio: float = 0.7
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.potential_model.feature_names_)
+
+    def _validate(self, rows: pd.DataFrame) -> pd.DataFrame:
+        if self.unit_col not in rows.columns:
+            raise ScoringInputError(f"missing column '{self.unit_col}'")
+        missing = [c for c in self.feature_columns if c not in rows.columns]
+        if missing:
+            raise ScoringInputError(
+                f"missing feature column(s): {', '.join(missing[:5])}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        ids = rows[self.unit_col].astype(str)
+        unknown = sorted(set(ids) - set(self.alignment.index))
+        if unknown:
+            raise ScoringInputError(
+                f"unknown {self.unit_col}: {', '.join(unknown[:5])}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+        features = rows[self.feature_columns].copy()
+        for col in self.feature_columns:
+            converted = pd.to_numeric(features[col], errors="coerce")
+            wrong = converted.isna() & features[col].notna()
+            if wrong.any():
+                sample = ", ".join(f"{u}={v!r}" for u, v in
+                                   zip(ids[wrong][:5], features.loc[wrong, col][:5], strict=True))
+                raise ScoringInputError(f"column '{col}' must be numeric; got {sample}")
+            features[col] = converted.astype(float)
+        return features.set_index(pd.Index(ids.to_numpy(), name=self.unit_col))
+
+    def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Scores, territories, action and reason for each input row."""
+        features = self._validate(rows)
+        ids = features.index
+        potential = pd.Series(self.potential_model.predict(features), index=ids)
+        drivers = describe_drivers(self.potential_model.contributions(features))
+        fc = self.unit_forecasts.reindex(ids)
+        al = self.alignment.reindex(ids)
+        out = pd.DataFrame({
+            self.unit_col: ids,
+            "forecast": fc["forecast"].to_numpy(),
+            "forecast_lo": fc["forecast_lo"].to_numpy(),
+            "forecast_hi": fc["forecast_hi"].to_numpy(),
+            "potential": potential.to_numpy(),
+        })
+        out["white_space"] = out["potential"] - out["forecast"]
+        out["penetration"] = np.where(out["potential"] > 0, out["forecast"] / out["potential"],
+                                      np.nan)
+        out["current_territory"] = al["current_territory"].to_numpy()
+        out["proposed_territory"] = al["proposed_territory"].to_numpy()
+        decile = np.minimum(np.searchsorted(self.peer_edges, out["potential"].to_numpy()),
+                            len(self.peer_penetration) - 1)
+        peer = self.peer_penetration[decile]
+        actions, reasons = [], []
+        for pen, peer_pen, cur, new in zip(out["penetration"], peer, out["current_territory"],
+                                           out["proposed_territory"], strict=True):
+            if str(cur) != str(new):
+                dev = self.current_deviation.get(cur, np.nan)
+                actions.append("move")
+                reasons.append(f"move from {cur} to {new}: {cur} is {abs(dev):.0%} "
+                               f"{'over' if dev > 0 else 'under'} potential balance; {new} ends "
+                               f"{self.proposed_deviation.get(new, np.nan):+.0%} from balance")
+            elif pen == pen and pen < self.under_served_ratio * peer_pen:
+                actions.append("grow")
+                reasons.append(f"under-served: penetration {pen:.0%} vs {peer_pen:.0%} "
+                               "for comparable units")
+            else:
+                actions.append("keep")
+                reasons.append(f"keep in {new}")
+        out["action"] = actions
+        out["reason"] = reasons
+        out["drivers"] = drivers.to_numpy()
+        return out[OUTPUT_COLUMNS].reset_index(drop=True)
+
+
+def build_bundle(
+    potential_model: PotentialEstimator,
+    unit_recs: pd.DataFrame,
+    unit_col: str = "unit_id",
+) -> RecommenderBundle:
+    """Bundle from the pipeline's per-unit recommendations (index = unit)."""
+    pot = unit_recs["potential"]
+    edges = np.quantile(pot, np.linspace(0.1, 1.0, 10))
+    decile = np.minimum(np.searchsorted(edges, pot.to_numpy()), 9)
+    peer = unit_recs["penetration"].groupby(decile).median().reindex(range(10)).ffill().bfill()
+    alignment = unit_recs[["current_territory", "proposed_territory"]].copy()
+    alignment.index = alignment.index.astype(str)
+    forecasts = unit_recs[["forecast", "forecast_lo", "forecast_hi"]].copy()
+    forecasts.index = forecasts.index.astype(str)
+    return RecommenderBundle(
+        potential_model=potential_model,
+        unit_forecasts=forecasts,
+        alignment=alignment,
+        peer_edges=edges,
+        peer_penetration=peer.to_numpy(),
+        current_deviation=territory_deviation(pot, unit_recs["current_territory"]),
+        proposed_deviation=territory_deviation(pot, unit_recs["proposed_territory"]),
+        unit_col=unit_col,
+    )
