@@ -4,9 +4,12 @@ A set of units that must hold ``k`` territories is split by a straight line
 into two parts holding ``k1 = k // 2`` and ``k - k1`` territories, such that
 the first part gets its share of *every* attribute at once (for two
 attributes and an even split this is the discrete ham-sandwich cut). For each
-of ``n_dirs`` sweep directions the units are sorted by their projection, the
-cumulative attribute shares give the error of every cut position, and the
-best position of each direction is kept; among the directions whose error is
+of ``n_dirs`` sweep directions the units are sorted by their projection (and,
+for ``n_geo`` extreme units, by path length from that unit along the
+adjacency graph, whose prefixes are connected), the cumulative attribute
+shares give the error of every cut position, and the best position of each
+order is kept; the ``n_eval`` best orders are made connected and re-scored,
+and among those whose error is
 close to the best one, the cut crossing the fewest adjacency edges wins (a
 short cut keeps territories compact). Both sides are then made connected
 (stray pieces go to the other side) and the balance of the cut is refined by

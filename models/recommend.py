@@ -91,9 +91,12 @@ def territory_deviation(totals: pd.Series, labels: pd.Series) -> pd.Series:
 
 
 def peer_penetration(potential: pd.Series, penetration: pd.Series, n_groups: int = 10) -> pd.Series:
-    """Median penetration of units in the same potential decile ("comparable units")."""
-    groups = pd.qcut(potential.rank(method="first"), min(n_groups, len(potential)), labels=False,
-                     duplicates="drop")
+    """Median penetration of units in the same potential decile ("comparable units").
+
+    Groups hold at least five units, so small data sets use fewer groups.
+    """
+    n_groups = max(1, min(n_groups, len(potential) // 5))
+    groups = pd.qcut(potential.rank(method="first"), n_groups, labels=False, duplicates="drop")
     return penetration.groupby(groups).transform("median")
 
 
