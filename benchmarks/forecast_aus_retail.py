@@ -102,8 +102,12 @@ def main() -> None:
     parser.add_argument("--objective", default="l2_scaled")
     parser.add_argument("--scale-window", type=int, default=12)
     parser.add_argument("--no-ets", action="store_true")
+    parser.add_argument("--weighting", default="scale")
     parser.add_argument("--tune", action="store_true",
-                        help="compare objectives on earlier origins, never the test windows")
+                        help="compare candidates on earlier origins, never the test windows")
+    parser.add_argument("--grid", default="l2_scaled,12,scale;l2_log,12,scale;tweedie,12,scale;"
+                        "poisson,12,scale;l2_log,12,equal;l2_scaled,36,scale",
+                        help="candidates for --tune: objective,scale_window,weighting;...")
     args = parser.parse_args()
     started = time.perf_counter()
     sales = load_aus_retail()
@@ -113,12 +117,15 @@ def main() -> None:
         periods = pd.DatetimeIndex(sorted(sales["period"].unique()))
         first_test_origin = periods[-1 - 12 - (args.windows - 1) * args.step]
         rows = []
-        for objective in ("l2_scaled", "tweedie", "poisson"):
-            for scale_window in (12, 36):
+        for candidate in args.grid.split(";"):
+            objective, scale_window, weighting = candidate.split(",")
+            scale_window = int(scale_window)
+            if True:
                 res = run(sales, FEATURES, 3, 12, objective, scale_window,
-                          ("seasonal_naive",), end=first_test_origin)
+                          ("seasonal_naive",), end=first_test_origin, weighting=weighting)
                 t = res.table(by=None).set_index("model")
                 rows.append({"objective": objective, "scale_window": scale_window,
+                             "weighting": weighting,
                              "mase": t.loc["forecast", "mase"], "wape": t.loc["forecast", "wape"],
                              "mase_snaive": t.loc["seasonal_naive", "mase"],
                              "tune_origins": ",".join(f"{o:%Y-%m}" for o in res.origins)})
@@ -127,7 +134,7 @@ def main() -> None:
         return
     baselines = ("seasonal_naive", "moving_average") + (() if args.no_ets else ("ets",))
     res = run(sales, FEATURES, args.windows, args.step, args.objective, args.scale_window,
-              baselines)
+              baselines, weighting=args.weighting)
     table = res.table(by=None).set_index("model")[["mase", "wape", "rmse", "bias"]]
     print()
     print(f"origins: {', '.join(f'{o:%Y-%m}' for o in res.origins)}; horizon 12")

@@ -52,7 +52,9 @@ def make_panel(
     return panel.reset_index()
 
 
-def to_wide(panel: pd.DataFrame, value_col: str, columns: ColumnsConfig | None = None) -> pd.DataFrame:
+def to_wide(
+    panel: pd.DataFrame, value_col: str, columns: ColumnsConfig | None = None
+) -> pd.DataFrame:
     """Units as rows, periods as columns."""
     cols = columns or ColumnsConfig()
     return panel.pivot(index=cols.unit_col, columns=cols.time_col, values=value_col)

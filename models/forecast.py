@@ -66,6 +66,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         early_stopping_rounds: int = 50,
         max_train_rows: int = 400_000,
         max_bin: int = 255,
+        weighting: str = "scale",
         scale_col: str = "sales_roll_mean_w12",
         level_prefix: str = "sales_",
         unit_col: str = "unit_id",
@@ -84,6 +85,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.early_stopping_rounds = early_stopping_rounds
         self.max_train_rows = max_train_rows
         self.max_bin = max_bin
+        self.weighting = weighting
         self.scale_col = scale_col
         self.level_prefix = level_prefix
         self.unit_col = unit_col
@@ -103,7 +105,8 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         return design
 
     def _params(self) -> dict:
-        objective = {"l2_scaled": "regression", "tweedie": "tweedie", "poisson": "poisson"}
+        objective = {"l2_scaled": "regression", "l2_log": "regression", "tweedie": "tweedie",
+                     "poisson": "poisson"}
         if self.objective not in objective:
             raise ValueError(f"objective must be one of {sorted(objective)}, got {self.objective!r}")
         return {
@@ -180,13 +183,16 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.level_features_ = [c for c in self.feature_names_ if c.startswith(self.level_prefix)]
         scale = self._scale(X)
         ratio = y / scale
+        if self.objective == "l2_log":
+            ratio = np.log1p(np.maximum(ratio, 0.0))
+        weight = scale if self.weighting == "scale" else np.ones_like(scale)
         design = self._design(X, scale)
         params = self._params()
         train_set = lgb.Dataset(
-            design.iloc[train_idx], ratio[train_idx], weight=scale[train_idx], free_raw_data=True
+            design.iloc[train_idx], ratio[train_idx], weight=weight[train_idx], free_raw_data=True
         )
         valid_set = lgb.Dataset(
-            design.iloc[valid_idx], ratio[valid_idx], weight=scale[valid_idx], reference=train_set
+            design.iloc[valid_idx], ratio[valid_idx], weight=weight[valid_idx], reference=train_set
         )
         booster = lgb.train(
             params,
@@ -199,7 +205,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
 
         # Conformal calibration on the validation window (not used for fitting).
         pred_valid = booster.predict(design.iloc[valid_idx], num_iteration=self.best_iteration_)
-        pred_valid = np.maximum(pred_valid, 0.0) * scale[valid_idx]
+        pred_valid = self._from_output(pred_valid) * scale[valid_idx]
         self.interval_quantiles_ = self._calibrate(
             y[valid_idx], pred_valid, X["horizon"].to_numpy()[valid_idx], scale[valid_idx]
         )
@@ -220,7 +226,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.validation_["forecast_lo"], self.validation_["forecast_hi"] = lo, hi
 
         # Refit on the training and validation rows with the chosen number of rounds.
-        full_set = lgb.Dataset(design, ratio, weight=scale)
+        full_set = lgb.Dataset(design, ratio, weight=weight)
         self.booster_ = lgb.train(params, full_set, num_boost_round=self.best_iteration_)
         self.n_features_in_ = len(self.feature_names_)
         return self
@@ -258,8 +264,13 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         """Point forecast in sales units; NaN where the unit has no recent level."""
         self._check(X)
         scale = self._scale(X)
-        ratio = self.booster_.predict(self._design(X, scale))
-        return np.maximum(ratio, 0.0) * scale
+        return self._from_output(self.booster_.predict(self._design(X, scale))) * scale
+
+    def _from_output(self, output: np.ndarray) -> np.ndarray:
+        """Booster output to the ratio of sales to the unit's recent level."""
+        if self.objective == "l2_log":
+            output = np.expm1(output)
+        return np.maximum(output, 0.0)
 
     def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Forecast with its lower and upper bound at ``interval_level``."""

@@ -146,11 +146,13 @@ def unit_recommendations(
                            f"balance; {new} ends {after:+.0%} from balance")
         elif pen == pen and peer == peer and pen < under_served_ratio * peer:
             actions.append("grow")
-            reasons.append(f"under-served: penetration {pen:.0%} vs {peer:.0%} for comparable units")
+            reasons.append(
+                f"under-served: penetration {pen:.0%} vs {peer:.0%} for comparable units")
         else:
             actions.append("keep")
-            reasons.append(f"keep in {new}: penetration {pen:.0%} vs {peer:.0%} for comparable units"
-                           if pen == pen and peer == peer else f"keep in {new}")
+            known = pen == pen and peer == peer
+            reasons.append(f"keep in {new}: penetration {pen:.0%} vs {peer:.0%} for comparable "
+                           "units" if known else f"keep in {new}")
     out["action"] = actions
     out["reason"] = reasons
     return out.sort_values("white_space", ascending=False)

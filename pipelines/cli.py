@@ -97,7 +97,8 @@ def validate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
         inputs = load_inputs(cfg)
     except InputError as exc:
         _fail(exc)
-    console.print(f"[green]ok[/green]: {len(inputs.units):,} units, {len(inputs.sales):,} sales rows")
+    console.print(
+        f"[green]ok[/green]: {len(inputs.units):,} units, {len(inputs.sales):,} sales rows")
 
 
 @app.command()

@@ -38,7 +38,9 @@ design_territories = task(stages.design_territories, name="design-territories",
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_run(config: RunConfig, inputs, features, trained, scores, design, started: float) -> dict:
+def publish_run(
+    config: RunConfig, inputs, features, trained, scores, design, started: float
+) -> dict:
     """Write outputs atomically, log to MLflow, then move the run folder into place."""
     recs = stages.recommendations(config, inputs, features, scores, design)
     run_dir = Path(config.workspace) / "runs" / f"{config.run_name}-{features.as_of:%Y-%m-%d}"

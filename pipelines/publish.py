@@ -98,7 +98,6 @@ def report_content(
             figures["Balance before and after"] = rpt.balance_chart(deviations, tc.tolerance)
 
     ov = design.overall
-    first = tc.balance_attributes[0]
     headline = [
         ("As of", f"{features.as_of:%Y-%m}"),
         ("Units", f"{len(uid):,}"),
@@ -215,7 +214,8 @@ def track_run(
         for name, digest in inputs.file_hashes.items():
             tracking.log_tags({f"input_sha256.{name}": digest})
         overall = {f"territory_{k}": v for k, v in design.overall.items()
-                   if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
+                   if isinstance(v, int | float | np.floating | np.integer)
+                   and not isinstance(v, bool)}
         tracking.log_metrics({**trained.metrics, **scores.metrics, **overall})
         tracking.log_table(trained.forecaster.feature_importance().rename("gain").reset_index()
                            .rename(columns={"index": "feature"}), "forecast_importance.csv")

@@ -8,6 +8,7 @@ through Jinja's autoescaping or ``html.escape``.
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,8 @@ def balance_chart(deviations: dict[str, tuple[pd.Series, pd.Series]], tolerance:
             ordered = series.sort_values()
             colours = ["#e15759" if abs(v) > tolerance else "#59a14f" for v in ordered]
             fig.add_trace(go.Bar(x=list(range(len(ordered))), y=ordered.to_numpy() * 100,
-                                 marker_color=colours, hovertext=[str(t) for t in ordered.index],
+                                 marker_color=colours,
+                                 hovertext=[html.escape(str(t)) for t in ordered.index],
                                  hovertemplate="%{hovertext}: %{y:.1f}%<extra></extra>",
                                  showlegend=False), row=row, col=col)
             fig.add_hrect(y0=-tolerance * 100, y1=tolerance * 100, fillcolor="#59a14f",

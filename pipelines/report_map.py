@@ -10,6 +10,8 @@ centres carries the hover text. Buttons switch between layers.
 
 from __future__ import annotations
 
+import html
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -43,7 +45,7 @@ def _fill_traces(groups: gpd.GeoSeries, colours: dict, names: dict, tolerance_m:
     """One filled trace per colour; ``groups`` is indexed by group key."""
     traces = []
     by_colour: dict[str, list] = {}
-    for key, geom in groups.items():
+    for key in groups.index:
         by_colour.setdefault(colours[key], []).append(key)
     for colour, keys in by_colour.items():
         xs: list = []
@@ -55,7 +57,8 @@ def _fill_traces(groups: gpd.GeoSeries, colours: dict, names: dict, tolerance_m:
         traces.append(go.Scatter(
             x=xs, y=ys, mode="lines", fill="toself", fillcolor=colour,
             line={"color": "#333", "width": 0.6}, hoverinfo="skip", visible=visible,
-            name=", ".join(names[k] for k in keys[:4]) + (" …" if len(keys) > 4 else ""),
+            name=html.escape(", ".join(names[k] for k in keys[:4])
+                             + (" …" if len(keys) > 4 else "")),
             showlegend=False,
         ))
     return traces
@@ -116,8 +119,6 @@ def interactive_map(
         Text shown when hovering a unit (plain text; plotly escapes nothing,
         so it is HTML-escaped here).
     """
-    import html
-
     traces: list[go.Scatter] = []
     spans: list[tuple[str, int, int]] = []
     first = True

@@ -29,9 +29,9 @@ from features.panel import make_panel
 from features.spatial import AdjacencyGraph, build_adjacency, projected_xy
 from features.temporal import rolling_name
 from models import backtest
+from models import recommend as rec
 from models.forecast import SalesForecaster
 from models.potential import PotentialEstimator, describe_drivers
-from models import recommend as rec
 from models.territories import TerritoryDesigner, evaluate_alignment
 from pipelines.config import RunConfig
 from pipelines.outputs import file_sha256
@@ -122,7 +122,8 @@ def build_features(config: RunConfig, inputs: Inputs) -> FeatureSet:
         )
     unit_ids = inputs.units[cols.unit_col].to_numpy()
     as_of = pd.Timestamp(config.as_of) if config.as_of else inputs.sales[cols.time_col].max()
-    graph = build_adjacency(inputs.units, cols.unit_col, feats.contiguity, config.data.projected_crs)
+    graph = build_adjacency(inputs.units, cols.unit_col, feats.contiguity,
+                            config.data.projected_crs)
     xy = projected_xy(inputs.units, config.data.projected_crs)
     panel = make_panel(inputs.sales, unit_ids, feats.frequency, cols, end=as_of)
     periods = pd.DatetimeIndex(sorted(panel[cols.time_col].unique()))

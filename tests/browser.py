@@ -34,6 +34,7 @@ class Page:
     def __init__(self) -> None:
         self.console_errors: list[str] = []
         self.requests: list[str] = []
+        self.dialogs: list[str] = []
         self._id = 0
 
     def __enter__(self) -> Page:
@@ -82,6 +83,10 @@ class Page:
             self.console_errors.append(params["exceptionDetails"].get("text", "exception"))
         elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
             self.console_errors.append(params["entry"].get("text", ""))
+        elif method == "Page.javascriptDialogOpening":
+            self.dialogs.append(params.get("message", ""))
+            self._ws.send(json.dumps({"id": 0, "method": "Page.handleJavaScriptDialog",
+                                      "params": {"accept": True}}))
         elif method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
 

@@ -185,3 +185,34 @@ def test_sales_only_mode_end_to_end():
                                               table=table)
     assert np.isfinite(result.summary()["backtest_coverage"])
     assert result.summary()["backtest_mase"] < result.summary()["backtest_mase_moving_average"]
+
+
+def test_promotion_gate_compares_only_the_same_backtest_windows(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from models import tracking
+
+    tracking.setup_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", "gate", tmp_path / "art")
+    client = MlflowClient()
+    client.create_registered_model("m")
+
+    def challenger(score: float, windows: str, margin: float = 0.1) -> dict:
+        with tracking.training_run("r") as run_id:
+            tracking.log_tags({"evaluation_windows": windows})
+            tracking.log_metrics({"backtest_wape": score})
+            version = client.create_model_version("m", f"runs:/{run_id}/x", run_id).version
+            return tracking.promote_if_better("m", version, "backtest_wape", score, windows,
+                                              margin=margin)
+
+    windows = "backtest[2024-01-01,2024-04-01]h12"
+    try:
+        assert challenger(0.20, windows)["promoted"]  # no champion yet
+        kept = challenger(0.19, windows)  # better, but not by the 10% margin
+        assert not kept["promoted"] and kept["champion_score"] == pytest.approx(0.20)
+        assert challenger(0.17, windows)["promoted"]
+        assert not challenger(0.01, "backtest[2023-01-01]h12")["promoted"]  # other windows
+        assert not challenger(float("nan"), windows)["promoted"]
+        assert tracking.champion_version("m") == "3"
+    finally:
+        mlflow.set_tracking_uri("")

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from features.errors import InputError
 from pipelines.config import load_config
@@ -15,7 +16,7 @@ def test_demo_config_loads_and_resolves_paths():
     assert config.workspace == (ROOT / "workspace").resolve()
     assert config.territories.n_territories == 50
     # Frozen: config objects cannot be changed after validation.
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         config.territories.tolerance = 0.1
 
 

@@ -37,14 +37,18 @@ def test_file_sha256(tmp_path):
 
 
 def _content(name: str) -> rpt.ReportContent:
+    from pipelines.report_map import interactive_map
+
     units = gpd.GeoDataFrame({"unit_id": ["a", "b", "c", "d"]},
-                             geometry=[box(i, 0, i + 1, 1) for i in range(4)], crs="EPSG:3857")
+                             geometry=[box(i * 1e3, 0, (i + 1) * 1e3, 1e3) for i in range(4)],
+                             crs="EPSG:3857")
     labels = pd.Series([name, name, "T2", "T2"])
-    fig = rpt.territory_map(units, labels, "Proposed")
+    fig = interactive_map(units, {"Proposed territories": labels},
+                          {"Potential": pd.Series([1.0, 2.0, 3.0, 4.0])}, labels, tolerance_m=0)
     table = pd.DataFrame({"territory": [name, "T2"], "potential_deviation": [0.1, -0.1]})
     return rpt.ReportContent(
         title=f"Plan {name}", subtitle="s", headline=[("Rep", name)],
-        quality_sentences=[f"about {name}"], figures={"map:Proposed": rpt.figure_to_data_uri(fig)},
+        quality_sentences=[f"about {name}"], figures={"Map": fig},
         tables={"Territory summary": table},
     )
 
@@ -54,13 +58,14 @@ def test_user_names_are_escaped():
     html = rpt.render_html(_content(evil))
     assert evil not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert html.count("<script>") == 1  # only the report's own sorting/tabs script
-    assert "http://" not in html and "https://" not in html  # opens offline
+    # Only the report's own scripts (plotly.js, the figure, sorting): none from the name.
+    assert "<script>alert" not in html
+    assert "default-src 'none'" in html  # the page may load nothing from the network
 
 
 def test_report_has_map_and_sortable_table():
     html = rpt.render_html(_content("T1"))
-    assert 'class="map"' in html and "data:image/png;base64," in html
+    assert "Plotly.newPlot" in html and "Proposed territories" in html
     assert 'class="dataframe sortable"' in html
 
 
@@ -72,3 +77,30 @@ def test_excel_has_one_sheet_per_table_with_formats(tmp_path):
     ws = load_workbook(path)["Territory summary"]
     assert ws["A1"].font.bold and ws.freeze_panes == "A2"
     assert ws["B2"].number_format == "0.0%" and ws["C2"].number_format == "#,##0.00"
+
+
+def test_hostile_names_render_as_text_in_chromium(tmp_path):
+    from pipelines.report_map import interactive_map
+    from tests.browser import Page
+
+    evil = "<script>alert(1)</script>"
+    evil_img = '<img src=x onerror="alert(2)">'
+    units = gpd.GeoDataFrame({"unit_id": ["a", "b", "c", "d"]},
+                             geometry=[box(i * 1000, 0, (i + 1) * 1000, 1000) for i in range(4)],
+                             crs="EPSG:5070")
+    labels = pd.Series([evil, evil, evil_img, evil_img])
+    fig = interactive_map(units, {"Proposed territories": labels},
+                          {"Potential": pd.Series([1.0, 2.0, 3.0, 4.0])},
+                          pd.Series([evil, evil_img, "c", "d"]), tolerance_m=0)
+    content = _content(evil)
+    content.figures = {"Map": fig}
+    content.tables["Territory summary"].loc[1, "territory"] = evil_img
+    path = tmp_path / "report.html"
+    path.write_text(rpt.render_html(content), encoding="utf-8")
+    with Page() as page:
+        page.open(path, settle_s=1.0)
+        text = page.evaluate("document.body.innerText")
+        n_imgs = page.evaluate("document.querySelectorAll('img').length")
+    assert page.dialogs == [] and page.console_errors == []
+    assert evil in text and evil_img in text
+    assert n_imgs == 0

@@ -165,10 +165,12 @@ def test_report_renders_in_headless_chromium(first_run):
         # Sorting works: click the 'potential' header of the territory table twice.
         sorted_ok = page.evaluate("""(() => {
             const table = document.querySelector('table.sortable');
-            const idx = Array.from(table.tHead.rows[0].cells).findIndex(c => c.textContent === 'potential');
+            const idx = Array.from(table.tHead.rows[0].cells)
+                .findIndex(c => c.textContent === 'potential');
             const th = table.tHead.rows[0].cells[idx];
             th.click(); th.click();
-            const vals = Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[idx].textContent.replace(/,/g, '')));
+            const vals = Array.from(table.tBodies[0].rows)
+                .map(r => parseFloat(r.cells[idx].textContent.replace(/,/g, '')));
             return vals.every((v, i) => i === 0 || vals[i - 1] >= v);
         })()""")
         shot = page.screenshot(ARTIFACTS / "report.png")
