@@ -34,7 +34,18 @@ chain touched), and a unit entering a territory that also loses one must
 touch it through another unit. Because chains are simple paths, every
 territory changes at most once per chain, so these local checks are exact.
 Pair hops (two adjacent units moved together) are tried when no single-unit
-chain improves, with a breadth-first check of the donor.
+chain improves, with a breadth-first check of the donor. When no chain lowers
+``V`` either, the search escalates to the smooth objective
+``V + quad x sum_k,a dev_ka^2`` (``quad = 5``): its slope grows with the
+deviation, so it carries surplus from far-off territories into ones with
+slack even where ``V`` is flat; it returns to plain ``V`` as soon as the best
+``V`` seen has improved, and the alignment with the lowest ``V`` is kept.
+Each applied chain strictly lowers the objective of its level, and a return
+to ``V`` needs a strictly better ``V``, so the loop terminates (``max_chains``
+caps it anyway).
+
+``undo_moves`` (rebalance mode) then sends moved units back to their current
+territory whenever that adds no violation and splits nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +73,18 @@ class ChainSearch:
         Units that may change territory (not locked, not a fixed centre).
     home
         Rebalance mode: the current territory of each unit; chains are then
-        ranked by ``dV + move_weight x (units newly away from home)``.
+        ranked by ``dV / (1 + max(0, away)) + move_weight x away``, where
+        ``away`` counts units newly away from home (minus those sent back).
+    max_len, beam, per_pair
+        Hops per chain, partial chains kept per depth (at most two per open
+        territory), units kept per (partial chain, next territory).
+    pairs
+        Allow pair hops when no single-unit chain improves.
+    inner, inner_weight
+        Optional extra term ``inner_weight x V`` at tolerance ``inner x tau``
+        (off by default).
+    quad
+        Weight of ``sum dev^2`` in the escalation objective (0: no escalation).
     """
 
     def __init__(
@@ -80,12 +102,19 @@ class ChainSearch:
         beam: int = 8,
         per_pair: int = 4,
         pairs: bool = True,
+        inner: float = 0.5,
+        inner_weight: float = 0.0,
+        quad: float = 5.0,
     ) -> None:
         self.s = state
         self.g = graph
         self.x = values
         self.t = targets
         self.tau = tau
+        self.tau_in = inner * tau
+        self.beta = float(inner_weight)
+        self.quad_escalate = float(quad)
+        self.quad = 0.0
         self.k, self.m = targets.shape
         self.home = home
         self.move_weight = float(move_weight)
@@ -102,7 +131,9 @@ class ChainSearch:
         for i, t in enumerate(state.lab):
             self.members[t].add(i)
         self.bnd: list[dict[int, list[int]] | None] = [None] * self.k
+        self.cache: dict[tuple, object] = {}
         self.stats = {"chains": 0, "moves": 0, "searches": 0}
+        self.keep_best = True
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -122,6 +153,20 @@ class ChainSearch:
             self.bnd[t] = b
         return b
 
+    def pen(self, w: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Search objective: V plus ``inner_weight`` x V at the inner tolerance.
+
+        The inner term keeps slack inside the tolerance band, so later chains
+        can pass through a territory without pushing it over.
+        """
+        dev = np.abs(w / t - 1.0)
+        out = np.maximum(dev - self.tau, 0.0).sum(axis=-1)
+        if self.beta:
+            out = out + self.beta * np.maximum(dev - self.tau_in, 0.0).sum(axis=-1)
+        if self.quad:
+            out = out + self.quad * (dev**2).sum(axis=-1)
+        return out
+
     def viol(self) -> np.ndarray:
         return _vio(self.s.totals, self.t, self.tau)
 
@@ -140,21 +185,12 @@ class ChainSearch:
                 stale.add(lab[v])
         for t in stale:
             self.bnd[t] = None
+        self.cache = {key: c for key, c in self.cache.items() if key[0] not in stale}
         articulation_points(self.s.labels, nbrs, sorted(touched), self.is_ap)
         self.stats["chains"] += 1
         self.stats["moves"] += len(moves)
 
     # ------------------------------------------------------------ one search
-
-    def _away(self, u: int, a: int, b: int) -> int:
-        h = self.home
-        if h is None:
-            return 0
-        return int(a == h[u]) - int(b == h[u])
-
-    def _touches(self, u: int, t: int, skip) -> bool:
-        lab = self.s.lab
-        return any(lab[v] == t and v not in skip for v in self.g.nbrs[u])
 
     def _donor_ok(self, group: tuple[int, ...], t: int) -> bool:
         """The donor ``t`` stays connected (and non-empty) without ``group``."""
@@ -180,125 +216,204 @@ class ChainSearch:
                     queue.append(v)
         return not todo
 
-    def _groups(self, t: int, s: int, pairs: bool) -> list[tuple[int, ...]]:
-        """Movable units (or adjacent pairs) of ``t`` that touch ``s`` and may leave."""
-        units = [u for u in self.boundary(t).get(s, []) if self.movable[u]]
-        out: list[tuple[int, ...]] = [(u,) for u in units if not self.is_ap[u]]
-        if pairs:
+    def _singles(self, t: int, s: int) -> np.ndarray:
+        """Units of ``t`` touching ``s`` that may leave ``t`` alone (cached)."""
+        key = (t, s)
+        c = self.cache.get(key)
+        if c is None:
+            if self.s.counts[t] <= 1:
+                c = np.zeros(0, dtype=np.int64)
+            else:
+                u = np.array(self.boundary(t).get(s, []), dtype=np.int64)
+                c = u[self.movable[u] & ~self.is_ap[u]] if len(u) else u
+            self.cache[key] = c
+        return c
+
+    def _pairs(self, t: int, s: int) -> list[tuple[int, ...]]:
+        """Adjacent unit pairs of ``t``, one touching ``s``, that may leave together (cached)."""
+        key = (t, s, 2)
+        out = self.cache.get(key)
+        if out is None:
             lab, nbrs = self.s.lab, self.g.nbrs
-            for u in units:
+            seen: set[tuple[int, int]] = set()
+            out = []
+            for u in self.boundary(t).get(s, []):
+                if not self.movable[u]:
+                    continue
                 for v in nbrs[u]:
-                    if v > u or lab[v] != t or not self.movable[v]:
+                    if lab[v] != t or not self.movable[v]:
                         continue
-                    out.append((v, u))
+                    pair = (min(u, v), max(u, v))
+                    if pair in seen:
+                        continue
+                    seen.add(pair)
+                    if self._donor_ok(pair, t):
+                        out.append(pair)
+            self.cache[key] = out
         return out
 
     def search(self, t0: int, forward: bool, pairs: bool = False):
-        """Best improving chain from ``t0``; returns (key, moves) or None."""
+        """Best improving chain from ``t0`` (beam search over hops), or None.
+
+        All candidate hops of one depth are scored together with numpy.
+        Returns ``(key, dV, path, groups, forward)``.
+        """
         self.stats["searches"] += 1
-        x, tg, tau, tot = self.x, self.t, self.tau, self.s.totals
-        v_now = _vio(tot, tg, tau)
-        # state: (rank, fin, path, units(list of groups), open_w, away)
-        root = (0.0, 0.0, (t0,), (), tot[t0].copy(), 0)
-        beam = [root]
-        best = None  # (key, moves)
-        for depth in range(self.max_len):
-            children = []
-            for _rank, fin, path, groups, open_w, away in beam:
+        x, tg, tot = self.x, self.t, self.s.totals
+        lab, nbrs = self.s.lab, self.g.nbrs
+        m = self.m
+        pen = self.pen
+        v_now = pen(tot, tg)
+        home = self.home
+        rebal = home is not None
+        sign = -1.0 if forward else 1.0
+        # beam entries: (fin, path, groups, open_w, away)
+        beam = [(0.0, (t0,), (), tot[t0].copy(), 0.0)]
+        best = None
+        gtab: list[tuple[int, ...]] = []  # pair groups, referenced as -1 - index
+        for _depth in range(self.max_len):
+            c_state: list[int] = []
+            c_id: list[int] = []
+            c_s: list[int] = []
+            c_close: list[bool] = []
+            for bi, (_fin, path, groups, _open_w, _away) in enumerate(beam):
                 t = path[-1]
                 last = groups[-1] if groups else ()
-                if forward:
-                    nbr_terrs = sorted(self.boundary(t))
-                else:
-                    nbr_terrs = sorted(self.boundary(t))
-                for s in nbr_terrs:
+                lastset = set(last)
+                first = set(groups[0]) if groups else set()
+                anchors: set[int] = set()
+                adj_last: set[int] = set()
+                anchors0: set[int] = set()
+                if last and forward:
+                    anchors = {v for u in last for v in nbrs[u] if lab[v] == t}
+                if last and not forward:
+                    adj_last = {v for u in last for v in nbrs[u]}
+                if len(path) >= 2 and not forward:
+                    anchors0 = {v for u in first for v in nbrs[u] if lab[v] == t0}
+                for s in sorted(self.boundary(t)):
                     closing = s == t0 and len(path) >= 2
                     if s in path and not closing:
                         continue
-                    if forward:
-                        cand = self._groups(t, s, pairs)
-                        if last:
-                            cand = [c for c in cand if not set(c) & set(last)]
-                    else:
-                        cand = self._groups(s, t, pairs)
-                    good = []
-                    donor = t if forward else s
-                    for c in cand:
-                        if not self._donor_ok(c, donor):
-                            continue
-                        if forward:
-                            if last and not any(self._touches(u, t, set(c)) for u in last):
-                                continue
-                            if closing and not any(
-                                self._touches(u, t0, set(groups[0])) for u in c
-                            ):
-                                continue
-                        else:
-                            if last and not any(self._touches(u, t, set(last)) for u in c):
-                                continue
-                            if closing and not any(
-                                self._touches(u, t0, set(c)) for u in groups[0]
-                            ):
-                                continue
-                        good.append(c)
-                    if not good:
+                    donor, recv = (t, s) if forward else (s, t)
+                    units = self._singles(donor, recv)
+                    ids = units.tolist()
+                    if ids and (last or closing):
+                        good = []
+                        for u in ids:
+                            if forward:
+                                if last and len(anchors) == 1 and u in anchors:
+                                    continue
+                                if closing and not any(
+                                    lab[v] == t0 and v not in first for v in nbrs[u]
+                                ):
+                                    continue
+                            else:
+                                if last and u in adj_last and not any(
+                                    lab[v] == t and v not in lastset for v in nbrs[u]
+                                ):
+                                    continue
+                                if closing and not (anchors0 - {u}):
+                                    continue
+                            good.append(u)
+                        ids = good
+                    if pairs:
+                        for c in self._pairs(donor, recv):
+                            cs_ = set(c)
+                            if forward:
+                                if last and not (anchors - cs_):
+                                    continue
+                                if closing and not any(
+                                    lab[v] == t0 and v not in first for u in c for v in nbrs[u]
+                                ):
+                                    continue
+                            else:
+                                if last and not any(
+                                    lab[v] == t and v not in lastset for u in c for v in nbrs[u]
+                                ):
+                                    continue
+                                if closing and not (anchors0 - cs_):
+                                    continue
+                            ids.append(-1 - len(gtab))
+                            gtab.append(c)
+                    if not ids:
                         continue
-                    xs = np.array([x[list(c)].sum(0) for c in good])
-                    sign = -1.0 if forward else 1.0
-                    fin_t = fin + _vio(open_w[None, :] + sign * xs, tg[t], tau) - v_now[t]
-                    if closing:
-                        # t0 already changed by groups[0]; change it again
-                        w0 = tot[t0] + (-1.0 if forward else 1.0) * x[list(groups[0])].sum(0)
-                        v0 = _vio(w0, tg[t0], tau)
-                        total = fin_t + _vio(w0[None, :] - sign * xs, tg[t0], tau) - v0
-                        # t0 was finalized as w0 inside fin; ok
-                        open_s = None
-                    else:
-                        open_s = tot[s][None, :] - sign * xs
-                        stop = _vio(open_s, tg[s], tau) - v_now[s]
-                        total = fin_t + stop
-                    n_mv = len(groups) + 1
-                    for j, c in enumerate(good):
-                        a_terr, b_terr = (t, s) if forward else (s, t)
-                        aw = away + sum(self._away(u, a_terr, b_terr) for u in c)
-                        tv = float(total[j])
-                        if tv < -1e-9:
-                            size = sum(len(g) for g in groups) + len(c)
-                            key = (tv + self.move_weight * aw * (self.home is not None)
-                                   + 1e-6 * size, size, n_mv)
-                            if best is None or key < best[0]:
-                                best = (key, tv, path + (s,), groups + (c,), forward)
-                    if closing:
-                        continue
-                    rank = fin_t + 0.5 * stop
-                    if self.home is not None:
-                        rank = rank + self.move_weight * np.array(
-                            [away + sum(self._away(u, *((t, s) if forward else (s, t)))
-                                        for u in c) for c in good]
-                        )
-                    order = np.argsort(rank, kind="stable")[: self.per_pair]
-                    for j in order.tolist():
-                        c = good[j]
-                        a_terr, b_terr = (t, s) if forward else (s, t)
-                        aw = away + sum(self._away(u, a_terr, b_terr) for u in c)
-                        children.append(
-                            (float(rank[j]), float(fin_t[j]), path + (s,), groups + (c,),
-                             open_s[j].copy(), aw)
-                        )
-            if not children:
+                    nn = len(ids)
+                    c_state += [bi] * nn
+                    c_id += ids
+                    c_s += [s] * nn
+                    c_close += [closing] * nn
+            if not c_id:
                 break
-            children.sort(key=lambda ch: (ch[0], ch[2], ch[3]))
-            beam = []
+            st_i = np.array(c_state, dtype=np.int64)
+            cid = np.array(c_id, dtype=np.int64)
+            sv = np.array(c_s, dtype=np.int64)
+            close = np.array(c_close, dtype=bool)
+            single = cid >= 0
+            xs = np.empty((len(cid), m))
+            xs[single] = x[cid[single]]
+            if not single.all():
+                xs[~single] = [x[list(gtab[-1 - g])].sum(0) for g in cid[~single].tolist()]
+            fin_b = np.array([b[0] for b in beam])
+            open_b = np.array([b[3] for b in beam])
+            away_b = np.array([b[4] for b in beam])
+            tb = np.array([b[1][-1] for b in beam])[st_i]
+            fin_t = fin_b[st_i] + pen(open_b[st_i] + sign * xs, tg[tb]) - v_now[tb]
+            open_s = tot[sv] - sign * xs
+            stop = pen(open_s, tg[sv]) - v_now[sv]
+            if close.any():
+                ci = np.flatnonzero(close)
+                g0 = [beam[b][2][0] for b in st_i[ci].tolist()]
+                w0 = tot[t0] - sign * np.array([x[list(g)].sum(0) for g in g0])
+                stop[ci] = pen(w0 - sign * xs[ci], tg[t0]) - pen(w0, tg[t0])
+            total = fin_t + stop
+            n_units = np.array([sum(map(len, b[2])) for b in beam], dtype=float)[st_i]
+            n_units += np.where(single, 1.0, 2.0)
+            if rebal:
+                if single.all():
+                    hh = home[cid]
+                    da = (hh == np.where(forward, tb, sv)).astype(float) - (
+                        hh == np.where(forward, sv, tb))
+                else:
+                    da = np.zeros(len(cid))
+                    for j, g in enumerate(cid.tolist()):
+                        grp = (g,) if g >= 0 else gtab[-1 - g]
+                        a_, b_ = (tb[j], sv[j]) if forward else (sv[j], tb[j])
+                        da[j] = sum(int(home[u] == a_) - int(home[u] == b_) for u in grp)
+                aw = away_b[st_i] + da
+                key = total / (np.maximum(aw, 0.0) + 1.0) + self.move_weight * aw
+            else:
+                aw = np.zeros(len(cid))
+                key = total + 1e-6 * n_units
+            key = np.where(total < -1e-9, key, np.inf)
+            j = int(np.argmin(key))
+            if np.isfinite(key[j]) and (best is None or float(key[j]) < best[0]):
+                best = (float(key[j]), float(total[j]), beam[st_i[j]][1] + (int(sv[j]),),
+                        beam[st_i[j]][2] + (self._group(int(cid[j]), gtab),), forward)
+            rank = fin_t + 0.5 * stop + (self.move_weight * aw if rebal else 0.0)
+            rank = np.where(close, np.inf, rank)
+            order = np.lexsort((cid, rank))
+            new_beam = []
             per_terr: dict[int, int] = {}
-            for ch in children:
-                e = ch[2][-1]
+            for j in order.tolist():
+                if close[j]:
+                    break
+                e = int(sv[j])
                 if per_terr.get(e, 0) >= 2:
                     continue
                 per_terr[e] = per_terr.get(e, 0) + 1
-                beam.append(ch)
-                if len(beam) >= self.beam:
+                b = beam[st_i[j]]
+                new_beam.append((float(fin_t[j]), b[1] + (e,),
+                                 b[2] + (self._group(int(cid[j]), gtab),), open_s[j], float(aw[j])))
+                if len(new_beam) >= self.beam:
                     break
+            if not new_beam:
+                break
+            beam = new_beam
         return best
+
+    @staticmethod
+    def _group(g: int, gtab) -> tuple[int, ...]:
+        return (g,) if g >= 0 else gtab[-1 - g]
 
     def _moves(self, chain) -> list[tuple[int, int, int]]:
         _key, _tv, path, groups, forward = chain
@@ -311,14 +426,33 @@ class ChainSearch:
     # ------------------------------------------------------------ main loop
 
     def run(self, *, max_chains: int = 5000, deadline: float = np.inf) -> dict:
-        """Apply improving chains, most violated territory first, until none is left."""
+        """Apply improving chains, most violated territory first, until none is left.
+
+        Escalation when no chain lowers V: pair hops, then the objective
+        ``V + quad x sum dev^2`` (which moves surplus from far-off territories
+        into ones with slack), single then pair hops; after each applied chain
+        the search returns to single-unit chains on V. The alignment with the
+        lowest V seen is kept.
+        """
+        levels = [(False, 0.0)]
+        if self.pairs:
+            levels.append((True, 0.0))
+        if self.quad_escalate > 0:
+            levels.append((False, self.quad_escalate))
+            if self.pairs:
+                levels.append((True, self.quad_escalate))
         stuck: set[int] = set()
+        stuck_local = False
+        level = 0
         n = 0
-        use_pairs = False
+        best_v = float(self.viol().sum())
+        level_v = best_v
+        best_labels = self.s.labels.copy()
         while n < max_chains and time.perf_counter() < deadline:
             v = self.viol()
             if v.sum() <= 1e-12:
                 break
+            use_pairs, self.quad = levels[level]
             order = [int(t) for t in np.argsort(-v, kind="stable") if v[t] > 1e-12]
             found = None
             for t0 in order:
@@ -334,17 +468,48 @@ class ChainSearch:
                 if time.perf_counter() > deadline:
                     break
             if found is None:
-                if self.pairs and not use_pairs:
-                    use_pairs = True
-                    stuck.clear()
+                stuck.clear()
+                if stuck_local:  # re-check every territory once before escalating
+                    stuck_local = False
+                    continue
+                if levels[level][1] > 0 and best_v < level_v - 1e-12:
+                    level = 0  # the smooth objective helped: back to V
+                    continue
+                if level + 1 < len(levels):
+                    level += 1
+                    if levels[level][1] > 0 and levels[level - 1][1] == 0:
+                        level_v = best_v
                     continue
                 break
             self._apply(self._moves(found))
             n += 1
-            stuck.clear()
-            use_pairs = False
+            # territories whose chains may have changed: the path and its neighbours
+            near = set(found[2])
+            for t in found[2]:
+                near.update(self.boundary(t))
+            stuck -= near
+            stuck_local = True
+            if level and levels[level][1] == 0:
+                level = 0  # a pair hop lowered V: back to single units
+                stuck.clear()
+                stuck_local = False
+            vs = float(self.viol().sum())
+            if vs < best_v - 1e-12:
+                best_v = vs
+                best_labels = self.s.labels.copy()
+        self.quad = 0.0
+        if self.keep_best and float(self.viol().sum()) > best_v + 1e-12:
+            self._reset(best_labels)
         self.stats["violation"] = float(self.viol().sum())
         return self.stats
+
+    def _reset(self, labels: np.ndarray) -> None:
+        st = self.s
+        st.labels[:] = labels
+        st.lab[:] = labels.tolist()
+        st.totals[:] = 0
+        np.add.at(st.totals, labels, self.x)
+        st.counts[:] = np.bincount(labels, minlength=self.k)
 
 
 def chain_repair(

@@ -32,7 +32,7 @@ class ForecastConfig(FrozenModel):
     """
 
     horizon: int = Field(12, ge=1, le=36)
-    objective: Literal["l2_scaled", "tweedie", "poisson"] = "l2_scaled"
+    objective: Literal["l2_scaled", "l2_log", "tweedie", "poisson"] = "l2_scaled"
     interval_level: float = Field(0.8, gt=0.0, lt=1.0)
     validation_periods: int = Field(12, ge=1)
     n_estimators: int = Field(600, ge=1)
@@ -42,7 +42,8 @@ class ForecastConfig(FrozenModel):
     feature_fraction: float = Field(0.8, gt=0.0, le=1.0)
     early_stopping_rounds: int = Field(50, ge=1)
     max_train_rows: int = Field(400_000, ge=1000)
-    max_bin: int = Field(255, ge=15, le=1023)
+    max_bin: int = Field(63, ge=15, le=1023)
+    n_jobs: int = Field(1, ge=1)  # LightGBM threads; >1 only pays on an otherwise idle machine
     min_history: int = Field(12, ge=1)
     seed: int = 42
     gate_metric: Literal["wape", "mase", "mae", "rmse"] = "wape"
@@ -73,7 +74,8 @@ class TerritoryConfig(FrozenModel):
     workload_column: str | None = "accounts"
     mode: Literal["fresh", "rebalance"] = "fresh"
     keep_rep_homes: bool = True
-    time_limit_s: float = Field(30.0, gt=0.0)
+    max_restarts: int = Field(0, ge=0)
+    time_limit_s: float = Field(120.0, gt=0.0)
     seed: int = 42
 
     @field_validator("balance_attributes")

@@ -188,8 +188,8 @@ def train_models(config: RunConfig, features: FeatureSet) -> Trained:
             learning_rate=fc.learning_rate, num_leaves=fc.num_leaves,
             min_child_samples=fc.min_child_samples, feature_fraction=fc.feature_fraction,
             early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
-            max_bin=fc.max_bin, scale_col=scale_col, level_prefix=f"{cols.target_col}_",
-            unit_col=cols.unit_col, random_state=fc.seed,
+            max_bin=fc.max_bin, n_jobs=fc.n_jobs, scale_col=scale_col,
+            level_prefix=f"{cols.target_col}_", unit_col=cols.unit_col, random_state=fc.seed,
         )
 
     forecaster = make_forecaster().fit(features.train_table)
@@ -339,7 +339,7 @@ def design_territories(
 
     designer = TerritoryDesigner(
         n_territories=tc.n_territories, tolerance=tc.tolerance, seed=tc.seed,
-        time_limit_s=tc.time_limit_s,
+        time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts,
     ).fit(
         features.xy, features.graph.matrix, attributes, unit_ids=unit_ids,
         current_labels=start_labels, fixed_centers=fixed,
