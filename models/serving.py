@@ -42,6 +42,25 @@ class RecommenderBundle:
     proposed_deviation: pd.Series  # potential deviation by proposed territory
     unit_col: str = "unit_id"
     under_served_ratio: float = 0.7
+    # Drivers of the units' own features, computed once: SHAP contributions are
+    # ~50x slower than a prediction, and most requests send unchanged features.
+    reference_features: pd.DataFrame | None = None
+    reference_drivers: pd.Series | None = None
+
+    def _drivers(self, features: pd.DataFrame) -> pd.Series:
+        """Driver text per row; recomputed only for rows that differ from the reference."""
+        out = pd.Series("", index=features.index, dtype=object)
+        todo = np.ones(len(features), dtype=bool)
+        if self.reference_features is not None and self.reference_drivers is not None:
+            ref = self.reference_features.reindex(features.index)[self.feature_columns]
+            same = np.isclose(ref.to_numpy(float), features.to_numpy(float), rtol=1e-9,
+                              atol=0.0, equal_nan=True).all(axis=1)
+            out[same] = self.reference_drivers.reindex(features.index[same]).to_numpy()
+            todo = ~same
+        if todo.any():
+            changed = features.loc[todo]
+            out[todo] = describe_drivers(self.potential_model.contributions(changed)).to_numpy()
+        return out
 
     @property
     def feature_columns(self) -> list[str]:
@@ -77,7 +96,7 @@ class RecommenderBundle:
         features = self._validate(rows)
         ids = features.index
         potential = pd.Series(self.potential_model.predict(features), index=ids)
-        drivers = describe_drivers(self.potential_model.contributions(features))
+        drivers = self._drivers(features)
         fc = self.unit_forecasts.reindex(ids)
         al = self.alignment.reindex(ids)
         out = pd.DataFrame({
@@ -121,8 +140,12 @@ def build_bundle(
     potential_model: PotentialEstimator,
     unit_recs: pd.DataFrame,
     unit_col: str = "unit_id",
+    market_features: pd.DataFrame | None = None,
 ) -> RecommenderBundle:
-    """Bundle from the pipeline's per-unit recommendations (index = unit)."""
+    """Bundle from the pipeline's per-unit recommendations (index = unit).
+
+    ``market_features`` (index = unit) lets the bundle cache each unit's drivers.
+    """
     pot = unit_recs["potential"]
     edges = np.quantile(pot, np.linspace(0.1, 1.0, 10))
     decile = np.minimum(np.searchsorted(edges, pot.to_numpy()), 9)
@@ -131,6 +154,11 @@ def build_bundle(
     alignment.index = alignment.index.astype(str)
     forecasts = unit_recs[["forecast", "forecast_lo", "forecast_hi"]].copy()
     forecasts.index = forecasts.index.astype(str)
+    reference = drivers = None
+    if market_features is not None:
+        reference = market_features[list(potential_model.feature_names_)].astype(float)
+        reference.index = reference.index.astype(str)
+        drivers = describe_drivers(potential_model.contributions(reference))
     return RecommenderBundle(
         potential_model=potential_model,
         unit_forecasts=forecasts,
@@ -140,4 +168,6 @@ def build_bundle(
         current_deviation=territory_deviation(pot, unit_recs["current_territory"]),
         proposed_deviation=territory_deviation(pot, unit_recs["proposed_territory"]),
         unit_col=unit_col,
+        reference_features=reference,
+        reference_drivers=drivers,
     )

@@ -233,7 +233,8 @@ def track_run(
             config.tracking.registered_model, version, gate, trained.metrics[gate],
             trained.evaluation_windows, margin=fc.gate_margin)
         if recs is not None:
-            bundle = build_bundle(trained.potential, recs.units, config.data.columns.unit_col)
+            bundle = build_bundle(trained.potential, recs.units, config.data.columns.unit_col,
+                                  features.market_table)
             rec_version = serving.log_recommender(bundle, features.market_table)
             decision["recommender"] = tracking.promote_if_better(
                 serving.RECOMMENDER_NAME, rec_version, gate,

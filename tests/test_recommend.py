@@ -94,3 +94,21 @@ def test_served_bundle_validates_requests():
     bad.loc[0, "income"] = "high"
     with pytest.raises(ScoringInputError, match="'income' must be numeric"):
         bundle.score(bad)
+
+
+def test_cached_drivers_match_fresh_ones_and_change_with_features():
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"population": rng.lognormal(10, 1, 40), "income": rng.normal(50, 5, 40)},
+                     index=pd.Index([f"u{i}" for i in range(40)], name="unit_id"))
+    y = X["population"] ** 0.5
+    model = PotentialEstimator(n_estimators=20, min_child_samples=5).fit(X, y)
+    units = pd.DataFrame({"forecast": y, "forecast_lo": y, "forecast_hi": y, "potential": y,
+                          "penetration": 1.0, "current_territory": "A",
+                          "proposed_territory": "A"}, index=X.index)
+    cached = build_bundle(model, units, market_features=X)
+    plain = build_bundle(model, units)
+    request = X.head(5).reset_index()
+    assert list(cached.score(request)["drivers"]) == list(plain.score(request)["drivers"])
+    what_if = request.assign(population=request["population"] * 3)
+    assert list(cached.score(what_if)["drivers"]) == list(plain.score(what_if)["drivers"])
+    assert list(cached.score(what_if)["drivers"]) != list(cached.score(request)["drivers"])
