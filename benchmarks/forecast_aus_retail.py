@@ -29,7 +29,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features.config import FeaturesConfig
@@ -66,7 +65,7 @@ def load_aus_retail(cache: Path = CACHE) -> pd.DataFrame:
 FEATURES = FeaturesConfig(
     lags=[1, 2, 3, 6, 12, 24, 36],
     rolling_windows=[3, 6, 12, 24, 36],
-    rolling_stats=["mean", "std"],
+    rolling_stats=["mean", "std", "min", "max"],
     seasonality=True,
     trend=True,
     spatial_lag_columns=[],
@@ -76,9 +75,9 @@ FEATURES = FeaturesConfig(
 def factory(objective: str, scale_window: int, **kwargs):
     def make() -> SalesForecaster:
         params = dict(horizon=12, objective=objective, validation_periods=12,
-                      n_estimators=1000, learning_rate=0.05, num_leaves=31,
-                      min_child_samples=50, early_stopping_rounds=50,
-                      max_train_rows=150_000, max_bin=63,
+                      n_estimators=1000, learning_rate=0.1, num_leaves=31,
+                      min_child_samples=50, early_stopping_rounds=30,
+                      max_train_rows=150_000, max_bin=63, n_jobs=1,
                       scale_col=rolling_name("sales", "mean", scale_window), random_state=42)
         params.update(kwargs)
         return SalesForecaster(**params)

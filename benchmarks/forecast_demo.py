@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=4)
     parser.add_argument("--step", type=int, default=3)
     parser.add_argument("--objective", default=None)
-    parser.add_argument("--ets", action="store_true", help="add the ETS baseline (slow: per series)")
+    parser.add_argument("--ets", action="store_true",
+                        help="add the ETS baseline (slow: one fit per series)")
     args = parser.parse_args()
 
     config = load_config(args.config)

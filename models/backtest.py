@@ -112,7 +112,9 @@ def spearman(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(spearmanr(e, t).statistic) if len(e) > 2 else float("nan")
 
 
-def accuracy_table(frame: pd.DataFrame, forecast_cols: list[str], by: str | None = "horizon") -> pd.DataFrame:
+def accuracy_table(
+    frame: pd.DataFrame, forecast_cols: list[str], by: str | None = "horizon"
+) -> pd.DataFrame:
     """WAPE, MAE, RMSE and bias of each forecast column, overall and per ``by``.
 
     With a ``scale`` column in ``frame`` MASE is added too.
@@ -403,7 +405,8 @@ def rolling_origin_backtest(
         train = table[table["target_period"] <= origin]
         test = table[table["origin"] == origin]
         if test.empty:
-            raise InputError("sales", f"origin {origin:%Y-%m} has too little history for the features")
+            raise InputError(
+                "sales", f"origin {origin:%Y-%m} has too little history for the features")
         started = time.perf_counter()
         estimator = make_estimator()
         estimator.fit(train)
@@ -434,7 +437,8 @@ def rolling_origin_backtest(
         if "seasonal_naive" in baselines:
             frame["seasonal_naive"] = seasonal_naive_forecast(history, horizon, season)[row, hcol]
         if "moving_average" in baselines:
-            frame["moving_average"] = moving_average_forecast(history, horizon, ma_window)[row, hcol]
+            average = moving_average_forecast(history, horizon, ma_window)
+            frame["moving_average"] = average[row, hcol]
         if "ets" in baselines:
             ets = np.full((len(wide), horizon), np.nan)
             for i in np.unique(row):
@@ -515,10 +519,6 @@ def potential_cross_validation(
 # -- figures -----------------------------------------------------------------
 def backtest_figures(result: BacktestResult) -> dict[str, Any]:
     """Matplotlib figures of a backtest: totals over time, and error by horizon."""
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     p = result.predictions

@@ -28,7 +28,9 @@ class ForecastConfig(FrozenModel):
 
     ``gate_metric`` (lower is better) decides promotion: the challenger
     becomes champion only if it beats the champion's score on the same
-    backtest windows by at least ``gate_margin`` (relative).
+    backtest windows by at least ``gate_margin`` (relative). With the
+    backtest off (``backtest.windows: 0``) the gate uses the same metric on
+    the validation window (WAPE in place of MASE, which it lacks).
     """
 
     horizon: int = Field(12, ge=1, le=36)
@@ -75,6 +77,7 @@ class TerritoryConfig(FrozenModel):
     mode: Literal["fresh", "rebalance"] = "fresh"
     keep_rep_homes: bool = True
     max_restarts: int = Field(0, ge=0)
+    max_chains: int | None = Field(None, ge=0)
     time_limit_s: float = Field(120.0, gt=0.0)
     seed: int = 42
 

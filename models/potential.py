@@ -85,7 +85,7 @@ class PotentialEstimator(BaseEstimator, RegressorMixin):
             "seed": self.random_state,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": 2,
+            "num_threads": 1,  # a few thousand rows: threads only add OpenMP overhead
             "verbosity": -1,
         }
         data = lgb.Dataset(X.loc[keep].astype(np.float32), np.log1p(y[keep]))
@@ -121,7 +121,9 @@ class PotentialEstimator(BaseEstimator, RegressorMixin):
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
 
 
-def describe_drivers(contributions: pd.DataFrame, top: int = 3, log_scale: bool = True) -> pd.Series:
+def describe_drivers(
+    contributions: pd.DataFrame, top: int = 3, log_scale: bool = True
+) -> pd.Series:
     """Top drivers per row in words a manager reads, e.g. ``"population +18%"``.
 
     With ``log_scale`` a contribution ``c`` is shown as the multiplicative

@@ -151,9 +151,12 @@ def promote_if_better(
 
     Lower ``metric`` is better. The champion's score is read from its run;
     the two are compared only when both were evaluated on the same windows
-    (``comparable_on``, e.g. the validation window's end date), otherwise
-    the challenger is promoted only if there is no champion yet. The
-    decision and both scores are logged to the active run and returned.
+    (``comparable_on``: the backtest's ``windows_key``, which lists its
+    origins and horizon, or the validation window when the backtest is off;
+    the champion's is its ``evaluation_windows`` tag). The challenger must be
+    lower by the relative ``margin``. With no champion yet, a challenger with
+    a finite score is promoted; a NaN score never is. The decision, both
+    scores and both windows are logged to the active run and returned.
     """
     client = MlflowClient()
     current = champion_version(registered_model)

@@ -52,8 +52,8 @@ result.table(by=None).round(3)
 # ## Error by horizon, and totals from each origin
 
 # %%
-for name, fig in backtest_figures(result).items():
-    plt.show()
+figures = backtest_figures(result)
+plt.show()
 
 # %% [markdown]
 # ## Intervals

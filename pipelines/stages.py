@@ -339,7 +339,7 @@ def design_territories(
 
     designer = TerritoryDesigner(
         n_territories=tc.n_territories, tolerance=tc.tolerance, seed=tc.seed,
-        time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts,
+        time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
     ).fit(
         features.xy, features.graph.matrix, attributes, unit_ids=unit_ids,
         current_labels=start_labels, fixed_centers=fixed,

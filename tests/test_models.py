@@ -131,7 +131,8 @@ def test_potential_ignores_row_order():
 
 
 def test_drivers_read_as_words():
-    contributions = pd.DataFrame({"population": [0.166, -0.1], "median_income_nbr_mean": [0.01, 0.3]})
+    contributions = pd.DataFrame({"population": [0.166, -0.1],
+                                  "median_income_nbr_mean": [0.01, 0.3]})
     text = describe_drivers(contributions, top=2)
     assert text.iloc[0] == "population +18%; median income (neighbours) +1%"
     assert text.iloc[1].startswith("median income (neighbours) +35%")
@@ -152,3 +153,27 @@ def test_training_row_order_does_not_change_the_model(seasonal_tables):
     a = SalesForecaster(**kwargs).fit(train).predict(test)
     b = SalesForecaster(**kwargs).fit(train.sample(frac=1.0, random_state=2)).predict(test)
     np.testing.assert_allclose(a, b)
+
+
+def test_forecast_drivers_read_as_words_and_sum_to_the_forecast(fitted, seasonal_tables):
+    from models.forecast import readable_feature
+
+    _, test = seasonal_tables
+    assert readable_feature("sales_roll_mean_w3") == "last 3 months"
+    assert readable_feature("sales_lag_1") == "last month"
+    assert readable_feature("sales_roll_mean_w12_nbr_mean") == "last 12 months (neighbours)"
+    assert readable_feature("month_sin") == readable_feature("month") == "season"
+    assert readable_feature("median_income") == "median income"
+    contrib = fitted.driver_contributions(test)
+    assert len(contrib) == test["unit_id"].nunique()
+    assert "season" in contrib.columns and "month_cos" not in contrib.columns
+    # identity link: contributions + bias = forecast / scale, averaged over horizons
+    raw = fitted.contributions(test)
+    bias = fitted.booster_.predict(fitted._design(test, fitted._scale(test)),
+                                   pred_contrib=True)[:, -1]
+    ratio = fitted.predict(test) / fitted._scale(test)
+    np.testing.assert_allclose((raw.sum(axis=1) + bias).clip(lower=0), ratio, rtol=1e-4)
+    text = fitted.drivers(test)
+    assert text.index.equals(contrib.index)
+    first = text.iloc[0].split("; ")
+    assert len(first) == 3 and all(part.rsplit(" ", 1)[1].endswith("%") for part in first)
