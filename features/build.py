@@ -17,8 +17,6 @@ from features.panel import to_wide
 from features.spatial import AdjacencyGraph, spatial_lag
 from features.temporal import calendar_features, origin_features, seasonal_values
 
-ID_COLUMNS = ("origin", "horizon", "target_period", "target")
-
 
 def min_history(config: FeaturesConfig) -> int:
     """Periods of history the widest feature needs."""

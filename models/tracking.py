@@ -226,8 +226,3 @@ def log_backtest(result: Any, prefix: str = "backtest_") -> None:
     for name, fig in backtest_figures(result).items():
         log_figure(fig, name)
         plt.close(fig)
-
-
-def active_run_id() -> str | None:
-    run = mlflow.active_run()
-    return run.info.run_id if run else None

@@ -84,15 +84,16 @@ def publish_artifacts(config: RunConfig, content, recs, run_dir: Path) -> None:
 def territory_pipeline(config: RunConfig) -> dict:
     """Features → forecast and potential → territories → outputs, report and MLflow."""
     started = time.time()
-    with stage("load and validate inputs"):
+    show = config.progress == "rich"
+    with stage("load and validate inputs", show):
         inputs = load_inputs(config)
-    with stage("build features"):
+    with stage("build features", show):
         features = build_features(config, inputs)
-    with stage("train forecast and potential models"):
+    with stage("train forecast and potential models", show):
         trained = train_models(config, features)
-    with stage("score units"):
+    with stage("score units", show):
         scores = score_units(config, features, trained)
-    with stage("design territories"):
+    with stage("design territories", show):
         design = design_territories(config, inputs, features, scores)
-    with stage("write outputs, report and MLflow run"):
+    with stage("write outputs, report and MLflow run", show):
         return publish_run(config, inputs, features, trained, scores, design, started)

@@ -12,8 +12,11 @@ _console = Console(stderr=True)
 
 
 @contextmanager
-def stage(name: str) -> Iterator[None]:
+def stage(name: str, show: bool = True) -> Iterator[None]:
     """Show a spinner while ``name`` runs and a tick with its duration when done."""
+    if not show:
+        yield
+        return
     start = time.perf_counter()
     with _console.status(f"[bold]{name}…"):
         yield

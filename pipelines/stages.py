@@ -80,7 +80,6 @@ class Design:
     current_overall: dict | None
     current_summary: pd.DataFrame | None
     violations: list[str]
-    fixed_centres: bool
 
 
 @dataclass
@@ -372,7 +371,7 @@ def design_territories(
         overall.update(rec.disruption(current, proposed,
                                       pd.Series(columns["potential"], index=unit_ids)))
     return Design(proposed, current, summary, overall, current_overall,
-                  current_summary, list(designer.report_.violations), fixed is not None)
+                  current_summary, list(designer.report_.violations))
 
 
 @dataclass
