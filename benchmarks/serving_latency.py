@@ -58,7 +58,7 @@ def main() -> None:
     uri = tracking_uri(config)
     inputs = load_inputs(config)
     graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
-    model = load_champion(uri)
+    model = load_champion(config)
     columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
     rows = market_features(config, inputs, graph).reset_index(names="unit_id")[columns]
 

@@ -19,11 +19,16 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
+
+from models.serving import RecommenderBundle, ScoringInputError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+RECOMMENDER = "territory-recommender"
 
 
 class TerritoryScoringModel(mlflow.pyfunc.PythonModel):
@@ -105,6 +110,28 @@ def log_table(frame: pd.DataFrame, name: str) -> None:
         mlflow.log_artifact(str(path))
 
 
+def _register_pyfunc(
+    python_model: mlflow.pyfunc.PythonModel,
+    artifact_name: str,
+    example: pd.DataFrame,
+    registered_model: str,
+) -> str:
+    """Log a pyfunc in the active run with signature and example, register it,
+    and alias the new version ``challenger``; returns the version."""
+    output = python_model.predict(None, example)
+    info = mlflow.pyfunc.log_model(
+        name=artifact_name,
+        python_model=python_model,
+        signature=infer_signature(example, output),
+        input_example=example,
+        registered_model_name=registered_model,
+        pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
+    )
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(registered_model, CHALLENGER, version)
+    return version
+
+
 def log_scoring_model(
     forecaster: Any, input_example: pd.DataFrame, registered_model: str
 ) -> str:
@@ -116,18 +143,52 @@ def log_scoring_model(
     # Integer columns cannot hold missing values in a signature; serve them as doubles.
     ints = example.select_dtypes("integer").columns
     example[ints] = example[ints].astype("float64")
-    output = TerritoryScoringModel(forecaster).predict(None, example)
-    info = mlflow.pyfunc.log_model(
-        name="scoring-model",
-        python_model=TerritoryScoringModel(forecaster),
-        signature=infer_signature(example, output),
-        input_example=example,
-        registered_model_name=registered_model,
-        pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
-    )
-    version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(registered_model, CHALLENGER, version)
-    return version
+    return _register_pyfunc(TerritoryScoringModel(forecaster), "scoring-model", example,
+                            registered_model)
+
+
+class TerritoryRecommender(mlflow.pyfunc.PythonModel):
+    """Pyfunc around a :class:`models.serving.RecommenderBundle`.
+
+    Requests are unit feature rows (``unit_id`` plus the market feature
+    columns); replies are scores, assignments, actions and reasons. Bad
+    requests become ``INVALID_PARAMETER_VALUE`` errors, which MLflow's scoring
+    server answers with HTTP 400 and the message.
+    """
+
+    def __init__(self, bundle: RecommenderBundle) -> None:
+        self.bundle = bundle
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
+        try:
+            return self.bundle.score(model_input)
+        except ScoringInputError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def log_recommender(
+    bundle: RecommenderBundle, features: pd.DataFrame, registered_model: str = RECOMMENDER
+) -> str:
+    """Log and register the recommender; ``features`` (index = unit) gives the example rows."""
+    rows = features[bundle.feature_columns].head(3).astype(float)
+    example = rows.reset_index(names=bundle.unit_col)
+    example[bundle.unit_col] = example[bundle.unit_col].astype(str)
+    return _register_pyfunc(TerritoryRecommender(bundle), "territory-recommender", example,
+                            registered_model)
+
+
+def log_batch_scores(scored: pd.DataFrame, csv_path: Path, run_name: str) -> str:
+    """Log batch recommendations as a table artifact in a new run; returns its id."""
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_table(scored, artifact_file="recommendations.json")
+        mlflow.log_artifact(str(csv_path))
+        mlflow.log_metric("rows_scored", len(scored))
+    return run.info.run_id
+
+
+def load_champion(registered_model: str = RECOMMENDER) -> Any:
+    """The pyfunc that holds ``champion`` (tracking must be set up)."""
+    return mlflow.pyfunc.load_model(f"models:/{registered_model}@{CHAMPION}")
 
 
 def champion_version(registered_model: str) -> str | None:

@@ -138,7 +138,7 @@ def serve(
     from pipelines.serving import serve_command, serving_env
 
     uri = tracking_uri(cfg)
-    command = serve_command(uri, host, port)
+    command = serve_command(host, port)
     console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
                   " (POST /invocations; Ctrl-C stops)")
     os.execve(command[0], command, serving_env(uri))

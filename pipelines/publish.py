@@ -12,7 +12,6 @@ import pandas as pd
 from models import tracking
 from models.serving import build_bundle
 from pipelines import report as rpt
-from pipelines import serving
 from pipelines.config import RunConfig
 from pipelines.report_map import interactive_map
 from pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
@@ -23,6 +22,12 @@ def tracking_uri(config: RunConfig) -> str:
     if config.tracking.tracking_uri:
         return config.tracking.tracking_uri
     return f"sqlite:///{(Path(config.workspace) / 'mlflow.db').resolve()}"
+
+
+def setup_tracking(config: RunConfig) -> str:
+    """Point MLflow at the config's store and experiment (artifacts in the workspace)."""
+    return tracking.setup_tracking(tracking_uri(config), config.tracking.experiment,
+                                   Path(config.workspace) / "mlartifacts")
 
 
 def _pct(value: float | None) -> str:
@@ -202,9 +207,7 @@ def track_run(
     The forecaster and the recommender pyfunc are registered in the same run
     and pass the same gate, on the same metric and windows.
     """
-    workspace = Path(config.workspace)
-    tracking.setup_tracking(tracking_uri(config), config.tracking.experiment,
-                            workspace / "mlartifacts")
+    setup_tracking(config)
     with tracking.training_run(f"{config.run_name}-{features.as_of:%Y-%m}") as run_id:
         tracking.log_tags({"as_of": f"{features.as_of:%Y-%m-%d}",
                            "evaluation_windows": trained.evaluation_windows,
@@ -235,9 +238,9 @@ def track_run(
         if recs is not None:
             bundle = build_bundle(trained.potential, recs.units, config.data.columns.unit_col,
                                   features.market_table)
-            rec_version = serving.log_recommender(bundle, features.market_table)
+            rec_version = tracking.log_recommender(bundle, features.market_table)
             decision["recommender"] = tracking.promote_if_better(
-                serving.RECOMMENDER_NAME, rec_version, gate,
+                tracking.RECOMMENDER, rec_version, gate,
                 trained.metrics[gate], trained.evaluation_windows, margin=fc.gate_margin,
                 artifact_name="recommender_promotion_decision.json")
     return run_id, decision

@@ -252,7 +252,7 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
 
         from pipelines.serving import load_champion
 
-        model = load_champion(tracking_uri(config))
+        model = load_champion(config)
         columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
         from features.spatial import build_adjacency
         from pipelines.stages import load_inputs, market_features
