@@ -42,6 +42,27 @@ class TrackingConfig(FrozenModel):
     registered_model: str = "territory-forecaster"
 
 
+class DaskConfig(FrozenModel):
+    """Where and how the ``runner: dask`` path runs (ignored with ``runner: local``).
+
+    ``address`` None starts a ``LocalCluster`` of ``n_workers`` processes with
+    ``threads_per_worker`` threads and ``memory_limit`` each; an address
+    (``tcp://host:8786``) connects to an existing scheduler instead. Features
+    are built per partition: by the values of the units column
+    ``partition_by`` (e.g. ``region``) or, when it is None, in ``n_partitions``
+    west-to-east bands of units. The forecaster trains with ``lightgbm.dask``
+    when its training rows reach ``lightgbm_min_rows``, else locally.
+    """
+
+    address: str | None = None
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "auto"
+    partition_by: str | None = None
+    n_partitions: int = Field(8, ge=1)
+    lightgbm_min_rows: int = Field(1_000_000, ge=0)
+
+
 class RunConfig(FrozenModel):
     """Everything one pipeline run needs."""
 
@@ -55,6 +76,8 @@ class RunConfig(FrozenModel):
     territories: TerritoryConfig = Field(default_factory=TerritoryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     progress: Literal["rich", "none"] = "rich"
+    runner: Literal["local", "dask"] = "local"
+    dask: DaskConfig = Field(default_factory=DaskConfig)
 
     @model_validator(mode="after")
     def _as_of_is_a_date(self) -> RunConfig:
