@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from features.config import FrozenModel
 
@@ -66,9 +66,18 @@ class PotentialConfig(FrozenModel):
 
 
 class TerritoryConfig(FrozenModel):
-    """Territory design scenario."""
+    """Territory design scenario.
 
-    n_territories: int = Field(50, ge=1)
+    ``n_territories: auto`` chooses K from ``rep_capacity`` (workload one rep
+    can carry, in the unit of ``workload_column`` per period, e.g. accounts)
+    and optionally ``potential_per_rep``: the smallest K from
+    ``ceil(total / capacity)`` up to ``auto_max_extra`` more whose design
+    meets the balance (see ``models.territory_planning``). ``regions`` nests
+    the territories into that many balanced, contiguous regions, within
+    ``region_tolerance``.
+    """
+
+    n_territories: Annotated[int, Field(ge=1)] | Literal["auto"] = 50
     balance_attributes: list[Literal["potential", "workload", "forecast", "units"]] = Field(
         default_factory=lambda: ["potential", "workload"]
     )
@@ -80,6 +89,11 @@ class TerritoryConfig(FrozenModel):
     max_chains: int | None = Field(None, ge=0)
     time_limit_s: float = Field(120.0, gt=0.0)
     seed: int = 42
+    rep_capacity: float | None = Field(None, gt=0.0)  # workload per rep, for n_territories: auto
+    potential_per_rep: float | None = Field(None, gt=0.0)  # potential one rep can cover (auto)
+    auto_max_extra: int = Field(5, ge=0)  # auto: candidates tried above the capacity bound
+    regions: int | None = Field(None, ge=1)  # nest territories into this many regions
+    region_tolerance: float = Field(0.10, gt=0.0, lt=1.0)
 
     @field_validator("balance_attributes")
     @classmethod
@@ -87,3 +101,16 @@ class TerritoryConfig(FrozenModel):
         if not values:
             raise ValueError("name at least one attribute to balance")
         return list(dict.fromkeys(values))
+
+    @model_validator(mode="after")
+    def _auto_and_regions(self) -> TerritoryConfig:
+        if self.n_territories == "auto":
+            if self.rep_capacity is None:
+                raise ValueError("n_territories: auto needs rep_capacity (workload per rep)")
+            if self.mode == "rebalance":
+                raise ValueError("mode: rebalance keeps the current territories; "
+                                 "set n_territories to their number, not auto")
+        elif self.regions is not None and self.regions > self.n_territories:
+            raise ValueError(f"regions ({self.regions}) cannot exceed n_territories "
+                             f"({self.n_territories})")
+        return self

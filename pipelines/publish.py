@@ -106,7 +106,7 @@ def report_content(
     headline = [
         ("As of", f"{features.as_of:%Y-%m}"),
         ("Units", f"{len(uid):,}"),
-        ("Territories", f"{tc.n_territories}"),
+        ("Territories", f"{design.n_territories or tc.n_territories}"),
         (f"Forecast, next {config.forecast.horizon} periods", f"{u['forecast'].sum():,.0f}"),
         (f"Potential, next {config.forecast.horizon} periods", f"{u['potential'].sum():,.0f}"),
     ]
@@ -116,6 +116,8 @@ def report_content(
         headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
                          if now is not None else _pct(new)))
     headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
+    if design.region_summary is not None:
+        headline.append(("Regions", f"{len(design.region_summary)}"))
     tables = {
         "Territories": recs.territories.round(3),
         "White-space opportunities": recs.opportunities.head(100)[
@@ -126,6 +128,10 @@ def report_content(
     if recs.reps is not None:
         tables["Reps: what changes"] = recs.reps.round(1)
     tables["Moves"] = recs.moves.head(500)
+    if design.region_summary is not None:
+        tables["Regions"] = design.region_summary.round(3)
+    if design.auto_k:
+        tables["Number of territories"] = pd.DataFrame({"why": [design.auto_k]})
     if design.violations:
         tables["Violations"] = pd.DataFrame({"violation": design.violations})
     return rpt.ReportContent(
@@ -173,12 +179,16 @@ def write_outputs(
         "current_territory": design.current.reindex(design.proposed.index).to_numpy()
         if design.current is not None else None,
     })
+    if design.region is not None:
+        alignment["region"] = design.region.reindex(design.proposed.index).to_numpy()
     alignment.to_parquet(out / "alignment.parquet", index=False)
     territories = inputs.units[[cols.unit_col, "geometry"]].merge(alignment, on=cols.unit_col)
     territories = territories.dissolve(cols.territory_col).reset_index()
     territories[[cols.territory_col, "geometry"]].to_file(out / "territories.geojson",
                                                           driver="GeoJSON")
     design.summary.to_csv(out / "territory_summary.csv", index=False)
+    if design.region_summary is not None:
+        design.region_summary.to_csv(out / "region_summary.csv", index=False)
     recs.moves.to_csv(out / "moves.csv", index=False)
     recs.units.reset_index().to_csv(out / "recommendations.csv", index=False)
     recs.territories.to_csv(out / "territory_recommendations.csv", index=False)

@@ -33,6 +33,7 @@ from models import recommend as rec
 from models.forecast import SalesForecaster
 from models.potential import PotentialEstimator, describe_drivers
 from models.territories import TerritoryDesigner, evaluate_alignment
+from models.territory_planning import choose_n_territories, design_regions
 from pipelines.config import RunConfig
 from pipelines.outputs import file_sha256
 
@@ -80,6 +81,10 @@ class Design:
     current_overall: dict | None
     current_summary: pd.DataFrame | None
     violations: list[str]
+    n_territories: int | None = None  # K used (resolved when the config says auto)
+    auto_k: str | None = None  # why that K, when chosen automatically
+    region: pd.Series | None = None  # unit -> region, when territories.regions is set
+    region_summary: pd.DataFrame | None = None
 
 
 @dataclass
@@ -295,6 +300,18 @@ def design_territories(
         "units": np.ones(len(unit_ids)),
     }
     attributes = pd.DataFrame({a: columns[a] for a in tc.balance_attributes})
+    n_terr, auto = tc.n_territories, None
+    if n_terr == "auto":
+        auto = choose_n_territories(
+            features.xy, features.graph.matrix, attributes, workload=columns["workload"],
+            rep_capacity=tc.rep_capacity, potential=columns["potential"],
+            potential_per_rep=tc.potential_per_rep, tolerance=tc.tolerance,
+            max_extra=tc.auto_max_extra, seed=tc.seed, unit_ids=unit_ids,
+            workload_label=tc.workload_column or "workload",
+            designer_params={"time_limit_s": tc.time_limit_s, "max_restarts": tc.max_restarts,
+                             "max_chains": tc.max_chains},
+        )
+        n_terr = auto.n_territories
 
     current = None
     current_codes = None
@@ -309,7 +326,7 @@ def design_territories(
     if (
         tc.keep_rep_homes and inputs.reps is not None and "home_unit_id" in inputs.reps
         and inputs.reps["home_unit_id"].notna().all()
-        and len(inputs.reps) == tc.n_territories
+        and len(inputs.reps) == n_terr
     ):
         reps = inputs.reps.sort_values(cols.territory_col)
         fixed = {k: position[str(h)] for k, h in enumerate(reps["home_unit_id"])}
@@ -336,20 +353,23 @@ def design_territories(
             fixed = {k: position[str(reps.loc[t, "home_unit_id"])] for k, t in
                      enumerate(rep_terr_ids)}
 
-    designer = TerritoryDesigner(
-        n_territories=tc.n_territories, tolerance=tc.tolerance, seed=tc.seed,
-        time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
-    ).fit(
-        features.xy, features.graph.matrix, attributes, unit_ids=unit_ids,
-        current_labels=start_labels, fixed_centers=fixed,
-    )
-    labels = designer.labels_
+    if auto is not None and fixed is None:  # the auto-K design is already this one
+        labels, centers, report = auto.labels, auto.centers, auto.report
+    else:
+        designer = TerritoryDesigner(
+            n_territories=n_terr, tolerance=tc.tolerance, seed=tc.seed,
+            time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
+        ).fit(
+            features.xy, features.graph.matrix, attributes, unit_ids=unit_ids,
+            current_labels=start_labels, fixed_centers=fixed,
+        )
+        labels, centers, report = designer.labels_, designer.centers_, designer.report_
     if rep_terr_ids is not None:
         names = np.asarray(rep_terr_ids, dtype=object)[labels]
     elif current is not None:
         names = rec.match_territory_ids(labels, current.to_numpy(), columns["potential"])
     else:
-        names = np.asarray([f"T{k + 1:02d}" for k in range(tc.n_territories)], dtype=object)[labels]
+        names = np.asarray([f"T{k + 1:02d}" for k in range(n_terr)], dtype=object)[labels]
     proposed = pd.Series(names, index=unit_ids, name="proposed_territory")
 
     current_overall = current_summary = None
@@ -360,18 +380,42 @@ def design_territories(
         )
         current_overall, current_summary = rep_current.overall, rep_current.territories
         current_summary["territory"] = list(pd.Categorical(current).categories)
-    summary = designer.report_.territories.copy()
+    summary = report.territories.copy()
     summary["territory"] = [str(names[labels == k][0]) if (labels == k).any() else f"empty-{k}"
                             for k in range(len(summary))]
-    overall = dict(designer.report_.overall)
+    overall = dict(report.overall)
     if current is not None:
         movement = rec.movement_by_territory(current, proposed).set_index("territory")
         summary = summary.drop(columns=["moved_in", "moved_out"], errors="ignore").join(
             movement, on="territory")
         overall.update(rec.disruption(current, proposed,
                                       pd.Series(columns["potential"], index=unit_ids)))
+    violations = list(report.violations)
+    region = region_summary = None
+    if tc.regions is not None and np.bincount(labels, minlength=n_terr).min() == 0:
+        violations.append("regions were not designed: the alignment has an empty territory")
+    elif tc.regions is not None:
+        if tc.regions > n_terr:
+            raise InputError("config", f"regions ({tc.regions}) exceeds the {n_terr} territories",
+                             column="territories.regions")
+        hier = design_regions(
+            features.xy, features.graph.matrix, attributes, labels, tc.regions,
+            tolerance=tc.region_tolerance, seed=tc.seed, centers=centers, unit_ids=unit_ids,
+            territory_names=summary["territory"].to_numpy(),
+        )
+        region_names = hier.regions["name"].to_numpy()
+        region = pd.Series(region_names[hier.unit_region], index=unit_ids, name="region")
+        summary.insert(2, "region", region_names[hier.territory_region])
+        region_summary = hier.report.territories.assign(territories=hier.regions["territories"])
+        violations += [f"region {v}" for v in hier.report.violations]
+        overall["n_regions"] = tc.regions
+        overall["region_max_abs_deviation"] = max(
+            hier.report.overall[f"max_abs_deviation_{a}"] for a in attributes)
+        overall["region_contiguous"] = hier.report.overall["contiguous"]
+    overall["n_territories"] = n_terr
     return Design(proposed, current, summary, overall, current_overall,
-                  current_summary, list(designer.report_.violations))
+                  current_summary, violations, n_terr, auto.explanation if auto else None,
+                  region, region_summary)
 
 
 @dataclass
