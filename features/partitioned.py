@@ -1,0 +1,213 @@
+"""Feature tables built one partition of units at a time, equal to the whole-table build.
+
+Temporal features only look along a unit's own history, so they can be built
+for any subset of units. Spatial lags (``<feature>_nbr_mean``) also need the
+unit's neighbours, which may sit in another partition. Each partition is
+therefore built on its **core** units plus a one-ring **halo** (the core's
+neighbours outside it), over a local adjacency whose rows for core units are
+the global rows, with the neighbours in the same order; halo rows are dropped
+afterwards. Because every sum runs over the same values in the same order,
+the result is bitwise equal to :func:`features.build.build_forecast_table`
+on all units (``tests/test_dask_parity.py`` checks it).
+
+The calendar (first period to the as-of date) is fixed by the caller for all
+partitions, so ``time_index`` and the origins mean the same everywhere.
+
+Pure functions: no file access, no Dask; :mod:`pipelines.dask_runner` runs
+them on workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.build import build_forecast_table
+from features.config import ColumnsConfig, FeaturesConfig
+from features.spatial import AdjacencyGraph
+
+
+@dataclass
+class PartitionFeatures:
+    """The feature rows of one partition's core units."""
+
+    train_table: pd.DataFrame
+    score_table: pd.DataFrame
+    annual_sales: pd.Series
+    workload: pd.Series
+
+
+def partition_labels(
+    n_units: int, xy: np.ndarray, values: np.ndarray | None = None, n_partitions: int = 8
+) -> np.ndarray:
+    """Partition number of every unit.
+
+    By the distinct ``values`` (e.g. a region column) when given, else
+    ``n_partitions`` bands of equal unit count from west to east (compact
+    bands keep the halo small).
+    """
+    if values is not None:
+        codes, _ = pd.factorize(pd.Series(values).astype(str), sort=True)
+        return codes.astype(np.int64)
+    labels = np.empty(n_units, dtype=np.int64)
+    order = np.argsort(xy[:, 0], kind="stable")
+    for k, part in enumerate(np.array_split(order, max(1, min(n_partitions, n_units)))):
+        labels[part] = k
+    return labels
+
+
+def local_graph(graph: AdjacencyGraph, core: np.ndarray) -> tuple[np.ndarray, AdjacencyGraph]:
+    """Core units plus their one-ring halo, and the adjacency rows of the core.
+
+    Parameters
+    ----------
+    graph
+        Adjacency of all units.
+    core
+        Positions (in ``graph`` order) of the partition's units.
+
+    Returns
+    -------
+    local
+        Sorted positions of core and halo units.
+    graph
+        Adjacency over ``local``: a core unit's row lists exactly its global
+        neighbours, in the global order; halo rows are empty.
+    """
+    m = graph.matrix
+    n = graph.n_units
+    is_core = np.zeros(n, dtype=bool)
+    is_core[core] = True
+    row_of_nz = np.repeat(np.arange(n), np.diff(m.indptr))
+    in_core_rows = is_core[row_of_nz]
+    local = np.union1d(np.flatnonzero(is_core), m.indices[in_core_rows])
+    position = np.full(n, -1, dtype=np.int64)
+    position[local] = np.arange(len(local))
+    counts = np.where(is_core[local], np.diff(m.indptr)[local], 0)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    # Non-zeros are stored row by row and the map to local positions is
+    # increasing, so every core row keeps its neighbours in the global order.
+    matrix = sp.csr_matrix(
+        (m.data[in_core_rows], position[m.indices[in_core_rows]], indptr),
+        shape=(len(local), len(local)),
+    )
+    return local, AdjacencyGraph(unit_ids=graph.unit_ids[local], matrix=matrix)
+
+
+def panel_on_calendar(
+    sales: pd.DataFrame,
+    unit_ids: np.ndarray,
+    periods: pd.DatetimeIndex,
+    columns: ColumnsConfig | None = None,
+) -> pd.DataFrame:
+    """The regular panel of :func:`features.panel.make_panel` on a given calendar."""
+    cols = columns or ColumnsConfig()
+    unit, time = cols.unit_col, cols.time_col
+    sales = sales[sales[time] <= periods[-1]]
+    index = pd.MultiIndex.from_product(
+        [pd.Index(np.asarray(unit_ids, dtype=str), name=unit), pd.Index(periods, name=time)]
+    )
+    panel = sales.set_index([unit, time]).reindex(index)
+    panel["observed"] = panel[cols.target_col].notna()
+    return panel.reset_index()
+
+
+def annual_and_workload(
+    panel: pd.DataFrame,
+    periods: pd.DatetimeIndex,
+    config: FeaturesConfig,
+    periods_per_year: int,
+    workload_column: str | None,
+    columns: ColumnsConfig | None = None,
+) -> tuple[pd.Series, pd.Series]:
+    """Annualised recent sales and mean workload per unit, as the features stage defines them.
+
+    Annual sales are the last year's total, scaled up from the months
+    observed, and NaN with fewer than half a year observed; workload is the
+    mean of ``workload_column`` over the last year (1 per unit without one).
+    """
+    cols = columns or ColumnsConfig()
+    step = pd.tseries.frequencies.to_offset(config.frequency)
+    recent = panel[panel[cols.time_col] > periods[-1] - periods_per_year * step]
+    by_unit = recent.groupby(cols.unit_col)
+    observed = by_unit[cols.target_col].count()
+    annual = (
+        by_unit[cols.target_col].sum(min_count=1) * periods_per_year / observed.clip(lower=1)
+    ).where(observed >= periods_per_year // 2)
+    if workload_column and workload_column in panel.columns:
+        workload = by_unit[workload_column].mean().fillna(0.0)
+    else:
+        workload = pd.Series(1.0, index=observed.index)
+    return annual, workload
+
+
+def build_partition(
+    sales: pd.DataFrame,
+    graph: AdjacencyGraph,
+    core_ids: np.ndarray,
+    periods: pd.DatetimeIndex,
+    origins: list[pd.Timestamp],
+    config: FeaturesConfig,
+    horizon: int,
+    demographics: pd.DataFrame | None,
+    periods_per_year: int,
+    workload_column: str | None,
+    columns: ColumnsConfig | None = None,
+) -> PartitionFeatures:
+    """Training and scoring tables of one partition's core units.
+
+    Parameters
+    ----------
+    sales
+        Sales rows of the core and halo units (others are ignored).
+    graph
+        Local adjacency from :func:`local_graph`.
+    core_ids
+        Unit ids whose rows are returned.
+    periods
+        The common calendar, first period to the as-of date.
+    origins
+        Training origins (:func:`features.build.training_origins` of ``periods``).
+    demographics
+        Demographics of (at least) the core units, or None.
+    """
+    cols = columns or ColumnsConfig()
+    panel = panel_on_calendar(sales, graph.unit_ids, periods, cols)
+    train = build_forecast_table(panel, config, horizon, origins, demographics, graph, cols)
+    score = build_forecast_table(panel, config, horizon, [periods[-1]], demographics, graph, cols)
+    core = pd.Index(np.asarray(core_ids, dtype=str))
+    train = train[train[cols.unit_col].isin(core)]
+    score = score[score[cols.unit_col].isin(core)]
+    core_panel = panel[panel[cols.unit_col].isin(core)]
+    annual, workload = annual_and_workload(
+        core_panel, periods, config, periods_per_year, workload_column, cols
+    )
+    return PartitionFeatures(train, score, annual, workload)
+
+
+def concat_partitions(
+    parts: list[PartitionFeatures], columns: ColumnsConfig | None = None
+) -> PartitionFeatures:
+    """One table from the partitions' tables, rows in the whole-table build's order.
+
+    The whole-table build orders rows by origin, horizon and unit.
+    """
+    cols = columns or ColumnsConfig()
+
+    def ordered(tables: list[pd.DataFrame]) -> pd.DataFrame:
+        table = pd.concat(tables, ignore_index=True)
+        unit_codes, _ = pd.factorize(table[cols.unit_col], sort=True)
+        order = np.lexsort(
+            (unit_codes, table["horizon"].to_numpy(), table["origin"].to_numpy())
+        )
+        return table.take(order).reset_index(drop=True)
+
+    return PartitionFeatures(
+        train_table=ordered([p.train_table for p in parts]),
+        score_table=ordered([p.score_table for p in parts]),
+        annual_sales=pd.concat([p.annual_sales for p in parts]).sort_index(),
+        workload=pd.concat([p.workload for p in parts]).sort_index(),
+    )

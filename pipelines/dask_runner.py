@@ -1,0 +1,235 @@
+"""The ``runner: dask`` path: the same stages, run on a Dask cluster.
+
+* :func:`task_runner` gives the flows prefect-dask's ``DaskTaskRunner``,
+  connected to ``dask.address`` or starting a ``LocalCluster``.
+* :func:`dask_client` yields a client for the stages: the flow's cluster when
+  a flow runs with that task runner, a worker client inside a Dask task, or
+  a cluster made from the config otherwise.
+* :func:`build_features` builds the feature tables one partition of units
+  at a time on the workers (:mod:`features.partitioned`); the tables are
+  equal, bit for bit, to :func:`pipelines.stages.build_features`.
+* :func:`train_models` trains as the local stage does, except that the
+  forecaster's final fit runs on ``lightgbm.dask`` once it has at least
+  ``dask.lightgbm_min_rows`` rows (:mod:`models.distributed`).
+* :func:`score_units` scores each partition on a worker with the local
+  scoring code; the scores equal the local ones.
+
+The driver reads and validates the inputs, as with the local runner, and
+sends each worker its partition, so workers need the package installed but
+not the input files.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from features.build import training_origins
+from features.errors import InputError
+from features.panel import regular_periods
+from features.partitioned import (
+    PartitionFeatures,
+    build_partition,
+    concat_partitions,
+    local_graph,
+    partition_labels,
+)
+from features.spatial import build_adjacency, projected_xy
+from models import backtest
+from pipelines import stages
+from pipelines.config import DaskConfig, RunConfig
+
+
+def cluster_kwargs(dask: DaskConfig) -> dict:
+    """Keyword arguments of the ``LocalCluster`` the config describes."""
+    return {
+        "n_workers": dask.n_workers,
+        "threads_per_worker": dask.threads_per_worker,
+        "memory_limit": dask.memory_limit,
+        "processes": True,
+        "dashboard_address": None,
+    }
+
+
+def task_runner(config: RunConfig):
+    """prefect-dask's ``DaskTaskRunner`` for ``config.dask``."""
+    from prefect_dask import DaskTaskRunner
+
+    if config.dask.address:
+        return DaskTaskRunner(address=config.dask.address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs=cluster_kwargs(config.dask))
+
+
+@contextmanager
+def dask_client(config: RunConfig) -> Iterator:
+    """A client of the cluster the stages should use; closes only what it opened."""
+    import distributed
+
+    try:
+        distributed.get_worker()
+        on_worker = True
+    except ValueError:
+        on_worker = False
+    if on_worker:  # inside a Dask task: secede, so waiting does not hold a worker thread
+        with distributed.worker_client() as client:
+            yield client
+        return
+    runner_client = _flow_runner_client()
+    if runner_client is not None:
+        yield runner_client
+        return
+    if config.dask.address:
+        with distributed.Client(config.dask.address) as client:
+            yield client
+        return
+    with distributed.LocalCluster(**cluster_kwargs(config.dask)) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def _flow_runner_client():
+    """The client of the running flow's DaskTaskRunner, if there is one."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    runner = getattr(ctx, "task_runner", None) if ctx else None
+    return getattr(runner, "_client", None) if type(runner).__name__ == "DaskTaskRunner" else None
+
+
+# -- features ----------------------------------------------------------------
+def build_features(config: RunConfig, inputs: stages.Inputs, client=None) -> stages.FeatureSet:
+    """:func:`pipelines.stages.build_features`, one partition of units per Dask task."""
+    if client is None:
+        with dask_client(config) as client:
+            return build_features(config, inputs, client)
+    cols, feats, dc = config.data.columns, config.features, config.dask
+    if "mean" not in feats.rolling_stats:
+        raise InputError(
+            "config", "rolling_stats must include 'mean' (it sets each unit's scale)",
+            column="features.rolling_stats",
+        )
+    units = inputs.units
+    unit_ids = units[cols.unit_col].to_numpy()
+    ids = unit_ids.astype(str)
+    as_of = pd.Timestamp(config.as_of) if config.as_of else inputs.sales[cols.time_col].max()
+    graph = build_adjacency(units, cols.unit_col, feats.contiguity, config.data.projected_crs)
+    xy = projected_xy(units, config.data.projected_crs)
+    sales = inputs.sales[inputs.sales[cols.time_col] <= as_of]
+    if sales.empty:
+        raise InputError("sales", "no sales rows on or before the as-of date", column=cols.time_col)
+    periods = regular_periods(sales[cols.time_col].min(), as_of, feats.frequency)
+    origins = training_origins(periods, feats)
+
+    if dc.partition_by is not None and dc.partition_by not in units.columns:
+        raise InputError(
+            "config", f"units have no column '{dc.partition_by}' to partition by",
+            column="dask.partition_by", hint="name a units column (e.g. region) or use null",
+        )
+    by = units[dc.partition_by].to_numpy() if dc.partition_by else None
+    labels = partition_labels(len(ids), xy, by, dc.n_partitions)
+    sales_pos = pd.Index(ids).get_indexer(sales[cols.unit_col].astype(str))
+    demo = inputs.demographics
+    demo_pos = (pd.Index(ids).get_indexer(demo[cols.unit_col].astype(str))
+                if demo is not None else None)
+    per_year = stages.PERIODS_PER_YEAR[feats.frequency]
+    build = partial(
+        build_partition, periods=periods, origins=origins, config=feats,
+        horizon=config.forecast.horizon, periods_per_year=per_year,
+        workload_column=config.territories.workload_column, columns=cols,
+    )
+    futures = []
+    for k in np.unique(labels):
+        core = np.flatnonzero(labels == k)
+        local, graph_k = local_graph(graph, core)
+        in_local = np.zeros(len(ids), dtype=bool)
+        in_local[local] = True
+        in_core = labels == k
+        sales_k = sales[in_local[sales_pos]]
+        demo_k = demo[in_core[demo_pos]] if demo is not None else None
+        [sales_f, demo_f, graph_f] = client.scatter([sales_k, demo_k, graph_k])
+        futures.append(client.submit(build, sales_f, graph_f, ids[core], demographics=demo_f))
+    parts: list[PartitionFeatures] = client.gather(futures)
+    del futures
+    merged = concat_partitions(parts, cols)
+    del parts
+    market = stages.market_features(config, inputs, graph)
+    return stages.FeatureSet(
+        graph, xy, as_of, merged.train_table, merged.score_table, market,
+        merged.annual_sales.reindex(unit_ids), merged.workload.reindex(unit_ids).fillna(0.0),
+    )
+
+
+# -- training -----------------------------------------------------------------
+def train_models(config: RunConfig, features: stages.FeatureSet, client=None) -> stages.Trained:
+    """:func:`pipelines.stages.train_models` with the forecaster's big fit on ``lightgbm.dask``."""
+    from models.distributed import fit_distributed
+
+    if client is None:
+        with dask_client(config) as client:
+            return train_models(config, features, client)
+    fit = partial(fit_distributed, client=client, min_rows=config.dask.lightgbm_min_rows)
+    return stages.train_models(config, features, fit_forecaster=fit)
+
+
+# -- scoring -------------------------------------------------------------------
+def _score_partition(config: RunConfig, features: stages.FeatureSet, trained: stages.Trained):
+    return stages.score_units(config, features, trained)
+
+
+def score_units(
+    config: RunConfig, features: stages.FeatureSet, trained: stages.Trained, client=None
+) -> stages.Scores:
+    """:func:`pipelines.stages.score_units`, one partition of units per Dask task.
+
+    Each worker runs the local scoring code on its units; the rows are put
+    back in the local order, and the metrics against the truth file (which
+    need every unit) are computed here.
+    """
+    if client is None:
+        with dask_client(config) as client:
+            return score_units(config, features, trained, client)
+    cols = config.data.columns
+    table, market = features.score_table, features.market_table
+    n_parts = max(1, min(len(market), config.dask.n_partitions))
+    unit_parts = np.array_split(market.index.to_numpy(), n_parts)
+    # Ship the models without their (large) validation tables.
+    forecaster = copy.copy(trained.forecaster)
+    forecaster.__dict__.pop("validation_", None)
+    slim = dataclasses.replace(trained, forecaster=forecaster,
+                               validation=trained.validation.iloc[:0], backtest=None)
+    part_config = config.model_copy(update={"data": config.data.model_copy(update={"truth": None})})
+    [trained_f] = client.scatter([slim], broadcast=True)
+    empty = features.train_table.iloc[:0]
+    unit_of_row = table[cols.unit_col].to_numpy()
+    futures = []
+    for units_k in unit_parts:
+        part = dataclasses.replace(
+            features, graph=None, xy=None, train_table=empty,
+            score_table=table[np.isin(unit_of_row, units_k)],
+            market_table=market.loc[units_k],
+            annual_sales=features.annual_sales.iloc[:0], workload=features.workload.iloc[:0],
+        )
+        futures.append(client.submit(_score_partition, part_config, part, trained_f))
+    parts: list[stages.Scores] = client.gather(futures)
+    scores = pd.concat([p.scores for p in parts], ignore_index=True)
+    unit_codes, _ = pd.factorize(scores[cols.unit_col], sort=True)
+    order = np.lexsort((unit_codes, scores["horizon"].to_numpy()))
+    scores = scores.take(order).reset_index(drop=True)
+    totals = pd.concat([p.unit_totals for p in parts]).sort_index()
+    metrics: dict[str, float] = {}
+    if config.data.truth is not None:
+        truth = pd.read_parquet(config.data.truth).set_index(cols.unit_col)
+        if "true_potential" in truth:
+            annual_potential = pd.Series(trained.potential.predict(market), index=market.index)
+            est = annual_potential.reindex(truth.index).to_numpy()
+            metrics["potential_spearman_vs_truth"] = backtest.spearman(
+                est, truth["true_potential"].to_numpy())
+            metrics["potential_wape_vs_truth"] = backtest.wape(truth["true_potential"], est)
+    return stages.Scores(scores, totals, metrics)
