@@ -53,10 +53,10 @@ def run(
     except InputError as exc:
         _fail(exc)
     prepare_environment(Path(cfg.workspace), verbose)
-    from pipelines.flows import territory_pipeline
+    from pipelines.flows import territory_pipeline, with_runner
 
     try:
-        result = territory_pipeline(cfg)
+        result = with_runner(territory_pipeline, cfg)(cfg)
     except InputError as exc:
         _fail(exc)
     _print_result(result)
@@ -142,6 +142,92 @@ def serve(
     console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
                   " (POST /invocations; Ctrl-C stops)")
     os.execve(command[0], command, serving_env(uri))
+
+
+def _needs_prefect_server(what: str) -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(InputError(
+            "PREFECT_API_URL", f"{what} needs a Prefect server",
+            hint="start one with `prefect server start` and export "
+                 "PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's URL)"))
+
+
+@app.command()
+def deploy(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Register the nightly forecast and the weekly retrain on a process work pool."""
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    _needs_prefect_server("territory deploy")
+    prepare_environment(Path(cfg.workspace))
+    from pipelines.deploy import deploy as register
+    from pipelines.deploy import deployment_specs
+
+    register(cfg, config)
+    table = Table(title=f"Deployments on work pool '{cfg.schedule.work_pool}'")
+    for column in ("deployment", "cron", "time zone"):
+        table.add_column(column)
+    for spec in deployment_specs(cfg, config):
+        table.add_row(spec.full_name, spec.cron, spec.timezone)
+    console.print(table)
+    console.print(f"start a worker: prefect worker start --pool {cfg.schedule.work_pool}")
+
+
+@app.command()
+def schedule(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Serve the nightly forecast and the weekly retrain from this process (no work pool)."""
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace), verbose=True)
+    from pipelines.deploy import deployment_specs, serve
+
+    for spec in deployment_specs(cfg, config):
+        console.print(f"serving {spec.full_name}: '{spec.cron}' in {spec.timezone}")
+    console.print("Ctrl-C stops serving (and pauses the schedules)")
+    serve(cfg, config)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First as-of month (YYYY-MM).")],
+    end: Annotated[str, typer.Option(help="Last as-of month (YYYY-MM).")],
+    config: ConfigOption = Path("configs/demo.yaml"),
+) -> None:
+    """Replay the nightly forecast as of each month; report accuracy per as-of date."""
+    import pandas as pd
+
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+        prepare_environment(Path(cfg.workspace))
+        from pipelines.deploy import backfill as replay
+
+        result, csv = replay(cfg, start, end)
+    except InputError as exc:
+        _fail(exc)
+    table = Table(title="Backfill: forecast vs later actuals, per as-of date")
+    for column in ("as of", "model", "months seen", "WAPE", "WAPE h1", "WAPE territory",
+                   "bias", "coverage", "status"):
+        table.add_column(column, justify="left" if column in ("as of", "status") else "right")
+
+    def pct(value) -> str:
+        return "" if pd.isna(value) else f"{value:.1%}"
+
+    for row in result.itertuples():
+        table.add_row(row.as_of, "" if pd.isna(row.model_version) else f"v{row.model_version}",
+                      "" if pd.isna(row.months_observed) else f"{row.months_observed:.0f}",
+                      pct(row.wape), pct(row.wape_h1), pct(row.wape_territory), pct(row.bias),
+                      pct(row.coverage), row.status)
+    console.print(table)
+    console.print(f"accuracy table: {csv}")
 
 
 @app.command("make-demo-data")

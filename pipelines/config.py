@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from features.config import ColumnsConfig, FeaturesConfig, FrozenModel
 from features.errors import InputError
@@ -34,12 +34,72 @@ class DataConfig(FrozenModel):
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
 
 
+TRACKING_SCHEMES = ("http://", "https://", "sqlite:///", "postgresql://", "postgresql+",
+                    "mysql://", "mysql+", "file:", "databricks")
+
+
 class TrackingConfig(FrozenModel):
-    """MLflow tracking. ``tracking_uri`` None means a SQLite store in the workspace."""
+    """MLflow tracking. ``tracking_uri`` None means a SQLite store in the workspace.
+
+    A remote tracking server (``http://mlflow.internal:5000``) or a database
+    URI works unchanged: runs, models and aliases then live there, and the
+    server decides where artifacts go (``--artifacts-destination``). The
+    pipeline never needs a code change to switch.
+    """
 
     tracking_uri: str | None = None
     experiment: str = "territory"
     registered_model: str = "territory-forecaster"
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.startswith(TRACKING_SCHEMES):
+            raise ValueError(
+                f"tracking_uri '{value}' is not an MLflow tracking URI; use http(s)://host:port "
+                "for a tracking server, sqlite:///path.db or postgresql://... for a database, "
+                "or null for the workspace's SQLite store")
+        return value.rstrip("/")
+
+
+class ScheduleConfig(FrozenModel):
+    """When the deployed flows run and on which Prefect work pool.
+
+    Cron strings are read in ``timezone`` (an IANA name such as
+    ``Europe/Paris``), so "02:00" stays 02:00 local time across daylight
+    saving changes. ``*_timeout_s`` bound the long tasks; a task past its
+    timeout fails the run, which leaves the last good outputs in place.
+    """
+
+    timezone: str = "UTC"
+    nightly_cron: str = "0 2 * * *"
+    retrain_cron: str = "0 3 * * 0"
+    work_pool: str = "territory-process"
+    train_timeout_s: float = Field(3600.0, gt=0.0)
+    design_timeout_s: float = Field(3600.0, gt=0.0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as "
+                             "Europe/Paris or America/Chicago)") from None
+        return value
+
+    @field_validator("nightly_cron", "retrain_cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"cron '{value}' must have five fields (minute hour day month "
+                             "weekday)")
+        return value
 
 
 class DaskConfig(FrozenModel):
@@ -75,6 +135,7 @@ class RunConfig(FrozenModel):
     potential: PotentialConfig = Field(default_factory=PotentialConfig)
     territories: TerritoryConfig = Field(default_factory=TerritoryConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     progress: Literal["rich", "none"] = "rich"
     runner: Literal["local", "dask"] = "local"
     dask: DaskConfig = Field(default_factory=DaskConfig)

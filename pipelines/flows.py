@@ -1,56 +1,325 @@
-"""Prefect flows: thin wiring of the stages in :mod:`pipelines.stages`."""
+"""Prefect flows: thin wiring of the stages in :mod:`pipelines.stages`.
+
+Five flows, each taking the validated :class:`~pipelines.config.RunConfig`
+as its parameter (Prefect validates it again when a deployment passes JSON):
+
+- :func:`build_features`: load and validate the inputs, build the feature set
+  (cached on the input files' hashes and the config that shapes features);
+- :func:`train`: fit, backtest, register, gate (``<workspace>/train/``);
+- :func:`nightly_forecast`: score with the registry's champion, recommend on
+  the current alignment, write the report (``<workspace>/nightly/``);
+- :func:`design_territories`: one territory scenario scored with the champion
+  (``<workspace>/scenarios/``);
+- :func:`pipeline` (``territory_pipeline``): all of it in one run
+  (``<workspace>/runs/``), what ``territory run`` and ``make demo`` do.
+
+Every flow writes one folder per as-of date, atomically: a re-run replaces
+that date's folder, and a failure anywhere leaves the previous outputs,
+registry versions and aliases as they were (see
+:func:`pipelines.publish.registry_transaction`). A failed flow leaves
+``<folder>.failed.json`` beside where its folder would be, and a Prefect
+markdown artifact, saying which stage failed and what to do.
+
+The task runner comes from the config through :func:`task_runner_for`; call a
+flow as ``with_runner(flow, config)(config)`` to honour it.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from features.errors import InputError
+from models.config import TerritoryConfig
 from pipelines import publish, stages
 from pipelines.config import RunConfig
 from pipelines.outputs import atomic_directory
 from pipelines.progress import stage
 
+# --- Task runner: chosen from the config -------------------------------------------------
+
+
+def task_runner_for(config: RunConfig):
+    """The Prefect task runner ``config.runner`` asks for.
+
+    ``local`` is Prefect's default :class:`~prefect.task_runners.ThreadPoolTaskRunner`.
+    This is the one place that maps the config to a task runner; the Dask
+    runner plugs in here.
+    """
+    return ThreadPoolTaskRunner()
+
+
+def with_runner(flow_obj, config: RunConfig):
+    """``flow_obj`` with the task runner of ``config`` (see :func:`task_runner_for`)."""
+    return flow_obj.with_options(task_runner=task_runner_for(config))
+
+
+# --- Where each flow writes, and what it left when it failed -----------------------------
+
+KINDS = {"territory-pipeline": "runs", "train": "train", "nightly-forecast": "nightly",
+         "design-territories": "scenarios", "build-features": "features"}
+
+
+def output_dir(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
+    """``<workspace>/<kind>/<run_name>[-suffix]-<as_of>``: one folder per as-of date."""
+    name = config.run_name + (f"-{suffix}" if suffix else "")
+    date = f"{as_of:%Y-%m-%d}" if hasattr(as_of, "strftime") else str(as_of)
+    return Path(config.workspace) / kind / f"{name}-{date}"
+
+
+def failure_record_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".failed.json")
+
+
+# Per flow run: the stage now running and the folder it writes (read by the failure hook).
+_RUNS: dict[str, dict[str, Any]] = {}
+
+
+def _flow_run_id() -> str | None:
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
+
+
+def _note(**values: Any) -> None:
+    run_id = _flow_run_id()
+    if run_id is not None:
+        _RUNS.setdefault(run_id, {}).update(values)
+
+
+@contextmanager
+def _step(name: str, config: RunConfig) -> Iterator[None]:
+    """A named stage: progress line, and the stage the failure record names."""
+    _note(stage=name)
+    with stage(name, config.progress == "rich"):
+        yield
+
+
+def _what_to_do(error: BaseException | None, stage_name: str, flow_name: str) -> str:
+    if isinstance(error, InputError):
+        return ("Fix the input or config named in the error, then re-run the same command; "
+                "nothing was changed.")
+    if isinstance(error, TimeoutError) or "timed out" in str(error).lower():
+        return (f"'{stage_name}' ran past its timeout (schedule.*_timeout_s). Raise the "
+                "timeout or shrink the problem, then re-run; nothing was changed.")
+    return (f"Nothing was changed: the last good outputs, registry versions and aliases are as "
+            f"they were. Check the error and the Prefect logs of this flow run, then re-run "
+            f"{flow_name} for the same as-of date; a successful re-run replaces that date's "
+            "outputs and removes this record.")
+
+
+def record_failure(flow_obj, flow_run, state) -> None:
+    """``on_failure`` hook: write ``<folder>.failed.json`` and a Prefect markdown artifact."""
+    info = _RUNS.pop(str(flow_run.id), {})
+    error = None
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # the state holds no result: use its message
+        pass
+    if not isinstance(error, BaseException):
+        error = None
+    try:
+        config = RunConfig.model_validate(flow_run.parameters["config"])
+    except Exception:
+        return  # the parameters themselves were invalid: Prefect's own message says why
+    folder = info.get("folder") or output_dir(
+        config, KINDS.get(flow_obj.name, "runs"), config.as_of or "latest")
+    stage_name = info.get("stage", "start")
+    record = {
+        "flow": flow_obj.name,
+        "flow_run_id": str(flow_run.id),
+        "flow_run_name": flow_run.name,
+        "stage": stage_name,
+        "error_type": type(error).__name__ if error else None,
+        "error": str(error) if error else state.message,
+        "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "as_of": info.get("as_of", config.as_of),
+        "outputs": str(folder),
+        "outputs_unchanged": True,
+        "what_to_do": _what_to_do(error, stage_name, flow_obj.name),
+        "traceback": "".join(traceback.format_exception(error))[-4000:] if error else None,
+    }
+    path = failure_record_path(Path(folder))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+    markdown = "\n".join([
+        f"# {flow_obj.name} failed at: {stage_name}", "",
+        f"- **error**: `{record['error_type']}`: {record['error']}",
+        f"- **as of**: {record['as_of'] or 'latest'}",
+        f"- **when**: {record['failed_at']}",
+        f"- **outputs**: `{folder}` unchanged", "",
+        f"**What to do**: {record['what_to_do']}", "",
+        f"Record: `{path}`",
+    ])
+    try:
+        create_markdown_artifact(key=publish.artifact_key(config.run_name, "failure"),
+                                 markdown=markdown,
+                                 description=f"Why {flow_obj.name} failed")
+    except Exception:  # the API is what failed: the file record is enough
+        pass
+
+
+def _succeeded(folder: Path) -> None:
+    """A successful run clears the failure record of its folder (and of 'latest')."""
+    failure_record_path(folder).unlink(missing_ok=True)
+    latest = folder.with_name(folder.name[: -len("YYYY-MM-DD")] + "latest")
+    failure_record_path(latest).unlink(missing_ok=True)
+
+
+def _begin(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
+    folder = output_dir(config, kind, as_of, suffix)
+    _note(folder=folder, as_of=f"{as_of:%Y-%m-%d}")
+    return folder
+
+
+# --- Tasks --------------------------------------------------------------------------------
+
+
+def is_transient(error: BaseException) -> bool:
+    """An error worth retrying: I/O, network, the tracking server. Never bad input or a bug."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, InputError):
+        return False
+    transient: tuple[type[BaseException], ...] = (OSError, MlflowException)
+    try:
+        import httpx
+        import requests
+
+        transient += (httpx.TransportError, requests.exceptions.RequestException)
+    except ImportError:  # pragma: no cover - both come with MLflow and Prefect
+        pass
+    return isinstance(error, transient)
+
 
 def _retry_unless_input_error(task, task_run, state) -> bool:
-    """Retry I/O hiccups, never a user's bad input."""
+    """Retry I/O hiccups (disk, network, MLflow), never a user's bad input or a bug."""
     try:
         state.result()
-    except InputError:
-        return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return is_transient(exc)
     return False
 
 
-load_inputs = task(stages.load_inputs, name="load-inputs", cache_policy=NO_CACHE, retries=2,
-                   retry_delay_seconds=[1, 5], retry_condition_fn=_retry_unless_input_error)
-build_features = task(stages.build_features, name="build-features", cache_policy=NO_CACHE)
-train_models = task(stages.train_models, name="train-models", cache_policy=NO_CACHE)
-score_units = task(stages.score_units, name="score-units", cache_policy=NO_CACHE)
-design_territories = task(stages.design_territories, name="design-territories",
-                          cache_policy=NO_CACHE)
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10],
+              "retry_condition_fn": _retry_unless_input_error}
 
 
-@task(name="publish", cache_policy=NO_CACHE)
+class InputFilesAndConfig(CachePolicy):
+    """Cache key of the feature build: input file hashes + the config that shapes features.
+
+    The hashes are the ones :func:`pipelines.stages.load_inputs` computed from
+    the files (:func:`pipelines.outputs.file_sha256`); DataFrames are never
+    hashed. The feature code's own hash takes part, so an upgrade rebuilds.
+    """
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        return stages.features_cache_key(inputs["config"], inputs["inputs"].file_hashes)
+
+
+@task(name="load-inputs", cache_policy=NO_CACHE, **IO_RETRIES)
+def load_inputs(config: RunConfig) -> stages.Inputs:
+    return stages.load_inputs(config)
+
+
+@task(name="build-features", cache_policy=InputFilesAndConfig(), persist_result=True,
+      cache_expiration=timedelta(days=30))
+def build_feature_set(config: RunConfig, inputs: stages.Inputs) -> stages.FeatureSet:
+    return stages.build_features(config, inputs)
+
+
+@task(name="train-models", cache_policy=NO_CACHE)
+def train_models(config: RunConfig, features: stages.FeatureSet) -> stages.Trained:
+    return stages.train_models(config, features)
+
+
+@task(name="score-units", cache_policy=NO_CACHE)
+def score_units(config: RunConfig, features, trained) -> stages.Scores:
+    return stages.score_units(config, features, trained)
+
+
+@task(name="design-territories", cache_policy=NO_CACHE)
+def design_task(config: RunConfig, inputs, features, scores) -> stages.Design:
+    return stages.design_territories(config, inputs, features, scores)
+
+
+@task(name="current-alignment", cache_policy=NO_CACHE)
+def current_design(config: RunConfig, inputs, features, scores) -> stages.Design:
+    return stages.current_design(config, inputs, features, scores)
+
+
+@task(name="recommend", cache_policy=NO_CACHE)
+def recommend(config: RunConfig, inputs, features, scores, design) -> stages.Recommendations:
+    return stages.recommendations(config, inputs, features, scores, design)
+
+
+@task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIES)
+def find_tracked_run(config: RunConfig, key: str) -> dict | None:
+    return publish.find_tracked_run(config, key)
+
+
+@task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)
+def load_model(config: RunConfig, version: str | None) -> publish.RegisteredModels:
+    return publish.load_registered_models(config, version)
+
+
+def _features(config: RunConfig, kind: str, suffix: str = ""
+              ) -> tuple[stages.Inputs, stages.FeatureSet, Path]:
+    """Load inputs, note this run's folder (now that the as-of date is known), build features."""
+    with _step("load and validate inputs", config):
+        inputs = load_inputs(config)
+    folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
+    with _step("build features", config):
+        features = build_feature_set(config, inputs)
+    return inputs, features, folder
+
+
+def _timed(task_obj, seconds: float):
+    return task_obj.with_options(timeout_seconds=seconds)
+
+
+# --- Publishing ---------------------------------------------------------------------------
+
+
+@task(name="publish", cache_policy=NO_CACHE, **IO_RETRIES)
 def publish_run(
-    config: RunConfig, inputs, features, trained, scores, design, started: float
+    config: RunConfig, inputs, features, trained, scores, design, recs, started: float,
+    key: str | None = None,
 ) -> dict:
-    """Write outputs atomically, log to MLflow, then move the run folder into place."""
-    recs = stages.recommendations(config, inputs, features, scores, design)
-    run_dir = Path(config.workspace) / "runs" / f"{config.run_name}-{features.as_of:%Y-%m-%d}"
-    with atomic_directory(run_dir) as tmp:
-        content = publish.write_outputs(tmp, config, inputs, features, trained, scores, design,
-                                        recs)
-        run_id, decision = publish.track_run(config, inputs, features, trained, scores, design, tmp,
-                                             recs)
-        (tmp / "manifest.json").write_text(
-            json.dumps(stages.manifest(config, inputs, run_id, started), indent=2, default=str))
+    """Write outputs atomically, log to MLflow, then move the run folder into place.
+
+    Everything happens inside a registry transaction: if writing the files,
+    logging or moving the folder fails, new model versions are deleted and
+    the aliases put back. A re-run with the same inputs, config and as-of date
+    reuses its tracked run instead of registering duplicates.
+    """
+    run_dir = output_dir(config, "runs", features.as_of)
+    existing = publish.find_tracked_run(config, key) if key else None
+    with publish.registry_transaction(config, key):
+        with atomic_directory(run_dir) as tmp:
+            content = publish.write_outputs(tmp, config, inputs, features, trained, scores,
+                                            design, recs)
+            if existing is None:
+                run_id, decision = publish.track_run(config, inputs, features, trained, scores,
+                                                     design, tmp, recs, key=key)
+            else:
+                run_id, decision = existing["run_id"], existing["promotion"]
+            (tmp / "manifest.json").write_text(json.dumps(
+                stages.manifest(config, inputs, run_id, started), indent=2, default=str))
     publish_artifacts(config, content, recs, run_dir)
     return {
         "run_dir": run_dir,
@@ -65,35 +334,211 @@ def publish_run(
     }
 
 
-def publish_artifacts(config: RunConfig, content, recs, run_dir: Path) -> None:
+def publish_artifacts(config: RunConfig, content, recs, run_dir: Path,
+                      prefix: str | None = None) -> None:
     """A markdown summary and a territory table under stable keys, so the UI shows history."""
+    prefix = prefix or config.run_name
     create_markdown_artifact(
-        key=publish.artifact_key(config.run_name, "summary"),
+        key=publish.artifact_key(prefix, "summary"),
         markdown=publish.summary_markdown(content, run_dir / "report.html"),
-        description=f"Territory plan summary for {config.run_name}",
+        description=f"Territory plan summary for {prefix}",
     )
     table = recs.territories.round(4).astype(object).where(recs.territories.notna(), None)
     create_table_artifact(
-        key=publish.artifact_key(config.run_name, "territories"),
+        key=publish.artifact_key(prefix, "territories"),
         table=table.to_dict(orient="records"),
-        description="Proposed territories: totals, balance, white space",
+        description="Territories: totals, balance, white space",
     )
 
 
-@flow(name="territory-pipeline", validate_parameters=True)
-def territory_pipeline(config: RunConfig) -> dict:
-    """Features → forecast and potential → territories → outputs, report and MLflow."""
+@task(name="write-forecast", cache_policy=NO_CACHE, **IO_RETRIES)
+def write_scored_outputs(
+    config: RunConfig, folder: Path, inputs, features, model: publish.RegisteredModels, scores,
+    design, recs, started: float, extra: dict | None = None,
+) -> dict:
+    """Write a scoring run's outputs (scores, recommendations, report) atomically."""
+    with atomic_directory(folder) as tmp:
+        content = publish.write_outputs(tmp, config, inputs, features, model.trained, scores,
+                                        design, recs)
+        manifest = stages.manifest(config, inputs, model.run_id, started)
+        manifest["model"] = {"name": model.name, "version": model.version,
+                             "run_id": model.run_id, **(extra or {})}
+        manifest["as_of"] = f"{features.as_of:%Y-%m-%d}"
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return {"content": content, "folder": folder}
+
+
+@task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
+def register_and_gate(config: RunConfig, inputs, features, trained, key: str, folder: Path,
+                      started: float) -> dict:
+    """Log and register the forecaster, apply the gate, write the train summary.
+
+    One transaction: a failure anywhere in it leaves the registry as it was.
+    """
+    with publish.registry_transaction(config, key):
+        with atomic_directory(folder) as tmp:
+            run_id, decision = publish.track_training(config, inputs, features, trained, key)
+            summary = _train_summary(config, inputs, features, run_id, decision["version"],
+                                     trained.metrics, decision, started)
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _train_summary(config, inputs, features, run_id, version, metrics, decision,
+                   started) -> dict:
+    manifest = stages.manifest(config, inputs, run_id, started)
+    return {**manifest, "as_of": f"{features.as_of:%Y-%m-%d}" if features else None,
+            "registered_model": config.tracking.registered_model, "version": version,
+            "metrics": metrics, "promotion": decision}
+
+
+# --- Flows --------------------------------------------------------------------------------
+
+
+@flow(name="build-features", validate_parameters=True, on_failure=[record_failure])
+def build_features(config: RunConfig) -> stages.FeatureSet:
+    """Load and validate the inputs; build (or reuse from cache) the feature set."""
+    return _features(config, "features")[1]
+
+
+@flow(name="train", validate_parameters=True, on_failure=[record_failure])
+def train(config: RunConfig) -> dict:
+    """Fit the forecaster and the potential model, backtest, register, gate.
+
+    Writes ``<workspace>/train/<run_name>-<as_of>/summary.json``. With the same
+    inputs, config and as-of date as a finished run, nothing is refit or
+    registered again: the earlier run and version are returned.
+    """
     started = time.time()
-    show = config.progress == "rich"
-    with stage("load and validate inputs", show):
+    with _step("load and validate inputs", config):
         inputs = load_inputs(config)
-    with stage("build features", show):
-        features = build_features(config, inputs)
-    with stage("train forecast and potential models", show):
-        trained = train_models(config, features)
-    with stage("score units", show):
+    as_of = stages.resolved_as_of(config, inputs)
+    folder = _begin(config, "train", as_of)
+    key = stages.run_key(config, inputs.file_hashes, as_of, "train")
+    with _step("check the registry", config):
+        existing = find_tracked_run(config, key)
+    if existing is not None and (folder / "summary.json").is_file():
+        _succeeded(folder)
+        return {**json.loads((folder / "summary.json").read_text()), "reused": True}
+    with _step("build features", config):
+        features = build_feature_set(config, inputs)
+    if existing is not None:  # tracked, but its summary is missing: write it, register nothing
+        with atomic_directory(folder) as tmp:
+            summary = _train_summary(config, inputs, features, existing["run_id"],
+                                     existing["version"], existing["metrics"],
+                                     existing["promotion"], started)
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        _succeeded(folder)
+        return {**summary, "reused": True}
+    with _step("train forecast and potential models", config):
+        trained = _timed(train_models, config.schedule.train_timeout_s)(config, features)
+    with _step("register and gate", config):
+        summary = register_and_gate(config, inputs, features, trained, key, folder, started)
+    _succeeded(folder)
+    return {**summary, "reused": False}
+
+
+@flow(name="nightly-forecast", validate_parameters=True, on_failure=[record_failure])
+def nightly_forecast(
+    config: RunConfig,
+    model_version: str | None = None,
+    kind: Literal["nightly", "backfill"] = "nightly",
+) -> dict:
+    """Score every unit with the champion, recommend on the current alignment, report.
+
+    ``model_version`` scores with that version of
+    ``tracking.registered_model`` instead of the champion (backfills do).
+    Writes ``<workspace>/<kind>/<run_name>-<as_of>/``: ``scores.parquet``,
+    recommendations, ``report.html``/``report.xlsx`` and a manifest naming the
+    model version. Nothing is registered and no alias moves.
+    """
+    started = time.time()
+    inputs, features, folder = _features(config, kind)
+    with _step("load the champion model", config):
+        model = load_model(config, model_version)
+    with _step("score units", config):
+        scores = score_units(config, features, model.trained)
+    with _step("recommend", config):
+        if inputs.alignment is not None:
+            design = current_design(config, inputs, features, scores)
+        else:
+            design = _timed(design_task, config.schedule.design_timeout_s)(
+                config, inputs, features, scores)
+        recs = recommend(config, inputs, features, scores, design)
+    with _step("write forecast, recommendations and report", config):
+        written = write_scored_outputs(config, folder, inputs, features, model, scores, design,
+                                       recs, started)
+        if kind == "nightly":
+            publish_artifacts(config, written["content"], recs, folder,
+                              prefix=f"{config.run_name}-nightly")
+    _succeeded(folder)
+    return {"folder": folder, "as_of": features.as_of, "model_version": model.version,
+            "model_run_id": model.run_id, "scores": scores.scores,
+            "metrics": {**model.trained.metrics, **scores.metrics}}
+
+
+SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@flow(name="design-territories", validate_parameters=True, on_failure=[record_failure])
+def design_territories(
+    config: RunConfig,
+    scenario: TerritoryConfig | None = None,
+    scenario_name: str = "base",
+) -> dict:
+    """Design territories for one scenario, scored with the champion.
+
+    ``scenario`` replaces ``config.territories`` (number of territories,
+    tolerance, attributes, mode...). Writes
+    ``<workspace>/scenarios/<run_name>-<scenario_name>-<as_of>/``.
+    """
+    if not SCENARIO_NAME.match(scenario_name):
+        raise InputError("scenario", f"scenario name '{scenario_name}' is not a plain name",
+                         hint="use letters, digits, '-' and '_'")
+    if scenario is not None:
+        config = config.model_copy(update={"territories": scenario})
+    started = time.time()
+    inputs, features, folder = _features(config, "scenarios", scenario_name)
+    with _step("load the champion model", config):
+        model = load_model(config, None)
+    with _step("score units", config):
+        scores = score_units(config, features, model.trained)
+    with _step("design territories", config):
+        design = _timed(design_task, config.schedule.design_timeout_s)(
+            config, inputs, features, scores)
+        recs = recommend(config, inputs, features, scores, design)
+    with _step("write scenario outputs and report", config):
+        write_scored_outputs(config, folder, inputs, features, model, scores, design, recs,
+                             started, extra={"scenario": scenario_name})
+    _succeeded(folder)
+    return {"folder": folder, "as_of": features.as_of, "territories": design.overall,
+            "current_territories": design.current_overall, "violations": design.violations}
+
+
+@flow(name="territory-pipeline", validate_parameters=True, on_failure=[record_failure])
+def pipeline(config: RunConfig) -> dict:
+    """Features → forecast and potential → territories → outputs, report and MLflow.
+
+    Everything in one run: trains, gates and registers like :func:`train`,
+    scores with the freshly trained models and designs territories like
+    :func:`design_territories`, and writes ``<workspace>/runs/<run_name>-<as_of>/``.
+    """
+    started = time.time()
+    inputs, features, _ = _features(config, "runs")
+    key = stages.run_key(config, inputs.file_hashes, features.as_of, "pipeline")
+    with _step("train forecast and potential models", config):
+        trained = _timed(train_models, config.schedule.train_timeout_s)(config, features)
+    with _step("score units", config):
         scores = score_units(config, features, trained)
-    with stage("design territories", show):
-        design = design_territories(config, inputs, features, scores)
-    with stage("write outputs, report and MLflow run", show):
-        return publish_run(config, inputs, features, trained, scores, design, started)
+    with _step("design territories", config):
+        design = _timed(design_task, config.schedule.design_timeout_s)(
+            config, inputs, features, scores)
+    with _step("write outputs, report and MLflow run", config):
+        recs = recommend(config, inputs, features, scores, design)
+        result = publish_run(config, inputs, features, trained, scores, design, recs, started,
+                             key)
+    _succeeded(result["run_dir"])
+    return result
+
+
+territory_pipeline = pipeline

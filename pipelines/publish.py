@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from models import tracking
 from models.serving import build_bundle
@@ -24,10 +31,20 @@ def tracking_uri(config: RunConfig) -> str:
     return f"sqlite:///{(Path(config.workspace) / 'mlflow.db').resolve()}"
 
 
+def is_local_store(uri: str) -> bool:
+    """A store on this machine (SQLite or files), as opposed to a tracking server."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 def setup_tracking(config: RunConfig) -> str:
-    """Point MLflow at the config's store and experiment (artifacts in the workspace)."""
-    return tracking.setup_tracking(tracking_uri(config), config.tracking.experiment,
-                                   Path(config.workspace) / "mlartifacts")
+    """Point MLflow at the config's store and experiment.
+
+    A local store keeps its artifacts in the workspace; a remote tracking
+    server decides where artifacts go (its ``--artifacts-destination``).
+    """
+    uri = tracking_uri(config)
+    root = Path(config.workspace) / "mlartifacts" if is_local_store(uri) else None
+    return tracking.setup_tracking(uri, config.tracking.experiment, root)
 
 
 def _pct(value: float | None) -> str:
@@ -202,6 +219,58 @@ def write_outputs(
     return content
 
 
+def _gate_metric(config: RunConfig, trained: Trained) -> str:
+    fc = config.forecast
+    return next((m for m in (f"backtest_{fc.gate_metric}", f"valid_{fc.gate_metric}")
+                 if m in trained.metrics), "valid_wape")
+
+
+def _log_training(
+    config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained
+) -> tuple[str, dict]:
+    """Inside an active run: config, data, metrics, both models, the gate."""
+    tracking.log_tags({"as_of": f"{features.as_of:%Y-%m-%d}",
+                       "evaluation_windows": trained.evaluation_windows,
+                       "config_hash": config.fingerprint()})
+    tracking.log_config(json.loads(config.model_dump_json()))
+    tracking.log_dataset(inputs.sales, Path(config.data.sales), "sales")
+    for name, digest in inputs.file_hashes.items():
+        tracking.log_tags({f"input_sha256.{name}": digest})
+    tracking.log_metrics(trained.metrics)
+    tracking.log_table(trained.forecaster.feature_importance().rename("gain").reset_index()
+                       .rename(columns={"index": "feature"}), "forecast_importance.csv")
+    tracking.log_table(trained.potential.feature_importance().rename("gain").reset_index()
+                       .rename(columns={"index": "feature"}), "potential_importance.csv")
+    if trained.backtest is not None:
+        tracking.log_backtest(trained.backtest)
+    version = tracking.log_scoring_model(
+        trained.forecaster, features.score_table.head(5), config.tracking.registered_model)
+    MlflowClient().set_model_version_tag(config.tracking.registered_model, version, "as_of",
+                                         f"{features.as_of:%Y-%m-%d}")
+    log_potential_model(trained.potential, features.market_table)
+    gate = _gate_metric(config, trained)
+    decision = tracking.promote_if_better(
+        config.tracking.registered_model, version, gate, trained.metrics[gate],
+        trained.evaluation_windows, margin=config.forecast.gate_margin)
+    decision["version"] = version
+    return version, decision
+
+
+def track_training(
+    config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained, key: str
+) -> tuple[str, dict]:
+    """The train flow's MLflow run: log, register the forecaster, apply the gate.
+
+    The run is tagged ``run_key`` only once everything is logged, so only a
+    complete run is ever reused by a re-run with the same key.
+    """
+    setup_tracking(config)
+    with tracking.training_run(f"{config.run_name}-train-{features.as_of:%Y-%m}") as run_id:
+        _, decision = _log_training(config, inputs, features, trained)
+        tracking.log_tags({"run_key": key, "flow": "train"})
+    return run_id, decision
+
+
 def track_run(
     config: RunConfig,
     inputs: Inputs,
@@ -211,6 +280,7 @@ def track_run(
     design: Design,
     out: Path,
     recs: Recommendations | None = None,
+    key: str | None = None,
 ) -> tuple[str, dict]:
     """Log the run to MLflow, register the models and apply the promotion gate.
 
@@ -219,32 +289,14 @@ def track_run(
     """
     setup_tracking(config)
     with tracking.training_run(f"{config.run_name}-{features.as_of:%Y-%m}") as run_id:
-        tracking.log_tags({"as_of": f"{features.as_of:%Y-%m-%d}",
-                           "evaluation_windows": trained.evaluation_windows,
-                           "config_hash": config.fingerprint()})
-        tracking.log_config(json.loads(config.model_dump_json()))
-        tracking.log_dataset(inputs.sales, Path(config.data.sales), "sales")
-        for name, digest in inputs.file_hashes.items():
-            tracking.log_tags({f"input_sha256.{name}": digest})
+        _, decision = _log_training(config, inputs, features, trained)
         overall = {f"territory_{k}": v for k, v in design.overall.items()
                    if isinstance(v, int | float | np.floating | np.integer)
                    and not isinstance(v, bool)}
-        tracking.log_metrics({**trained.metrics, **scores.metrics, **overall})
-        tracking.log_table(trained.forecaster.feature_importance().rename("gain").reset_index()
-                           .rename(columns={"index": "feature"}), "forecast_importance.csv")
-        tracking.log_table(trained.potential.feature_importance().rename("gain").reset_index()
-                           .rename(columns={"index": "feature"}), "potential_importance.csv")
+        tracking.log_metrics({**scores.metrics, **overall})
         tracking.log_table(scores.unit_totals.reset_index(), "unit_drivers.csv")
-        if trained.backtest is not None:
-            tracking.log_backtest(trained.backtest)
-        version = tracking.log_scoring_model(
-            trained.forecaster, features.score_table.head(5), config.tracking.registered_model)
         fc = config.forecast
-        gate = next((m for m in (f"backtest_{fc.gate_metric}", f"valid_{fc.gate_metric}")
-                     if m in trained.metrics), "valid_wape")
-        decision = tracking.promote_if_better(
-            config.tracking.registered_model, version, gate, trained.metrics[gate],
-            trained.evaluation_windows, margin=fc.gate_margin)
+        gate = _gate_metric(config, trained)
         if recs is not None:
             bundle = build_bundle(trained.potential, recs.units, config.data.columns.unit_col,
                                   features.market_table)
@@ -253,4 +305,185 @@ def track_run(
                 tracking.RECOMMENDER, rec_version, gate,
                 trained.metrics[gate], trained.evaluation_windows, margin=fc.gate_margin,
                 artifact_name="recommender_promotion_decision.json")
+        if key is not None:
+            tracking.log_tags({"run_key": key, "flow": "pipeline"})
     return run_id, decision
+
+
+# --- Registry helpers for the flows: reuse, rollback, loading the champion ---
+
+
+class PotentialModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc around the fitted :class:`models.potential.PotentialEstimator`.
+
+    Logged (not registered) in every training run beside the registered
+    forecaster, so the nightly forecast scores with the champion's own
+    potential model.
+    """
+
+    def __init__(self, potential) -> None:
+        self.potential = potential
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        return pd.DataFrame({"potential": self.potential.predict(model_input)})
+
+
+POTENTIAL_ARTIFACT = "potential-model"
+
+
+def log_potential_model(potential, market_table: pd.DataFrame) -> None:
+    """Log the potential model in the active run under ``potential-model``."""
+    from mlflow.models import infer_signature
+
+    example = market_table.head(3).astype(float).reset_index(drop=True)
+    model = PotentialModel(potential)
+    mlflow.pyfunc.log_model(
+        name=POTENTIAL_ARTIFACT, python_model=model, input_example=example,
+        signature=infer_signature(example, model.predict(None, example)),
+        pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
+    )
+
+
+def find_tracked_run(config: RunConfig, key: str) -> dict | None:
+    """The finished run tagged ``run_key`` = ``key``, as a summary, or None."""
+    setup_tracking(config)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.run_key = '{key}'",
+        order_by=["attributes.start_time DESC"], max_results=5)
+    for run in runs:
+        if run.info.status != "FINISHED":
+            continue
+        versions = client.search_model_versions(
+            f"name = '{config.tracking.registered_model}' and run_id = '{run.info.run_id}'")
+        tags = run.data.tags
+        return {
+            "run_id": run.info.run_id,
+            "version": str(versions[0].version) if versions else None,
+            "metrics": dict(run.data.metrics),
+            "promotion": {"promoted": tags.get("promotion") == "promoted",
+                          "reason": f"reused run {run.info.run_id} (same inputs, config and "
+                                    f"as-of date); first decision: "
+                                    f"{tags.get('promotion_reason', 'n/a')}",
+                          "reused": True},
+        }
+    return None
+
+
+def _registry_state(client: MlflowClient, name: str) -> dict | None:
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return None
+    versions = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+    return {"aliases": {a: str(v) for a, v in model.aliases.items()}, "versions": versions}
+
+
+@contextmanager
+def registry_transaction(config: RunConfig, key: str | None = None) -> Iterator[None]:
+    """Undo the registry changes of a block that fails.
+
+    On failure, model versions registered inside the block are deleted, the
+    ``champion`` and ``challenger`` aliases are put back as they were, and
+    runs tagged with ``key`` that started inside the block are marked FAILED
+    and lose the tag (so they are never reused). A failed run thus leaves the
+    registry exactly as it found it.
+    """
+    setup_tracking(config)
+    client = MlflowClient()
+    names = [config.tracking.registered_model, tracking.RECOMMENDER]
+    before = {name: _registry_state(client, name) for name in names}
+    started_ms = int(time.time() * 1000) - 1000
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            _rollback(client, config, before, key, started_ms)
+        except Exception as undo:  # the registry itself is down: say so, keep the real error
+            exc.add_note(f"registry rollback failed too: {undo!r}")
+        raise
+
+
+def _rollback(client: MlflowClient, config: RunConfig, before: dict, key: str | None,
+              started_ms: int) -> None:
+    for name, state in before.items():
+        now = _registry_state(client, name)
+        if now is None:
+            continue
+        old_versions = state["versions"] if state else set()
+        for version in sorted(now["versions"] - old_versions, key=int):
+            client.delete_model_version(name, version)
+        old_aliases = state["aliases"] if state else {}
+        for alias in now["aliases"]:
+            if alias not in old_aliases:
+                client.delete_registered_model_alias(name, alias)
+        for alias, version in old_aliases.items():
+            if now["aliases"].get(alias) != version:
+                client.set_registered_model_alias(name, alias, version)
+        if state is None and not client.search_model_versions(f"name = '{name}'"):
+            client.delete_registered_model(name)
+    if key is not None:
+        experiment = client.get_experiment_by_name(config.tracking.experiment)
+        if experiment is not None:
+            for run in client.search_runs([experiment.experiment_id],
+                                          filter_string=f"tags.run_key = '{key}' and "
+                                                        f"attributes.start_time >= {started_ms}"):
+                client.delete_tag(run.info.run_id, "run_key")
+                client.set_terminated(run.info.run_id, status="FAILED")
+
+
+@dataclass
+class RegisteredModels:
+    """The models of one registered version, ready to score."""
+
+    trained: Trained
+    name: str
+    version: str
+    run_id: str
+
+
+def load_registered_models(config: RunConfig, version: str | None = None) -> RegisteredModels:
+    """Forecaster ``version`` (default: the champion) and the potential model of its run.
+
+    The metrics are the ones its training run logged, so the report's
+    quality sentences describe the model that scored.
+    """
+    from features.errors import InputError
+
+    setup_tracking(config)
+    client = MlflowClient()
+    name = config.tracking.registered_model
+    try:
+        mv = (client.get_model_version_by_alias(name, tracking.CHAMPION) if version is None
+              else client.get_model_version(name, str(version)))
+    except MlflowException:
+        what = "no champion" if version is None else f"no version {version}"
+        raise InputError(
+            tracking_uri(config), f"{what} of registered model '{name}'",
+            hint="train first: `territory run` or the train flow promotes a champion",
+        ) from None
+    forecaster = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").unwrap_python_model() \
+        .forecaster
+    run = client.get_run(mv.run_id)
+    potential = _load_potential(client, run)
+    trained = Trained(forecaster, potential, dict(run.data.metrics), pd.DataFrame(),
+                      run.data.tags.get("evaluation_windows", ""))
+    return RegisteredModels(trained, name, str(mv.version), mv.run_id)
+
+
+def _load_potential(client: MlflowClient, run):
+    """The potential model logged in ``run``; older runs have it in the recommender."""
+    run_id = run.info.run_id
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{POTENTIAL_ARTIFACT}'",
+        output_format="list")
+    if found:
+        return mlflow.pyfunc.load_model(found[0].model_uri).unwrap_python_model().potential
+    versions = client.search_model_versions(
+        f"name = '{tracking.RECOMMENDER}' and run_id = '{run_id}'")
+    if not versions:
+        raise MlflowException(f"run {run_id} holds no potential model")
+    model = mlflow.pyfunc.load_model(f"models:/{tracking.RECOMMENDER}/{versions[0].version}")
+    return model.unwrap_python_model().bundle.potential_model

@@ -7,6 +7,7 @@ call them directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -469,3 +470,156 @@ def manifest(config: RunConfig, inputs: Inputs, run_id: str | None, started: flo
         "mlflow_run_id": run_id,
         "wall_time_s": round(time.time() - started, 2),
     }
+
+
+# --- Orchestration helpers: cache keys, run keys, the nightly design, backfill accuracy ---
+
+FEATURE_CODE = ("features", "pipelines/stages.py")
+
+
+def _code_fingerprint() -> str:
+    """SHA-256 of the feature code, so a code change invalidates cached features."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for entry in FEATURE_CODE:
+        path = root / entry
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def features_cache_key(config: RunConfig, file_hashes: dict[str, str]) -> str:
+    """Cache key of :func:`build_features`: input file hashes, the config it reads, the code.
+
+    Only the parts of the config that change the feature set take part, so
+    retuning the forecaster or the territory scenario reuses the features.
+    DataFrames are never hashed: the files they come from are.
+    """
+    relevant = {
+        "as_of": config.as_of,
+        # file contents count through their hashes, not their paths
+        "data": config.data.model_dump(mode="json", include={"projected_crs", "columns"}),
+        "features": config.features.model_dump(mode="json"),
+        "horizon": config.forecast.horizon,
+        "workload_column": config.territories.workload_column,
+        "inputs": dict(sorted(file_hashes.items())),
+        "code": _code_fingerprint(),
+    }
+    payload = json.dumps(relevant, sort_keys=True, default=str)
+    return "features-" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def resolved_as_of(config: RunConfig, inputs: Inputs) -> pd.Timestamp:
+    """The configured as-of date, or the last period of the sales history."""
+    if config.as_of:
+        return pd.Timestamp(config.as_of)
+    return pd.Timestamp(inputs.sales[config.data.columns.time_col].max())
+
+
+def run_key(config: RunConfig, file_hashes: dict[str, str], as_of: pd.Timestamp,
+            kind: str) -> str:
+    """Identity of a tracked run: same inputs, config and as-of date give the same key.
+
+    A re-run with the same key reuses the tracked run instead of registering a
+    duplicate model version. Settings that do not change results (progress
+    display, schedules, the runner) are left out.
+    """
+    cfg = config.model_dump(mode="json", exclude={"progress", "schedule", "runner", "dask"})
+    payload = json.dumps({"kind": kind, "as_of": f"{as_of:%Y-%m-%d}", "config": cfg,
+                          "inputs": dict(sorted(file_hashes.items()))}, sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def current_design(
+    config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores
+) -> Design:
+    """The current alignment as a :class:`Design` (nightly runs recommend, they don't redesign).
+
+    Proposed equals current, so there are no moves; the summary holds today's
+    balance, compactness and contiguity of each territory.
+    """
+    cols, tc = config.data.columns, config.territories
+    if inputs.alignment is None:
+        raise InputError("config", "the nightly forecast needs the current alignment",
+                         column="data.alignment",
+                         hint="set data.alignment, or run the design flow for a fresh design")
+    unit_ids = inputs.units[cols.unit_col].to_numpy()
+    current = inputs.alignment.set_index(cols.unit_col)[cols.territory_col].reindex(unit_ids)
+    if current.isna().any():
+        missing = list(current.index[current.isna()][:5])
+        raise InputError(str(config.data.alignment), "units without a territory",
+                         column=cols.territory_col, rows=missing,
+                         hint="assign every unit to a territory in the alignment file")
+    totals = scores.unit_totals.reindex(unit_ids)
+    columns = {
+        "potential": totals["potential"].fillna(0.0).to_numpy(),
+        "forecast": totals["forecast"].fillna(0.0).to_numpy(),
+        "workload": features.workload.to_numpy(),
+        "units": np.ones(len(unit_ids)),
+    }
+    attributes = pd.DataFrame({a: columns[a] for a in tc.balance_attributes})
+    categories = pd.Categorical(current, categories=sorted(current.unique()))
+    report = evaluate_alignment(categories.codes, features.xy, features.graph.matrix, attributes,
+                                tolerances={a: tc.tolerance for a in attributes})
+    summary = report.territories.copy()
+    summary["territory"] = list(categories.categories)
+    movement = rec.movement_by_territory(current, current).set_index("territory")
+    summary = summary.drop(columns=["moved_in", "moved_out"], errors="ignore").join(
+        movement, on="territory")
+    overall = dict(report.overall)
+    overall.update(rec.disruption(current, current,
+                                  pd.Series(columns["potential"], index=unit_ids)))
+    proposed = current.rename("proposed_territory")
+    return Design(proposed, current, summary, overall, dict(report.overall),
+                  summary.copy(), list(report.violations))
+
+
+def forecast_accuracy(
+    scores: pd.DataFrame,
+    actuals: pd.DataFrame,
+    columns,
+    alignment: pd.Series | None = None,
+) -> dict[str, float]:
+    """Forecast against the actuals observed after the as-of date.
+
+    Parameters
+    ----------
+    scores
+        ``scores.parquet`` rows: unit, ``horizon``, ``target_period``,
+        ``forecast``, ``forecast_lo``, ``forecast_hi``.
+    actuals
+        Sales history (unit, period, sales), including periods after the as-of date.
+    columns
+        The column names (``unit_col``, ``time_col``, ``target_col``).
+    alignment
+        Territory per unit; adds the WAPE of territory totals per month.
+
+    Returns
+    -------
+    dict
+        ``months_observed`` (target periods with actuals), ``wape``, ``bias``,
+        ``coverage``, ``wape_h1`` and ``wape_territory``; NaN when no actual is
+        known yet.
+    """
+    u, t, y = columns.unit_col, columns.time_col, columns.target_col
+    truth = actuals[[u, t, y]].rename(columns={t: "target_period", y: "actual"})
+    both = scores.merge(truth, on=[u, "target_period"], how="inner").dropna(subset=["actual"])
+    nan = float("nan")
+    out = {"months_observed": float(both["target_period"].nunique()), "wape": nan, "bias": nan,
+           "coverage": nan, "wape_h1": nan, "wape_territory": nan}
+    if both.empty:
+        return out
+    out["wape"] = backtest.wape(both["actual"], both["forecast"])
+    out["bias"] = backtest.bias(both["actual"], both["forecast"])
+    out["coverage"] = backtest.coverage(both["actual"], both["forecast_lo"], both["forecast_hi"])
+    first = both[both["horizon"] == both["horizon"].min()]
+    out["wape_h1"] = backtest.wape(first["actual"], first["forecast"])
+    if alignment is not None:
+        terr = both.assign(territory=alignment.reindex(both[u]).to_numpy()).dropna(
+            subset=["territory"])
+        sums = terr.groupby(["territory", "target_period"])[["actual", "forecast"]].sum()
+        if len(sums):
+            out["wape_territory"] = backtest.wape(sums["actual"], sums["forecast"])
+    return out

@@ -63,3 +63,24 @@ def write_slice_config(slice_dir: Path, workspace: Path, **overrides) -> Path:
     workspace.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_session(tmp_path_factory):
+    """One temporary Prefect API for the whole session, with its own home and result store.
+
+    Starting Prefect's test server costs 10-50 s on a loaded 2-core machine,
+    so flow tests share this one. The temporary home keeps cached results
+    (the feature cache) out of ``~/.prefect`` and apart between sessions.
+    """
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect_home")
+    with temporary_settings({PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}):
+        with prefect_test_harness(server_startup_timeout=180):
+            yield home

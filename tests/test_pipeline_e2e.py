@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,12 +17,9 @@ from tests.conftest import write_slice_config
 
 
 @pytest.fixture(scope="module")
-def prefect_harness(tmp_path_factory):
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def prefect_harness(prefect_session):
+    """The session's temporary Prefect API (see conftest.prefect_session)."""
+    return prefect_session
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,235 @@
+"""Deployments, schedules and backfills of the flows in :mod:`pipelines.flows`.
+
+Two deployments run the product unattended:
+
+- ``<run_name>-nightly``: the nightly forecast, at ``schedule.nightly_cron``
+  (02:00 by default) in ``schedule.timezone``;
+- ``<run_name>-weekly-retrain``: the train flow, at ``schedule.retrain_cron``
+  (Sunday 03:00 by default).
+
+Their entry flows take the path of the YAML config, so an edit to the config
+applies from the next run without redeploying. ``territory deploy`` registers
+them on a process work pool (``schedule.work_pool``; run a worker with
+``prefect worker start --pool <pool>``); ``territory schedule`` serves them
+from the current process instead, for users without a work pool.
+``prefect.yaml`` at the repository root declares the same two deployments
+for ``prefect deploy --all``.
+
+:func:`backfill` replays the nightly forecast as of each month of a range,
+each with a model trained only on data up to that month, and measures the
+forecast against the actuals that came later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow
+
+from features.errors import InputError
+from pipelines.config import RunConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- Entry flows of the deployments ------------------------------------------------------
+
+
+@flow(name="territory-nightly", validate_parameters=True)
+def scheduled_nightly(config_path: str, as_of: str | None = None) -> dict:
+    """Read the config and run the nightly forecast with the config's task runner."""
+    from pipelines.flows import nightly_forecast, with_runner
+
+    config = load_config(config_path, {"as_of": as_of} if as_of else None)
+    result = with_runner(nightly_forecast, config)(config)
+    return {"folder": str(result["folder"]), "as_of": f"{result['as_of']:%Y-%m-%d}",
+            "model_version": result["model_version"]}
+
+
+@flow(name="territory-retrain", validate_parameters=True)
+def scheduled_retrain(config_path: str, as_of: str | None = None) -> dict:
+    """Read the config and run the train flow (fit, backtest, register, gate)."""
+    from pipelines.flows import train, with_runner
+
+    config = load_config(config_path, {"as_of": as_of} if as_of else None)
+    summary = with_runner(train, config)(config)
+    return {"version": summary["version"], "as_of": summary["as_of"],
+            "promoted": bool(summary["promotion"].get("promoted")),
+            "reused": summary["reused"]}
+
+
+# --- Deployment specs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    flow_name: str
+    entrypoint: str
+    cron: str
+    timezone: str
+    parameters: dict
+    description: str
+    tags: tuple[str, ...] = ("territory",)
+
+    @property
+    def full_name(self) -> str:
+        """``<flow name>/<deployment name>``, as ``run_deployment`` takes it."""
+        return f"{self.flow_name}/{self.name}"
+
+
+def deployment_specs(config: RunConfig, config_path: str | Path) -> list[DeploymentSpec]:
+    """The nightly forecast and the weekly retrain for one config."""
+    sc = config.schedule
+    params = {"config_path": str(Path(config_path).resolve())}
+    return [
+        DeploymentSpec(
+            name=f"{config.run_name}-nightly", flow_name="territory-nightly",
+            entrypoint="pipelines/deploy.py:scheduled_nightly", cron=sc.nightly_cron,
+            timezone=sc.timezone, parameters=params,
+            description="Score every unit with the champion, recommend, report "
+                        f"(daily at '{sc.nightly_cron}', {sc.timezone}).",
+            tags=("territory", "nightly")),
+        DeploymentSpec(
+            name=f"{config.run_name}-weekly-retrain", flow_name="territory-retrain",
+            entrypoint="pipelines/deploy.py:scheduled_retrain", cron=sc.retrain_cron,
+            timezone=sc.timezone, parameters=params,
+            description="Fit, backtest, register and gate the forecaster "
+                        f"('{sc.retrain_cron}', {sc.timezone}).",
+            tags=("territory", "retrain")),
+    ]
+
+
+def _schedule(spec: DeploymentSpec):
+    from prefect.schedules import Cron
+
+    return Cron(spec.cron, timezone=spec.timezone)
+
+
+def ensure_work_pool(name: str) -> None:
+    """Create the process work pool ``name`` unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+
+
+def deploy(config: RunConfig, config_path: str | Path, source: Path = REPO_ROOT) -> list[str]:
+    """Register both deployments on the config's process work pool; returns their ids.
+
+    The code is read from ``source`` (this checkout) by the worker at run
+    time, so the worker must run on a machine that sees this folder.
+    """
+    from prefect import Flow
+
+    ensure_work_pool(config.schedule.work_pool)
+    ids = []
+    for spec in deployment_specs(config, config_path):
+        remote = Flow.from_source(source=str(source), entrypoint=spec.entrypoint)
+        ids.append(str(remote.deploy(
+            name=spec.name, work_pool_name=config.schedule.work_pool,
+            schedules=[_schedule(spec)], parameters=spec.parameters,
+            description=spec.description, tags=list(spec.tags),
+            build=False, push=False, print_next_steps=False, ignore_warnings=True,
+        )))
+    return ids
+
+
+def serve(config: RunConfig, config_path: str | Path, limit: int | None = 1) -> None:
+    """Serve both deployments from this process until interrupted (``prefect.serve``)."""
+    from prefect import serve as prefect_serve
+
+    flows = {"territory-nightly": scheduled_nightly, "territory-retrain": scheduled_retrain}
+    deployments = [
+        flows[spec.flow_name].to_deployment(
+            name=spec.name, schedules=[_schedule(spec)], parameters=spec.parameters,
+            description=spec.description, tags=list(spec.tags))
+        for spec in deployment_specs(config, config_path)
+    ]
+    prefect_serve(*deployments, limit=limit, print_starting_message=False)
+
+
+# --- Backfill -----------------------------------------------------------------------------
+
+
+def month_range(start: str, end: str) -> list[pd.Timestamp]:
+    """First days of the months from ``start`` to ``end`` (``YYYY-MM``), inclusive."""
+    try:
+        first, last = pd.Period(start, "M"), pd.Period(end, "M")
+    except ValueError as exc:
+        raise InputError("backfill", f"not a month: {exc}", hint="use YYYY-MM") from None
+    if last < first:
+        raise InputError("backfill", f"--end {end} is before --start {start}")
+    return [p.to_timestamp() for p in pd.period_range(first, last, freq="M")]
+
+
+BACKFILL_COLUMNS = ["as_of", "status", "model_version", "model_reused", "months_observed",
+                    "wape", "wape_h1", "wape_territory", "bias", "coverage", "folder"]
+
+
+def backfill_config(config: RunConfig, as_of: pd.Timestamp) -> RunConfig:
+    """The config of one backfill date: its own run name and registered model.
+
+    Backfill models go to ``<registered_model>-backfill``, never to the
+    production model, so a backfill cannot move the production champion.
+    """
+    tracking = config.tracking.model_copy(
+        update={"registered_model": f"{config.tracking.registered_model}-backfill"})
+    return config.model_copy(update={"as_of": f"{as_of:%Y-%m-%d}", "tracking": tracking,
+                                     "run_name": f"{config.run_name}-backfill"})
+
+
+def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Path]:
+    """Replay the nightly forecast as of each month from ``start`` to ``end``.
+
+    For each month: train on data up to that month (or reuse the model a
+    previous backfill registered with the same inputs, config and as-of
+    date), score with it, recommend and report as the nightly forecast does
+    (``<workspace>/backfill/<run_name>-backfill-<as_of>/``), then compare the
+    forecast with the actual sales of the months that followed. A month
+    without enough history is reported as skipped; the others still run.
+
+    Returns the accuracy table (one row per as-of date) and the CSV it was
+    written to, ``<workspace>/backfill/<run_name>-<start>-<end>.csv``.
+    """
+    from pipelines.flows import nightly_forecast, train, with_runner
+    from pipelines.outputs import atomic_file
+    from pipelines.stages import forecast_accuracy, load_inputs
+
+    months = month_range(start, end)
+    cols = config.data.columns
+    full = load_inputs(config.model_copy(update={"as_of": None}))
+    last = full.sales[cols.time_col].max()
+    alignment = (full.alignment.set_index(cols.unit_col)[cols.territory_col]
+                 if full.alignment is not None else None)
+    rows = []
+    for as_of in months:
+        row = {"as_of": f"{as_of:%Y-%m-%d}"}
+        if as_of > last:
+            rows.append({**row, "status": f"skipped: after the last sales period {last:%Y-%m}"})
+            continue
+        cfg = backfill_config(config, as_of)
+        try:
+            summary = with_runner(train, cfg)(cfg)
+            result = with_runner(nightly_forecast, cfg)(
+                cfg, model_version=summary["version"], kind="backfill")
+        except InputError as exc:
+            rows.append({**row, "status": f"skipped: {str(exc).splitlines()[0]}"})
+            continue
+        accuracy = forecast_accuracy(result["scores"], full.sales, cols, alignment)
+        rows.append({**row, "status": "ok", "model_version": summary["version"],
+                     "model_reused": summary["reused"], **accuracy,
+                     "folder": str(result["folder"])})
+    table = pd.DataFrame(rows).reindex(columns=BACKFILL_COLUMNS)
+    csv = (Path(config.workspace) / "backfill"
+           / f"{config.run_name}-{months[0]:%Y-%m}-{months[-1]:%Y-%m}.csv")
+    with atomic_file(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table, csv
