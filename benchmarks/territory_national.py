@@ -27,7 +27,9 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,33 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def watch_memory(step_mb: float = 1024.0) -> None:
+    """Print where the main thread is each time the RSS grows by another ``step_mb``."""
+    main_id = threading.get_ident()
+    t0 = time.perf_counter()
+    mark = [step_mb]
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def loop() -> None:
+        while True:
+            time.sleep(0.25)
+            now = rss_mb()
+            if now > mark[0]:
+                mark[0] = now + step_mb
+                frame = sys._current_frames().get(main_id)
+                where = "".join(traceback.format_stack(frame)[-3:]) if frame else "?"
+                print(f"[memory] {time.perf_counter() - t0:.0f} s: RSS {now:,.0f} MB at\n{where}",
+                      flush=True)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--units", type=int, default=42_000)
@@ -50,6 +79,8 @@ def main() -> None:
     parser.add_argument("--polsby-popper", action="store_true",
                         help="also report Polsby-Popper (dissolves 42k polygons; not timed)")
     args = parser.parse_args()
+    if Path("/proc/self/status").exists():
+        watch_memory()
 
     from features.spatial import contiguity_matrix, link_islands
     from models.territories import TerritoryDesigner, evaluate_alignment
