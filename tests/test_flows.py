@@ -337,3 +337,22 @@ def test_backfill_trains_per_as_of_and_reports_accuracy(trained, config):
         scores = pd.read_parquet(Path(row.folder) / "scores.parquet")
         assert scores["target_period"].min() == pd.Timestamp(row.as_of) + pd.DateOffset(months=1)
     assert registry_state(config)["flows-forecaster"] == before["flows-forecaster"]
+
+
+def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_session,
+                                                    monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    monkeypatch.setenv("PREFECT_HOME", str(prefect_session))  # the CLI keeps a set home
+    path = Path(config.workspace).parent / f"{Path(config.workspace).name}.yaml"
+    result = CliRunner().invoke(app, ["backfill", "--config", str(path), "--start", "2025-11",
+                                      "--end", "2025-11"])
+    assert result.exit_code == 0, result.output
+    assert "2025-1" in result.output and "WAPE" in result.output and " ok " in result.output
+    csv = Path(config.workspace) / "backfill" / "flows-2025-11-2025-11.csv"
+    assert pd.read_csv(csv)["status"].tolist() == ["ok"]
+    bad = CliRunner().invoke(app, ["backfill", "--config", str(path), "--start", "2025-13",
+                                   "--end", "2025-11"])
+    assert bad.exit_code == 2 and "YYYY-MM" in bad.output
