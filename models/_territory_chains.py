@@ -85,6 +85,9 @@ class ChainSearch:
         (off by default).
     quad
         Weight of ``sum dev^2`` in the escalation objective (0: no escalation).
+    xy, radius
+        Maximum radius: a unit may join a territory only within ``radius`` of
+        its centre (or nearer to it than to its current centre).
     """
 
     def __init__(
@@ -105,6 +108,8 @@ class ChainSearch:
         inner: float = 0.5,
         inner_weight: float = 0.0,
         quad: float = 5.0,
+        xy: np.ndarray | None = None,
+        radius: float | None = None,
     ) -> None:
         self.s = state
         self.g = graph
@@ -134,6 +139,8 @@ class ChainSearch:
         self.cache: dict[tuple, object] = {}
         self.stats = {"chains": 0, "moves": 0, "searches": 0}
         self.keep_best = True
+        self.xy = xy
+        self.radius = None if xy is None else radius
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -149,9 +156,17 @@ class ChainSearch:
                     lv = lab[v]
                     if lv != t and lv not in seen:
                         seen.add(lv)
+                        if self.radius is not None and not self._in_reach(u, t, lv):
+                            continue
                         b.setdefault(lv, []).append(u)
             self.bnd[t] = b
         return b
+
+    def _in_reach(self, u: int, a: int, b: int) -> bool:
+        """Unit ``u`` may join ``b``: within the radius of its centre, or nearer than now."""
+        c = self.s.centres
+        db = float(np.hypot(*(self.xy[u] - self.xy[c[b]])))
+        return db <= self.radius or db < float(np.hypot(*(self.xy[u] - self.xy[c[a]])))
 
     def pen(self, w: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Search objective: V plus ``inner_weight`` x V at the inner tolerance.

@@ -435,6 +435,80 @@ def violation(dev: np.ndarray, tau: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(dev) - tau, 0.0).sum(axis=1)
 
 
+def within_reach(
+    xy: np.ndarray, centres: np.ndarray, cu: np.ndarray, a: np.ndarray, b: np.ndarray,
+    radius: float | None,
+) -> np.ndarray:
+    """Moves of unit ``cu`` from ``a`` to ``b`` that respect the maximum radius.
+
+    A move is allowed when the unit lands within ``radius`` of ``b``'s centre,
+    or at least nearer to it than to its current centre (so units already out
+    of reach can still be brought closer). All true without a radius.
+    """
+    if radius is None or len(cu) == 0:
+        return np.ones(len(cu), dtype=bool)
+    db = np.linalg.norm(xy[cu] - xy[np.maximum(centres[b], 0)], axis=1)
+    da = np.linalg.norm(xy[cu] - xy[np.maximum(centres[a], 0)], axis=1)
+    return (db <= radius) | (db < da)
+
+
+def radius_repair(
+    state: SearchState,
+    graph: Graph,
+    values: np.ndarray,
+    targets: np.ndarray,
+    tau: np.ndarray,
+    xy: np.ndarray,
+    movable: np.ndarray,
+    radius: float,
+    *,
+    rounds: int = 50,
+) -> int:
+    """Move units beyond ``radius`` of their centre to an adjacent territory in reach.
+
+    A unit moves only if its new centre is within ``radius``, it is not a cut
+    vertex of its territory, and the balance violation does not grow; among
+    the admissible territories the one with the lowest violation wins.
+    Returns the number of moves.
+    """
+    k = targets.shape[0]
+    lab, nbrs = state.lab, graph.nbrs
+    moved = 0
+    for _ in range(rounds):
+        c = state.centres
+        far = np.linalg.norm(xy - xy[np.maximum(c[state.labels], 0)], axis=1) > radius
+        far &= movable
+        far[c[c >= 0]] = False
+        changed = 0
+        order = np.flatnonzero(far)
+        dist_own = np.linalg.norm(xy[order] - xy[c[state.labels[order]]], axis=1)
+        for u in order[np.argsort(-dist_own, kind="stable")].tolist():
+            a = lab[u]
+            if state.counts[a] <= 1:
+                continue
+            opts = sorted({lab[v] for v in nbrs[u] if lab[v] != a})
+            best_b, best_v = -1, np.inf
+            before = float(violation(state.totals[[a]] / targets[[a]] - 1, tau).sum())
+            for b in opts:
+                if np.linalg.norm(xy[u] - xy[c[b]]) > radius:
+                    continue
+                vb0 = float(violation(state.totals[[b]] / targets[[b]] - 1, tau).sum())
+                wa = (state.totals[a] - values[u]) / targets[a] - 1
+                wb = (state.totals[b] + values[u]) / targets[b] - 1
+                after = float(violation(np.vstack([wa, wb]), tau).sum())
+                if after <= before + vb0 + 1e-12 and after < best_v:
+                    best_b, best_v = b, after
+            if best_b < 0 or not removal_keeps_pieces(u, lab, nbrs):
+                continue
+            state.move(u, a, best_b, values[u])
+            changed += 1
+        moved += changed
+        if not changed:
+            break
+    del k
+    return moved
+
+
 def _boundary_candidates(graph: Graph, labels: np.ndarray, movable: np.ndarray, k: int):
     la = labels[graph.src]
     lb = labels[graph.dst]
@@ -495,6 +569,7 @@ def compact_search(
     max_iter: int,
     deadline: float,
     budget_ok,
+    max_radius: float | None = None,
 ) -> int:
     """Phase 2: reduce dispersion with moves that never add balance violation."""
     k = targets.shape[0]
@@ -505,6 +580,8 @@ def compact_search(
         mov = movable.copy()
         mov[state.centres[state.centres >= 0]] = False
         cu, a, b = _boundary_candidates(graph, state.labels, mov, k)
+        reach = within_reach(xy, state.centres, cu, a, b, max_radius)
+        cu, a, b = cu[reach], a[reach], b[reach]
         if len(cu) == 0:
             break
         ca, cb = state.centres[a], state.centres[b]
@@ -644,6 +721,7 @@ def lagrangian_search(
     stop_when_feasible: bool = True,
     recentre: int = 0,
     recentre_keep: dict | None = None,
+    max_radius: float | None = None,
 ) -> dict:
     """Balance the attribute vector with boundary moves and swaps under adaptive weights.
 
@@ -703,6 +781,8 @@ def lagrangian_search(
         mov = movable & ~is_ap
         mov[state.centres[state.centres >= 0]] = False
         cu, a, b = _boundary_candidates(graph, state.labels, mov, k)
+        reach = within_reach(xy, state.centres, cu, a, b, max_radius)
+        cu, a, b = cu[reach], a[reach], b[reach]
         if len(cu) == 0:
             break
         ok_cnt = state.counts[a] > 1

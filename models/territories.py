@@ -67,26 +67,52 @@ literature:
    no violation and splits nothing goes back. With ``move_budget`` (a cap on
    the moved share of the first attribute) the older move/swap search with
    ``move_cost`` per moved unit is used instead.
+7. **Maximum radius** (optional ``max_radius_km``). A unit may join a
+   territory only within the radius of its centre (or nearer to it than to
+   its current centre): the filter applies to every move, swap and chain hop.
+   After the search, units still out of reach move to an adjacent territory
+   whose centre is in reach when that adds no balance violation and splits
+   nothing; the remaining ones are reported per territory. A start's
+   out-of-reach units count like balance violations when the best start is
+   chosen.
+8. **Disruption lower bound** (:func:`rebalance_lower_bound`). A territory
+   over ``(1 + tau) T`` on an attribute must lose at least as many units as
+   its largest units needed to cover the surplus; one under ``(1 - tau) T``
+   must gain at least as many as the largest units outside it needed to cover
+   the deficit; each moved unit leaves one territory and enters one, so
+   ``moved >= max(sum_k out_k, sum_k in_k)``, and the moved amount of each
+   attribute is at least ``max(sum surplus, sum deficit)``. It ignores
+   contiguity, so it holds for every balanced alignment; rebalance reports
+   carry it as ``disruption_units_lower_bound_pct`` and
+   ``disruption_<first attribute>_lower_bound_pct``.
 
 Budgets are iteration counts (``max_iter`` per local-search phase,
 ``max_chains`` = ``n // 2`` chains per repair call, ``max_restarts`` extra
 starts while the balance is violated), so the same seed gives the same
-labels; ``time_limit_s`` is only a safety net (it does trigger on the US
-county demo, below).
+labels; ``time_limit_s`` is only a safety net.
 
-Known limit: on irregular real geographies with attributes far from
-proportional (US counties, potential-heavy metro areas, K=50, two attributes
-at 5%) the result still violates the balance (fresh design about 24
-violations, max deviation ~0.2-0.3, at the 20 s limit). The bisection start
-can leave a territory made only of metropolitan units (potential/workload
-1.2-2.7 x the mean) enclosed by other metropolitan territories; fixing it
-needs the whole cluster re-cut into slices reaching rural units, which one
-unit per hop cannot do: chains through the saturated (+5% / -5%)
-intermediates cost as much as they gain, even with a beam of 40 and 10 hops.
-Rebalancing the demo's current alignment (mean deviation 28%) cannot stay
-under 15% moved units: a min-cost flow of the surplus over the current
-territory graph needs about 20% (potential) and 27% (workload) of the units
-at mean unit size.
+Known limit (issue #6, ``benchmarks/territory_demo.py``): on the US county
+demo (3,085 counties, K=50, potential and workload at 5%) the fresh design
+leaves 31 violations (max deviation 21% / 28%), the rebalance of the current
+alignment 82 (moving 4.3% of units; no chain cap: 64 moving 28%), fixed rep
+homes 42. No single county is too big (the largest is 0.19 of a target on
+potential and 0.20 on workload), and the rebalance lower bound is only 7.6% of
+units, so neither is proven infeasible. The cause is regional: the
+potential-heavy north-east (12 states: 9.5 targets of potential, 6.8 of
+workload) needs about 2 targets of workload from outside it, and every
+neighbour of a violated north-eastern territory is itself over on potential
+and under on workload, so the surplus must cross several territories at
+once. Measured and not enough: longer runs (400 s, 6 restarts: 33);
+compactness weight 0 (40); the LP location-allocation start (about 480
+detached pieces before repair); re-cutting pairs of adjacent territories on
+random spanning trees (no improving pair); re-cutting the violated region
+from scratch (region violation 3.0-4.0 against 1.4 for the local search);
+multilevel bisection with a local search between levels (48-57); uneven and
+fan-shaped bisection cuts (start violation 5.5-6.8 against 6.7: the line
+cuts are balanced, 0.01-0.04 of a target, but their sides are not connected,
+and making them connected costs 0.1-0.8 of a target); a min-cost flow plan
+of the surplus over the territory graph, realised border by border, then
+polished (31 -> 19-31 violations, max deviation still about 20%).
 
 Infeasible requests (a unit larger than its target's upper bound, locked
 units that cannot be joined) return the best alignment found, with plain-word
@@ -129,6 +155,7 @@ from models._territory_search import (
     lagrangian_search,
     lp_allocate,
     price_allocate,
+    radius_repair,
     repair_contiguity,
     violation,
     weighted_medoids,
@@ -140,6 +167,7 @@ __all__ = [
     "TerritoryReport",
     "design_territories",
     "evaluate_alignment",
+    "rebalance_lower_bound",
 ]
 
 
@@ -293,6 +321,7 @@ def evaluate_alignment(
     unit_ids=None,
     n_territories: int | None = None,
     run_time_s: float | None = None,
+    max_radius_km: float | None = None,
 ) -> TerritoryReport:
     """Quality report for any alignment (designed or the company's current one).
 
@@ -325,6 +354,9 @@ def evaluate_alignment(
         K; default ``labels.max() + 1``.
     run_time_s
         Stored in ``overall["run_time_s"]``.
+    max_radius_km
+        Maximum allowed distance (km) from a unit to its territory's centre;
+        territories with units farther away are listed in the violations.
 
     Returns
     -------
@@ -366,12 +398,18 @@ def evaluate_alignment(
     w0 = values[:, 0]
     disp = np.zeros(k)
     diam = np.zeros(k)
+    reach = np.zeros(k)
+    n_far = np.zeros(k, dtype=np.int64)
     for t in range(k):
         members = np.flatnonzero(lab == t)
         if len(members) == 0 or centres[t] < 0:
             continue
-        disp[t] = float(w0[members] @ np.linalg.norm(xy[members] - xy[centres[t]], axis=1))
+        dist = np.linalg.norm(xy[members] - xy[centres[t]], axis=1)
+        disp[t] = float(w0[members] @ dist)
         diam[t] = _diameter_km(xy[members])
+        reach[t] = float(dist.max()) / 1000.0
+        if max_radius_km is not None:
+            n_far[t] = int((dist > 1000.0 * float(max_radius_km) + 1e-6).sum())
     width = max(2, len(str(k - 1)))
     names = [_tname(t, width) for t in range(k)]
     frame = {"territory": np.arange(k), "name": names, "n_units": counts}
@@ -384,6 +422,7 @@ def evaluate_alignment(
     frame["contiguous"] = n_comp <= 1
     frame["dispersion"] = disp
     frame["diameter_km"] = diam
+    frame["radius_km"] = reach
     if cur is not None:
         moved = (cur != labels) & assigned
         frame["moved_in"] = np.bincount(lab[moved], minlength=k + 1)[:k]
@@ -405,6 +444,7 @@ def evaluate_alignment(
     overall["contiguous"] = bool((n_comp <= 1).all())
     overall["n_noncontiguous"] = int((n_comp > 1).sum())
     overall["total_dispersion"] = float(disp.sum())
+    overall["max_radius_km"] = float(reach.max()) if k else 0.0
     if cur is not None:
         moved = cur != labels
         overall["disruption_units_pct"] = float(100 * moved.mean())
@@ -440,6 +480,11 @@ def evaluate_alignment(
                 )
         if n_comp[t] > 1:
             violations.append(f"{names[t]}: not contiguous ({n_comp[t]} separate pieces)")
+        if n_far[t]:
+            violations.append(
+                f"{names[t]}: {n_far[t]} units farther than {max_radius_km:g} km from the "
+                f"centre (up to {reach[t]:.0f} km)"
+            )
     overall["n_violations"] = len(violations)
     return TerritoryReport(territories=table, overall=overall, violations=violations)
 
@@ -457,6 +502,96 @@ def _polsby_popper(polygons, lab: np.ndarray, k: int) -> np.ndarray:
         if shape.length > 0:
             out[t] = 4 * np.pi * shape.area / shape.length**2
     return out
+
+
+# ---------------------------------------------------------------- bounds
+
+
+def rebalance_lower_bound(
+    current_labels,
+    attributes: pd.DataFrame,
+    n_territories: int | None = None,
+    tolerances: float | Mapping[str, float] = 0.05,
+    *,
+    targets: np.ndarray | None = None,
+    movable=None,
+) -> dict:
+    """Provable lower bounds on the disruption of any balanced rebalance.
+
+    Every unit that changes territory leaves exactly one territory and enters
+    exactly one. A territory over its upper bound ``(1 + tau) T`` on attribute
+    ``a`` must lose units carrying at least its surplus of ``a``, so at least
+    as many units as its largest units (of ``a``) needed to cover the surplus;
+    a territory under ``(1 - tau) T`` must gain at least as many units as the
+    largest units outside it needed to cover its deficit. Hence
+
+    ``moved >= max(sum_k max_a out_ka, sum_k max_a in_ka)``,
+
+    and the moved amount of attribute ``a`` is at least
+    ``max(sum_k surplus_ka, sum_k deficit_ka)``. The bounds ignore contiguity
+    and geography, so they hold for every alignment that meets the balance
+    (contiguous or not); the true minimum can be higher.
+
+    Parameters
+    ----------
+    current_labels
+        Current territory of each unit, ``0..K-1``.
+    attributes
+        (n, m) non-negative attributes.
+    n_territories
+        K; default ``current_labels.max() + 1``.
+    tolerances
+        One tau, or ``{attribute: tau}``.
+    targets
+        (K, m) targets; default the mean.
+    movable
+        Optional boolean mask of units allowed to move (locked units and fixed
+        centres cannot, which makes the bound tighter).
+
+    Returns
+    -------
+    dict
+        ``units`` (count), ``units_pct``, ``<a>_pct`` for every attribute (share of
+        its total that must move), and ``per_territory`` (a DataFrame with
+        ``out_units`` and ``in_units`` per territory).
+    """
+    cur = np.asarray(current_labels)
+    values = attributes.to_numpy(dtype=float)
+    n, m = values.shape
+    k = int(n_territories if n_territories is not None else cur.max() + 1)
+    if cur.shape != (n,) or cur.min() < 0 or cur.max() >= k:
+        raise ValueError(f"current_labels must be integers in 0..{k - 1}, one per unit")
+    cols = list(attributes.columns)
+    tau = _tolerance_vector(tolerances, None, cols)
+    tgt = _target_matrix(targets, values, k)
+    mov = np.ones(n, dtype=bool) if movable is None else np.asarray(movable, dtype=bool)
+    totals = np.zeros((k, m))
+    np.add.at(totals, cur, values)
+    surplus = np.maximum(totals - (1 + tau) * tgt, 0.0)
+    deficit = np.maximum((1 - tau) * tgt - totals, 0.0)
+    out_units = np.zeros(k, dtype=np.int64)
+    in_units = np.zeros(k, dtype=np.int64)
+
+    def cover(pool: np.ndarray, need: float) -> int:
+        if need <= 0:
+            return 0
+        c = np.cumsum(np.sort(pool)[::-1])
+        j = int(np.searchsorted(c, need * (1 - 1e-12)))
+        return j + 1 if j < len(c) else n + 1  # n + 1: cannot be covered at all
+
+    for t in range(k):
+        own = (cur == t) & mov
+        other = (cur != t) & mov
+        for a in range(m):
+            out_units[t] = max(out_units[t], cover(values[own, a], surplus[t, a]))
+            in_units[t] = max(in_units[t], cover(values[other, a], deficit[t, a]))
+    units = int(min(max(out_units.sum(), in_units.sum()), n))
+    result = {"units": units, "units_pct": 100.0 * units / n}
+    for a, col in enumerate(cols):
+        moved = max(surplus[:, a].sum(), deficit[:, a].sum())
+        result[f"{col}_pct"] = float(100.0 * moved / max(values[:, a].sum(), 1e-300))
+    result["per_territory"] = pd.DataFrame({"out_units": out_units, "in_units": in_units})
+    return result
 
 
 # ---------------------------------------------------------------- design
@@ -503,6 +638,7 @@ def design_territories(
     move_cost: float = 1e-4,
     start: str = "bisect",
     max_chains: int | None = None,
+    max_radius_km: float | None = None,
 ) -> DesignResult:
     """Design K balanced, contiguous, compact territories (pure function).
 
@@ -566,6 +702,11 @@ def design_territories(
         location-allocation start; ``"allocate"``: every start uses the latter.
     max_chains
         Ejection chains applied per repair call; default ``n // 2``.
+    max_radius_km
+        Maximum distance (km, on the projected coordinates) from a unit to its
+        territory's centre. Moves that would put a unit farther away are not
+        made, units out of reach are moved back in when that adds no balance
+        violation, and whatever remains is reported in ``report.violations``.
 
     Returns
     -------
@@ -596,6 +737,9 @@ def design_territories(
         raise ValueError(f"move_budget must be in [0, 1], got {move_budget}")
     if time_limit_s is not None and time_limit_s <= 0:
         raise ValueError(f"time_limit_s must be positive, got {time_limit_s}")
+    if max_radius_km is not None and not float(max_radius_km) > 0:
+        raise ValueError(f"max_radius_km must be positive, got {max_radius_km}")
+    radius = None if max_radius_km is None else 1000.0 * float(max_radius_km)
     cols = list(attributes.columns)
     tau = _tolerance_vector(tolerance, tolerances, cols)
     values = attributes.to_numpy(dtype=float)
@@ -642,6 +786,8 @@ def design_territories(
         v = float(violation(state.totals / tgt - 1, tau).sum())
         c = state.centres
         d = np.linalg.norm(xy - xy[np.maximum(c[state.labels], 0)], axis=1)
+        if radius is not None:  # units out of reach count like a balance violation
+            v += float((d > radius).sum())
         return (v, float(values[:, 0] @ d))
 
     best: SearchState | None = None
@@ -672,16 +818,18 @@ def design_territories(
             # ejection chains only, ranked by violation then units away from home
             chain_repair(
                 state, graph, values, tgt, tau, movable, home=cur, deadline=deadline,
-                max_chains=max_chains, move_weight=move_cost * 20,
+                max_chains=max_chains, move_weight=move_cost * 20, xy=xy, radius=radius,
             )
             undo_moves(state, graph, values, tgt, tau, movable, cur)
         else:
             lagrangian_search(
                 state, graph, values, tgt, tau, xy, movable, rng,
                 theta_frac=0.5, compact_weight=0.0, home=cur, move_cost=move_cost,
-                max_iter=max_iter, deadline=deadline, budget_ok=budget_ok,
+                max_iter=max_iter, deadline=deadline, budget_ok=budget_ok, max_radius=radius,
             )
         state.centres = weighted_medoids(xy, values[:, 0], state.labels, k, fixed)
+        if radius is not None:
+            radius_repair(state, graph, values, tgt, tau, xy, movable, radius)
         best = state
     else:
         def budget_ok(units: list[int], b: int) -> bool:
@@ -696,7 +844,7 @@ def design_territories(
             rng = np.random.default_rng(s)
             if start == "bisect" and start_no % 2 == 0:
                 labels = bisect_partition(
-                    xy, values, tgt, adjacency, fixed, rotation=float(rng.uniform(0, np.pi))
+                    xy, values, tgt, adjacency, fixed, rotation=float(rng.uniform(0, np.pi)),
                 )
                 labels[forced >= 0] = forced[forced >= 0]
                 centres = _valid_centres(
@@ -732,24 +880,27 @@ def design_territories(
                         state, graph, values, tgt, tau, xy, movable, rng,
                         theta_frac=0.0, compact_weight=compactness_weight,
                         max_iter=max_iter, deadline=deadline, recentre=25, recentre_keep=fixed,
+                        max_radius=radius,
                     )
                     v_before = float(violation(state.totals / tgt - 1, tau).sum())
                     if v_before <= 1e-12:
                         break
                     stats = chain_repair(
                         state, graph, values, tgt, tau, movable, deadline=deadline,
-                        max_chains=max_chains,
+                        max_chains=max_chains, xy=xy, radius=radius,
                     )
                     if stats["violation"] <= 1e-12 or stats["violation"] > v_before - 1e-3:
                         break
                 compact_search(
                     state, graph, values, tgt, tau, xy, movable, rng,
-                    max_iter=max_iter, deadline=deadline, budget_ok=budget_ok,
+                    max_iter=max_iter, deadline=deadline, budget_ok=budget_ok, max_radius=radius,
                 )
                 new_centres = _valid_centres(xy, values, state.labels, k, fixed, state.centres)
                 if np.array_equal(new_centres, state.centres) or time.perf_counter() > deadline:
                     break
                 state.centres = new_centres
+            if radius is not None:
+                radius_repair(state, graph, values, tgt, tau, xy, movable, radius)
             sc = score(state)
             if sc < best_score:
                 best, best_score = state, sc
@@ -760,6 +911,7 @@ def design_territories(
     report = evaluate_alignment(
         labels, xy, adjacency, attributes, dict(zip(cols, tau, strict=True)),
         current_labels=cur, targets=tgt, centers=centres, unit_ids=ids, n_territories=k,
+        max_radius_km=max_radius_km,
     )
     width = max(2, len(str(k - 1)))
     extra = [
@@ -775,6 +927,11 @@ def design_territories(
                 f"{_tname(t, width)}: its locked units ({', '.join(map(str, locked_here[:5]))}) "
                 "cannot be joined into one contiguous territory"
             )
+    if cur is not None:
+        bound = rebalance_lower_bound(cur, attributes, k, dict(zip(cols, tau, strict=True)),
+                                      targets=tgt, movable=movable)
+        report.overall["disruption_units_lower_bound_pct"] = bound["units_pct"]
+        report.overall[f"disruption_{cols[0]}_lower_bound_pct"] = bound[f"{cols[0]}_pct"]
     if cur is not None and move_budget is not None and report.overall.get("n_violations"):
         extra.append(f"move budget of {_pct(move_budget)} of {cols[0]} limited the rebalance")
     report.violations.extend(extra)
@@ -809,6 +966,12 @@ class TerritoryDesigner:
         Weight of compactness in the balance phase.
     move_budget
         Rebalance mode: maximum share of the first attribute that may move.
+    max_restarts
+        Extra starts while the balance is violated (fresh design only).
+    max_chains
+        Ejection chains per repair call; default half the units.
+    max_radius_km
+        Optional maximum distance (km) from a unit to its territory's centre.
 
     Attributes
     ----------
@@ -832,6 +995,7 @@ class TerritoryDesigner:
         move_budget: float | None = None,
         max_restarts: int = 4,
         max_chains: int | None = None,
+        max_radius_km: float | None = None,
     ) -> None:
         self.n_territories = n_territories
         self.tolerance = tolerance
@@ -843,6 +1007,7 @@ class TerritoryDesigner:
         self.move_budget = move_budget
         self.max_restarts = max_restarts
         self.max_chains = max_chains
+        self.max_radius_km = max_radius_km
 
     def fit(
         self,
@@ -865,6 +1030,7 @@ class TerritoryDesigner:
             time_limit_s=self.time_limit_s, n_starts=self.n_starts,
             compactness_weight=self.compactness_weight, move_budget=self.move_budget,
             max_restarts=self.max_restarts, max_chains=self.max_chains,
+            max_radius_km=self.max_radius_km,
         )
         self.labels_ = result.labels
         self.centers_ = result.centers

@@ -26,7 +26,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from models.territories import TerritoryDesigner, evaluate_alignment
+from models.territories import TerritoryDesigner, evaluate_alignment, rebalance_lower_bound
 from pipelines.config import load_config
 from pipelines.stages import build_features, load_inputs, score_units, train_models
 
@@ -79,3 +79,20 @@ ax = table[["max_abs_deviation_potential", "max_abs_deviation_workload"]].astype
 ax.axvline(0.05, color="green", linestyle="--")
 ax.set_xlabel("largest |deviation| from the mean territory")
 plt.show()
+
+# %% [markdown]
+# ## How little can a rebalance move?
+# A provable floor, whatever the algorithm: each territory over its upper bound
+# must shed at least its largest units covering the surplus, each one under its
+# lower bound must gain as many, and every moved unit leaves one territory and
+# enters one (`rebalance_lower_bound`; it ignores contiguity, so the true
+# minimum can be higher).
+
+# %%
+bound = rebalance_lower_bound(current.codes, attributes, 50, 0.05)
+pd.Series({
+    "units that must move, at least (%)": bound["units_pct"],
+    "potential that must move, at least (%)": bound["potential_pct"],
+    "units the rebalance moved (%)": rebalance.report_.overall["disruption_units_pct"],
+    "violations left by the rebalance": rebalance.report_.overall["n_violations"],
+}).round(1)

@@ -16,6 +16,7 @@ from models.territories import (
     TerritoryReport,
     design_territories,
     evaluate_alignment,
+    rebalance_lower_bound,
 )
 
 # ---------------------------------------------------------------- fixtures
@@ -479,3 +480,98 @@ def test_property_chains_keep_contiguity_and_never_raise_violation(n, k, seed):
     assert stats["violation"] <= v0 + 1e-9
     assert_valid(state.labels, adj, k)
     np.testing.assert_allclose(state.totals.sum(0), vals.sum(0))
+
+
+# ---------------------------------------------------------------- maximum radius
+
+
+def _max_reach_km(labels, centres, xy) -> float:
+    return float(np.linalg.norm(xy - xy[centres[labels]], axis=1).max()) / 1000.0
+
+
+def test_max_radius_is_met_when_feasible_and_keeps_every_invariant():
+    xy, adj = lattice(20, 20)  # 20 x 20 km; 8 territories of about 50 km2
+    values = attrs(len(xy), 0)
+    free = design_territories(xy, adj, values, 8, seed=0)
+    reach_free = _max_reach_km(free.labels, free.centers, xy)
+    radius = 7.0
+    assert reach_free > radius, "the unconstrained design should exceed the radius tested"
+    res = TerritoryDesigner(n_territories=8, seed=0, max_radius_km=radius).fit(xy, adj, values)
+    assert_valid(res.labels_, adj, 8)
+    assert_balanced(res.labels_, values, 8, 0.05)
+    assert _max_reach_km(res.labels_, res.centers_, xy) <= radius + 1e-9
+    assert res.report_.violations == []
+    assert res.report_.overall["max_radius_km"] <= radius + 1e-9
+    np.testing.assert_allclose(
+        res.report_.territories["radius_km"].max(), res.report_.overall["max_radius_km"])
+
+
+def test_infeasible_max_radius_is_reported_not_raised():
+    xy, adj = lattice(12, 12)
+    values = attrs(len(xy), 4)
+    # 4 territories of 36 km2 cannot fit within 1.5 km of a centre
+    res = design_territories(xy, adj, values, 4, seed=0, max_radius_km=1.5)
+    assert_valid(res.labels, adj, 4)
+    far = [v for v in res.report.violations if "farther than 1.5 km from the centre" in v]
+    assert far, res.report.violations
+    assert res.report.overall["n_violations"] == len(res.report.violations)
+
+
+def test_evaluate_alignment_reports_radius_hand_computed():
+    # path 0-1-2-3-4, 1 km apart, one territory centred on unit 1: farthest is unit 4, 3 km
+    xy = np.array([[0, 0], [1000, 0], [2000, 0], [3000, 0], [4000, 0]], dtype=float)
+    r, c = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
+    adj = sp.csr_matrix((np.ones(8), (np.r_[r, c], np.r_[c, r])), shape=(5, 5))
+    values = pd.DataFrame({"potential": np.ones(5)})
+    labels = np.zeros(5, dtype=int)
+    rep = evaluate_alignment(labels, xy, adj, values, centers=np.array([1]), max_radius_km=2.5)
+    assert rep.territories["radius_km"].tolist() == [3.0]
+    assert rep.violations == ["T00: 1 units farther than 2.5 km from the centre (up to 3 km)"]
+    assert evaluate_alignment(labels, xy, adj, values, centers=np.array([1]),
+                              max_radius_km=3.0).violations == []
+
+
+def test_max_radius_must_be_positive():
+    xy, adj = lattice(4, 4)
+    with pytest.raises(ValueError, match="max_radius_km"):
+        design_territories(xy, adj, attrs(16, 0), 2, max_radius_km=0)
+
+
+# ---------------------------------------------------------------- rebalance lower bound
+
+
+def test_rebalance_lower_bound_hand_computed():
+    # T0 holds 12 of potential, T1 4 (targets 8, 8; tau 5%: upper 8.4, lower 7.6).
+    # T0 must shed 3.6: its largest units are 3, 3, ... -> at least 2 units out;
+    # T1 must gain 3.6: the largest units outside it are 3, 3 -> 2 units in.
+    values = pd.DataFrame({"potential": [3.0, 3, 3, 3, 1, 1, 1, 1]})
+    current = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    b = rebalance_lower_bound(current, values, 2, 0.05)
+    assert b["units"] == 2
+    assert b["units_pct"] == pytest.approx(25.0)
+    assert b["potential_pct"] == pytest.approx(100 * 3.6 / 16)
+    assert b["per_territory"]["out_units"].tolist() == [2, 0]
+    assert b["per_territory"]["in_units"].tolist() == [0, 2]
+    # units that cannot move make the bound larger (here: the 3s of T0 are locked)
+    movable = np.array([False, False, False, True, True, True, True, True])
+    assert rebalance_lower_bound(current, values, 2, 0.05, movable=movable)["units"] > 2
+
+
+def test_rebalance_lower_bound_holds_for_the_engine_and_is_reported():
+    xy, adj = lattice(12, 12)
+    values = attrs(len(xy), 3)
+    current = design_territories(xy, adj, values, 6, seed=1).labels
+    members = np.flatnonzero(current == 0)
+    values.loc[members[:8], "potential"] *= 2.0
+    b = rebalance_lower_bound(current, values, 6, 0.05)
+    assert b["units"] >= 1
+    res = design_territories(xy, adj, values, 6, seed=2, current_labels=current)
+    assert res.report.violations == []
+    # a balanced alignment moves at least the bound, in units and in potential
+    moved = res.labels != current
+    assert int(moved.sum()) >= b["units"]
+    moved_pot = values["potential"].to_numpy()[moved].sum()
+    assert 100 * moved_pot / values["potential"].sum() >= b["potential_pct"] - 1e-9
+    o = res.report.overall
+    assert o["disruption_units_lower_bound_pct"] == pytest.approx(b["units_pct"])
+    assert o["disruption_potential_lower_bound_pct"] == pytest.approx(b["potential_pct"])
