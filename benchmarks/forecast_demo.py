@@ -18,6 +18,7 @@ Run (not part of the test suite)::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import time
@@ -48,13 +49,14 @@ def main() -> None:
         fc["objective"] = args.objective
     config = config.model_copy(update={"forecast": type(config.forecast).model_validate(fc)})
 
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     inputs = stages.load_inputs(config)
     t1 = time.perf_counter()
     features = stages.build_features(config, inputs)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     trained = stages.train_models(config, features)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     scores = stages.score_units(config, features, trained)
     t4 = time.perf_counter()
 
@@ -79,8 +81,10 @@ def main() -> None:
           f"{m['potential_cv_pinball']:.2f} (share of units below "
           f"{m['potential_cv_share_below']:.3f})")
     print(f"time: load {t1 - t0:.1f} s, features {t2 - t1:.1f} s, "
-          f"training + backtest {t3 - t2:.1f} s (backtest fits {res.fit_seconds:.1f} s, "
-          f"baselines {res.baseline_seconds:.1f} s), scoring {t4 - t3:.1f} s")
+          f"training + backtest {t3 - t2:.1f} s wall, {c3 - c2:.1f} s CPU (backtest fits "
+          f"{res.fit_seconds:.1f} s, baselines {res.baseline_seconds:.1f} s), scoring "
+          f"{t4 - t3:.1f} s; load average {load_start:.1f} at start, "
+          f"{os.getloadavg()[0]:.1f} at end, {os.cpu_count()} CPUs")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
           f"{platform.machine()}, python {platform.python_version()}")
     print(trained.forecaster.drivers(features.score_table).head(5).to_string())

@@ -235,6 +235,23 @@ def ets_forecast(
     return np.maximum(best, 0.0), False
 
 
+def ets_forecasts(
+    history: np.ndarray, horizon: int, season: int = 12, max_history: int | None = 120
+) -> tuple[np.ndarray, int]:
+    """:func:`ets_forecast` of every row of ``history`` (units × periods).
+
+    Returns the forecasts (units × horizon) and the number of series that
+    fell back to seasonal naive.
+    """
+    history = np.asarray(history, dtype=float)
+    out = np.full((history.shape[0], horizon), np.nan)
+    fallbacks = 0
+    for i in range(history.shape[0]):
+        out[i], fell_back = ets_forecast(history[i], horizon, season, max_history=max_history)
+        fallbacks += int(fell_back)
+    return out, fallbacks
+
+
 # -- rolling-origin backtest ---------------------------------------------------------
 def backtest_origins(
     periods: pd.DatetimeIndex, n_windows: int, step: int, horizon: int
@@ -441,11 +458,11 @@ def rolling_origin_backtest(
             frame["moving_average"] = average[row, hcol]
         if "ets" in baselines:
             ets = np.full((len(wide), horizon), np.nan)
-            for i in np.unique(row):
-                ets[i], fell_back = ets_forecast(history[i], horizon, season,
+            used = np.unique(row)
+            ets[used], fell_back = ets_forecasts(history[used], horizon, season,
                                                  max_history=ets_max_history)
-                ets_fallbacks += int(fell_back)
-                ets_series += 1
+            ets_fallbacks += fell_back
+            ets_series += len(used)
             frame["ets"] = ets[row, hcol]
         baseline_seconds += time.perf_counter() - started
         frames.append(frame)

@@ -34,7 +34,8 @@ class ForecastConfig(FrozenModel):
     """
 
     horizon: int = Field(12, ge=1, le=36)
-    objective: Literal["l2_scaled", "l2_log", "tweedie", "poisson"] = "l2_scaled"
+    objective: Literal["l2_log_ratio", "huber_log_ratio", "l2_scaled", "l2_log", "tweedie",
+                       "poisson"] = "l2_log_ratio"
     interval_level: float = Field(0.8, gt=0.0, lt=1.0)
     validation_periods: int = Field(12, ge=1)
     n_estimators: int = Field(600, ge=1)
@@ -42,6 +43,10 @@ class ForecastConfig(FrozenModel):
     num_leaves: int = Field(31, ge=2)
     min_child_samples: int = Field(50, ge=1)
     feature_fraction: float = Field(0.8, gt=0.0, le=1.0)
+    bagging_fraction: float = Field(0.8, gt=0.0, le=1.0)
+    lambda_l2: float = Field(0.0, ge=0.0)
+    weighting: Literal["scale", "sqrt_scale", "equal"] = "sqrt_scale"
+    log_offset: float = Field(0.05, gt=0.0, le=10.0)  # zeros: log(y + c·level), c = log_offset
     early_stopping_rounds: int = Field(50, ge=1)
     max_train_rows: int = Field(400_000, ge=1000)
     max_bin: int = Field(63, ge=15, le=1023)

@@ -70,6 +70,23 @@ def training_run(run_name: str, tags: dict[str, str] | None = None) -> Iterator[
         yield run.info.run_id
 
 
+@contextmanager
+def nested_run(run_name: str, tags: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a run nested under the active one (e.g. one tuning trial); yield its id."""
+    with mlflow.start_run(run_name=run_name, nested=True, tags=tags) as run:
+        yield run.info.run_id
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log flat params (values as strings of at most 500 characters)."""
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+
+
+def log_text(text: str, name: str) -> None:
+    """Log a text artifact (e.g. a written config file)."""
+    mlflow.log_text(text, name)
+
+
 def log_config(config: dict, name: str = "config.json") -> None:
     """Log the resolved config as an artifact and its flat keys as params."""
     mlflow.log_dict(config, name)

@@ -230,6 +230,48 @@ def backfill(
     console.print(f"accuracy table: {csv}")
 
 
+@app.command()
+def tune(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    trials: Annotated[int, typer.Option(help="Trials (each is one rolling-origin backtest).")]
+    = 20,
+    out: Annotated[Path, typer.Option(help="Where to write the tuned config (YAML).")]
+    = Path("configs/tuned.yaml"),
+    timeout: Annotated[float | None, typer.Option(
+        help="Start no new trial after this many seconds.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    params: Annotated[str | None, typer.Option(
+        help="Comma-separated settings to search (default: learning_rate, num_leaves, "
+             "min_child_samples, feature_fraction, lambda_l2).")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Backtest metric to minimise: wape, mase, mae or rmse "
+             "(default: forecast.gate_metric).")] = None,
+) -> None:
+    """Search LightGBM settings with Optuna on the backtest windows; write the best config."""
+    from pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+        prepare_environment(Path(cfg.workspace))
+        from pipelines.tune import tune as search
+
+        names = [p.strip() for p in params.split(",") if p.strip()] if params else None
+        result = search(cfg, config, out, n_trials=trials, timeout=timeout, seed=seed,
+                        params=names, metric=metric, show_progress=cfg.progress == "rich")
+    except InputError as exc:
+        _fail(exc)
+    table = Table(title=f"Best of {len(result.trials)} trials (backtest {result.metric})")
+    table.add_column("setting")
+    table.add_column("value", justify="right")
+    for name, value in result.best_params.items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    table.add_row(f"backtest {result.metric}", f"{result.best_value:.4f}")
+    table.add_row(f"current settings' {result.metric}", f"{result.baseline_value:.4f}")
+    console.print(table)
+    console.print(f"tuned config: {result.config_path}")
+    console.print(f"MLflow parent run: {result.parent_run_id}")
+
+
 @app.command("make-demo-data")
 def make_demo_data(
     nat_dir: Annotated[Path, typer.Option(help="Folder with NAT.shp from libpysal 4.1.1.")],

@@ -31,7 +31,7 @@ from features.spatial import AdjacencyGraph, build_adjacency, projected_xy
 from features.temporal import rolling_name
 from models import backtest
 from models import recommend as rec
-from models.forecast import SalesForecaster
+from models.forecast import SalesForecaster, forecaster_from_config
 from models.potential import PotentialEstimator, describe_drivers
 from models.territories import TerritoryDesigner, evaluate_alignment
 from models.territory_planning import choose_n_territories, design_regions
@@ -187,15 +187,7 @@ def train_models(config: RunConfig, features: FeatureSet) -> Trained:
     scale_col = rolling_name(cols.target_col, "mean", max(config.features.rolling_windows))
 
     def make_forecaster() -> SalesForecaster:
-        return SalesForecaster(
-            horizon=fc.horizon, objective=fc.objective, interval_level=fc.interval_level,
-            validation_periods=fc.validation_periods, n_estimators=fc.n_estimators,
-            learning_rate=fc.learning_rate, num_leaves=fc.num_leaves,
-            min_child_samples=fc.min_child_samples, feature_fraction=fc.feature_fraction,
-            early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
-            max_bin=fc.max_bin, n_jobs=fc.n_jobs, scale_col=scale_col,
-            level_prefix=f"{cols.target_col}_", unit_col=cols.unit_col, random_state=fc.seed,
-        )
+        return forecaster_from_config(fc, scale_col, cols.unit_col, f"{cols.target_col}_")
 
     forecaster = make_forecaster().fit(features.train_table)
     pc = config.potential

@@ -167,13 +167,40 @@ def test_forecast_drivers_read_as_words_and_sum_to_the_forecast(fitted, seasonal
     contrib = fitted.driver_contributions(test)
     assert len(contrib) == test["unit_id"].nunique()
     assert "season" in contrib.columns and "month_cos" not in contrib.columns
-    # identity link: contributions + bias = forecast / scale, averaged over horizons
+    # contributions + bias = the booster's output, which maps back to the forecast
     raw = fitted.contributions(test)
-    bias = fitted.booster_.predict(fitted._design(test, fitted._scale(test)),
-                                   pred_contrib=True)[:, -1]
-    ratio = fitted.predict(test) / fitted._scale(test)
-    np.testing.assert_allclose((raw.sum(axis=1) + bias).clip(lower=0), ratio, rtol=1e-4)
+    scale = fitted._scale(test)
+    bias = fitted.booster_.predict(fitted._design(test, scale), pred_contrib=True)[:, -1]
+    rebuilt = fitted._from_output((raw.sum(axis=1) + bias).to_numpy(), scale)
+    np.testing.assert_allclose(rebuilt, fitted.predict(test), rtol=1e-4)
     text = fitted.drivers(test)
     assert text.index.equals(contrib.index)
     first = text.iloc[0].split("; ")
     assert len(first) == 3 and all(part.rsplit(" ", 1)[1].endswith("%") for part in first)
+
+
+def test_log_ratio_target_handles_zero_months_and_an_all_zero_unit():
+    sales = _seasonal_sales(n_units=30, n_periods=48, seed=5)
+    rng = np.random.default_rng(0)
+    sales.loc[rng.random(len(sales)) < 0.1, "sales"] = 0.0
+    sales.loc[sales["unit_id"] == "u00", "sales"] = 0.0
+    units = sorted(sales["unit_id"].unique())
+    panel = make_panel(sales, units, "MS")
+    periods = pd.DatetimeIndex(sorted(panel["period"].unique()))
+    feats = FeaturesConfig(lags=[1, 2, 3, 12, 13], rolling_windows=[3, 12],
+                           rolling_stats=["mean"])
+    table = build_forecast_table(panel, feats, 12, training_origins(periods, feats))
+    model = SalesForecaster(objective="l2_log_ratio", n_estimators=60, validation_periods=6,
+                            early_stopping_rounds=10, random_state=0).fit(table)
+    test = table[table["origin"] == periods[-1]]
+    point, lo, hi = model.predict_interval(test)
+    assert np.isfinite(point).all() and (lo >= 0).all() and (lo <= point).all()
+    assert (point <= hi).all()
+    zero_unit = (test["unit_id"] == "u00").to_numpy()
+    # one silent unit among 30: forecast near zero (its level is floored at the 5% quantile)
+    assert point[zero_unit].max() < 0.1 * np.median(point[~zero_unit])
+    # the model's own derived features read only the row's (as-of) features, never the target
+    scale = model._scale(test)
+    pd.testing.assert_frame_equal(model._design(test, scale),
+                                  model._design(test.assign(target=1e9), scale))
+    assert {"yoy_growth_w1", "season_index_1y"} <= set(model._design(test, scale).columns)
