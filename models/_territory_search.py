@@ -471,7 +471,6 @@ def radius_repair(
     the admissible territories the one with the lowest violation wins.
     Returns the number of moves.
     """
-    k = targets.shape[0]
     lab, nbrs = state.lab, graph.nbrs
     moved = 0
     for _ in range(rounds):
@@ -505,7 +504,6 @@ def radius_repair(
         moved += changed
         if not changed:
             break
-    del k
     return moved
 
 

@@ -59,7 +59,17 @@ literature:
    objective ``V + 5 sum dev^2``; it returns to plain ``V`` once the best
    ``V`` improved. Chains and the move/swap search alternate (twice per
    round) until ``V = 0`` or neither improves; the compactness phase follows.
-6. **Minimal disruption.** With ``current_labels`` the search starts from the
+6. **Flow-planned transfers** (fresh design, while the balance is still
+   violated; :mod:`models._territory_flow`). A min-cost flow of every
+   territory's deviation over the territory adjacency graph (one commodity per
+   attribute, HiGHS LP, border capacities from the units on each border) says
+   how much of each attribute must cross each border, so that the
+   intermediate territories stay balanced; boundary units are moved border by
+   border to realise it (never a cut vertex), then the local search and the
+   chains polish. Four rounds; the best alignment seen is kept. This carries a
+   regional surplus across several territories, which one-unit-per-hop chains
+   through saturated territories cannot (US demo: 31 -> 19 violations).
+7. **Minimal disruption.** With ``current_labels`` the search starts from the
    current alignment, skips the start heuristics and the compactness phase,
    and uses ejection chains only, ranked by ``dV / (1 + units newly away)``
    plus ``20 x move_cost`` per unit away from home (a unit moved back home
@@ -67,7 +77,7 @@ literature:
    no violation and splits nothing goes back. With ``move_budget`` (a cap on
    the moved share of the first attribute) the older move/swap search with
    ``move_cost`` per moved unit is used instead.
-7. **Maximum radius** (optional ``max_radius_km``). A unit may join a
+8. **Maximum radius** (optional ``max_radius_km``). A unit may join a
    territory only within the radius of its centre (or nearer to it than to
    its current centre): the filter applies to every move, swap and chain hop.
    After the search, units still out of reach move to an adjacent territory
@@ -75,7 +85,7 @@ literature:
    nothing; the remaining ones are reported per territory. A start's
    out-of-reach units count like balance violations when the best start is
    chosen.
-8. **Disruption lower bound** (:func:`rebalance_lower_bound`). A territory
+9. **Disruption lower bound** (:func:`rebalance_lower_bound`). A territory
    over ``(1 + tau) T`` on an attribute must lose at least as many units as
    its largest units needed to cover the surplus; one under ``(1 - tau) T``
    must gain at least as many as the largest units outside it needed to cover
@@ -93,26 +103,25 @@ labels; ``time_limit_s`` is only a safety net.
 
 Known limit (issue #6, ``benchmarks/territory_demo.py``): on the US county
 demo (3,085 counties, K=50, potential and workload at 5%) the fresh design
-leaves 31 violations (max deviation 21% / 28%), the rebalance of the current
-alignment 82 (moving 4.3% of units; no chain cap: 64 moving 28%), fixed rep
-homes 42. No single county is too big (the largest is 0.19 of a target on
-potential and 0.20 on workload), and the rebalance lower bound is only 7.6% of
-units, so neither is proven infeasible. The cause is regional: the
-potential-heavy north-east (12 states: 9.5 targets of potential, 6.8 of
-workload) needs about 2 targets of workload from outside it, and every
-neighbour of a violated north-eastern territory is itself over on potential
-and under on workload, so the surplus must cross several territories at
-once. Measured and not enough: longer runs (400 s, 6 restarts: 33);
-compactness weight 0 (40); the LP location-allocation start (about 480
-detached pieces before repair); re-cutting pairs of adjacent territories on
-random spanning trees (no improving pair); re-cutting the violated region
-from scratch (region violation 3.0-4.0 against 1.4 for the local search);
-multilevel bisection with a local search between levels (48-57); uneven and
-fan-shaped bisection cuts (start violation 5.5-6.8 against 6.7: the line
-cuts are balanced, 0.01-0.04 of a target, but their sides are not connected,
-and making them connected costs 0.1-0.8 of a target); a min-cost flow plan
-of the surplus over the territory graph, realised border by border, then
-polished (31 -> 19-31 violations, max deviation still about 20%).
+leaves 19 violations (max deviation 21% / 22%; 31 without the flow step),
+the rebalance of the current alignment 82 (moving 4.3% of units; no chain
+cap: 64 moving 28%), fixed rep homes 38. No single county is too big (the
+largest is 0.19 of a target on potential and 0.20 on workload), and the
+rebalance lower bound is only 7.6% of units, so neither is proven
+infeasible. The cause is regional: the potential-heavy north-east (12
+states: 9.5 targets of potential, 6.8 of workload) needs about 2 targets of
+workload from outside it, and every neighbour of a violated north-eastern
+territory is itself over on potential and under on workload, so the surplus
+must cross several territories at once. Measured and not enough: longer runs
+(400 s, 6 restarts: 33); compactness weight 0 (40); the LP
+location-allocation start (about 480 detached pieces before repair);
+re-cutting pairs of adjacent territories on random spanning trees (no
+improving pair); re-cutting the violated region from scratch (region
+violation 3.0-4.0 against 1.4 for the local search); multilevel bisection
+with a local search between levels (48-57); uneven and fan-shaped bisection
+cuts (start violation 5.5-6.8 against 6.7: the line cuts are balanced,
+0.01-0.04 of a target, but their sides are not connected, and making them
+connected costs 0.1-0.8 of a target); 8 flow rounds without the early stop (25).
 
 Infeasible requests (a unit larger than its target's upper bound, locked
 units that cannot be joined) return the best alignment found, with plain-word
@@ -146,6 +155,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from models._territory_bisect import bisect_partition
 from models._territory_chains import chain_repair, undo_moves
+from models._territory_flow import execute_flows, plan_flows
 from models._territory_search import (
     Graph,
     SearchState,
@@ -159,6 +169,7 @@ from models._territory_search import (
     repair_contiguity,
     violation,
     weighted_medoids,
+    within_reach,
 )
 
 __all__ = [
@@ -483,7 +494,7 @@ def evaluate_alignment(
         if n_far[t]:
             violations.append(
                 f"{names[t]}: {n_far[t]} units farther than {max_radius_km:g} km from the "
-                f"centre (up to {reach[t]:.0f} km)"
+                f"centre (up to {reach[t]:.1f} km)"
             )
     overall["n_violations"] = len(violations)
     return TerritoryReport(territories=table, overall=overall, violations=violations)
@@ -639,6 +650,7 @@ def design_territories(
     start: str = "bisect",
     max_chains: int | None = None,
     max_radius_km: float | None = None,
+    flow_rounds: int = 4,
 ) -> DesignResult:
     """Design K balanced, contiguous, compact territories (pure function).
 
@@ -707,6 +719,12 @@ def design_territories(
         territory's centre. Moves that would put a unit farther away are not
         made, units out of reach are moved back in when that adds no balance
         violation, and whatever remains is reported in ``report.violations``.
+
+    flow_rounds
+        Fresh design only: rounds of flow-planned transfers
+        (:mod:`models._territory_flow`) followed by the local search and the
+        chains, run while the balance is still violated; the best alignment
+        seen is kept (0 = off).
 
     Returns
     -------
@@ -780,6 +798,8 @@ def design_territories(
     theta_design = np.zeros_like(tau)
     root = np.random.default_rng(seed)
     max_restarts = 0 if cur is not None else int(max_restarts)
+    # a unit alone above every upper bound: no transfer can remove that violation
+    giant = bool((values > (1 + tau) * tgt.max(axis=0)).any())
     start_seeds = root.integers(0, 2**32 - 1, size=int(n_starts) + max_restarts)
 
     def score(state: SearchState) -> tuple[float, float]:
@@ -899,6 +919,11 @@ def design_territories(
                 if np.array_equal(new_centres, state.centres) or time.perf_counter() > deadline:
                     break
                 state.centres = new_centres
+            if flow_rounds and not giant and score(state)[0] > 1e-12:
+                state = _flow_polish(
+                    state, graph, values, tgt, tau, xy, movable, rng, fixed, radius, deadline,
+                    flow_rounds, max_iter, max_chains, compactness_weight, score,
+                )
             if radius is not None:
                 radius_repair(state, graph, values, tgt, tau, xy, movable, radius)
             sc = score(state)
@@ -938,6 +963,42 @@ def design_territories(
     report.overall["n_violations"] = len(report.violations)
     report.overall["run_time_s"] = time.perf_counter() - t0
     return DesignResult(labels=labels, centers=centres, report=report)
+
+
+def _flow_polish(state, graph, values, tgt, tau, xy, movable, rng, fixed, radius, deadline,
+                 rounds, max_iter, max_chains, compactness_weight, score):
+    """Rounds of flow-planned transfers, local search and chains; the best state wins."""
+    k = tgt.shape[0]
+    best_labels, best_sc = state.labels.copy(), score(state)
+    allowed = None
+    if radius is not None:
+        def allowed(units, a, b):
+            return within_reach(xy, state.centres, units, np.full(len(units), a),
+                                np.full(len(units), b), radius)
+    for _ in range(rounds):
+        if time.perf_counter() > deadline:
+            break
+        flows = plan_flows(state, graph, values, tgt, cap_scale=0.5)
+        if not flows or execute_flows(state, graph, values, tgt, movable, flows,
+                                      allowed=allowed) == 0:
+            break
+        lagrangian_search(
+            state, graph, values, tgt, tau, xy, movable, rng, theta_frac=0.0,
+            compact_weight=compactness_weight, max_iter=max_iter, deadline=deadline,
+            recentre=25, recentre_keep=fixed, max_radius=radius,
+        )
+        chain_repair(state, graph, values, tgt, tau, movable, deadline=deadline,
+                     max_chains=max_chains, xy=xy, radius=radius)
+        sc = score(state)
+        if sc >= best_sc:  # a round that does not help ends the polish
+            break
+        best_labels, best_sc = state.labels.copy(), sc
+        if sc[0] <= 1e-12:
+            break
+    if not np.array_equal(best_labels, state.labels):
+        state = SearchState.build(best_labels, values, k, state.centres)
+    state.centres = _valid_centres(xy, values, state.labels, k, fixed, state.centres)
+    return state
 
 
 def _valid_centres(xy, values, labels, k, fixed, old) -> np.ndarray:
