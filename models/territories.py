@@ -1033,6 +1033,9 @@ class TerritoryDesigner:
         Ejection chains per repair call; default half the units.
     max_radius_km
         Optional maximum distance (km) from a unit to its territory's centre.
+    flow_rounds
+        Rounds of flow-planned transfers while a fresh design is still out of
+        balance (0 = off).
 
     Attributes
     ----------
@@ -1057,6 +1060,7 @@ class TerritoryDesigner:
         max_restarts: int = 4,
         max_chains: int | None = None,
         max_radius_km: float | None = None,
+        flow_rounds: int = 4,
     ) -> None:
         self.n_territories = n_territories
         self.tolerance = tolerance
@@ -1069,6 +1073,7 @@ class TerritoryDesigner:
         self.max_restarts = max_restarts
         self.max_chains = max_chains
         self.max_radius_km = max_radius_km
+        self.flow_rounds = flow_rounds
 
     def fit(
         self,
@@ -1091,7 +1096,7 @@ class TerritoryDesigner:
             time_limit_s=self.time_limit_s, n_starts=self.n_starts,
             compactness_weight=self.compactness_weight, move_budget=self.move_budget,
             max_restarts=self.max_restarts, max_chains=self.max_chains,
-            max_radius_km=self.max_radius_km,
+            max_radius_km=self.max_radius_km, flow_rounds=self.flow_rounds,
         )
         self.labels_ = result.labels
         self.centers_ = result.centers
