@@ -9,16 +9,17 @@ seasonality × trend × a lognormal demand shock, drawn as compound Poisson
 × 60 months is 2.52 M sales rows.
 
 For each size and runner the pipeline's own stages run in a fresh process:
-``build_features``, ``train_models`` (forecaster with early stopping and
-conformal intervals, potential model and its 3-fold CV, the rolling-origin
-backtest of ``configs/demo.yaml``: 2 windows), ``score_units`` (forecasts,
+``build_features``, ``train_models`` (forecaster with early stopping,
+conformal intervals and its final fit, potential model and its 3-fold CV;
+the rolling-origin backtest is off by default, ``--backtest-windows 2`` as in
+``configs/demo.yaml`` adds one more forecaster fit per window), ``score_units`` (forecasts,
 intervals, potential and drivers of every unit) and ``design_territories``
 (K=400, balanced on potential and workload). The Dask runner uses
 ``pipelines.dask_runner`` on ``LocalCluster(n_workers=2,
 threads_per_worker=1)``; territory design is the same sequential code for
-both. Reported per stage: wall time, CPU time of the driver process, and peak
-memory = the largest sum of RSS over the process tree (driver + Dask
-workers), sampled every 0.1 s.
+both. Reported per stage: wall time, CPU time of the driver process and of
+the whole process tree (driver + Dask workers), and peak memory = the
+largest sum of RSS over the process tree, sampled every 0.1 s.
 
 Run (not part of the test suite; about 30 minutes on 2 cores)::
 
@@ -121,7 +122,7 @@ def make_data(n_units: int, folder: Path, seed: int = SEED) -> None:
         folder / "truth.parquet")
 
 
-def config_for(folder: Path, runner: str):
+def config_for(folder: Path, runner: str, backtest_windows: int = 0):
     """``configs/demo.yaml`` on the generated files, K=400, runner as given."""
     import yaml
 
@@ -135,6 +136,7 @@ def config_for(folder: Path, runner: str):
                    "demographics": "demographics.parquet", "truth": "truth.parquet",
                    "projected_crs": "EPSG:5070", "columns": raw["data"]["columns"]}
     raw["territories"].update(n_territories=400, keep_rep_homes=False)
+    raw["forecast"]["backtest"]["windows"] = backtest_windows
     raw["runner"] = runner
     raw["dask"] = {"n_workers": 2, "threads_per_worker": 1}
     path = folder / f"config-{runner}.yaml"
@@ -172,6 +174,18 @@ class TreePeak:
             self.peak = max(self.peak, self.sample())
             time.sleep(self._interval)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of this process and its live descendants."""
+        import psutil
+
+        total = sum(self._proc.cpu_times()[:2])
+        for child in self._proc.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
     def reset(self) -> None:
         self.peak = self.sample()
 
@@ -180,23 +194,25 @@ class TreePeak:
         self._thread.join()
 
 
-def run_one(n_units: int, runner: str) -> dict:
+def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
     """Every stage once, in this process; returns the measurements."""
     from pipelines import stages
 
     folder = CACHE / f"units-{n_units}"
     if not (folder / "sales.parquet").exists():
         make_data(n_units, folder)
-    config = config_for(folder, runner)
+    config = config_for(folder, runner, backtest_windows)
     peak = TreePeak()
-    out: dict = {"n_units": n_units, "runner": runner, "stages": {}}
+    out: dict = {"n_units": n_units, "runner": runner, "backtest_windows": backtest_windows,
+                 "stages": {}}
 
     def timed(name, fn, *args):
         peak.reset()
-        w0, c0 = time.perf_counter(), time.process_time()
+        w0, c0, t0 = time.perf_counter(), time.process_time(), peak.cpu_s()
         result = fn(*args)
         out["stages"][name] = {"wall_s": round(time.perf_counter() - w0, 2),
                                "cpu_s": round(time.process_time() - c0, 2),
+                               "tree_cpu_s": round(peak.cpu_s() - t0, 2),
                                "peak_gb": round(peak.peak / 1e9, 2)}
         print(f"  {runner} {n_units}: {name} {out['stages'][name]}", flush=True)
         return result
@@ -288,10 +304,12 @@ def main() -> None:
     parser.add_argument("--units", type=int, nargs="+", default=[5000, 10000, 21000, 42000])
     parser.add_argument("--runners", nargs="+", default=["local", "dask"],
                         choices=["local", "dask"])
+    parser.add_argument("--backtest-windows", type=int, default=0)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one size, one runner
-        print("RESULT " + json.dumps(run_one(args.units[0], args.runners[0])), flush=True)
+        result = run_one(args.units[0], args.runners[0], args.backtest_windows)
+        print("RESULT " + json.dumps(result), flush=True)
         return
 
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"results": []}
@@ -300,7 +318,8 @@ def main() -> None:
         for runner in args.runners:
             print(f"== {n} units, {runner} runner", flush=True)
             proc = subprocess.run(
-                [sys.executable, __file__, "--one", "--units", str(n), "--runners", runner],
+                [sys.executable, __file__, "--one", "--units", str(n), "--runners", runner,
+                 "--backtest-windows", str(args.backtest_windows)],
                 capture_output=True, text=True, cwd=ROOT)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("  ")))

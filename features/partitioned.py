@@ -19,6 +19,7 @@ them on workers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,3 +212,32 @@ def concat_partitions(
         annual_sales=pd.concat([p.annual_sales for p in parts]).sort_index(),
         workload=pd.concat([p.workload for p in parts]).sort_index(),
     )
+
+
+def stack_tables(tables: Iterable[pd.DataFrame], n_rows: int, template: pd.DataFrame
+                 ) -> pd.DataFrame:
+    """Rows of ``tables`` one after the other, holding one input table at a time.
+
+    ``pd.concat`` needs every input in memory next to its result; this fills
+    preallocated columns as the tables arrive (e.g. gathered one by one from
+    Dask workers), so the peak is the result plus one input.
+
+    Parameters
+    ----------
+    tables
+        Frames with ``template``'s columns and dtypes, consumed once.
+    n_rows
+        Their total number of rows.
+    template
+        A frame (or empty slice) giving the columns and dtypes.
+    """
+    columns = {name: np.empty(n_rows, dtype=template[name].dtype) for name in template.columns}
+    start = 0
+    for table in tables:
+        stop = start + len(table)
+        for name, values in columns.items():
+            values[start:stop] = table[name].to_numpy()
+        start = stop
+    if start != n_rows:
+        raise ValueError(f"expected {n_rows} rows, got {start}")
+    return pd.DataFrame(columns, copy=False)

@@ -24,6 +24,8 @@ to the local model's within a stated tolerance.
 
 from __future__ import annotations
 
+import warnings
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -186,7 +188,9 @@ def fit_distributed(
     data, label, sample_weight = _dask_frames(
         client, [design, pd.Series(target, name="target"), pd.Series(weight, name="weight")],
         n_workers)
-    model.fit(data, label, sample_weight=sample_weight)
+    with warnings.catch_warnings():  # it drops n_jobs for the workers' own threads, as wanted
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        model.fit(data, label, sample_weight=sample_weight)
     est.booster_ = model.booster_
     est.n_features_in_ = len(est.feature_names_)
     return est

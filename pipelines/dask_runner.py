@@ -7,7 +7,9 @@
   a cluster made from the config otherwise.
 * :func:`build_features` builds the feature tables one partition of units
   at a time on the workers (:mod:`features.partitioned`); the tables are
-  equal, bit for bit, to :func:`pipelines.stages.build_features`.
+  equal, bit for bit, to :func:`pipelines.stages.build_features` (the
+  training rows come grouped by partition, in another order, which no stage
+  depends on).
 * :func:`train_models` trains as the local stage does, except that the
   forecaster's final fit runs on ``lightgbm.dask`` once it has at least
   ``dask.lightgbm_min_rows`` rows (:mod:`models.distributed`).
@@ -39,6 +41,7 @@ from features.partitioned import (
     concat_partitions,
     local_graph,
     partition_labels,
+    stack_tables,
 )
 from features.spatial import build_adjacency, projected_xy
 from models import backtest
@@ -97,10 +100,12 @@ def dask_client(config: RunConfig) -> Iterator:
 def _flow_runner_client():
     """The client of the running flow's DaskTaskRunner, if there is one."""
     from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
 
     ctx = FlowRunContext.get()
     runner = getattr(ctx, "task_runner", None) if ctx else None
-    return getattr(runner, "_client", None) if type(runner).__name__ == "DaskTaskRunner" else None
+    # ``client`` starts (or connects to) the runner's cluster on first use
+    return runner.client if isinstance(runner, DaskTaskRunner) else None
 
 
 # -- features ----------------------------------------------------------------
@@ -155,15 +160,30 @@ def build_features(config: RunConfig, inputs: stages.Inputs, client=None) -> sta
         demo_k = demo[in_core[demo_pos]] if demo is not None else None
         [sales_f, demo_f, graph_f] = client.scatter([sales_k, demo_k, graph_k])
         futures.append(client.submit(build, sales_f, graph_f, ids[core], demographics=demo_f))
-    parts: list[PartitionFeatures] = client.gather(futures)
-    del futures
-    merged = concat_partitions(parts, cols)
-    del parts
+    # Small tables first; then the training rows one partition at a time, each
+    # released on its worker once it is here, so neither side holds two copies.
+    small: list[PartitionFeatures] = client.gather(client.map(_without_train_rows, futures))
+    n_rows = sum(client.gather(client.map(_n_train_rows, futures)))
+    merged = concat_partitions(small, cols)
+
+    def arriving():
+        while futures:
+            yield futures.pop(0).result().train_table
+
+    train = stack_tables(arriving(), n_rows, small[0].train_table)
     market = stages.market_features(config, inputs, graph)
     return stages.FeatureSet(
-        graph, xy, as_of, merged.train_table, merged.score_table, market,
+        graph, xy, as_of, train, merged.score_table, market,
         merged.annual_sales.reindex(unit_ids), merged.workload.reindex(unit_ids).fillna(0.0),
     )
+
+
+def _without_train_rows(part: PartitionFeatures) -> PartitionFeatures:
+    return dataclasses.replace(part, train_table=part.train_table.iloc[:0])
+
+
+def _n_train_rows(part: PartitionFeatures) -> int:
+    return len(part.train_table)
 
 
 # -- training -----------------------------------------------------------------
@@ -207,12 +227,13 @@ def score_units(
     part_config = config.model_copy(update={"data": config.data.model_copy(update={"truth": None})})
     [trained_f] = client.scatter([slim], broadcast=True)
     empty = features.train_table.iloc[:0]
-    unit_of_row = table[cols.unit_col].to_numpy()
+    part_of_unit = np.repeat(np.arange(len(unit_parts)), [len(u) for u in unit_parts])
+    part_of_row = part_of_unit[market.index.get_indexer(table[cols.unit_col])]
     futures = []
-    for units_k in unit_parts:
+    for k, units_k in enumerate(unit_parts):
         part = dataclasses.replace(
             features, graph=None, xy=None, train_table=empty,
-            score_table=table[np.isin(unit_of_row, units_k)],
+            score_table=table[part_of_row == k],
             market_table=market.loc[units_k],
             annual_sales=features.annual_sales.iloc[:0], workload=features.workload.iloc[:0],
         )

@@ -55,10 +55,14 @@ from pipelines.progress import stage
 def task_runner_for(config: RunConfig):
     """The Prefect task runner ``config.runner`` asks for.
 
-    ``local`` is Prefect's default :class:`~prefect.task_runners.ThreadPoolTaskRunner`.
-    This is the one place that maps the config to a task runner; the Dask
-    runner plugs in here.
+    ``local`` is Prefect's default :class:`~prefect.task_runners.ThreadPoolTaskRunner`;
+    ``dask`` is prefect-dask's ``DaskTaskRunner`` on ``config.dask`` (see
+    :mod:`pipelines.dask_runner`, whose stages then use that cluster).
     """
+    if config.runner == "dask":
+        from pipelines import dask_runner
+
+        return dask_runner.task_runner(config)
     return ThreadPoolTaskRunner()
 
 
@@ -239,16 +243,28 @@ def load_inputs(config: RunConfig) -> stages.Inputs:
 @task(name="build-features", cache_policy=InputFilesAndConfig(), persist_result=True,
       cache_expiration=timedelta(days=30))
 def build_feature_set(config: RunConfig, inputs: stages.Inputs) -> stages.FeatureSet:
+    if config.runner == "dask":
+        from pipelines import dask_runner
+
+        return dask_runner.build_features(config, inputs)
     return stages.build_features(config, inputs)
 
 
 @task(name="train-models", cache_policy=NO_CACHE)
 def train_models(config: RunConfig, features: stages.FeatureSet) -> stages.Trained:
+    if config.runner == "dask":
+        from pipelines import dask_runner
+
+        return dask_runner.train_models(config, features)
     return stages.train_models(config, features)
 
 
 @task(name="score-units", cache_policy=NO_CACHE)
 def score_units(config: RunConfig, features, trained) -> stages.Scores:
+    if config.runner == "dask":
+        from pipelines import dask_runner
+
+        return dask_runner.score_units(config, features, trained)
     return stages.score_units(config, features, trained)
 
 

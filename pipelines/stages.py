@@ -175,8 +175,11 @@ def market_features(config: RunConfig, inputs: Inputs, graph: AdjacencyGraph) ->
     return market.reindex(unit_ids)
 
 
-def train_models(config: RunConfig, features: FeatureSet) -> Trained:
+def train_models(config: RunConfig, features: FeatureSet, fit_forecaster=None) -> Trained:
     """Fit the forecaster and the potential model; score them out of sample.
+
+    ``fit_forecaster(estimator, table)`` replaces ``estimator.fit(table)`` for
+    the main fit (the Dask runner passes :func:`models.distributed.fit_distributed`).
 
     The forecaster is scored on its validation window and, unless
     ``forecast.backtest.windows`` is 0, by a rolling-origin backtest that
@@ -189,7 +192,8 @@ def train_models(config: RunConfig, features: FeatureSet) -> Trained:
     def make_forecaster() -> SalesForecaster:
         return forecaster_from_config(fc, scale_col, cols.unit_col, f"{cols.target_col}_")
 
-    forecaster = make_forecaster().fit(features.train_table)
+    forecaster = (fit_forecaster(make_forecaster(), features.train_table) if fit_forecaster
+                  else make_forecaster().fit(features.train_table))
     pc = config.potential
 
     def make_potential() -> PotentialEstimator:

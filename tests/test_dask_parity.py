@@ -141,3 +141,36 @@ def test_partitioned_scoring_equals_local_scoring(client, subset_config, local_r
     pd.testing.assert_frame_equal(dask.unit_totals, local.unit_totals, check_exact=True)
     assert dask.metrics == pytest.approx(local.metrics)
     assert set(local.metrics) >= {"potential_spearman_vs_truth"}
+
+
+def test_pipeline_flow_runs_on_the_dask_cluster(client, prefect_session, demo_slice_dir,
+                                                tmp_path):
+    """``runner: dask`` end to end: the flow's tasks put their work on the cluster.
+
+    ``as_of`` differs from the other flow tests', so the feature cache (keyed on
+    files and feature config, not the runner) cannot answer for the Dask path.
+    """
+    import distributed
+    from conftest import write_slice_config
+    from prefect_dask import DaskTaskRunner
+
+    from pipelines.flows import task_runner_for, territory_pipeline, with_runner
+
+    address = client.scheduler.address
+    path = write_slice_config(
+        demo_slice_dir, tmp_path / "workspace", runner="dask", as_of="2025-09-01",
+        dask={"address": address, "partition_by": "region", "lightgbm_min_rows": 0},
+    )
+    config = load_config(path)
+    assert isinstance(task_runner_for(config), DaskTaskRunner)
+    with distributed.get_task_stream(client) as stream:
+        result = with_runner(territory_pipeline, config)(config)
+
+    scores = pd.read_parquet(Path(result["run_dir"]) / "scores.parquet")
+    n_units = len(gpd.read_parquet(demo_slice_dir / "counties.parquet"))
+    assert len(scores) == n_units * config.forecast.horizon
+    assert scores["forecast"].notna().all() and (scores["forecast"] >= 0).all()
+    assert result["territories"]["contiguous"]
+    # features, the forecaster's final fit and scoring ran as tasks on this cluster
+    ran = {distributed.utils.key_split(task["key"]) for task in stream.data}
+    assert {"build_partition", "score_partition", "train_part"} <= ran, ran  # key_split drops "_"
