@@ -72,6 +72,11 @@ def main() -> None:
     print(f"LightGBM WAPE vs seasonal naive: {ours / naive - 1:+.1%}")
     if "ets" in table.index:
         print(f"ETS fallbacks to seasonal naive: {res.ets_fallbacks}/{res.ets_series}")
+    per_h = res.table().query("horizon != 'all'")
+    per_h = per_h.pivot(index="horizon", columns="model", values="wape").join(
+        res.interval_table().query("horizon != 'all'").set_index("horizon")["coverage"])
+    print("WAPE and interval coverage by horizon")
+    print(per_h.round(3).to_string())
     print(f"{config.forecast.interval_level:.0%} interval, out of sample: coverage "
           f"{intervals['coverage'].iloc[0]:.3f}, pinball {intervals['pinball'].iloc[0]:.3f}")
     print(f"validation-window WAPE {m['valid_wape']:.4f} vs seasonal naive "

@@ -469,6 +469,8 @@ def readable_feature(name: str, target: str = "sales") -> str:
         f"{prefix}same_period_2y": "same month two years ago",
         "month": "season", "month_sin": "season", "month_cos": "season",
         "horizon": "months ahead", "time_index": "time trend", "log_scale": "unit size",
+        "season_index_1y": "season", "season_index_2y": "season", "season_index_mean": "season",
+        "naive_with_growth": "same month last year",
     }
     if base in fixed:
         text = fixed[base]
@@ -482,6 +484,8 @@ def readable_feature(name: str, target: str = "sales") -> str:
         text = f"{m.group(1)} of last {m.group(2)} months"
     elif m := re.fullmatch(rf"{re.escape(prefix)}growth_w(\d+)", base):
         text = f"growth over {m.group(1)} months"
+    elif m := re.fullmatch(r"yoy_growth_w(\d+)", base):
+        text = "growth on last year" if m.group(1) != "1" else "last month vs a year before"
     else:
         text = base.replace("_", " ")
     return f"{text} (neighbours)" if neighbours else text

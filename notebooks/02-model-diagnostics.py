@@ -64,7 +64,8 @@ result.interval_table().round(3)
 
 # %% [markdown]
 # ## Drivers in words
-# Forecast drivers are shares of the unit's recent monthly level; potential
+# Forecast drivers are multiplicative effects on the unit's forecast (the model
+# works on the log ratio of sales to the unit's recent level); potential
 # drivers are multiplicative effects of market features.
 
 # %%

@@ -164,6 +164,8 @@ def test_forecast_drivers_read_as_words_and_sum_to_the_forecast(fitted, seasonal
     assert readable_feature("sales_roll_mean_w12_nbr_mean") == "last 12 months (neighbours)"
     assert readable_feature("month_sin") == readable_feature("month") == "season"
     assert readable_feature("median_income") == "median income"
+    assert readable_feature("yoy_growth_w12") == "growth on last year"
+    assert readable_feature("season_index_2y") == "season"
     contrib = fitted.driver_contributions(test)
     assert len(contrib) == test["unit_id"].nunique()
     assert "season" in contrib.columns and "month_cos" not in contrib.columns
