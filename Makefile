@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/territory run --config configs/demo.yaml
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The report's browser test needs Debian's chromium; install it when missing.
 browser:
