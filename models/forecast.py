@@ -434,13 +434,15 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         return pd.Series(gain, index=self.booster_.feature_name()).sort_values(ascending=False)
 
     def driver_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Contributions per unit, averaged over its rows and grouped into readable drivers.
+        """Contributions per unit, averaged over its rows (first, middle and last
+        horizon, see :func:`_driver_rows`) and grouped into readable drivers.
 
         With ``objective="l2_scaled"`` a value is a share of the unit's recent
         level (``+0.12``: the driver adds 12% of the unit's recent monthly
         average to its forecast); with ``tweedie``/``poisson`` it is on the
         log scale (a multiplicative effect).
         """
+        X = _driver_rows(X)
         contrib = self.contributions(X)
         target = self.level_prefix.rstrip("_")
         names = [readable_feature(c, target) for c in contrib.columns]
@@ -456,6 +458,25 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
 
         return describe_drivers(self.driver_contributions(X), top=top,
                                 log_scale=self.objective != "l2_scaled")
+
+
+DRIVER_HORIZONS = 3
+
+
+def _driver_rows(X: pd.DataFrame) -> pd.DataFrame:
+    """The rows drivers are read from: the first, middle and last horizon of each unit.
+
+    Per-feature contributions (``pred_contrib``) cost far more than a
+    prediction; three horizons spanning the forecast explain it as well as all
+    twelve and cut the nightly scoring time about fourfold at national scale.
+    """
+    if "horizon" not in X.columns:
+        return X
+    horizons = np.sort(X["horizon"].unique())
+    if len(horizons) <= DRIVER_HORIZONS:
+        return X
+    keep = horizons[np.linspace(0, len(horizons) - 1, DRIVER_HORIZONS).round().astype(int)]
+    return X[X["horizon"].isin(keep)]
 
 
 def readable_feature(name: str, target: str = "sales") -> str:
