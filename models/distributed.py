@@ -26,42 +26,10 @@ from __future__ import annotations
 
 import warnings
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.errors import InputError
-from models.forecast import NON_FEATURES, SalesForecaster
-
-
-def _selected_rows(est: SalesForecaster, X: pd.DataFrame, y: np.ndarray):
-    """Rows the estimator fits on, in its order, and which of them are validation rows."""
-    if est.scale_col not in X.columns:
-        raise InputError(
-            "forecast table", f"scale column '{est.scale_col}' is missing",
-            column=est.scale_col,
-            hint="keep the widest rolling mean in features.rolling_windows",
-        )
-    raw_scale = X[est.scale_col].to_numpy(dtype=float)
-    usable = ~np.isnan(y) & ~np.isnan(raw_scale)
-    keys = [c for c in (est.unit_col, "origin", "horizon") if c in X.columns]
-    usable_idx = np.flatnonzero(usable)
-    order = (
-        X[keys].iloc[usable_idx].reset_index(drop=True)
-        .sort_values(keys, kind="stable").index.to_numpy()
-    )
-    rows = usable_idx[order]
-    periods = pd.DatetimeIndex(X[est.time_col].to_numpy()[rows])
-    n_periods = periods.nunique()
-    cut = (np.sort(periods.unique())[-est.validation_periods]
-           if n_periods > est.validation_periods else periods.max())
-    valid = np.asarray(periods >= cut)
-    rng = np.random.default_rng(est.random_state)
-    train_pos = np.flatnonzero(~valid)
-    if len(train_pos) > est.max_train_rows:
-        train_pos = np.sort(rng.choice(train_pos, est.max_train_rows, replace=False))
-    keep = np.sort(np.concatenate([train_pos, np.flatnonzero(valid)]))
-    return rows[keep], periods[keep], valid[keep]
+from models.forecast import SalesForecaster
 
 
 def n_fit_rows(est: SalesForecaster, X: pd.DataFrame) -> int:
@@ -124,59 +92,9 @@ def fit_distributed(
         return est.fit(X, y)
     import lightgbm.dask as lgb_dask
 
-    y = np.asarray(X["target"] if y is None else y, dtype=float)
-    rows, periods, valid = _selected_rows(est, X, y)
-    if valid.all() or not valid.any():
-        return est.fit(X, y)  # let the estimator raise its own error
-    X = X.iloc[rows].reset_index(drop=True)
-    y = y[rows]
-    train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
-
-    raw_scale = X[est.scale_col].to_numpy(dtype=float)
-    positive = raw_scale[raw_scale > 0]
-    est.scale_floor_ = float(np.quantile(positive, 0.05)) if len(positive) else 1.0
-    est.feature_names_ = [
-        c for c in X.columns
-        if c not in NON_FEATURES and c != est.unit_col and c not in est.exclude_features
-    ]
-    est.level_features_ = [c for c in est.feature_names_ if c.startswith(est.level_prefix)]
-    scale = est._scale(X)
-    target = est._to_target(y, scale)
-    weight = est._weights(scale)
-    design = est._design(X, scale)
+    data = est._prepare(X, y)
+    est._choose_rounds(data)  # rounds by early stopping, as the local fit does
     params = est._params()
-
-    # Rounds by early stopping, as the local fit does (same rows, same seed).
-    train_set = lgb.Dataset(design.iloc[train_idx], target[train_idx], weight=weight[train_idx],
-                            free_raw_data=True)
-    valid_set = lgb.Dataset(design.iloc[valid_idx], target[valid_idx], weight=weight[valid_idx],
-                            reference=train_set)
-    booster = lgb.train(
-        params, train_set, num_boost_round=est.n_estimators, valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(est.early_stopping_rounds, verbose=False)],
-    )
-    est.best_iteration_ = int(booster.best_iteration or est.n_estimators)
-    pred_valid = est._from_output(
-        booster.predict(design.iloc[valid_idx], num_iteration=est.best_iteration_),
-        scale[valid_idx],
-    )
-    horizon = X["horizon"].to_numpy()
-    est.interval_quantiles_ = est._calibrate(
-        y[valid_idx], pred_valid, horizon[valid_idx], scale[valid_idx])
-    naive_col = f"{est.level_prefix}same_period_1y"
-    est.validation_ = pd.DataFrame({
-        est.unit_col: X[est.unit_col].to_numpy()[valid_idx],
-        "horizon": horizon[valid_idx],
-        "target_period": periods[valid_idx],
-        "actual": y[valid_idx],
-        "forecast": pred_valid,
-        "forecast_lo": np.nan,
-        "forecast_hi": np.nan,
-        "seasonal_naive": X[naive_col].to_numpy()[valid_idx] if naive_col in X else np.nan,
-    })
-    _, lo, hi = est._interval(pred_valid, horizon[valid_idx], scale[valid_idx])
-    est.validation_["forecast_lo"], est.validation_["forecast_hi"] = lo, hi
-    del booster, train_set, valid_set
 
     # The refit on every selected row, data-parallel on the workers.
     n_workers = max(1, len(client.scheduler_info()["workers"]))
@@ -185,12 +103,13 @@ def fit_distributed(
         client=client, n_estimators=est.best_iteration_, random_state=est.random_state,
         **dist_params,
     )
-    data, label, sample_weight = _dask_frames(
-        client, [design, pd.Series(target, name="target"), pd.Series(weight, name="weight")],
+    design, label, sample_weight = _dask_frames(
+        client, [data.design, pd.Series(data.target, name="target"),
+                 pd.Series(data.weight, name="weight")],
         n_workers)
     with warnings.catch_warnings():  # it drops n_jobs for the workers' own threads, as wanted
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
-        model.fit(data, label, sample_weight=sample_weight)
+        model.fit(design, label, sample_weight=sample_weight)
     est.booster_ = model.booster_
     est.n_features_in_ = len(est.feature_names_)
     return est

@@ -55,6 +55,7 @@ the rolling-origin backtest in :mod:`models.backtest`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -68,6 +69,21 @@ from models.config import ForecastConfig
 
 NON_FEATURES = ("origin", "target_period", "target")
 LOG_RATIO = ("l2_log_ratio", "huber_log_ratio")
+
+
+@dataclass
+class _FitData:
+    """The rows of one fit, in order, with their scale, target, weights and design matrix."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    periods: pd.DatetimeIndex
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+    scale: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    design: pd.DataFrame
 
 
 class SalesForecaster(BaseEstimator, RegressorMixin):
@@ -269,6 +285,22 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
     # -- API ---------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: pd.Series | np.ndarray | None = None) -> SalesForecaster:
         """Fit on a forecast table; ``y`` defaults to its ``target`` column."""
+        data = self._prepare(X, y)
+        self._choose_rounds(data)
+        # Refit on the training and validation rows with the chosen number of rounds.
+        full_set = lgb.Dataset(data.design, data.target, weight=data.weight)
+        self.booster_ = lgb.train(self._params(), full_set, num_boost_round=self.best_iteration_)
+        self.n_features_in_ = len(self.feature_names_)
+        return self
+
+    def _prepare(self, X: pd.DataFrame, y) -> _FitData:
+        """Pick, order and scale the rows of a fit; learn the feature list and scale floor.
+
+        Every validation row (the last ``validation_periods`` target periods)
+        is kept, with at most ``max_train_rows`` training rows drawn with the
+        seed. Row order does not matter: rows are sorted by unit, origin and
+        horizon first.
+        """
         y = np.asarray(X["target"] if y is None else y, dtype=float)
         if self.scale_col not in X.columns:
             raise InputError(
@@ -285,7 +317,6 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
                 f"only {int(usable.sum())} rows have both a target and a full history",
                 hint="supply a longer sales history or smaller lags and windows",
             )
-        # Row order must not matter: sort by unit, origin and horizon, then subsample.
         keys = [c for c in (self.unit_col, "origin", "horizon") if c in X.columns]
         usable_idx = np.flatnonzero(usable)
         order = (
@@ -313,7 +344,6 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         keep = np.sort(np.concatenate([train_pos, np.flatnonzero(valid)]))
         X = X.iloc[rows[keep]].reset_index(drop=True)
         y, periods, valid = y[keep], periods[keep], valid[keep]
-        train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
 
         raw_scale = X[self.scale_col].to_numpy(dtype=float)
         positive = raw_scale[raw_scale > 0]
@@ -324,18 +354,25 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         ]
         self.level_features_ = [c for c in self.feature_names_ if c.startswith(self.level_prefix)]
         scale = self._scale(X)
-        ratio = self._to_target(y, scale)
-        weight = self._weights(scale)
-        design = self._design(X, scale)
-        params = self._params()
+        return _FitData(
+            X=X, y=y, periods=periods, train_idx=np.flatnonzero(~valid),
+            valid_idx=np.flatnonzero(valid), scale=scale, target=self._to_target(y, scale),
+            weight=self._weights(scale), design=self._design(X, scale),
+        )
+
+    def _choose_rounds(self, data: _FitData) -> None:
+        """Early stopping on the validation window, then conformal calibration there."""
+        train_idx, valid_idx = data.train_idx, data.valid_idx
         train_set = lgb.Dataset(
-            design.iloc[train_idx], ratio[train_idx], weight=weight[train_idx], free_raw_data=True
+            data.design.iloc[train_idx], data.target[train_idx], weight=data.weight[train_idx],
+            free_raw_data=True,
         )
         valid_set = lgb.Dataset(
-            design.iloc[valid_idx], ratio[valid_idx], weight=weight[valid_idx], reference=train_set
+            data.design.iloc[valid_idx], data.target[valid_idx], weight=data.weight[valid_idx],
+            reference=train_set,
         )
         booster = lgb.train(
-            params,
+            self._params(),
             train_set,
             num_boost_round=self.n_estimators,
             valid_sets=[valid_set],
@@ -344,17 +381,19 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.best_iteration_ = int(booster.best_iteration or self.n_estimators)
 
         # Conformal calibration on the validation window (not used for fitting).
-        pred_valid = booster.predict(design.iloc[valid_idx], num_iteration=self.best_iteration_)
+        X, y, scale = data.X, data.y, data.scale
+        pred_valid = booster.predict(data.design.iloc[valid_idx],
+                                     num_iteration=self.best_iteration_)
         pred_valid = self._from_output(pred_valid, scale[valid_idx])
+        horizon = X["horizon"].to_numpy()[valid_idx]
         self.interval_quantiles_ = self._calibrate(
-            y[valid_idx], pred_valid, X["horizon"].to_numpy()[valid_idx], scale[valid_idx]
-        )
+            y[valid_idx], pred_valid, horizon, scale[valid_idx])
         naive_col = f"{self.level_prefix}same_period_1y"
         self.validation_ = pd.DataFrame(
             {
                 self.unit_col: X[self.unit_col].to_numpy()[valid_idx],
-                "horizon": X["horizon"].to_numpy()[valid_idx],
-                "target_period": periods[valid_idx],
+                "horizon": horizon,
+                "target_period": data.periods[valid_idx],
                 "actual": y[valid_idx],
                 "forecast": pred_valid,
                 "forecast_lo": np.nan,
@@ -362,14 +401,8 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
                 "seasonal_naive": X[naive_col].to_numpy()[valid_idx] if naive_col in X else np.nan,
             }
         )
-        _, lo, hi = self._interval(pred_valid, X["horizon"].to_numpy()[valid_idx], scale[valid_idx])
+        _, lo, hi = self._interval(pred_valid, horizon, scale[valid_idx])
         self.validation_["forecast_lo"], self.validation_["forecast_hi"] = lo, hi
-
-        # Refit on the training and validation rows with the chosen number of rounds.
-        full_set = lgb.Dataset(design, ratio, weight=weight)
-        self.booster_ = lgb.train(params, full_set, num_boost_round=self.best_iteration_)
-        self.n_features_in_ = len(self.feature_names_)
-        return self
 
     def _calibrate(
         self, actual: np.ndarray, forecast: np.ndarray, horizon: np.ndarray, scale: np.ndarray
