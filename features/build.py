@@ -104,14 +104,20 @@ def build_forecast_table(
     freq = pd.tseries.frequencies.to_offset(config.frequency)
     horizons = np.arange(1, horizon + 1)
     n_units = len(wide)
-    blocks = []
+    unit_ids = wide.index.to_numpy()
+    # Column-wise parts, concatenated once: a list of per-origin DataFrames and
+    # their concat would hold the whole table twice (GBs at national scale).
+    parts: dict[str, list[np.ndarray]] = {}
     for t in origin_idx:
         first, second = seasonal_values(values, int(t), horizons)
         target_periods = pd.DatetimeIndex([periods[t] + h * freq for h in horizons])
         calendar = calendar_features(target_periods)
         for j, h in enumerate(horizons):
             block: dict[str, np.ndarray] = {
+                cols.unit_col: unit_ids,
+                "origin": np.full(n_units, periods.values[t]),
                 "horizon": np.full(n_units, h, dtype=np.int16),
+                "target_period": np.full(n_units, target_periods.values[j]),
                 "time_index": np.full(n_units, t, dtype=np.float32),
             }
             for name, arr in feats.items():
@@ -125,16 +131,21 @@ def build_forecast_table(
             block["target"] = (
                 values[:, t_target] if t_target < len(periods) else np.full(n_units, np.nan)
             )
-            frame = pd.DataFrame(block)
-            frame.insert(0, cols.unit_col, wide.index.to_numpy())
-            frame.insert(1, "origin", periods[t])
-            frame.insert(3, "target_period", target_periods[j])
-            blocks.append(frame)
-    table = pd.concat(blocks, ignore_index=True)
+            for name, arr in block.items():
+                parts.setdefault(name, []).append(arr)
+    data = {name: np.concatenate(parts.pop(name)) for name in list(parts)}
+    table = pd.DataFrame(data, copy=False)
     if demographics is not None and not demographics.empty:
-        demo = _unit_indexed(demographics, cols)
-        demo = demo.astype(np.float32)
-        table = table.join(demo, on=cols.unit_col)
+        demo = _unit_indexed(demographics, cols).astype(np.float32)
+        if demo.index.is_unique:  # add columns in place rather than copy the table in a join
+            pos = demo.index.get_indexer(table[cols.unit_col])
+            found = pos >= 0
+            for name in demo.columns:
+                column = np.full(len(table), np.nan, dtype=np.float32)
+                column[found] = demo[name].to_numpy()[pos[found]]
+                table[name] = column
+        else:
+            table = table.join(demo, on=cols.unit_col)
     return table
 
 
