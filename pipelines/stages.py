@@ -283,19 +283,25 @@ def score_units(config: RunConfig, features: FeatureSet, trained: Trained) -> Sc
     return Scores(scores, totals, metrics)
 
 
+def unit_measures(unit_ids: np.ndarray, features: FeatureSet, scores: Scores
+                  ) -> dict[str, np.ndarray]:
+    """What a territory can be balanced on, per unit in ``unit_ids`` order."""
+    totals = scores.unit_totals.reindex(unit_ids)
+    return {
+        "potential": totals["potential"].fillna(0.0).to_numpy(),
+        "forecast": totals["forecast"].fillna(0.0).to_numpy(),
+        "workload": features.workload.to_numpy(),
+        "units": np.ones(len(unit_ids)),
+    }
+
+
 def design_territories(
     config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores
 ) -> Design:
     """Propose an alignment balanced on the configured attributes."""
     cols, tc = config.data.columns, config.territories
     unit_ids = inputs.units[cols.unit_col].to_numpy()
-    totals = scores.unit_totals.reindex(unit_ids)
-    columns = {
-        "potential": totals["potential"].fillna(0.0).to_numpy(),
-        "forecast": totals["forecast"].fillna(0.0).to_numpy(),
-        "workload": features.workload.to_numpy(),
-        "units": np.ones(len(unit_ids)),
-    }
+    columns = unit_measures(unit_ids, features, scores)
     attributes = pd.DataFrame({a: columns[a] for a in tc.balance_attributes})
     n_terr, auto = tc.n_territories, None
     if n_terr == "auto":
@@ -548,13 +554,7 @@ def current_design(
         raise InputError(str(config.data.alignment), "units without a territory",
                          column=cols.territory_col, rows=missing,
                          hint="assign every unit to a territory in the alignment file")
-    totals = scores.unit_totals.reindex(unit_ids)
-    columns = {
-        "potential": totals["potential"].fillna(0.0).to_numpy(),
-        "forecast": totals["forecast"].fillna(0.0).to_numpy(),
-        "workload": features.workload.to_numpy(),
-        "units": np.ones(len(unit_ids)),
-    }
+    columns = unit_measures(unit_ids, features, scores)
     attributes = pd.DataFrame({a: columns[a] for a in tc.balance_attributes})
     categories = pd.Categorical(current, categories=sorted(current.unique()))
     report = evaluate_alignment(categories.codes, features.xy, features.graph.matrix, attributes,
