@@ -13,6 +13,23 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
 SLICE_STATES = ("Iowa", "Nebraska")
 
+# Small, fast models for the flow and service tests: behaviour, not accuracy.
+FAST_MODELS = {
+    "forecast": {"n_estimators": 30, "learning_rate": 0.2, "max_train_rows": 5000,
+                 "early_stopping_rounds": 5, "backtest": {"windows": 0}},
+    "potential": {"n_estimators": 50},
+    "territories": {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10},
+}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a server a test starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 @pytest.fixture(scope="session")
 def demo_slice_dir(tmp_path_factory) -> Path:

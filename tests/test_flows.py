@@ -20,14 +20,11 @@ from mlflow.tracking import MlflowClient
 from features.errors import InputError
 from pipelines import flows, publish, stages
 from pipelines.config import load_config
-from tests.conftest import write_slice_config
+from tests.conftest import FAST_MODELS, write_slice_config
 
 FAST = {
     "run_name": "flows",
-    "forecast": {"n_estimators": 30, "learning_rate": 0.2, "max_train_rows": 5000,
-                 "early_stopping_rounds": 5, "backtest": {"windows": 0}},
-    "potential": {"n_estimators": 50},
-    "territories": {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10},
+    **FAST_MODELS,
     "tracking": {"experiment": "flows-test", "registered_model": "flows-forecaster"},
 }
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from features.errors import InputError
 from pipelines.config import load_config
-from tests.conftest import write_slice_config
+from tests.conftest import free_port, write_slice_config
 
 
 @pytest.fixture(scope="module")
@@ -199,14 +199,6 @@ def test_prefect_artifacts_published_under_stable_keys(first_run):
     assert table and "potential" in str(table[0].data)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post(port: int, payload: dict) -> tuple[int, dict]:
     import urllib.error
     import urllib.request
@@ -231,7 +223,7 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     config, _ = first_run
     csv_path, batch, _ = score_all(config, tmp_path / "scores")
     assert csv_path.is_file() and len(batch) == len(gpd.read_parquet(config.data.units))
-    port = _free_port()
+    port = free_port()
     server = start_server(tracking_uri(config), port=port)
     try:
         deadline = time.time() + 120

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,14 @@ import yaml
 
 from pipelines.config import load_config
 from pipelines.deploy import deployment_specs
-from tests.conftest import write_slice_config
+from tests.conftest import FAST_MODELS, free_port, write_slice_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 FAST = {
     "run_name": "sched",
-    "forecast": {"n_estimators": 30, "learning_rate": 0.2, "max_train_rows": 5000,
-                 "early_stopping_rounds": 5, "backtest": {"windows": 0}},
-    "potential": {"n_estimators": 50},
-    "territories": {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10},
+    **FAST_MODELS,
     "tracking": {"experiment": "sched-test", "registered_model": "sched-forecaster"},
     "schedule": {"timezone": "America/Chicago", "work_pool": "territory-test-pool"},
 }
@@ -52,12 +48,6 @@ def test_prefect_yaml_matches_territory_deploy():
         assert d["parameters"] == {"config_path": "configs/demo.yaml"}
         module, name = s.entrypoint.split(":")
         assert f"def {name}(" in (ROOT / module).read_text()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -106,7 +96,7 @@ def test_deployments_run_on_a_real_prefect_server(demo_slice_dir, tmp_path):
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     workspace = tmp_path / "workspace"
     config_path = write_slice_config(demo_slice_dir, workspace, **FAST)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,30 +21,21 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import load_config
-from tests.conftest import write_slice_config
+from tests.conftest import FAST_MODELS, free_port, write_slice_config
 
 BIN = Path(sys.executable).parent
 
 FAST = {
     "run_name": "remote",
-    "forecast": {"n_estimators": 30, "learning_rate": 0.2, "max_train_rows": 5000,
-                 "early_stopping_rounds": 5, "backtest": {"windows": 0}},
-    "potential": {"n_estimators": 50},
-    "territories": {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10},
+    **FAST_MODELS,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """``mlflow server`` on a free port: SQLite backend, local artifacts, one worker."""
     root = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
+    port = free_port()
     log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
