@@ -125,8 +125,9 @@ def weighted_medoids(
             continue
         pts, wm = xy[members], w[members]
         best, best_cost = -1, np.inf
-        for s in range(0, len(members), 1024):
-            blk = pts[s : s + 1024]
+        step = max(1, min(1024, 4_000_000 // len(members)))  # block of <= ~64 MB
+        for s in range(0, len(members), step):
+            blk = pts[s : s + step]
             d = np.sqrt(((blk[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
             cost = d @ wm
             j = int(np.argmin(cost))

@@ -202,11 +202,16 @@ class TerritoryReport:
         ``run_time_s``, ``n_violations``.
     violations
         Plain-word problems, empty when the alignment meets every constraint.
+    diagnosis
+        Why balance violations remain (:func:`imbalance_blocks`): blocks of
+        violated territories, what their neighbours could absorb, and the
+        tolerance their own units would need.
     """
 
     territories: pd.DataFrame
     overall: dict
     violations: list[str] = field(default_factory=list)
+    diagnosis: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -301,6 +306,91 @@ def _pct(x: float) -> str:
 
 
 # ---------------------------------------------------------------- evaluation
+
+
+def imbalance_blocks(
+    labels: np.ndarray,
+    totals: np.ndarray,
+    targets: np.ndarray,
+    tau: np.ndarray,
+    graph: Graph,
+    names: list[str],
+    columns: list[str],
+) -> list[str]:
+    """Plain-word diagnosis of violated territories that have nobody to trade with.
+
+    Territories near their limits (``|dev| >= tau / 2``) with the same signs
+    on every attribute that touch each other form a *block*. A block holding
+    a violated territory is reported when its own units cannot balance it:
+    its joint deviation is beyond a tolerance, or it is over on one attribute
+    and under on another by more than a reshuffle inside it can fix, which
+    is when ``(r - 1) / (r + 1)`` exceeds the tolerance, with ``r`` the ratio
+    of the two joint totals to their targets. The message names the block,
+    its joint deviation, that tolerance, and the neighbours that deviate the
+    other way (the only ones a trade can go through). Pure function of the
+    alignment.
+    """
+    k, m = totals.shape
+    dev = totals / np.maximum(targets, 1e-300) - 1
+    violated = np.abs(dev) > tau + 1e-9
+    if not violated.any():
+        return []
+    pattern = np.where(np.abs(dev) >= 0.5 * tau, np.sign(dev), 0.0)
+    la, lb = labels[graph.src], labels[graph.dst]
+    cross = (la != lb) & (la >= 0) & (lb >= 0)
+    nbrs: list[set[int]] = [set() for _ in range(k)]
+    for a, b in np.unique(np.column_stack([la[cross], lb[cross]]), axis=0).tolist():
+        nbrs[a].add(b)
+    key = [tuple(r) for r in pattern.tolist()]
+    seen = np.zeros(k, dtype=bool)
+    out: list[str] = []
+    for t0 in np.flatnonzero(violated.any(axis=1)).tolist():
+        if seen[t0]:
+            continue
+        block, stack = [t0], [t0]
+        seen[t0] = True
+        while stack:  # grow over neighbours with the same saturation signs
+            t = stack.pop()
+            for u in nbrs[t]:
+                if not seen[u] and key[u] == key[t0]:
+                    seen[u] = True
+                    block.append(u)
+                    stack.append(u)
+        block.sort()
+        joint = totals[block].sum(0) / targets[block].sum(0) - 1
+        hi, lo = int(np.argmax(joint)), int(np.argmin(joint))
+        ratio = (1 + joint[hi]) / (1 + joint[lo]) if joint[hi] > 0 > joint[lo] else 1.0
+        need = (ratio - 1) / (ratio + 1)  # tolerance at which the block balances alone
+        mixed = need > min(tau[hi], tau[lo]) + 1e-9
+        bad = violated[block].any(axis=0)
+        sign = np.sign(dev[block][:, bad].sum(axis=0))
+        around = sorted(set().union(*(nbrs[t] for t in block)) - set(block))
+        helpers = [names[u] for u in around if (np.sign(dev[u, bad]) != sign).any()]
+        if not mixed and (helpers or (np.abs(joint) <= tau + 1e-9).all()):
+            continue  # an ordinary surplus or shortfall with somewhere to go
+        parts = [f"{c} {'+' if d >= 0 else '-'}{_pct(abs(d))}"
+                 for c, d in zip(columns, joint, strict=True)]
+        shown = ", ".join(names[t] for t in block[:8]) + (
+            f" and {len(block) - 8} more" if len(block) > 8 else "")
+        text = (f"{shown} ({len(block)} {'territory' if len(block) == 1 else 'territories'}, "
+                f"{int(np.isin(labels, block).sum())} units): {'' if len(block) == 1 else 'together '}"
+                f"{', '.join(parts)} of target")
+        if mixed:
+            text += (f"; {'its' if len(block) == 1 else 'their'} own units balance {columns[hi]} "
+                     f"and {columns[lo]} together only at a tolerance of ±{_pct(need)} or more, "
+                     "so part of the imbalance must be traded away")
+        if helpers:
+            text += (f"; {len(helpers)} of the {len(around)} territories around "
+                     f"{'it' if len(block) == 1 else 'them'} deviate the other way "
+                     f"({', '.join(helpers[:5])}{', ...' if len(helpers) > 5 else ''}) and can "
+                     "take it")
+        else:
+            text += (f"; none of the {len(around)} territories around "
+                     f"{'it' if len(block) == 1 else 'them'} deviates the other way")
+        text += (". If this persists: widen a tolerance, change the number of territories, "
+                 "or balance fewer attributes")
+        out.append(text)
+    return out
 
 
 def _diameter_km(pts: np.ndarray) -> float:
@@ -497,7 +587,9 @@ def evaluate_alignment(
                 f"centre (up to {reach[t]:.1f} km)"
             )
     overall["n_violations"] = len(violations)
-    return TerritoryReport(territories=table, overall=overall, violations=violations)
+    diagnosis = imbalance_blocks(np.where(assigned, labels, -1), totals, tgt, tau, graph, names, cols)
+    return TerritoryReport(territories=table, overall=overall, violations=violations,
+                           diagnosis=diagnosis)
 
 
 def _polsby_popper(polygons, lab: np.ndarray, k: int) -> np.ndarray:

@@ -84,6 +84,8 @@ def _print_result(result: dict) -> None:
     console.print(f"report:   {result['report_html']}")
     console.print(f"workbook: {result['report_xlsx']}")
     console.print(f"MLflow run: {result['mlflow_run_id']}")
+    for line in result.get("diagnosis", []):
+        console.print(f"[yellow]why balance is not reached:[/yellow] {line}")
 
 
 @app.command()

@@ -347,6 +347,7 @@ def publish_run(
         "territories": design.overall,
         "current_territories": design.current_overall,
         "violations": design.violations,
+        "diagnosis": design.diagnosis,
     }
 
 
@@ -528,7 +529,8 @@ def design_territories(
                              started, extra={"scenario": scenario_name})
     _succeeded(folder)
     return {"folder": folder, "as_of": features.as_of, "territories": design.overall,
-            "current_territories": design.current_overall, "violations": design.violations}
+            "current_territories": design.current_overall, "violations": design.violations,
+            "diagnosis": design.diagnosis}
 
 
 @flow(name="territory-pipeline", validate_parameters=True, on_failure=[record_failure])

@@ -151,6 +151,8 @@ def report_content(
         tables["Number of territories"] = pd.DataFrame({"why": [design.auto_k]})
     if design.violations:
         tables["Violations"] = pd.DataFrame({"violation": design.violations})
+    if design.diagnosis:
+        tables["Why balance is not reached"] = pd.DataFrame({"diagnosis": design.diagnosis})
     return rpt.ReportContent(
         title=f"Territory plan: {config.run_name}",
         subtitle=f"As of {features.as_of:%Y-%m-%d}; {len(uid):,} units; "

@@ -86,6 +86,7 @@ class Design:
     auto_k: str | None = None  # why that K, when chosen automatically
     region: pd.Series | None = None  # unit -> region, when territories.regions is set
     region_summary: pd.DataFrame | None = None
+    diagnosis: list[str] = field(default_factory=list)  # why balance violations remain
 
 
 @dataclass
@@ -418,7 +419,7 @@ def design_territories(
     overall["n_territories"] = n_terr
     return Design(proposed, current, summary, overall, current_overall,
                   current_summary, violations, n_terr, auto.explanation if auto else None,
-                  region, region_summary)
+                  region, region_summary, list(report.diagnosis))
 
 
 @dataclass
@@ -569,7 +570,7 @@ def current_design(
                                   pd.Series(columns["potential"], index=unit_ids)))
     proposed = current.rename("proposed_territory")
     return Design(proposed, current, summary, overall, dict(report.overall),
-                  summary.copy(), list(report.violations))
+                  summary.copy(), list(report.violations), diagnosis=list(report.diagnosis))
 
 
 def forecast_accuracy(

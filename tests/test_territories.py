@@ -607,3 +607,50 @@ def test_flow_plan_conserves_at_intermediates_and_execution_keeps_contiguity():
     assert_valid(state.labels, adj, 3)
     np.testing.assert_allclose(state.totals, values.groupby(state.labels).sum().to_numpy())
     assert np.abs(state.totals / tgt - 1).sum() < before
+
+
+# ---------------------------------------------------------------- diagnosis of what stays violated
+
+
+def _strips(cols_per: int = 2, rows: int = 8, cols: int = 8) -> np.ndarray:
+    return np.tile(np.arange(cols) // cols_per, rows)
+
+
+def test_diagnosis_names_a_block_that_cannot_balance_both_attributes_alone():
+    xy, adj = lattice(8, 8)
+    left = xy[:, 0] < 4000  # columns 0-3: potential-heavy, short of workload
+    values = pd.DataFrame({"potential": np.where(left, 2.0, 1.0),
+                           "workload": np.where(left, 1.0, 2.0)})
+    rep = evaluate_alignment(_strips(), xy, adj, values, 0.05)
+    # T00 and T01 are +33% / -33%: ratio 2, so alone they balance only at (2-1)/(2+1) = 33.3%
+    assert len(rep.diagnosis) == 2, rep.diagnosis
+    left_block = rep.diagnosis[0]
+    assert left_block.startswith("T00, T01 (2 territories, 32 units): together potential +33.3%, "
+                                 "workload -33.3% of target")
+    assert "only at a tolerance of ±33.3% or more" in left_block
+    assert "1 of the 1 territories around them deviate the other way (T02)" in left_block
+    assert rep.diagnosis[1].startswith("T02, T03 (2 territories, 32 units)")
+    assert rep.overall["n_violations"] == 8  # the diagnosis explains, it does not count
+
+
+def test_diagnosis_is_empty_when_balanced_or_when_a_neighbour_can_take_the_surplus():
+    xy, adj = lattice(8, 8)
+    even = pd.DataFrame({"potential": np.ones(64), "workload": np.ones(64)})
+    assert evaluate_alignment(_strips(), xy, adj, even, 0.05).diagnosis == []
+    # one attribute, T00 over and its neighbour T01 under: an ordinary surplus, no diagnosis
+    one = pd.DataFrame({"potential": np.where(xy[:, 0] < 2000, 1.5, 1.0)})
+    rep = evaluate_alignment(_strips(), xy, adj, one, 0.05)
+    assert rep.violations and rep.diagnosis == []
+
+
+def test_diagnosis_when_nobody_around_can_take_the_surplus():
+    xy, adj = lattice(8, 8)
+    values = pd.DataFrame({"potential": np.ones(64)})
+    # targets below every territory's total: all four are 60% over, nobody can take any
+    rep = evaluate_alignment(_strips(), xy, adj, values, 0.05, targets=np.full((4, 1), 10.0),
+                             n_territories=4)
+    assert rep.diagnosis == [
+        "T00, T01, T02, T03 (4 territories, 64 units): together potential +60% of target; "
+        "none of the 0 territories around them deviates the other way. If this persists: "
+        "widen a tolerance, change the number of territories, or balance fewer attributes"
+    ]
