@@ -372,8 +372,9 @@ def imbalance_blocks(
                  for c, d in zip(columns, joint, strict=True)]
         shown = ", ".join(names[t] for t in block[:8]) + (
             f" and {len(block) - 8} more" if len(block) > 8 else "")
-        text = (f"{shown} ({len(block)} {'territory' if len(block) == 1 else 'territories'}, "
-                f"{int(np.isin(labels, block).sum())} units): {'' if len(block) == 1 else 'together '}"
+        one = len(block) == 1
+        text = (f"{shown} ({len(block)} {'territory' if one else 'territories'}, "
+                f"{int(np.isin(labels, block).sum())} units): {'' if one else 'together '}"
                 f"{', '.join(parts)} of target")
         if mixed:
             text += (f"; {'its' if len(block) == 1 else 'their'} own units balance {columns[hi]} "
@@ -587,7 +588,8 @@ def evaluate_alignment(
                 f"centre (up to {reach[t]:.1f} km)"
             )
     overall["n_violations"] = len(violations)
-    diagnosis = imbalance_blocks(np.where(assigned, labels, -1), totals, tgt, tau, graph, names, cols)
+    diagnosis = imbalance_blocks(np.where(assigned, labels, -1), totals, tgt, tau, graph, names,
+                                 cols)
     return TerritoryReport(territories=table, overall=overall, violations=violations,
                            diagnosis=diagnosis)
 
