@@ -929,11 +929,18 @@ def design_territories(
             return True
 
         if move_budget is None:
-            # ejection chains only, ranked by violation then units away from home
-            chain_repair(
-                state, graph, values, tgt, tau, movable, home=cur, deadline=deadline,
-                max_chains=max_chains, move_weight=move_cost * 20, xy=xy, radius=radius,
-            )
+            # ejection chains only, ranked by violation then units away from home;
+            # rounds of at most max_chains each, while a round still lowers the violation
+            v_prev = np.inf
+            while time.perf_counter() < deadline:
+                stats = chain_repair(
+                    state, graph, values, tgt, tau, movable, home=cur, deadline=deadline,
+                    max_chains=max_chains, move_weight=move_cost * 20, xy=xy, radius=radius,
+                )
+                if max_chains is None or stats["violation"] > v_prev - 1e-9 \
+                        or stats["violation"] <= 1e-12:
+                    break
+                v_prev = stats["violation"]
             undo_moves(state, graph, values, tgt, tau, movable, cur)
         else:
             lagrangian_search(

@@ -654,3 +654,15 @@ def test_diagnosis_when_nobody_around_can_take_the_surplus():
         "none of the 0 territories around them deviates the other way. If this persists: "
         "widen a tolerance, change the number of territories, or balance fewer attributes"
     ]
+
+
+def test_rebalance_chain_cap_is_per_round_not_a_total():
+    # 4 column strips on a 12x12 lattice, the west twice as heavy: strips -33%..+33% off
+    xy, adj = lattice(12, 12)
+    values = pd.DataFrame({"potential": 1.0 + (xy[:, 0] < 6000)})
+    strips = (xy[:, 0] // 3000).astype(int)
+    res = design_territories(xy, adj, values, 4, 0.05, seed=1, current_labels=strips,
+                             max_chains=3, time_limit_s=60)
+    assert_valid(res.labels, adj, 4)
+    assert res.report.violations == []
+    assert res.report.overall["disruption_units_pct"] < 50
