@@ -807,7 +807,8 @@ def design_territories(
         recursive bisection, odd-numbered ones the k-means++ /
         location-allocation start; ``"allocate"``: every start uses the latter.
     max_chains
-        Ejection chains applied per repair call; default ``n // 2``.
+        Ejection chains applied per repair call; default ``n // 2``. A
+        rebalance repeats the call while it still lowers the violation.
     max_radius_km
         Maximum distance (km, on the projected coordinates) from a unit to its
         territory's centre. Moves that would put a unit farther away are not
@@ -937,8 +938,7 @@ def design_territories(
                     state, graph, values, tgt, tau, movable, home=cur, deadline=deadline,
                     max_chains=max_chains, move_weight=move_cost * 20, xy=xy, radius=radius,
                 )
-                if max_chains is None or stats["violation"] > v_prev - 1e-9 \
-                        or stats["violation"] <= 1e-12:
+                if stats["violation"] > v_prev - 1e-9 or stats["violation"] <= 1e-12:
                     break
                 v_prev = stats["violation"]
             undo_moves(state, graph, values, tgt, tau, movable, cur)
