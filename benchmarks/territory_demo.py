@@ -169,6 +169,8 @@ def main() -> None:
     for name, res in results.items():
         v = res.report.violations
         print(f"\n{name}: {len(v)} violations" + (": " + "; ".join(v[:6]) + " ..." if v else ""))
+        for line in res.report.diagnosis:
+            print(f"  why: {line}")
 
 
 def _markdown(table: pd.DataFrame) -> str:

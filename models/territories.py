@@ -69,6 +69,18 @@ literature:
    chains polish. Four rounds; the best alignment seen is kept. This carries a
    regional surplus across several territories, which one-unit-per-hop chains
    through saturated territories cannot (US demo: 31 -> 19 violations).
+   **Destroy and repair** follows while violations remain
+   (:mod:`models._territory_lns`): a group of 2-8 adjacent territories
+   around a violated one, grown with the neighbours that offset its
+   deviation, is re-designed from scratch by this engine (bisection start,
+   local search, chains) with the group's own targets, and kept only if the
+   total violation falls without more violated pairs (Shaw, 1998; Ropke &
+   Pisinger, 2006). At most ``lns_tries`` groups, 15 in a row without gain.
+   It fixes what boundary moves cannot reach inside a group: the demo with
+   its workload blended three quarters of the way to the potential (``a = 0.25`` in
+   ``benchmarks/territory_structure.py``) goes from 2 violations to 0, and
+   the 171 demo counties of NY, PA, NJ, CT, MA and RI at K=8 (true potential
+   and expected accounts) from 4 to 0.
 7. **Minimal disruption.** With ``current_labels`` the search starts from the
    current alignment, skips the start heuristics and the compactness phase,
    and uses ejection chains only, ranked by ``dV / (1 + units newly away)``
@@ -103,30 +115,36 @@ labels; ``time_limit_s`` is only a safety net.
 
 Known limit (issue #6, ``benchmarks/territory_demo.py``): on the US county
 demo (3,085 counties, K=50, potential and workload at 5%) the fresh design
-leaves 19 violations (max deviation 21% / 22%; 31 without the flow step),
-the rebalance of the current alignment 82 (moving 4.3% of units; no chain
-cap: 64 moving 28%), fixed rep homes 38. No single county is too big (the
-largest is 0.19 of a target on potential and 0.20 on workload), and the
-rebalance lower bound is only 7.6% of units, so neither is proven
-infeasible. The cause is regional: the potential-heavy north-east (12
-states: 9.5 targets of potential, 6.8 of workload) needs about 2 targets of
-workload from outside it, and every neighbour of a violated north-eastern
-territory is itself over on potential and under on workload, so the surplus
-must cross several territories at once. Measured and not enough: longer runs
-(400 s, 6 restarts: 33); compactness weight 0 (40); the LP
+leaves 19 violations (max deviation 21% / 22%), the rebalance of the current
+alignment 63 (moving 32% of units), fixed rep homes 38. No single county is
+too big (the largest is 0.19 of a target on potential and 0.20 on workload),
+and the rebalance lower bound is only 7.6% of units, so neither is proven
+infeasible, but the instance is regional at heart: potential and workload
+diverge (spread of ``log(potential / workload)`` over counties 0.51), a
+design balanced on potential alone has workload from -46% to +72%, and the
+violated territories form blocks (north-east: 9.5 targets of potential, 6.8
+of workload) that :func:`imbalance_blocks` shows cannot balance with their
+own units. At ±10% the territories there already run from New York to West
+Virginia and Ohio and all sit at the limit. With the divergence cut to a
+quarter (``benchmarks/territory_structure.py``, ``a = 0.25``) the fresh
+design reaches zero violations. Measured on the demo and not enough: longer
+runs (400 s, 6 restarts: 33); compactness weight 0 (40); the LP
 location-allocation start (about 480 detached pieces before repair);
 re-cutting pairs of adjacent territories on random spanning trees (no
 improving pair); re-cutting the violated region from scratch (region
 violation 3.0-4.0 against 1.4 for the local search); multilevel bisection
 with a local search between levels (48-57); uneven and fan-shaped bisection
-cuts (start violation 5.5-6.8 against 6.7: the line cuts are balanced,
-0.01-0.04 of a target, but their sides are not connected, and making them
-connected costs 0.1-0.8 of a target); 8 flow rounds without the early stop (25).
+cuts, connected line sweeps and spanning-tree bisection (their balanced
+splits produce regions that run from Texas to Connecticut, whose later
+splits are 0.2-0.6 of a target off); 8 flow rounds without the early stop
+(25); a potential-only design tightened step by step on workload (68).
 
 Infeasible requests (a unit larger than its target's upper bound, locked
 units that cannot be joined) return the best alignment found, with plain-word
-entries in ``report.violations``. See Kalcsics & Ríos-Mercado (2019),
-"Districting problems", in *Location Science*, for a review; Berger &
+entries in ``report.violations`` and, for balance that cannot be reached,
+the blocks of territories behind it in ``report.diagnosis``. See Kalcsics &
+Ríos-Mercado (2019), "Districting problems", in *Location Science*, for a
+review; Berger &
 Bokhari (1987), "A partitioning strategy for nonuniform problems on
 multiprocessors", IEEE Trans. Computers 36(5), for recursive bisection;
 Glover (1996), "Ejection chains, reference structures and alternating path
@@ -156,6 +174,7 @@ from scipy.spatial import ConvexHull, QhullError
 from models._territory_bisect import bisect_partition
 from models._territory_chains import chain_repair, undo_moves
 from models._territory_flow import execute_flows, plan_flows
+from models._territory_lns import lns_polish
 from models._territory_search import (
     Graph,
     SearchState,
@@ -745,6 +764,7 @@ def design_territories(
     max_chains: int | None = None,
     max_radius_km: float | None = None,
     flow_rounds: int = 4,
+    lns_tries: int = 100,
 ) -> DesignResult:
     """Design K balanced, contiguous, compact territories (pure function).
 
@@ -820,6 +840,10 @@ def design_territories(
         (:mod:`models._territory_flow`) followed by the local search and the
         chains, run while the balance is still violated; the best alignment
         seen is kept (0 = off).
+    lns_tries
+        Fresh design only: at most this many destroy-and-repair tries on groups
+        of 2-8 adjacent territories while the balance is still violated
+        (:mod:`models._territory_lns`; 0 = off).
 
     Returns
     -------
@@ -1025,6 +1049,11 @@ def design_territories(
                     state, graph, values, tgt, tau, xy, movable, rng, fixed, radius, deadline,
                     flow_rounds, max_iter, max_chains, compactness_weight, score,
                 )
+            if lns_tries and not giant and score(state)[0] > 1e-12:
+                state = _group_repair(
+                    state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lock, rng,
+                    deadline, lns_tries, max_chains, max_radius_km, score,
+                )
             if radius is not None:
                 radius_repair(state, graph, values, tgt, tau, xy, movable, radius)
             sc = score(state)
@@ -1100,6 +1129,36 @@ def _flow_polish(state, graph, values, tgt, tau, xy, movable, rng, fixed, radius
         state = SearchState.build(best_labels, values, k, state.centres)
     state.centres = _valid_centres(xy, values, state.labels, k, fixed, state.centres)
     return state
+
+
+def _group_repair(state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lock, rng,
+                  deadline, tries, max_chains, max_radius_km, score):
+    """Destroy-and-repair groups of territories, each re-designed by the engine itself."""
+    k = tgt.shape[0]
+    adjacency = sp.csr_matrix(adjacency)
+    tol = dict(zip(cols, tau.tolist(), strict=True))
+
+    def solve(units: np.ndarray, group: np.ndarray) -> np.ndarray | None:
+        pos = {int(u): i for i, u in enumerate(units.tolist())}
+        gpos = {int(t): j for j, t in enumerate(group.tolist())}
+        res = design_territories(
+            xy[units], adjacency[units][:, units], pd.DataFrame(values[units], columns=cols),
+            len(group), seed=int(rng.integers(2**31 - 1)), tolerances=tol, targets=tgt[group],
+            fixed_centers={gpos[t]: pos[u] for t, u in fixed.items() if t in gpos} or None,
+            locked={pos[u]: gpos[t] for u, t in lock.items() if u in pos} or None,
+            max_restarts=0, flow_rounds=0, lns_tries=0, max_chains=max_chains,
+            time_limit_s=max(0.5, min(10.0, deadline - time.perf_counter())),
+            max_radius_km=max_radius_km,
+        )
+        return res.labels if res.report.overall["contiguous"] else None
+
+    labels, _stats = lns_polish(state.labels, graph, values, tgt, tau, solve, rng,
+                                max_tries=tries, deadline=deadline)
+    if np.array_equal(labels, state.labels):
+        return state
+    new = SearchState.build(labels, values, k, state.centres)
+    new.centres = _valid_centres(xy, values, labels, k, fixed, state.centres)
+    return new if score(new) < score(state) else state
 
 
 def _valid_centres(xy, values, labels, k, fixed, old) -> np.ndarray:

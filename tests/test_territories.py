@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,8 @@ from models.territories import (
 )
 
 # ---------------------------------------------------------------- fixtures
+
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
 def lattice(rows: int, cols: int) -> tuple[np.ndarray, sp.csr_matrix]:
@@ -666,3 +670,75 @@ def test_rebalance_chain_cap_is_per_round_not_a_total():
     assert_valid(res.labels, adj, 4)
     assert res.report.violations == []
     assert res.report.overall["disruption_units_pct"] < 50
+
+
+# ---------------------------------------------------------------- destroy-and-repair of groups
+
+
+def _engine_solver(xy, adj, values: pd.DataFrame, targets, seed=0):
+    """The repair the engine uses: re-design the group's units with the engine itself."""
+    rng = np.random.default_rng(seed)
+
+    def solve(units, group):
+        res = design_territories(xy[units], adj[units][:, units],
+                                 values.iloc[units].reset_index(drop=True), len(group),
+                                 seed=int(rng.integers(1000)), targets=targets[group],
+                                 max_restarts=0, flow_rounds=0, lns_tries=0)
+        return res.labels if res.report.overall["contiguous"] else None
+    return solve
+
+
+def test_lns_polish_repairs_unbalanced_strips_and_keeps_them_contiguous():
+    from models._territory_lns import lns_polish
+    from models._territory_search import Graph
+
+    xy, adj = lattice(12, 12)
+    values = pd.DataFrame({"potential": 1.0 + (xy[:, 0] < 6000)})
+    strips = (xy[:, 0] // 3000).astype(np.int64)  # -33% .. +33% off
+    targets = np.full((4, 1), values["potential"].sum() / 4)
+    labels, stats = lns_polish(strips, Graph.from_csr(adj), values.to_numpy(), targets,
+                               np.array([0.05]), _engine_solver(xy, adj, values, targets),
+                               np.random.default_rng(0))
+    assert stats["violation"] == 0 and stats["accepted"] >= 1
+    assert_valid(labels, adj, 4)
+    totals = np.bincount(labels, weights=values["potential"], minlength=4)
+    assert np.all(np.abs(totals / targets[:, 0] - 1) <= 0.05 + 1e-9)
+    assert not np.array_equal(strips, labels)  # the input is not modified in place...
+    assert strips.max() == 3 and (strips == (xy[:, 0] // 3000)).all()  # ...and stays as given
+
+
+def test_grow_group_returns_adjacent_territories_that_offset_the_seed():
+    from models._territory_lns import grow_group
+
+    nbrs = [{1, 2}, {0, 3}, {0, 3}, {1, 2}]  # a 2x2 block of territories
+    dev = np.array([[0.2], [-0.1], [-0.3], [0.0]])
+    group = grow_group(0, nbrs, dev, 2, np.random.default_rng(0))
+    assert group == [0, 2]  # territory 2 offsets territory 0 best
+    assert sorted(grow_group(0, nbrs, dev, 9, np.random.default_rng(0))) == [0, 1, 2, 3]
+
+
+def test_group_repair_balances_north_east_counties_the_local_search_cannot():
+    """Demo data: the 171 counties of NY, PA, NJ, CT, MA and RI, K=8, true potential and
+    expected accounts at ±5%. Their metro cores are potential-heavy and short of accounts;
+    without destroy-and-repair the engine leaves a violation here (checked below)."""
+    import geopandas as gpd
+
+    from features.spatial import build_adjacency
+
+    counties = gpd.read_parquet(DEMO / "counties.parquet")
+    counties = counties[counties["unit_id"].str[:2].isin(["36", "42", "34", "09", "25", "44"])]
+    counties = counties.to_crs(5070).reset_index(drop=True)
+    truth = pd.read_parquet(DEMO / "truth.parquet").set_index("unit_id").loc[counties["unit_id"]]
+    adj = build_adjacency(counties).matrix
+    xy = np.column_stack([counties.geometry.centroid.x, counties.geometry.centroid.y])
+    values = pd.DataFrame({"potential": truth["true_potential"].to_numpy(),
+                           "workload": truth["expected_accounts"].to_numpy()})
+    home = {0: int(np.argmax(values["potential"]))}  # the biggest county anchors T0
+    common = dict(fixed_centers=home, max_restarts=0, time_limit_s=120)
+    off = design_territories(xy, adj, values, 8, 0.05, seed=0, lns_tries=0, **common)
+    on = design_territories(xy, adj, values, 8, 0.05, seed=0, **common)
+    for res in (off, on):
+        assert_valid(res.labels, adj, 8)
+        assert res.labels[home[0]] == 0
+    assert off.report.overall["n_violations"] > 0  # the premise: the local search falls short
+    assert on.report.overall["n_violations"] == 0, on.report.violations
