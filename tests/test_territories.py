@@ -742,3 +742,13 @@ def test_group_repair_balances_north_east_counties_the_local_search_cannot():
         assert res.labels[home[0]] == 0
     assert off.report.overall["n_violations"] > 0  # the premise: the local search falls short
     assert on.report.overall["n_violations"] == 0, on.report.violations
+    # a rebalance of the unbalanced design: its chains alone stop short, groups finish it
+    west = int(np.argmin(xy[:, 0]))
+    keep = dict(current_labels=off.labels, fixed_centers=home, locked={west: int(off.labels[west])})
+    chains = design_territories(xy, adj, values, 8, 0.05, seed=0, lns_tries=0, **keep)
+    groups = design_territories(xy, adj, values, 8, 0.05, seed=0, **keep)
+    assert chains.report.overall["n_violations"] > 0
+    assert groups.report.overall["n_violations"] == 0, groups.report.violations
+    assert_valid(groups.labels, adj, 8)
+    assert groups.labels[home[0]] == 0 and groups.labels[west] == off.labels[west]
+    assert groups.report.overall["disruption_units_pct"] < 100
