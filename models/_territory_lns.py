@@ -43,9 +43,9 @@ def _violation(totals: np.ndarray, targets: np.ndarray, tau: np.ndarray) -> tupl
 
 
 def territory_neighbours(graph: Graph, labels: np.ndarray, k: int) -> list[set[int]]:
-    """Territories sharing a border with each territory."""
+    """Territories sharing a border with each territory (label -1: unassigned, skipped)."""
     la, lb = labels[graph.src], labels[graph.dst]
-    cross = la != lb
+    cross = (la != lb) & (la >= 0) & (lb >= 0)
     nbrs: list[set[int]] = [set() for _ in range(k)]
     for a, b in np.unique(np.column_stack([la[cross], lb[cross]]), axis=0).tolist():
         nbrs[a].add(b)

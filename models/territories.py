@@ -123,7 +123,7 @@ labels; ``time_limit_s`` is only a safety net.
 Known limit (issue #6, ``benchmarks/territory_demo.py``): on the US county
 demo (3,085 counties, K=50, potential and workload at 5%) the fresh design
 leaves 19 violations (max deviation 21% / 22%), the rebalance of the current
-alignment 63 (moving 32% of units), fixed rep homes 38. No single county is
+alignment 34 (moving 43% of units), fixed rep homes 38. No single county is
 too big (the largest is 0.19 of a target on potential and 0.20 on workload),
 and the rebalance lower bound is only 7.6% of units, so neither is proven
 infeasible, but the instance is regional at heart: potential and workload
@@ -182,7 +182,7 @@ from scipy.spatial import ConvexHull, QhullError
 from models._territory_bisect import bisect_partition
 from models._territory_chains import chain_repair, undo_moves
 from models._territory_flow import execute_flows, plan_flows
-from models._territory_lns import lns_polish
+from models._territory_lns import lns_polish, territory_neighbours
 from models._territory_search import (
     Graph,
     SearchState,
@@ -363,11 +363,7 @@ def imbalance_blocks(
     if not violated.any():
         return []
     pattern = np.where(np.abs(dev) >= 0.5 * tau, np.sign(dev), 0.0)
-    la, lb = labels[graph.src], labels[graph.dst]
-    cross = (la != lb) & (la >= 0) & (lb >= 0)
-    nbrs: list[set[int]] = [set() for _ in range(k)]
-    for a, b in np.unique(np.column_stack([la[cross], lb[cross]]), axis=0).tolist():
-        nbrs[a].add(b)
+    nbrs = territory_neighbours(graph, labels, k)
     key = [tuple(r) for r in pattern.tolist()]
     seen = np.zeros(k, dtype=bool)
     out: list[str] = []
@@ -404,17 +400,17 @@ def imbalance_blocks(
                 f"{int(np.isin(labels, block).sum())} units): {'' if one else 'together '}"
                 f"{', '.join(parts)} of target")
         if mixed:
-            text += (f"; {'its' if len(block) == 1 else 'their'} own units balance {columns[hi]} "
+            text += (f"; {'its' if one else 'their'} own units balance {columns[hi]} "
                      f"and {columns[lo]} together only at a tolerance of ±{_pct(need)} or more, "
                      "so part of the imbalance must be traded away")
         if helpers:
             text += (f"; {len(helpers)} of the {len(around)} territories around "
-                     f"{'it' if len(block) == 1 else 'them'} deviate the other way "
+                     f"{'it' if one else 'them'} deviate the other way "
                      f"({', '.join(helpers[:5])}{', ...' if len(helpers) > 5 else ''}) and can "
                      "take it")
         else:
             text += (f"; none of the {len(around)} territories around "
-                     f"{'it' if len(block) == 1 else 'them'} deviates the other way")
+                     f"{'it' if one else 'them'} deviates the other way")
         text += (". If this persists: widen a tolerance, change the number of territories, "
                  "or balance fewer attributes")
         out.append(text)
@@ -1185,7 +1181,7 @@ def _group_repair(state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lo
         for j in pinned:  # territories holding fixed or locked units keep their index
             kept[j, j] += units.size + 1.0
         rows, cols_ = linear_sum_assignment(-kept)
-        relabel = np.empty(len(group), dtype=np.int64)
+        relabel = np.empty(g, dtype=np.int64)
         relabel[rows] = cols_
         return relabel[res.labels]
 
