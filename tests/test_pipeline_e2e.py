@@ -59,6 +59,10 @@ def test_outputs_follow_the_design(first_run):
     assert set(manifest["input_hashes"]) >= {"units", "sales", "demographics"}
     html = (run_dir / "report.html").read_text()
     assert "Proposed territories" in html and "data:image/png;base64," in html
+    # what stays violated, and why, reaches the workbook whenever there is any
+    sheets = set(pd.ExcelFile(run_dir / "report.xlsx").sheet_names)
+    assert ("Violations" in sheets) == bool(result["violations"])
+    assert ("Why balance is not reached" in sheets) == bool(result["diagnosis"])
 
 
 def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
