@@ -73,25 +73,11 @@ def build_instance(name: str) -> dict:
         potential = np.random.default_rng(SEED).gamma(2.0, 50.0, side * side)
         return {"xy": xy, "adj": adj, "potential": potential, "k": k,
                 "source": "gamma(2, 50), seed 0"}
-    import geopandas as gpd
+    from territory_planning_demo import demo_instance  # the same counties, adjacency, potential
 
-    from features.spatial import build_adjacency, projected_xy
-
-    units = gpd.read_parquet(ROOT / "data" / "demo" / "counties.parquet")
-    graph = build_adjacency(units, "unit_id", "queen", "EPSG:5070")
-    xy = projected_xy(units, "EPSG:5070")
-    ids = units["unit_id"].astype(str).to_numpy()
-    runs = sorted((ROOT / "workspace" / "runs").glob("demo-*/scores.parquet"))
-    if runs:
-        scores = pd.read_parquet(runs[-1], columns=["unit_id", "potential"])
-        potential = scores.groupby("unit_id")["potential"].sum().reindex(ids).fillna(0.0)
-        source = f"potential from {runs[-1].relative_to(ROOT)}"
-    else:
-        demo = pd.read_parquet(ROOT / "data" / "demo" / "demographics.parquet")
-        potential = demo.set_index("unit_id")["population"].reindex(ids).fillna(0.0)
-        source = "proxy: population (no demo run in workspace/runs)"
-    return {"xy": xy, "adj": graph.matrix.tocsr(), "potential": potential.to_numpy(float),
-            "k": k, "source": source}
+    demo = demo_instance()
+    return {"xy": demo["xy"], "adj": demo["adj"],
+            "potential": demo["attrs"]["potential"].to_numpy(), "k": k, "source": demo["source"]}
 
 
 def run_method(method: str, inst: dict) -> np.ndarray:
