@@ -105,13 +105,13 @@ def lns_polish(
     np.add.at(totals, labels, values)
     best = _violation(totals, targets, tau)
     tries = accepted = stall = 0
-    while best[1] > 1e-12 and tries < max_tries and stall < patience:
+    while best[0] > 0 and tries < max_tries and stall < patience:  # so `bad` is not empty
         if time.perf_counter() > deadline:
             break
         tries += 1
         stall += 1
         dev = totals / targets - 1
-        bad = np.flatnonzero((np.abs(dev) > tau + 1e-9).any(axis=1))
+        bad = np.flatnonzero((np.abs(dev) - tau > 1e-9).any(axis=1))
         nbrs = territory_neighbours(graph, labels, k)
         group = grow_group(int(rng.choice(bad)), nbrs, dev, int(rng.integers(2, max_group + 1)),
                            rng)

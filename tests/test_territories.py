@@ -752,3 +752,16 @@ def test_group_repair_balances_north_east_counties_the_local_search_cannot():
     assert_valid(groups.labels, adj, 8)
     assert groups.labels[home[0]] == 0 and groups.labels[west] == off.labels[west]
     assert groups.report.overall["disruption_units_pct"] < 100
+
+
+def test_lns_polish_stops_when_only_rounding_excess_is_left():
+    from models._territory_lns import lns_polish
+    from models._territory_search import Graph
+
+    adj = sp.csr_matrix(np.array([[0, 1], [1, 0]]))
+    values = np.array([[1.05 + 5e-10], [1.0]])  # 5e-10 over the bound: not a violated pair
+    labels, stats = lns_polish(np.array([0, 1]), Graph.from_csr(adj), values, np.ones((2, 1)),
+                               np.array([0.05]), lambda units, group: None,
+                               np.random.default_rng(0))
+    assert stats["tries"] == 0 and stats["violated"] == 0
+    assert labels.tolist() == [0, 1]
