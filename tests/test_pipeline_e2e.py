@@ -65,6 +65,19 @@ def test_outputs_follow_the_design(first_run):
     assert ("Why balance is not reached" in sheets) == bool(result["diagnosis"])
 
 
+def test_golden_outputs_unchanged(first_run):
+    """The slice run's alignment, scores and summary, pinned (see tests/golden_outputs.py)."""
+    from tests.golden_outputs import check_golden
+
+    _, result = first_run
+    run_dir = result["run_dir"]
+    check_golden(pd.read_parquet(run_dir / "alignment.parquet"), "slice_alignment", ["unit_id"])
+    check_golden(pd.read_parquet(run_dir / "scores.parquet"), "slice_scores",
+                 ["unit_id", "horizon"])
+    check_golden(pd.read_csv(run_dir / "territory_summary.csv"), "slice_territory_summary",
+                 ["territory"])
+
+
 def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
     _, result = first_run
     assert result["territories"]["contiguous"]
