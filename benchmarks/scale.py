@@ -15,7 +15,7 @@ the rolling-origin backtest is off by default, ``--backtest-windows 2`` as in
 ``configs/demo.yaml`` adds one more forecaster fit per window), ``score_units`` (forecasts,
 intervals, potential and drivers of every unit) and ``design_territories``
 (K=400, balanced on potential and workload). The Dask runner uses
-``pipelines.dask_runner`` on ``LocalCluster(n_workers=2,
+``territory.pipelines.dask_runner`` on ``LocalCluster(n_workers=2,
 threads_per_worker=1)``; territory design is the same sequential code for
 both. Reported per stage: wall time, CPU time of the driver process and of
 the whole process tree (driver + Dask workers), and peak memory = the
@@ -64,7 +64,7 @@ def make_data(n_units: int, folder: Path, seed: int = SEED) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from national_units import national_units
 
-    from features.demo import DEMAND_SHOCK_SD, ORDER_VALUE_SHAPE, SEASONALITY
+    from territory.features.demo import DEMAND_SHOCK_SD, ORDER_VALUE_SHAPE, SEASONALITY
 
     rng = np.random.default_rng(seed + 1)
     units = national_units(n_units, seed)
@@ -127,7 +127,7 @@ def config_for(folder: Path, runner: str, backtest_windows: int = 0):
     """``configs/demo.yaml`` on the generated files, K=400, runner as given."""
     import yaml
 
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     raw["workspace"] = str(folder / "workspace")
@@ -197,7 +197,7 @@ class TreePeak:
 
 def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
     """Every stage once, in this process; returns the measurements."""
-    from pipelines import stages
+    from territory.pipelines import stages
 
     folder = CACHE / f"units-{n_units}"
     if not (folder / "sales.parquet").exists():
@@ -223,7 +223,7 @@ def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
     if runner == "dask":
         import distributed
 
-        from pipelines import dask_runner
+        from territory.pipelines import dask_runner
 
         cluster = distributed.LocalCluster(**dask_runner.cluster_kwargs(config.dask))
         client = distributed.Client(cluster)
@@ -240,7 +240,7 @@ def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
         client.close()
         cluster.close()
     peak.stop()
-    from models.distributed import n_fit_rows
+    from territory.models.distributed import n_fit_rows
 
     out["train_rows"] = len(features.train_table)
     out["final_fit_rows"] = n_fit_rows(trained.forecaster, features.train_table)

@@ -22,12 +22,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from features.spatial import build_adjacency
-from pipelines.cli import prepare_environment
-from pipelines.config import load_config
-from pipelines.publish import tracking_uri
-from pipelines.serving import load_champion, start_server
-from pipelines.stages import load_inputs, market_features
+from territory.features.spatial import build_adjacency
+from territory.pipelines.cli import prepare_environment
+from territory.pipelines.config import load_config
+from territory.pipelines.publish import tracking_uri
+from territory.pipelines.serving import load_champion, start_server
+from territory.pipelines.stages import load_inputs, market_features
 
 
 def _free_port() -> int:

@@ -78,7 +78,7 @@ def paper_results(path: Path = PAPER) -> pd.DataFrame:
 
 
 def run(n: int, k: int, seed: int, time_limit: float) -> dict:
-    from models.territories import TerritoryDesigner
+    from territory.models.territories import TerritoryDesigner
 
     xy, adj, acts = commdis_instance(n, seed)
     t0, c0 = time.perf_counter(), time.process_time()

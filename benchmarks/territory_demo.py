@@ -1,7 +1,7 @@
 """Benchmark: territory design on the demo counties (issue #6, benchmark 1).
 
 The instance is exactly the one the demo pipeline designs
-(``pipelines.stages.design_territories`` with ``configs/demo.yaml``): 3,085 US
+(``territory.pipelines.stages.design_territories`` with ``configs/demo.yaml``): 3,085 US
 counties, queen contiguity with islands linked to their nearest unit, EPSG:5070
 coordinates, attributes ``potential`` (horizon total per unit from the latest
 ``workspace/runs/demo-*/scores.parquet``; if there is no run, the project's
@@ -16,7 +16,7 @@ Runs, each timed (wall and CPU):
 * a minimal-disruption rebalance of the current alignment;
 * a fresh design keeping each rep's home county (``reps.csv``) in their territory;
 * the lower bounds on the units a rebalance must move
-  (:func:`models.territories.rebalance_lower_bound`).
+  (:func:`territory.models.territories.rebalance_lower_bound`).
 
 Run (not part of the test suite)::
 
@@ -40,8 +40,8 @@ CACHE = ROOT / "workspace" / "cache" / "territory_demo_instance.npz"
 
 def build_instance(config_path: Path) -> dict:
     """Assemble xy, adjacency, attributes, current labels and rep homes like the pipeline."""
-    from pipelines import stages
-    from pipelines.config import load_config
+    from territory.pipelines import stages
+    from territory.pipelines.config import load_config
 
     config = load_config(config_path)
     cols = config.data.columns
@@ -54,7 +54,7 @@ def build_instance(config_path: Path) -> dict:
         potential = scores.groupby(cols.unit_col)["potential"].sum().reindex(unit_ids)
         source = str(runs[-1].relative_to(ROOT))
     else:  # no run yet: fit the potential model exactly as train_models does
-        from models.potential import PotentialEstimator
+        from territory.models.potential import PotentialEstimator
 
         pc = config.potential
         est = PotentialEstimator(
@@ -117,7 +117,11 @@ def _row(name: str, report, wall: float, cpu: float) -> dict:
 
 
 def main() -> None:
-    from models.territories import design_territories, evaluate_alignment, rebalance_lower_bound
+    from territory.models.territories import (
+        design_territories,
+        evaluate_alignment,
+        rebalance_lower_bound,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))

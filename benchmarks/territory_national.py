@@ -3,7 +3,7 @@
 42,000 ZIP-like Voronoi units over a US-sized extent
 (:func:`benchmarks.national_units.national_units`, seeded; metro clusters
 and a rural background, EPSG:5070 metres), queen contiguity with islands
-linked (``features.spatial.contiguity_matrix`` + ``link_islands``), K=400,
+linked (``territory.features.spatial.contiguity_matrix`` + ``link_islands``), K=400,
 balancing ``potential`` (lognormal, correlated with density) and
 ``accounts`` (the workload) at tau = 5% each, with ``TerritoryDesigner``
 defaults except the safety-net ``time_limit_s`` (``--time-limit``, default
@@ -82,8 +82,8 @@ def main() -> None:
     if Path("/proc/self/status").exists():
         watch_memory()
 
-    from features.spatial import contiguity_matrix, link_islands
-    from models.territories import TerritoryDesigner, evaluate_alignment
+    from territory.features.spatial import contiguity_matrix, link_islands
+    from territory.models.territories import TerritoryDesigner, evaluate_alignment
 
     steps = {}
     t0, c0 = time.perf_counter(), time.process_time()

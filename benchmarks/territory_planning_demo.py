@@ -5,7 +5,7 @@ with islands linked, EPSG:5070; ``potential`` = horizon total per county from
 the latest ``workspace/runs/demo-*/scores.parquet`` (population as a proxy when
 there is no run; the output says which), ``workload`` = mean monthly
 ``accounts`` over the last 12 months of ``data/demo/sales.parquet`` (as
-``pipelines.stages.build_features`` computes it).
+``territory.pipelines.stages.build_features`` computes it).
 
 1. ``choose_n_territories`` with a rep capacity (``--capacity`` accounts per
    rep, default 850), balancing potential and workload at ±5%, the pipeline's
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def demo_instance() -> dict:
     import geopandas as gpd
 
-    from features.spatial import build_adjacency, projected_xy
+    from territory.features.spatial import build_adjacency, projected_xy
 
     units = gpd.read_parquet(ROOT / "data" / "demo" / "counties.parquet")
     ids = units["unit_id"].astype(str).to_numpy()
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=120.0)
     args = parser.parse_args()
 
-    from models.territory_planning import choose_n_territories, design_regions
+    from territory.models.territory_planning import choose_n_territories, design_regions
 
     inst = demo_instance()
     xy, adj, attrs = inst["xy"], inst["adj"], inst["attrs"]

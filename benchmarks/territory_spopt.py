@@ -6,7 +6,7 @@ Identical instances for every method (same graph, same attribute, same K):
 * ``lattice-900``: 30 x 30 rook lattice, K=10;
 * ``counties``: the demo's 3,085 US counties (``data/demo/counties.parquet``),
   queen contiguity with islands linked to their nearest county
-  (``features.spatial.build_adjacency``), EPSG:5070, K=50.
+  (``territory.features.spatial.build_adjacency``), EPSG:5070, K=50.
 
 The attribute is ``potential``: gamma(shape 2, scale 50) on the lattices
 (seeded); on the counties the per-unit horizon total of ``potential`` in the
@@ -23,7 +23,7 @@ limit (``--timeout``, default 120 s) and reports ``>T s`` when it exceeds it.
 Time is the method's own wall and CPU time (instance building and imports
 excluded).
 
-Every alignment is scored by ``models.territories.evaluate_alignment`` on the
+Every alignment is scored by ``territory.models.territories.evaluate_alignment`` on the
 same graph: max balance deviation (|W_k / mean - 1|), contiguity (territories
 in one piece), dispersion (sum potential x distance to the weighted medoid,
 relative to ours), K found.
@@ -84,7 +84,7 @@ def run_method(method: str, inst: dict) -> np.ndarray:
     """Labels of one method on one instance (called inside the worker subprocess)."""
     xy, adj, pot, k = inst["xy"], inst["adj"], inst["potential"], inst["k"]
     if method == "ours":
-        from models.territories import TerritoryDesigner
+        from territory.models.territories import TerritoryDesigner
 
         d = TerritoryDesigner(n_territories=k, tolerance=0.05, seed=SEED)
         return d.fit(xy, adj, pd.DataFrame({"potential": pot})).labels_
@@ -127,7 +127,7 @@ def worker(method: str, instance: str, out: str) -> None:
 
 
 def score(labels: np.ndarray, inst: dict) -> dict:
-    from models.territories import evaluate_alignment
+    from territory.models.territories import evaluate_alignment
 
     _, lab = np.unique(labels, return_inverse=True)  # spopt may skip or shift label ids
     lab = lab.astype(np.int64)

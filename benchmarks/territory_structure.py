@@ -43,7 +43,7 @@ def blended(attrs: pd.DataFrame, a: float) -> pd.DataFrame:
 
 
 def main() -> None:
-    from models.territories import design_territories
+    from territory.models.territories import design_territories
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blend", default="0,0.25,0.5,0.75,1")

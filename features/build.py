@@ -2,7 +2,7 @@
 one row per unit for the potential model.
 
 Nothing here looks past an origin: every temporal feature of origin ``t``
-comes from :mod:`features.temporal`, which uses values up to ``t`` only.
+comes from :mod:`territory.features.temporal`, which uses values up to ``t`` only.
 The target column is filled only where the target period is in the panel.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.config import ColumnsConfig, FeaturesConfig
-from features.errors import InputError
-from features.panel import to_wide
-from features.spatial import AdjacencyGraph, spatial_lag
-from features.temporal import calendar_features, origin_features, seasonal_values
+from territory.features.config import ColumnsConfig, FeaturesConfig
+from territory.features.errors import InputError
+from territory.features.panel import to_wide
+from territory.features.spatial import AdjacencyGraph, spatial_lag
+from territory.features.temporal import calendar_features, origin_features, seasonal_values
 
 
 def min_history(config: FeaturesConfig) -> int:
@@ -53,7 +53,7 @@ def build_forecast_table(
     Parameters
     ----------
     panel
-        Regular panel from :func:`features.panel.make_panel`.
+        Regular panel from :func:`territory.features.panel.make_panel`.
     config
         Feature declaration.
     horizon

@@ -1,7 +1,7 @@
 """Typed config for the features stage.
 
 Each stage has one frozen pydantic model with ``extra="forbid"``; the YAML is
-read once, in ``pipelines.config``, and these objects are passed down.
+read once, in ``territory.pipelines.config``, and these objects are passed down.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ which other units are simulated, except through its neighbours)::
          + 0.25 * tanh(population_growth / 0.15)                         growth
 
 where ``log_density`` is log(population / km²) and ``nbr_log_density`` its mean
-over queen neighbours (:func:`features.spatial.spatial_lag`). Demand then
+over queen neighbours (:func:`territory.features.spatial.spatial_lag`). Demand then
 grows at ``g_i = clip(0.03 + 0.3 * annual population growth 1980-90, -0.01,
 0.07)`` a year and follows the month-of-year pattern :data:`SEASONALITY`
 (mean 1, peak in Q4). The **true potential** is the expected full-capture
@@ -76,7 +76,7 @@ import pandas as pd
 import scipy.sparse as sp
 import shapely
 
-from features.spatial import AdjacencyGraph, build_adjacency, projected_xy, spatial_lag
+from territory.features.spatial import AdjacencyGraph, build_adjacency, projected_xy, spatial_lag
 
 PROJECTED_CRS = "EPSG:5070"
 """US Albers equal area, used for areas, distances and simplification."""

@@ -16,9 +16,9 @@ import geopandas as gpd
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.config import ColumnsConfig
-from features.errors import InputError
-from features.schemas import (
+from territory.features.config import ColumnsConfig
+from territory.features.errors import InputError
+from territory.features.schemas import (
     FIRST_ROW_ATTR,
     FIRST_ROW_KIND_ATTR,
     HOME_UNIT_COL,
@@ -164,7 +164,7 @@ def load_units(path: str | Path, columns: ColumnsConfig | None = None) -> gpd.Ge
     Returns
     -------
     geopandas.GeoDataFrame
-        See :func:`features.schemas.validate_units`.
+        See :func:`territory.features.schemas.validate_units`.
     """
     columns = columns or ColumnsConfig()
     return validate_units(read_table(path, id_columns(columns)), str(path), columns)
@@ -187,7 +187,7 @@ def load_demographics(
     Returns
     -------
     pandas.DataFrame
-        See :func:`features.schemas.validate_demographics`.
+        See :func:`territory.features.schemas.validate_demographics`.
     """
     columns = columns or ColumnsConfig()
     frame = read_table(path, id_columns(columns))
@@ -216,7 +216,7 @@ def load_sales(
     Returns
     -------
     pandas.DataFrame
-        See :func:`features.schemas.validate_sales`.
+        See :func:`territory.features.schemas.validate_sales`.
     """
     columns = columns or ColumnsConfig()
     frame = read_table(path, id_columns(columns))
@@ -240,7 +240,7 @@ def load_alignment(
     Returns
     -------
     pandas.DataFrame
-        See :func:`features.schemas.validate_alignment`.
+        See :func:`territory.features.schemas.validate_alignment`.
     """
     columns = columns or ColumnsConfig()
     frame = read_table(path, id_columns(columns))
@@ -269,7 +269,7 @@ def load_reps(
     Returns
     -------
     pandas.DataFrame
-        See :func:`features.schemas.validate_reps`.
+        See :func:`territory.features.schemas.validate_reps`.
     """
     columns = columns or ColumnsConfig()
     frame = read_table(path, id_columns(columns))

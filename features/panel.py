@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.config import ColumnsConfig
-from features.errors import InputError
+from territory.features.config import ColumnsConfig
+from territory.features.errors import InputError
 
 
 def regular_periods(start: pd.Timestamp, end: pd.Timestamp, frequency: str) -> pd.DatetimeIndex:

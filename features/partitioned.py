@@ -7,13 +7,13 @@ therefore built on its **core** units plus a one-ring **halo** (the core's
 neighbours outside it), over a local adjacency whose rows for core units are
 the global rows, with the neighbours in the same order; halo rows are dropped
 afterwards. Because every sum runs over the same values in the same order,
-the result is bitwise equal to :func:`features.build.build_forecast_table`
+the result is bitwise equal to :func:`territory.features.build.build_forecast_table`
 on all units (``tests/test_dask_parity.py`` checks it).
 
 The calendar (first period to the as-of date) is fixed by the caller for all
 partitions, so ``time_index`` and the origins mean the same everywhere.
 
-Pure functions: no file access, no Dask; :mod:`pipelines.dask_runner` runs
+Pure functions: no file access, no Dask; :mod:`territory.pipelines.dask_runner` runs
 them on workers.
 """
 
@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from features.build import build_forecast_table
-from features.config import ColumnsConfig, FeaturesConfig
-from features.spatial import AdjacencyGraph
+from territory.features.build import build_forecast_table
+from territory.features.config import ColumnsConfig, FeaturesConfig
+from territory.features.spatial import AdjacencyGraph
 
 
 @dataclass
@@ -104,7 +104,7 @@ def panel_on_calendar(
     periods: pd.DatetimeIndex,
     columns: ColumnsConfig | None = None,
 ) -> pd.DataFrame:
-    """The regular panel of :func:`features.panel.make_panel` on a given calendar."""
+    """The regular panel of :func:`territory.features.panel.make_panel` on a given calendar."""
     cols = columns or ColumnsConfig()
     unit, time = cols.unit_col, cols.time_col
     sales = sales[sales[time] <= periods[-1]]
@@ -171,7 +171,7 @@ def build_partition(
     periods
         The common calendar, first period to the as-of date.
     origins
-        Training origins (:func:`features.build.training_origins` of ``periods``).
+        Training origins (:func:`territory.features.build.training_origins` of ``periods``).
     demographics
         Demographics of (at least) the core units, or None.
     """

@@ -11,7 +11,7 @@ parses dates and coerces numeric columns, so a rule check never sees a value
 of the wrong type. The *rule* stage checks nulls, known ids, ranges and
 uniqueness on the parsed frame.
 
-Rows are named after where they came from. :func:`features.io.read_table`
+Rows are named after where they came from. :func:`territory.features.io.read_table`
 records the number of the first data row in ``DataFrame.attrs`` (2 for CSV,
 where line 1 is the header; 1 for other formats), so messages say
 ``line 8`` (CSV) or ``row 7``; a frame built in memory is described by its
@@ -32,8 +32,8 @@ import pandera.pandas as pa
 import shapely
 from pandera.errors import SchemaErrors
 
-from features.config import ColumnsConfig
-from features.errors import MAX_ROWS_SHOWN, InputError
+from territory.features.config import ColumnsConfig
+from territory.features.errors import MAX_ROWS_SHOWN, InputError
 
 #: ``DataFrame.attrs`` key holding the number of the first data row in its file.
 FIRST_ROW_ATTR = "territory_first_row"

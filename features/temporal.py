@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.config import FeaturesConfig
+from territory.features.config import FeaturesConfig
 
 
 def lag_name(target: str, lag: int) -> str:

@@ -55,7 +55,7 @@ from collections import deque
 
 import numpy as np
 
-from models._territory_search import Graph, SearchState, articulation_points
+from territory.models._territory_search import Graph, SearchState, articulation_points
 
 _EPS = 1e-12
 
@@ -557,7 +557,7 @@ def undo_moves(
     rounds: int = 5,
 ) -> int:
     """Send moved units back home when that adds no violation and splits nothing."""
-    from models._territory_search import removal_keeps_pieces
+    from territory.models._territory_search import removal_keeps_pieces
 
     lab, nbrs = state.lab, graph.nbrs
     tot = state.totals

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models._territory_search import Graph
+from territory.models._territory_search import Graph
 
 Solver = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 

@@ -1,7 +1,7 @@
 """Building blocks of the territory design engine (internal).
 
 Seeding, balanced location-allocation by linear programming, contiguity
-repair and the boundary-unit local search. See :mod:`models.territories` for
+repair and the boundary-unit local search. See :mod:`territory.models.territories` for
 the algorithm overview and references; everything here works on plain numpy
 arrays with integer unit indices ``0..n-1`` and territory labels ``0..K-1``.
 """

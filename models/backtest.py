@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from features.build import build_forecast_table, training_origins
-from features.config import ColumnsConfig, FeaturesConfig
-from features.errors import InputError
-from features.panel import to_wide
+from territory.features.build import build_forecast_table, training_origins
+from territory.features.config import ColumnsConfig, FeaturesConfig
+from territory.features.errors import InputError
+from territory.features.panel import to_wide
 
 BASELINES = ("seasonal_naive", "moving_average", "ets")
 
@@ -372,7 +372,7 @@ def rolling_origin_backtest(
     Parameters
     ----------
     panel
-        Regular panel (:func:`features.panel.make_panel`) covering the whole history.
+        Regular panel (:func:`territory.features.panel.make_panel`) covering the whole history.
     features
         Feature declaration used to build the forecast table.
     horizon
@@ -383,7 +383,7 @@ def rolling_origin_backtest(
     n_windows, step
         Number of origins and the periods between them.
     demographics, graph
-        Passed to :func:`features.build.build_forecast_table`.
+        Passed to :func:`territory.features.build.build_forecast_table`.
     baselines
         Any of ``"seasonal_naive"``, ``"moving_average"``, ``"ets"``.
     interval_level

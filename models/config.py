@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from features.config import FrozenModel
+from territory.features.config import FrozenModel
 
 
 class BacktestConfig(FrozenModel):
@@ -77,7 +77,7 @@ class TerritoryConfig(FrozenModel):
     can carry, in the unit of ``workload_column`` per period, e.g. accounts)
     and optionally ``potential_per_rep``: the smallest K from
     ``ceil(total / capacity)`` up to ``auto_max_extra`` more whose design
-    meets the balance (see ``models.territory_planning``). ``regions`` nests
+    meets the balance (see ``territory.models.territory_planning``). ``regions`` nests
     the territories into that many balanced, contiguous regions, within
     ``region_tolerance``.
     """

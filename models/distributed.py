@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from models.forecast import SalesForecaster
+from territory.models.forecast import SalesForecaster
 
 
 def n_fit_rows(est: SalesForecaster, X: pd.DataFrame) -> int:

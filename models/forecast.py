@@ -49,7 +49,7 @@ Prediction intervals are split-conformal: the validation window (the last
 ``validation_periods`` target periods, also used for early stopping) gives
 per-horizon quantiles of the log ratio between actual and forecast, which
 are applied to new forecasts. Their coverage is measured out of sample by
-the rolling-origin backtest in :mod:`models.backtest`.
+the rolling-origin backtest in :mod:`territory.models.backtest`.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.errors import InputError
-from models.config import ForecastConfig
+from territory.features.errors import InputError
+from territory.models.config import ForecastConfig
 
 NON_FEATURES = ("origin", "target_period", "target")
 LOG_RATIO = ("l2_log_ratio", "huber_log_ratio")
@@ -487,7 +487,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
 
     def drivers(self, X: pd.DataFrame, top: int = 3) -> pd.Series:
         """Top ``top`` forecast drivers per unit in words, e.g. ``"last 3 months +12%"``."""
-        from models.potential import describe_drivers
+        from territory.models.potential import describe_drivers
 
         return describe_drivers(self.driver_contributions(X), top=top,
                                 log_scale=self.objective != "l2_scaled")

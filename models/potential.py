@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.errors import InputError
+from territory.features.errors import InputError
 
 
 class PotentialEstimator(BaseEstimator, RegressorMixin):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.potential import PotentialEstimator, describe_drivers
-from models.recommend import territory_deviation
+from territory.models.potential import PotentialEstimator, describe_drivers
+from territory.models.recommend import territory_deviation
 
 
 class ScoringInputError(ValueError):

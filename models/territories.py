@@ -7,7 +7,7 @@ local search that polishes it, in the spirit of the commercial districting
 literature:
 
 1. **Start A: multi-attribute recursive bisection** (default for even-numbered
-   starts; :mod:`models._territory_bisect`). The units are split by a cut
+   starts; :mod:`territory.models._territory_bisect`). The units are split by a cut
    that gives one side its share ``k1 / k`` of *every* attribute at once
    (for two attributes and ``k1 / k = 1/2`` a ham-sandwich cut exists),
    found by sweeping 144 straight-line directions plus geodesic orders from
@@ -40,7 +40,7 @@ literature:
    geometric medoid every 25 iterations. After the ejection chains (5.) a
    compactness phase lowers ``sum w_i d(i, centre)`` with moves that never
    add violation.
-5. **Ejection chains** (Glover, 1996; :mod:`models._territory_chains`).
+5. **Ejection chains** (Glover, 1996; :mod:`territory.models._territory_chains`).
    When the move/swap search stops with a balance violation
    ``V = sum_k sum_a max(0, |W_ka - T_ka| - tau_a T_ka) / T_ka > 0``, a beam
    search (width 8, at most 7 hops, 4 units per territory pair, at most two
@@ -60,7 +60,7 @@ literature:
    ``V`` improved. Chains and the move/swap search alternate (twice per
    round) until ``V = 0`` or neither improves; the compactness phase follows.
 6. **Flow-planned transfers** (fresh design, while the balance is still
-   violated; :mod:`models._territory_flow`). A min-cost flow of every
+   violated; :mod:`territory.models._territory_flow`). A min-cost flow of every
    territory's deviation over the territory adjacency graph (one commodity per
    attribute, HiGHS LP, border capacities from the units on each border) says
    how much of each attribute must cross each border, so that the
@@ -70,7 +70,7 @@ literature:
    regional surplus across several territories, which one-unit-per-hop chains
    through saturated territories cannot (US demo: 31 -> 19 violations).
    **Destroy and repair** follows while violations remain
-   (:mod:`models._territory_lns`): a group of 2-8 adjacent territories
+   (:mod:`territory.models._territory_lns`): a group of 2-8 adjacent territories
    around a violated one, grown with the neighbours that offset its
    deviation, is re-designed from scratch by this engine (bisection start,
    local search, chains) with the group's own targets, and kept only if the
@@ -179,11 +179,11 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import ConvexHull, QhullError
 
-from models._territory_bisect import bisect_partition
-from models._territory_chains import chain_repair, undo_moves
-from models._territory_flow import execute_flows, plan_flows
-from models._territory_lns import lns_polish, territory_neighbours
-from models._territory_search import (
+from territory.models._territory_bisect import bisect_partition
+from territory.models._territory_chains import chain_repair, undo_moves
+from territory.models._territory_flow import execute_flows, plan_flows
+from territory.models._territory_lns import lns_polish, territory_neighbours
+from territory.models._territory_search import (
     Graph,
     SearchState,
     compact_search,
@@ -778,7 +778,7 @@ def design_territories(
         (n, 2) unit coordinates in metres (projected).
     adjacency
         Symmetric (n, n) 0/1 contiguity, preferably CSR; should be connected
-        (see :func:`features.spatial.link_islands`).
+        (see :func:`territory.features.spatial.link_islands`).
     attributes
         (n, m) non-negative numeric attributes to balance (e.g. potential,
         workload). The first weights dispersion and measures disruption.
@@ -841,13 +841,13 @@ def design_territories(
 
     flow_rounds
         Fresh design only: rounds of flow-planned transfers
-        (:mod:`models._territory_flow`) followed by the local search and the
+        (:mod:`territory.models._territory_flow`) followed by the local search and the
         chains, run while the balance is still violated; the best alignment
         seen is kept (0 = off).
     lns_tries
         At most this many destroy-and-repair tries on groups of 2-8 adjacent
         territories while the balance is still violated
-        (:mod:`models._territory_lns`; 0 = off). In a rebalance (without
+        (:mod:`territory.models._territory_lns`; 0 = off). In a rebalance (without
         ``move_budget``) the re-designed group keeps as many units at home as
         its new boundaries allow, but it moves more units than chains do.
 

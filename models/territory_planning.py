@@ -1,7 +1,7 @@
 """Territory planning around the design engine: how many reps, and regions.
 
 Two pure functions, each returning a small dataclass, built on
-:class:`models.territories.TerritoryDesigner`:
+:class:`territory.models.territories.TerritoryDesigner`:
 
 * :func:`choose_n_territories` (**auto-K**). From a workload capacity per rep
   (and optionally the potential one rep can cover, or the least potential a
@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from features.spatial import link_islands
-from models.territories import TerritoryDesigner, TerritoryReport, evaluate_alignment
+from territory.features.spatial import link_islands
+from territory.models.territories import TerritoryDesigner, TerritoryReport, evaluate_alignment
 
 __all__ = [
     "AutoKResult",

@@ -24,7 +24,7 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
-from models.serving import RecommenderBundle, ScoringInputError
+from territory.models.serving import RecommenderBundle, ScoringInputError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -165,7 +165,7 @@ def log_scoring_model(
 
 
 class TerritoryRecommender(mlflow.pyfunc.PythonModel):
-    """Pyfunc around a :class:`models.serving.RecommenderBundle`.
+    """Pyfunc around a :class:`territory.models.serving.RecommenderBundle`.
 
     Requests are unit feature rows (``unit_id`` plus the market feature
     columns); replies are scores, assignments, actions and reasons. Bad
@@ -280,7 +280,7 @@ def promote_if_better(
 
 
 def log_backtest(result: Any, prefix: str = "backtest_") -> None:
-    """Log a :class:`models.backtest.BacktestResult`: metrics per horizon, tables, figures.
+    """Log a backtest result: metrics per horizon, tables and figures.
 
     Per-horizon WAPE, MASE and coverage are logged as metric histories with
     the horizon as the step (MLflow draws them as curves); the full metric
@@ -288,7 +288,7 @@ def log_backtest(result: Any, prefix: str = "backtest_") -> None:
     """
     import matplotlib.pyplot as plt
 
-    from models.backtest import backtest_figures
+    from territory.models.backtest import backtest_figures
 
     table = result.table()
     for _, row in table[table["horizon"] != "all"].iterrows():

@@ -27,10 +27,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from features.spatial import build_adjacency, projected_xy
-from models.territories import evaluate_alignment
-from pipelines.config import load_config
-from pipelines.stages import load_inputs
+from territory.features.spatial import build_adjacency, projected_xy
+from territory.models.territories import evaluate_alignment
+from territory.pipelines.config import load_config
+from territory.pipelines.stages import load_inputs
 
 ROOT = Path.cwd() if (Path.cwd() / "configs").exists() else Path.cwd().parent
 config = load_config(ROOT / "configs" / "demo.yaml")

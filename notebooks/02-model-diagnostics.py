@@ -26,9 +26,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from models.backtest import backtest_figures
-from pipelines import stages
-from pipelines.config import load_config
+from territory.models.backtest import backtest_figures
+from territory.pipelines import stages
+from territory.pipelines.config import load_config
 
 ROOT = Path.cwd() if (Path.cwd() / "configs").exists() else Path.cwd().parent
 config = load_config(ROOT / "configs" / "demo.yaml")

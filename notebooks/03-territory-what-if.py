@@ -26,9 +26,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from models.territories import TerritoryDesigner, evaluate_alignment, rebalance_lower_bound
-from pipelines.config import load_config
-from pipelines.stages import build_features, load_inputs, score_units, train_models
+from territory.models.territories import (
+    TerritoryDesigner,
+    evaluate_alignment,
+    rebalance_lower_bound,
+)
+from territory.pipelines.config import load_config
+from territory.pipelines.stages import build_features, load_inputs, score_units, train_models
 
 ROOT = Path.cwd() if (Path.cwd() / "configs").exists() else Path.cwd().parent
 config = load_config(ROOT / "configs" / "demo.yaml")

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.errors import InputError
+from territory.features.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sales territory planning: forecast, potential and territories.")
@@ -46,14 +46,14 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the whole pipeline and print where the outputs are."""
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config, {"as_of": as_of} if as_of else None)
     except InputError as exc:
         _fail(exc)
     prepare_environment(Path(cfg.workspace), verbose)
-    from pipelines.flows import territory_pipeline, with_runner
+    from territory.pipelines.flows import territory_pipeline, with_runner
 
     try:
         result = with_runner(territory_pipeline, cfg)(cfg)
@@ -91,8 +91,8 @@ def _print_result(result: dict) -> None:
 @app.command()
 def validate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     """Check the config and every input file against the data contracts."""
-    from pipelines.config import load_config
-    from pipelines.stages import load_inputs
+    from territory.pipelines.config import load_config
+    from territory.pipelines.stages import load_inputs
 
     try:
         cfg = load_config(config)
@@ -110,12 +110,12 @@ def score(
     = None,
 ) -> None:
     """Score every unit with the champion recommender and write recommendations.csv."""
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config)
         prepare_environment(Path(cfg.workspace))
-        from pipelines.serving import score_all
+        from territory.pipelines.serving import score_all
 
         path, scored, run_id = score_all(cfg, out)
     except InputError as exc:
@@ -130,14 +130,14 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 5001,
 ) -> None:
     """Serve models:/territory-recommender@champion over REST (mlflow models serve)."""
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config)
     except InputError as exc:
         _fail(exc)
-    from pipelines.publish import tracking_uri
-    from pipelines.serving import serve_command, serving_env
+    from territory.pipelines.publish import tracking_uri
+    from territory.pipelines.serving import serve_command, serving_env
 
     uri = tracking_uri(cfg)
     command = serve_command(host, port)
@@ -157,7 +157,7 @@ def _needs_prefect_server(what: str) -> None:
 @app.command()
 def deploy(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     """Register the nightly forecast and the weekly retrain on a process work pool."""
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config)
@@ -165,8 +165,8 @@ def deploy(config: ConfigOption = Path("configs/demo.yaml")) -> None:
         _fail(exc)
     _needs_prefect_server("territory deploy")
     prepare_environment(Path(cfg.workspace))
-    from pipelines.deploy import deploy as register
-    from pipelines.deploy import deployment_specs
+    from territory.pipelines.deploy import deploy as register
+    from territory.pipelines.deploy import deployment_specs
 
     register(cfg, config)
     table = Table(title=f"Deployments on work pool '{cfg.schedule.work_pool}'")
@@ -181,14 +181,14 @@ def deploy(config: ConfigOption = Path("configs/demo.yaml")) -> None:
 @app.command()
 def schedule(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     """Serve the nightly forecast and the weekly retrain from this process (no work pool)."""
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config)
     except InputError as exc:
         _fail(exc)
     prepare_environment(Path(cfg.workspace), verbose=True)
-    from pipelines.deploy import deployment_specs, serve
+    from territory.pipelines.deploy import deployment_specs, serve
 
     for spec in deployment_specs(cfg, config):
         console.print(f"serving {spec.full_name}: '{spec.cron}' in {spec.timezone}")
@@ -205,12 +205,12 @@ def backfill(
     """Replay the nightly forecast as of each month; report accuracy per as-of date."""
     import pandas as pd
 
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config)
         prepare_environment(Path(cfg.workspace))
-        from pipelines.deploy import backfill as replay
+        from territory.pipelines.deploy import backfill as replay
 
         result, csv = replay(cfg, start, end)
     except InputError as exc:
@@ -250,12 +250,12 @@ def tune(
              "(default: forecast.gate_metric).")] = None,
 ) -> None:
     """Search LightGBM settings with Optuna on the backtest windows; write the best config."""
-    from pipelines.config import load_config
+    from territory.pipelines.config import load_config
 
     try:
         cfg = load_config(config)
         prepare_environment(Path(cfg.workspace))
-        from pipelines.tune import tune as search
+        from territory.pipelines.tune import tune as search
 
         names = [p.strip() for p in params.split(",") if p.strip()] if params else None
         result = search(cfg, config, out, n_trials=trials, timeout=timeout, seed=seed,
@@ -281,7 +281,7 @@ def make_demo_data(
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 20261127,
 ) -> None:
     """Regenerate the embedded demo data from PySAL's NAT files."""
-    from pipelines.demo_data import write_demo_data
+    from territory.pipelines.demo_data import write_demo_data
 
     try:
         written = write_demo_data(nat_dir, out, seed)

@@ -3,7 +3,7 @@
 ``load_config`` turns the YAML into frozen pydantic models. Relative paths are
 resolved against the config file's folder, so a config works from any working
 directory. Any mistake (unknown key, wrong type, missing file) raises one
-:class:`features.errors.InputError` that names the key and the file.
+:class:`territory.features.errors.InputError` that names the key and the file.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from features.config import ColumnsConfig, FeaturesConfig, FrozenModel
-from features.errors import InputError
-from models.config import ForecastConfig, PotentialConfig, TerritoryConfig
+from territory.features.config import ColumnsConfig, FeaturesConfig, FrozenModel
+from territory.features.errors import InputError
+from territory.models.config import ForecastConfig, PotentialConfig, TerritoryConfig
 
 
 class DataConfig(FrozenModel):

@@ -6,13 +6,13 @@
   a flow runs with that task runner, a worker client inside a Dask task, or
   a cluster made from the config otherwise.
 * :func:`build_features` builds the feature tables one partition of units
-  at a time on the workers (:mod:`features.partitioned`); the tables are
-  equal, bit for bit, to :func:`pipelines.stages.build_features` (the
+  at a time on the workers (:mod:`territory.features.partitioned`); the tables are
+  equal, bit for bit, to :func:`territory.pipelines.stages.build_features` (the
   training rows come grouped by partition, in another order, which no stage
   depends on).
 * :func:`train_models` trains as the local stage does, except that the
   forecaster's final fit runs on ``lightgbm.dask`` once it has at least
-  ``dask.lightgbm_min_rows`` rows (:mod:`models.distributed`).
+  ``dask.lightgbm_min_rows`` rows (:mod:`territory.models.distributed`).
 * :func:`score_units` scores each partition on a worker with the local
   scoring code; the scores equal the local ones.
 
@@ -32,10 +32,10 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from features.build import training_origins
-from features.errors import InputError
-from features.panel import regular_periods
-from features.partitioned import (
+from territory.features.build import training_origins
+from territory.features.errors import InputError
+from territory.features.panel import regular_periods
+from territory.features.partitioned import (
     PartitionFeatures,
     build_partition,
     concat_partitions,
@@ -43,10 +43,10 @@ from features.partitioned import (
     partition_labels,
     stack_tables,
 )
-from features.spatial import build_adjacency, projected_xy
-from models import backtest
-from pipelines import stages
-from pipelines.config import DaskConfig, RunConfig
+from territory.features.spatial import build_adjacency, projected_xy
+from territory.models import backtest
+from territory.pipelines import stages
+from territory.pipelines.config import DaskConfig, RunConfig
 
 
 def cluster_kwargs(dask: DaskConfig) -> dict:
@@ -110,7 +110,7 @@ def _flow_runner_client():
 
 # -- features ----------------------------------------------------------------
 def build_features(config: RunConfig, inputs: stages.Inputs, client=None) -> stages.FeatureSet:
-    """:func:`pipelines.stages.build_features`, one partition of units per Dask task."""
+    """:func:`territory.pipelines.stages.build_features`, one partition of units per Dask task."""
     if client is None:
         with dask_client(config) as client:
             return build_features(config, inputs, client)
@@ -188,8 +188,8 @@ def _n_train_rows(part: PartitionFeatures) -> int:
 
 # -- training -----------------------------------------------------------------
 def train_models(config: RunConfig, features: stages.FeatureSet, client=None) -> stages.Trained:
-    """:func:`pipelines.stages.train_models` with the forecaster's big fit on ``lightgbm.dask``."""
-    from models.distributed import fit_distributed
+    """``stages.train_models`` with the forecaster's big fit on ``lightgbm.dask``."""
+    from territory.models.distributed import fit_distributed
 
     if client is None:
         with dask_client(config) as client:
@@ -206,7 +206,7 @@ def _score_partition(config: RunConfig, features: stages.FeatureSet, trained: st
 def score_units(
     config: RunConfig, features: stages.FeatureSet, trained: stages.Trained, client=None
 ) -> stages.Scores:
-    """:func:`pipelines.stages.score_units`, one partition of units per Dask task.
+    """:func:`territory.pipelines.stages.score_units`, one partition of units per Dask task.
 
     Each worker runs the local scoring code on its units; the rows are put
     back in the local order, and the metrics against the truth file (which

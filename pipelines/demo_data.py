@@ -2,7 +2,7 @@
 
 Run::
 
-    python -m pipelines.demo_data --nat-dir /path/to/libpysal/examples/nat --out data/demo
+    python -m territory.pipelines.demo_data --nat-dir /path/to/libpysal/examples/nat --out data/demo
 
 Every file is written to a temporary folder next to ``out`` first and then
 moved into place, so a failed run never leaves half-written files.
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import geopandas as gpd
 
-from features.demo import (
+from territory.features.demo import (
     PROJECTED_CRS,
     DemoData,
     derive_counties_and_demographics,
     simulate_company,
 )
-from features.spatial import build_adjacency, contiguity_matrix
+from territory.features.spatial import build_adjacency, contiguity_matrix
 
 DEFAULT_SEED = 20261127
 FILES = (
@@ -81,7 +81,7 @@ Real geography and demographics, simulated sales. Regenerate (deterministic,
 byte-identical for the same inputs and seed) with:
 
 ```
-python -m pipelines.demo_data \\
+python -m territory.pipelines.demo_data \\
     --nat-dir <libpysal-4.1.1>/libpysal/examples/nat --out data/demo --seed {seed}
 ```
 

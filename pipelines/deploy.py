@@ -1,4 +1,4 @@
-"""Deployments, schedules and backfills of the flows in :mod:`pipelines.flows`.
+"""Deployments, schedules and backfills of the flows in :mod:`territory.pipelines.flows`.
 
 Two deployments run the product unattended:
 
@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
-from features.errors import InputError
-from pipelines.config import RunConfig, load_config
+from territory.features.errors import InputError
+from territory.pipelines.config import RunConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @flow(name="territory-nightly", validate_parameters=True)
 def scheduled_nightly(config_path: str, as_of: str | None = None) -> dict:
     """Read the config and run the nightly forecast with the config's task runner."""
-    from pipelines.flows import nightly_forecast, with_runner
+    from territory.pipelines.flows import nightly_forecast, with_runner
 
     config = load_config(config_path, {"as_of": as_of} if as_of else None)
     result = with_runner(nightly_forecast, config)(config)
@@ -51,7 +51,7 @@ def scheduled_nightly(config_path: str, as_of: str | None = None) -> dict:
 @flow(name="territory-retrain", validate_parameters=True)
 def scheduled_retrain(config_path: str, as_of: str | None = None) -> dict:
     """Read the config and run the train flow (fit, backtest, register, gate)."""
-    from pipelines.flows import train, with_runner
+    from territory.pipelines.flows import train, with_runner
 
     config = load_config(config_path, {"as_of": as_of} if as_of else None)
     summary = with_runner(train, config)(config)
@@ -199,9 +199,9 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     Returns the accuracy table (one row per as-of date) and the CSV it was
     written to, ``<workspace>/backfill/<run_name>-<start>-<end>.csv``.
     """
-    from pipelines.flows import nightly_forecast, train, with_runner
-    from pipelines.outputs import atomic_file
-    from pipelines.stages import forecast_accuracy, load_inputs
+    from territory.pipelines.flows import nightly_forecast, train, with_runner
+    from territory.pipelines.outputs import atomic_file
+    from territory.pipelines.stages import forecast_accuracy, load_inputs
 
     months = month_range(start, end)
     cols = config.data.columns

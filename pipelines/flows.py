@@ -1,4 +1,4 @@
-"""Prefect flows: thin wiring of the stages in :mod:`pipelines.stages`.
+"""Prefect flows: thin wiring of the stages in :mod:`territory.pipelines.stages`.
 
 Five flows, each taking the validated :class:`~pipelines.config.RunConfig`
 as its parameter (Prefect validates it again when a deployment passes JSON):
@@ -16,7 +16,7 @@ as its parameter (Prefect validates it again when a deployment passes JSON):
 Every flow writes one folder per as-of date, atomically: a re-run replaces
 that date's folder, and a failure anywhere leaves the previous outputs,
 registry versions and aliases as they were (see
-:func:`pipelines.publish.registry_transaction`). A failed flow leaves
+:func:`territory.pipelines.publish.registry_transaction`). A failed flow leaves
 ``<folder>.failed.json`` beside where its folder would be, and a Prefect
 markdown artifact, saying which stage failed and what to do.
 
@@ -42,12 +42,12 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from features.errors import InputError
-from models.config import TerritoryConfig
-from pipelines import publish, stages
-from pipelines.config import RunConfig
-from pipelines.outputs import atomic_directory
-from pipelines.progress import stage
+from territory.features.errors import InputError
+from territory.models.config import TerritoryConfig
+from territory.pipelines import publish, stages
+from territory.pipelines.config import RunConfig
+from territory.pipelines.outputs import atomic_directory
+from territory.pipelines.progress import stage
 
 # --- Task runner: chosen from the config -------------------------------------------------
 
@@ -57,10 +57,10 @@ def task_runner_for(config: RunConfig):
 
     ``local`` is Prefect's default :class:`~prefect.task_runners.ThreadPoolTaskRunner`;
     ``dask`` is prefect-dask's ``DaskTaskRunner`` on ``config.dask`` (see
-    :mod:`pipelines.dask_runner`, whose stages then use that cluster).
+    :mod:`territory.pipelines.dask_runner`, whose stages then use that cluster).
     """
     if config.runner == "dask":
-        from pipelines import dask_runner
+        from territory.pipelines import dask_runner
 
         return dask_runner.task_runner(config)
     return ThreadPoolTaskRunner()
@@ -226,8 +226,8 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10],
 class InputFilesAndConfig(CachePolicy):
     """Cache key of the feature build: input file hashes + the config that shapes features.
 
-    The hashes are the ones :func:`pipelines.stages.load_inputs` computed from
-    the files (:func:`pipelines.outputs.file_sha256`); DataFrames are never
+    The hashes are the ones :func:`territory.pipelines.stages.load_inputs` computed from
+    the files (:func:`territory.pipelines.outputs.file_sha256`); DataFrames are never
     hashed. The feature code's own hash takes part, so an upgrade rebuilds.
     """
 
@@ -244,7 +244,7 @@ def load_inputs(config: RunConfig) -> stages.Inputs:
       cache_expiration=timedelta(days=30))
 def build_feature_set(config: RunConfig, inputs: stages.Inputs) -> stages.FeatureSet:
     if config.runner == "dask":
-        from pipelines import dask_runner
+        from territory.pipelines import dask_runner
 
         return dask_runner.build_features(config, inputs)
     return stages.build_features(config, inputs)
@@ -253,7 +253,7 @@ def build_feature_set(config: RunConfig, inputs: stages.Inputs) -> stages.Featur
 @task(name="train-models", cache_policy=NO_CACHE)
 def train_models(config: RunConfig, features: stages.FeatureSet) -> stages.Trained:
     if config.runner == "dask":
-        from pipelines import dask_runner
+        from territory.pipelines import dask_runner
 
         return dask_runner.train_models(config, features)
     return stages.train_models(config, features)
@@ -262,7 +262,7 @@ def train_models(config: RunConfig, features: stages.FeatureSet) -> stages.Train
 @task(name="score-units", cache_policy=NO_CACHE)
 def score_units(config: RunConfig, features, trained) -> stages.Scores:
     if config.runner == "dask":
-        from pipelines import dask_runner
+        from territory.pipelines import dask_runner
 
         return dask_runner.score_units(config, features, trained)
     return stages.score_units(config, features, trained)

@@ -16,12 +16,12 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from models import tracking
-from models.serving import build_bundle
-from pipelines import report as rpt
-from pipelines.config import RunConfig
-from pipelines.report_map import interactive_map
-from pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
+from territory.models import tracking
+from territory.models.serving import build_bundle
+from territory.pipelines import report as rpt
+from territory.pipelines.config import RunConfig
+from territory.pipelines.report_map import interactive_map
+from territory.pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
 
 
 def tracking_uri(config: RunConfig) -> str:
@@ -316,7 +316,7 @@ def track_run(
 
 
 class PotentialModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc around the fitted :class:`models.potential.PotentialEstimator`.
+    """Pyfunc around the fitted :class:`territory.models.potential.PotentialEstimator`.
 
     Logged (not registered) in every training run beside the registered
     forecaster, so the nightly forecast scores with the champion's own
@@ -451,7 +451,7 @@ def load_registered_models(config: RunConfig, version: str | None = None) -> Reg
     The metrics are the ones its training run logged, so the report's
     quality sentences describe the model that scored.
     """
-    from features.errors import InputError
+    from territory.features.errors import InputError
 
     setup_tracking(config)
     client = MlflowClient()

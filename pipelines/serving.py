@@ -1,7 +1,7 @@
 """Serving the recommender: the ``mlflow models serve`` process and batch scoring.
 
 The pyfunc ``territory-recommender`` itself, its registration and the MLflow
-calls live in :mod:`models.tracking`; this module starts the scoring server
+calls live in :mod:`territory.models.tracking`; this module starts the scoring server
 and runs batch scoring over every unit.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import tracking
+from territory.models import tracking
 
 
 def serve_command(host: str, port: int,
@@ -41,7 +41,7 @@ def start_server(tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
 
 def load_champion(config):
     """The champion recommender of the config's tracking store."""
-    from pipelines.publish import setup_tracking
+    from territory.pipelines.publish import setup_tracking
 
     setup_tracking(config)
     return tracking.load_champion()
@@ -52,9 +52,9 @@ def score_all(config, out: Path | None = None) -> tuple[Path, pd.DataFrame, str]
 
     Returns the CSV path, the scored frame and the MLflow run id of the scoring run.
     """
-    from features.spatial import build_adjacency
-    from pipelines.outputs import atomic_directory
-    from pipelines.stages import load_inputs, market_features
+    from territory.features.spatial import build_adjacency
+    from territory.pipelines.outputs import atomic_directory
+    from territory.pipelines.stages import load_inputs, market_features
 
     cols = config.data.columns
     inputs = load_inputs(config)

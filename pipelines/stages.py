@@ -1,7 +1,7 @@
 """The pipeline's stages as plain functions over typed config.
 
 Each stage loads, calls pure code in ``features``/``models``, and returns a
-small dataclass. ``pipelines.flows`` wraps them as Prefect tasks; tests can
+small dataclass. ``territory.pipelines.flows`` wraps them as Prefect tasks; tests can
 call them directly.
 """
 
@@ -19,24 +19,24 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from features import io as fio
-from features.build import (
+from territory.features import io as fio
+from territory.features.build import (
     build_forecast_table,
     build_market_table,
     training_origins,
 )
-from features.errors import InputError
-from features.panel import make_panel
-from features.spatial import AdjacencyGraph, build_adjacency, projected_xy
-from features.temporal import rolling_name
-from models import backtest
-from models import recommend as rec
-from models.forecast import SalesForecaster, forecaster_from_config
-from models.potential import PotentialEstimator, describe_drivers
-from models.territories import TerritoryDesigner, evaluate_alignment
-from models.territory_planning import choose_n_territories, design_regions
-from pipelines.config import RunConfig
-from pipelines.outputs import file_sha256
+from territory.features.errors import InputError
+from territory.features.panel import make_panel
+from territory.features.spatial import AdjacencyGraph, build_adjacency, projected_xy
+from territory.features.temporal import rolling_name
+from territory.models import backtest
+from territory.models import recommend as rec
+from territory.models.forecast import SalesForecaster, forecaster_from_config
+from territory.models.potential import PotentialEstimator, describe_drivers
+from territory.models.territories import TerritoryDesigner, evaluate_alignment
+from territory.models.territory_planning import choose_n_territories, design_regions
+from territory.pipelines.config import RunConfig
+from territory.pipelines.outputs import file_sha256
 
 PERIODS_PER_YEAR = {"MS": 12, "W-MON": 52, "QS": 4}
 
@@ -180,7 +180,7 @@ def train_models(config: RunConfig, features: FeatureSet, fit_forecaster=None) -
     """Fit the forecaster and the potential model; score them out of sample.
 
     ``fit_forecaster(estimator, table)`` replaces ``estimator.fit(table)`` for
-    the main fit (the Dask runner passes :func:`models.distributed.fit_distributed`).
+    the main fit (the Dask runner passes :func:`territory.models.distributed.fit_distributed`).
 
     The forecaster is scored on its validation window and, unless
     ``forecast.backtest.windows`` is 0, by a rolling-origin backtest that

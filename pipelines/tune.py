@@ -17,7 +17,7 @@ trials and the same best settings (``timeout`` aside, which can stop the
 search after fewer trials).
 
 The tuned config is the input config with the best ``forecast`` settings,
-written atomically and checked with :func:`pipelines.config.load_config`
+written atomically and checked with :func:`territory.pipelines.config.load_config`
 before it replaces anything.
 """
 
@@ -32,12 +32,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from features.errors import InputError
-from features.temporal import rolling_name
-from models import backtest, tracking
-from models.forecast import forecaster_from_config
-from pipelines.config import RunConfig, load_config
-from pipelines.outputs import atomic_file
+from territory.features.errors import InputError
+from territory.features.temporal import rolling_name
+from territory.models import backtest, tracking
+from territory.models.forecast import forecaster_from_config
+from territory.pipelines.config import RunConfig, load_config
+from territory.pipelines.outputs import atomic_file
 
 # name -> ("float" | "int", low, high, log) or ("categorical", choices)
 SEARCH_SPACE: dict[str, tuple] = {
@@ -191,8 +191,8 @@ def tune(
         TimeElapsedColumn,
     )
 
-    from pipelines import stages
-    from pipelines.publish import setup_tracking
+    from territory.pipelines import stages
+    from territory.pipelines.publish import setup_tracking
 
     names, metric = check_search(params, n_trials, metric, config)
     inputs = stages.load_inputs(config)

@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_forecast_table, training_origins
-from features.config import FeaturesConfig
-from features.errors import InputError
-from features.panel import make_panel
-from models import backtest
-from models.forecast import SalesForecaster
+from territory.features.build import build_forecast_table, training_origins
+from territory.features.config import FeaturesConfig
+from territory.features.errors import InputError
+from territory.features.panel import make_panel
+from territory.models import backtest
+from territory.models.forecast import SalesForecaster
 
 FEATURES = FeaturesConfig(lags=[1, 2, 12], rolling_windows=[3, 12], rolling_stats=["mean"],
                           spatial_lag_columns=[])
@@ -191,7 +191,7 @@ def test_promotion_gate_compares_only_the_same_backtest_windows(tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from models import tracking
+    from territory.models import tracking
 
     tracking.setup_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", "gate", tmp_path / "art")
     client = MlflowClient()

@@ -4,8 +4,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from features.errors import InputError
-from pipelines.config import load_config
+from territory.features.errors import InputError
+from territory.pipelines.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import dask_runner, stages
-from pipelines.config import load_config
+from territory.pipelines import dask_runner, stages
+from territory.pipelines.config import load_config
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 STATES = ["Iowa", "Nebraska", "South Dakota"]
@@ -154,7 +154,7 @@ def test_pipeline_flow_runs_on_the_dask_cluster(client, prefect_session, demo_sl
     from conftest import write_slice_config
     from prefect_dask import DaskTaskRunner
 
-    from pipelines.flows import task_runner_for, territory_pipeline, with_runner
+    from territory.pipelines.flows import task_runner_for, territory_pipeline, with_runner
 
     address = client.scheduler.address
     path = write_slice_config(

@@ -15,9 +15,13 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
-from features.demo import PROJECTED_CRS, derive_counties_and_demographics, simulate_company
-from features.spatial import build_adjacency
-from pipelines.demo_data import DEFAULT_SEED, FILES, write_demo_data
+from territory.features.demo import (
+    PROJECTED_CRS,
+    derive_counties_and_demographics,
+    simulate_company,
+)
+from territory.features.spatial import build_adjacency
+from territory.pipelines.demo_data import DEFAULT_SEED, FILES, write_demo_data
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 N_TERRITORIES = 50

@@ -7,12 +7,12 @@ import pytest
 import scipy.sparse as sp
 from shapely.geometry import box
 
-from features.build import build_forecast_table, build_market_table, training_origins
-from features.config import FeaturesConfig
-from features.errors import InputError
-from features.panel import make_panel, to_wide
-from features.spatial import AdjacencyGraph, build_adjacency, link_islands, spatial_lag
-from features.temporal import origin_features
+from territory.features.build import build_forecast_table, build_market_table, training_origins
+from territory.features.config import FeaturesConfig
+from territory.features.errors import InputError
+from territory.features.panel import make_panel, to_wide
+from territory.features.spatial import AdjacencyGraph, build_adjacency, link_islands, spatial_lag
+from territory.features.temporal import origin_features
 
 CONFIG = FeaturesConfig(lags=[1, 2, 3], rolling_windows=[2, 4], rolling_stats=["mean", "std",
                         "min", "max"], spatial_lag_columns=["sales_roll_mean_w4"])

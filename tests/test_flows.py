@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.errors import InputError
-from pipelines import flows, publish, stages
-from pipelines.config import load_config
+from territory.features.errors import InputError
+from territory.pipelines import flows, publish, stages
+from territory.pipelines.config import load_config
 from tests.conftest import FAST_MODELS, write_slice_config
 
 FAST = {
@@ -281,7 +281,7 @@ def test_a_task_past_its_timeout_fails_the_run(trained, config, monkeypatch):
 
 
 def test_design_scenario_leaves_the_registry_alone(trained, config):
-    from models.config import TerritoryConfig
+    from territory.models.config import TerritoryConfig
 
     before = registry_state(config)
     scenario = TerritoryConfig(n_territories=3, keep_rep_homes=False, time_limit_s=10)
@@ -296,7 +296,7 @@ def test_design_scenario_leaves_the_registry_alone(trained, config):
 
 
 def test_forecast_accuracy_on_a_hand_made_frame():
-    from features.config import ColumnsConfig
+    from territory.features.config import ColumnsConfig
 
     scores = pd.DataFrame({
         "unit_id": ["a", "a", "b", "b"], "horizon": [1, 2, 1, 2],
@@ -316,7 +316,7 @@ def test_forecast_accuracy_on_a_hand_made_frame():
 
 
 def test_backfill_trains_per_as_of_and_reports_accuracy(trained, config):
-    from pipelines.deploy import backfill
+    from territory.pipelines.deploy import backfill
 
     before = registry_state(config)
     table, csv = backfill(config, "2025-11", "2026-01")
@@ -340,7 +340,7 @@ def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_ses
                                                     monkeypatch):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from territory.pipelines.cli import app
 
     monkeypatch.setenv("PREFECT_HOME", str(prefect_session))  # the CLI keeps a set home
     path = Path(config.workspace).parent / f"{Path(config.workspace).name}.yaml"

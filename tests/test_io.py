@@ -10,9 +10,9 @@ import pytest
 import shapely
 from shapely.geometry import Polygon, box
 
-from features.config import ColumnsConfig
-from features.errors import InputError
-from features.io import (
+from territory.features.config import ColumnsConfig
+from territory.features.errors import InputError
+from territory.features.io import (
     load_alignment,
     load_demographics,
     load_reps,
@@ -20,7 +20,7 @@ from features.io import (
     load_units,
     read_table,
 )
-from features.schemas import GeometryRepairWarning
+from territory.features.schemas import GeometryRepairWarning
 
 COLUMNS = ColumnsConfig()
 UNIT_IDS = ["01001", "01003", "01005"]

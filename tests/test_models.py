@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_forecast_table, training_origins
-from features.config import FeaturesConfig
-from features.errors import InputError
-from features.panel import make_panel
-from models import backtest
-from models.forecast import SalesForecaster
-from models.potential import PotentialEstimator, describe_drivers
+from territory.features.build import build_forecast_table, training_origins
+from territory.features.config import FeaturesConfig
+from territory.features.errors import InputError
+from territory.features.panel import make_panel
+from territory.models import backtest
+from territory.models.forecast import SalesForecaster
+from territory.models.potential import PotentialEstimator, describe_drivers
 
 FEATURES = FeaturesConfig(lags=[1, 2, 3, 12], rolling_windows=[3, 12], rolling_stats=["mean"])
 
@@ -156,7 +156,7 @@ def test_training_row_order_does_not_change_the_model(seasonal_tables):
 
 
 def test_forecast_drivers_read_as_words_and_sum_to_the_forecast(fitted, seasonal_tables):
-    from models.forecast import readable_feature
+    from territory.models.forecast import readable_feature
 
     _, test = seasonal_tables
     assert readable_feature("sales_roll_mean_w3") == "last 3 months"

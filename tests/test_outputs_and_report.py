@@ -4,8 +4,8 @@ import pytest
 from openpyxl import load_workbook
 from shapely.geometry import box
 
-from pipelines import report as rpt
-from pipelines.outputs import atomic_directory, file_sha256
+from territory.pipelines import report as rpt
+from territory.pipelines.outputs import atomic_directory, file_sha256
 
 
 def test_atomic_directory_replaces_on_success(tmp_path):
@@ -37,7 +37,7 @@ def test_file_sha256(tmp_path):
 
 
 def _content(name: str) -> rpt.ReportContent:
-    from pipelines.report_map import interactive_map
+    from territory.pipelines.report_map import interactive_map
 
     units = gpd.GeoDataFrame({"unit_id": ["a", "b", "c", "d"]},
                              geometry=[box(i * 1e3, 0, (i + 1) * 1e3, 1e3) for i in range(4)],
@@ -80,7 +80,7 @@ def test_excel_has_one_sheet_per_table_with_formats(tmp_path):
 
 
 def test_hostile_names_render_as_text_in_chromium(tmp_path):
-    from pipelines.report_map import interactive_map
+    from territory.pipelines.report_map import interactive_map
     from tests.browser import Page
 
     evil = "<script>alert(1)</script>"

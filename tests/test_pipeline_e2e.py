@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from features.errors import InputError
-from pipelines.config import load_config
+from territory.features.errors import InputError
+from territory.pipelines.config import load_config
 from tests.conftest import free_port, write_slice_config
 
 
@@ -24,7 +24,7 @@ def prefect_harness(prefect_session):
 
 @pytest.fixture(scope="module")
 def first_run(prefect_harness, demo_slice_dir, tmp_path_factory):
-    from pipelines.flows import territory_pipeline
+    from territory.pipelines.flows import territory_pipeline
 
     workspace = tmp_path_factory.mktemp("e2e") / "workspace"
     config = load_config(write_slice_config(demo_slice_dir, workspace))
@@ -107,7 +107,7 @@ def test_mlflow_run_and_registry(first_run):
 
 
 def test_worse_challenger_is_not_promoted(first_run, demo_slice_dir):
-    from pipelines.flows import territory_pipeline
+    from territory.pipelines.flows import territory_pipeline
 
     config, result = first_run
     worse = load_config(
@@ -127,7 +127,7 @@ def test_worse_challenger_is_not_promoted(first_run, demo_slice_dir):
 
 
 def test_bad_input_changes_nothing(first_run, demo_slice_dir, tmp_path):
-    from pipelines.flows import territory_pipeline
+    from territory.pipelines.flows import territory_pipeline
 
     config, result = first_run
     run_dir = result["run_dir"]
@@ -150,7 +150,7 @@ def test_bad_input_changes_nothing(first_run, demo_slice_dir, tmp_path):
 
 
 def test_cli_reports_bad_config_without_traceback(tmp_path):
-    from pipelines.cli import app
+    from territory.pipelines.cli import app
 
     path = tmp_path / "c.yaml"
     path.write_text("data: {units: a.csv, sales: b.csv}\nterritories: {tolerence: 0.1}\n")
@@ -234,8 +234,8 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     import time
     import urllib.request
 
-    from pipelines.publish import tracking_uri
-    from pipelines.serving import score_all, start_server
+    from territory.pipelines.publish import tracking_uri
+    from territory.pipelines.serving import score_all, start_server
 
     config, _ = first_run
     csv_path, batch, _ = score_all(config, tmp_path / "scores")
@@ -255,12 +255,12 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
             assert time.time() < deadline, "server did not start"
             time.sleep(0.5)
 
-        from pipelines.serving import load_champion
+        from territory.pipelines.serving import load_champion
 
         model = load_champion(config)
         columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
-        from features.spatial import build_adjacency
-        from pipelines.stages import load_inputs, market_features
+        from territory.features.spatial import build_adjacency
+        from territory.pipelines.stages import load_inputs, market_features
 
         inputs = load_inputs(config)
         graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import load_config
-from pipelines.deploy import deployment_specs
+from territory.pipelines.config import load_config
+from territory.pipelines.deploy import deployment_specs
 from tests.conftest import FAST_MODELS, free_port, write_slice_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import recommend as rec
-from models.potential import PotentialEstimator
-from models.serving import ScoringInputError, build_bundle
+from territory.models import recommend as rec
+from territory.models.potential import PotentialEstimator
+from territory.models.serving import ScoringInputError, build_bundle
 
 
 def _totals() -> pd.DataFrame:

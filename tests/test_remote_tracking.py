@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import load_config
+from territory.pipelines.config import load_config
 from tests.conftest import FAST_MODELS, free_port, write_slice_config
 
 BIN = Path(sys.executable).parent
@@ -71,7 +71,7 @@ def mlflow_server(tmp_path_factory):
 
 
 def test_config_accepts_only_tracking_uris(demo_slice_dir, tmp_path):
-    from features.errors import InputError
+    from territory.features.errors import InputError
 
     ok = load_config(write_slice_config(
         demo_slice_dir, tmp_path / "a", tracking={"tracking_uri": "https://mlflow.example.com/"}))
@@ -84,7 +84,7 @@ def test_config_accepts_only_tracking_uris(demo_slice_dir, tmp_path):
 @pytest.mark.slow
 def test_train_and_nightly_against_a_remote_tracking_server(prefect_session, mlflow_server,
                                                             demo_slice_dir, tmp_path):
-    from pipelines.flows import nightly_forecast, train
+    from territory.pipelines.flows import nightly_forecast, train
 
     url, root = mlflow_server
     config = load_config(write_slice_config(

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point, Polygon, box
 
-from features.config import ColumnsConfig
-from features.errors import InputError
-from features.schemas import (
+from territory.features.config import ColumnsConfig
+from territory.features.errors import InputError
+from territory.features.schemas import (
     GeometryRepairWarning,
     validate_alignment,
     validate_demographics,

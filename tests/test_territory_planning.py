@@ -11,9 +11,9 @@ import scipy.sparse as sp
 from pydantic import ValidationError
 from scipy.sparse.csgraph import connected_components
 
-from models.config import TerritoryConfig
-from models.territories import TerritoryDesigner
-from models.territory_planning import (
+from territory.models.config import TerritoryConfig
+from territory.models.territories import TerritoryDesigner
+from territory.models.territory_planning import (
     aggregate_attributes,
     capacity_bounds,
     choose_n_territories,
@@ -252,9 +252,9 @@ def test_territory_config_auto_and_regions():
 
 def test_design_stage_with_auto_k_and_regions(demo_slice_dir, tmp_path):
     """The pipeline's design stage on the Iowa/Nebraska slice: auto K, 2 regions."""
-    from features.spatial import build_adjacency, projected_xy
-    from pipelines import stages
-    from pipelines.config import load_config
+    from territory.features.spatial import build_adjacency, projected_xy
+    from territory.pipelines import stages
+    from territory.pipelines.config import load_config
     from tests.conftest import write_slice_config
 
     base = load_config(write_slice_config(demo_slice_dir, tmp_path / "ws"))

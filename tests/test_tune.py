@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from shapely.geometry import box
 from typer.testing import CliRunner
 
-from features.errors import InputError
-from pipelines.config import load_config
+from territory.features.errors import InputError
+from territory.pipelines.config import load_config
 
 PARAMS = ["learning_rate", "num_leaves", "min_child_samples"]
 
@@ -67,7 +67,7 @@ def _config(tmp_path: Path, **forecast) -> Path:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    from pipelines.tune import tune
+    from territory.pipelines.tune import tune
 
     tmp = tmp_path_factory.mktemp("tune")
     source = _config(tmp)
@@ -122,7 +122,7 @@ def test_written_config_loads_and_holds_the_best_params(tuned):
 
 
 def test_same_seed_gives_the_same_trials(tuned, tmp_path):
-    from pipelines.tune import tune
+    from territory.pipelines.tune import tune
 
     _, first = tuned
     source = _config(tmp_path)
@@ -134,7 +134,7 @@ def test_same_seed_gives_the_same_trials(tuned, tmp_path):
 
 
 def test_bad_requests_are_clear_errors(tmp_path):
-    from pipelines.tune import check_search
+    from territory.pipelines.tune import check_search
 
     config = load_config(_config(tmp_path))
     with pytest.raises(InputError, match="at least 1"):
@@ -149,7 +149,7 @@ def test_bad_requests_are_clear_errors(tmp_path):
 
 
 def test_cli_rejects_bad_input_without_writing(tmp_path):
-    from pipelines.cli import app
+    from territory.pipelines.cli import app
 
     source = _config(tmp_path)
     out = tmp_path / "tuned.yaml"
