@@ -151,7 +151,7 @@ def main() -> None:
     runs = {
         "fresh design": {},
         "rebalance (minimal disruption)": {"current_labels": current},
-        "fresh, rep homes fixed": {"fixed_centers": {t: int(u) for t, u in enumerate(homes)}},
+        "fresh, rep homes fixed": {"fixed_centres": {t: int(u) for t, u in enumerate(homes)}},
     }
     results = {}
     for name, kw in runs.items():
@@ -161,7 +161,7 @@ def main() -> None:
         rep = res.report
         if "current_labels" not in kw:  # disruption against today's alignment, for comparison
             rep = evaluate_alignment(res.labels, xy, adj, attrs, tau, current_labels=current,
-                                     centers=res.centers, n_territories=k)
+                                     centres=res.centres, n_territories=k)
         rows.append(_row(name, rep, wall, cpu))
         results[name] = res
     table = pd.DataFrame(rows)

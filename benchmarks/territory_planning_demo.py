@@ -88,7 +88,7 @@ def main() -> None:
 
     t0, c0 = time.perf_counter(), time.process_time()
     hier = design_regions(xy, adj, attrs, auto.labels, args.regions, tolerance=0.10, seed=42,
-                          centers=auto.centers, unit_ids=inst["ids"])
+                          centres=auto.centres, unit_ids=inst["ids"])
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     nested = bool(np.array_equal(hier.unit_region, hier.territory_region[auto.labels]))
     pieces = [connected_components(adj[m][:, m], directed=False)[0]

@@ -246,7 +246,7 @@ class DesignResult:
     """Output of :func:`design_territories`."""
 
     labels: np.ndarray
-    centers: np.ndarray
+    centres: np.ndarray
     report: TerritoryReport
 
 
@@ -298,8 +298,6 @@ def _validate_inputs(
 
 
 def _tolerance_vector(tolerance, tolerances, columns) -> np.ndarray:
-    if isinstance(tolerance, Mapping):
-        tolerances, tolerance = dict(tolerance), 0.05
     tol = float(tolerance)
     if not 0 <= tol < 1:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
@@ -437,12 +435,13 @@ def evaluate_alignment(
     xy,
     adjacency,
     attributes: pd.DataFrame,
-    tolerances: float | Mapping[str, float] = 0.05,
+    tolerance: float = 0.05,
+    tolerances: Mapping[str, float] | None = None,
     current_labels=None,
     polygons=None,
     *,
     targets: np.ndarray | None = None,
-    centers: np.ndarray | None = None,
+    centres: np.ndarray | None = None,
     unit_ids=None,
     n_territories: int | None = None,
     run_time_s: float | None = None,
@@ -461,9 +460,10 @@ def evaluate_alignment(
     attributes
         (n, m) non-negative numeric attributes; the first one weights dispersion
         and medoids and measures disruption.
+    tolerance
+        Tolerance of every attribute not named in ``tolerances``.
     tolerances
-        One tolerance for all attributes, or a mapping ``{attribute: tau}``
-        (attributes not named get 0.05).
+        Per-attribute tolerances ``{attribute: tau}`` that override ``tolerance``.
     current_labels
         Current alignment, to count moves and disruption.
     polygons
@@ -471,7 +471,7 @@ def evaluate_alignment(
         one per unit, to report Polsby-Popper compactness per territory.
     targets
         (K, m) per-territory targets; default the mean over territories.
-    centers
+    centres
         Unit index of each territory's centre; default the weighted medoid.
     unit_ids
         Names used in violation messages; default the unit index.
@@ -496,7 +496,7 @@ def evaluate_alignment(
     if k < 1 or labels.max() >= k or labels.min() < -1:
         raise ValueError(f"labels must lie in 0..{k - 1} (or -1 for unassigned)")
     cols = list(attributes.columns)
-    tau = _tolerance_vector(tolerances, None, cols)
+    tau = _tolerance_vector(tolerance, tolerances, cols)
     values = attributes.to_numpy(dtype=float)
     tgt = _target_matrix(targets, values, k)
     cur = None
@@ -514,12 +514,12 @@ def evaluate_alignment(
     graph = Graph.from_csr(adjacency)
     _, comp = components_by_label(graph, lab)
     n_comp = np.array([len(np.unique(comp[lab == t])) for t in range(k)])
-    if centers is None:
+    if centres is None:
         centres = weighted_medoids(xy, values[:, 0], lab, k + 1, {})[:k]
     else:
-        centres = np.asarray(centers, dtype=np.int64)
+        centres = np.asarray(centres, dtype=np.int64)
         if centres.shape != (k,):
-            raise ValueError(f"centers must have shape ({k},)")
+            raise ValueError(f"centres must have shape ({k},)")
     w0 = values[:, 0]
     disp = np.zeros(k)
     diam = np.zeros(k)
@@ -639,7 +639,8 @@ def rebalance_lower_bound(
     current_labels,
     attributes: pd.DataFrame,
     n_territories: int | None = None,
-    tolerances: float | Mapping[str, float] = 0.05,
+    tolerance: float = 0.05,
+    tolerances: Mapping[str, float] | None = None,
     *,
     targets: np.ndarray | None = None,
     movable=None,
@@ -668,8 +669,8 @@ def rebalance_lower_bound(
         (n, m) non-negative attributes.
     n_territories
         K; default ``current_labels.max() + 1``.
-    tolerances
-        One tau, or ``{attribute: tau}``.
+    tolerance, tolerances
+        One tau for all attributes, and ``{attribute: tau}`` overrides.
     targets
         (K, m) targets; default the mean.
     movable
@@ -690,7 +691,7 @@ def rebalance_lower_bound(
     if cur.shape != (n,) or cur.min() < 0 or cur.max() >= k:
         raise ValueError(f"current_labels must be integers in 0..{k - 1}, one per unit")
     cols = list(attributes.columns)
-    tau = _tolerance_vector(tolerances, None, cols)
+    tau = _tolerance_vector(tolerance, tolerances, cols)
     tgt = _target_matrix(targets, values, k)
     mov = np.ones(n, dtype=bool) if movable is None else np.asarray(movable, dtype=bool)
     totals = np.zeros((k, m))
@@ -750,7 +751,7 @@ def design_territories(
     *,
     unit_ids=None,
     current_labels=None,
-    fixed_centers: Mapping[int, int] | None = None,
+    fixed_centres: Mapping[int, int] | None = None,
     locked: Mapping[int, int] | None = None,
     tolerances: Mapping[str, float] | None = None,
     targets: np.ndarray | None = None,
@@ -792,7 +793,7 @@ def design_territories(
         Unit names used in the report.
     current_labels
         Current alignment (``0..K-1``); switches to minimal-disruption rebalancing.
-    fixed_centers
+    fixed_centres
         ``{territory: unit index}``: the unit (e.g. a rep's home) stays in that
         territory and is its centre.
     locked
@@ -854,7 +855,7 @@ def design_territories(
     Returns
     -------
     DesignResult
-        ``labels``, ``centers`` and the quality ``report``.
+        ``labels``, ``centres`` and the quality ``report``.
 
     Raises
     ------
@@ -887,14 +888,14 @@ def design_territories(
     tau = _tolerance_vector(tolerance, tolerances, cols)
     values = attributes.to_numpy(dtype=float)
     tgt = _target_matrix(targets, values, k)
-    fixed = _check_mapping("fixed_centers", fixed_centers, n, k, True)
+    fixed = _check_mapping("fixed_centres", fixed_centres, n, k, True)
     lock = _check_mapping("locked", locked, n, k, False)
     if len(set(fixed.values())) < len(fixed):
-        raise ValueError("fixed_centers: the same unit is the centre of two territories")
+        raise ValueError("fixed_centres: the same unit is the centre of two territories")
     for t, u in fixed.items():
         if u in lock and lock[u] != t:
             raise ValueError(
-                f"fixed_centers/locked: unit {u} is locked to {lock[u]} but is the centre of {t}"
+                f"fixed_centres/locked: unit {u} is locked to {lock[u]} but is the centre of {t}"
             )
         lock[u] = t
     cur = None
@@ -1076,8 +1077,8 @@ def design_territories(
     labels = best.labels.astype(np.int64)
     centres = best.centres
     report = evaluate_alignment(
-        labels, xy, adjacency, attributes, dict(zip(cols, tau, strict=True)),
-        current_labels=cur, targets=tgt, centers=centres, unit_ids=ids, n_territories=k,
+        labels, xy, adjacency, attributes, tolerances=dict(zip(cols, tau, strict=True)),
+        current_labels=cur, targets=tgt, centres=centres, unit_ids=ids, n_territories=k,
         max_radius_km=max_radius_km,
     )
     width = max(2, len(str(k - 1)))
@@ -1095,7 +1096,8 @@ def design_territories(
                 "cannot be joined into one contiguous territory"
             )
     if cur is not None:
-        bound = rebalance_lower_bound(cur, attributes, k, dict(zip(cols, tau, strict=True)),
+        bound = rebalance_lower_bound(cur, attributes, k,
+                                      tolerances=dict(zip(cols, tau, strict=True)),
                                       targets=tgt, movable=movable)
         report.overall["disruption_units_lower_bound_pct"] = bound["units_pct"]
         report.overall[f"disruption_{cols[0]}_lower_bound_pct"] = bound[f"{cols[0]}_pct"]
@@ -1104,7 +1106,7 @@ def design_territories(
     report.violations.extend(extra)
     report.overall["n_violations"] = len(report.violations)
     report.overall["run_time_s"] = time.perf_counter() - t0
-    return DesignResult(labels=labels, centers=centres, report=report)
+    return DesignResult(labels=labels, centres=centres, report=report)
 
 
 def _flow_polish(state, graph, values, tgt, tau, xy, movable, rng, fixed, radius, deadline,
@@ -1161,7 +1163,7 @@ def _group_repair(state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lo
         res = design_territories(
             xy[units], adjacency[units][:, units], pd.DataFrame(values[units], columns=cols),
             len(group), seed=int(rng.integers(2**31 - 1)), tolerances=tol, targets=tgt[group],
-            fixed_centers={gpos[t]: pos[u] for t, u in fixed.items() if t in gpos} or None,
+            fixed_centres={gpos[t]: pos[u] for t, u in fixed.items() if t in gpos} or None,
             locked={pos[u]: gpos[t] for u, t in lock.items() if u in pos} or None,
             max_restarts=0, flow_rounds=0, lns_tries=0, max_chains=max_chains,
             time_limit_s=max(0.5, min(10.0, deadline - time.perf_counter())),
@@ -1234,7 +1236,7 @@ class TerritoryDesigner:
     ----------
     labels_ : np.ndarray
         Territory of each unit, ``0..K-1``.
-    centers_ : np.ndarray
+    centres_ : np.ndarray
         Unit index of each territory's centre.
     report_ : TerritoryReport
         Quality metrics and plain-word violations.
@@ -1276,7 +1278,7 @@ class TerritoryDesigner:
         *,
         unit_ids=None,
         current_labels=None,
-        fixed_centers: Mapping[int, int] | None = None,
+        fixed_centres: Mapping[int, int] | None = None,
         locked: Mapping[int, int] | None = None,
         tolerances: Mapping[str, float] | None = None,
         targets: np.ndarray | None = None,
@@ -1284,7 +1286,7 @@ class TerritoryDesigner:
         """Design territories for the given units; see :func:`design_territories`."""
         result = design_territories(
             xy, adjacency, attributes, self.n_territories, self.tolerance, self.seed,
-            unit_ids=unit_ids, current_labels=current_labels, fixed_centers=fixed_centers,
+            unit_ids=unit_ids, current_labels=current_labels, fixed_centres=fixed_centres,
             locked=locked, tolerances=tolerances, targets=targets, max_iter=self.max_iter,
             time_limit_s=self.time_limit_s, n_starts=self.n_starts,
             compactness_weight=self.compactness_weight, move_budget=self.move_budget,
@@ -1292,6 +1294,6 @@ class TerritoryDesigner:
             max_radius_km=self.max_radius_km, flow_rounds=self.flow_rounds,
         )
         self.labels_ = result.labels
-        self.centers_ = result.centers
+        self.centres_ = result.centres
         self.report_ = result.report
         return self

@@ -88,7 +88,7 @@ class AutoKResult:
         ``feasible``, ``run_time_s``.
     explanation
         The choice in plain words.
-    labels, centers, report
+    labels, centres, report
         The chosen design (as :class:`~models.territories.TerritoryDesigner` sets them).
     """
 
@@ -98,7 +98,7 @@ class AutoKResult:
     candidates: pd.DataFrame
     explanation: str
     labels: np.ndarray
-    centers: np.ndarray
+    centres: np.ndarray
     report: TerritoryReport
 
 
@@ -333,7 +333,7 @@ def choose_n_territories(
         text += " " + " ".join(notes)
     return AutoKResult(
         n_territories=k, lower_bound=lower, feasible=chosen is not None, candidates=table,
-        explanation=text, labels=designer.labels_, centers=designer.centers_, report=rep,
+        explanation=text, labels=designer.labels_, centres=designer.centres_, report=rep,
     )
 
 
@@ -388,14 +388,14 @@ def aggregate_attributes(labels, attributes: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def territory_points(labels, xy, weights=None, centers=None) -> np.ndarray:
+def territory_points(labels, xy, weights=None, centres=None) -> np.ndarray:
     """One point per territory: its centre unit, else the weighted centroid of its units."""
     xy = np.asarray(xy, dtype=float)
     lab, k = _labels(labels, len(xy))
-    if centers is not None:
-        c = np.asarray(centers, dtype=np.int64)
+    if centres is not None:
+        c = np.asarray(centres, dtype=np.int64)
         if c.shape != (k,) or c.min() < 0 or c.max() >= len(xy):
-            raise ValueError(f"centers must hold {k} unit indices")
+            raise ValueError(f"centres must hold {k} unit indices")
         return xy[c].copy()
     w = np.ones(len(xy)) if weights is None else np.asarray(weights, dtype=float)
     tot = np.bincount(lab, weights=w, minlength=k)
@@ -460,7 +460,7 @@ def design_regions(
     balance_count: bool = True,
     count_tolerance: float | None = None,
     seed: int = 0,
-    centers=None,
+    centres=None,
     unit_ids=None,
     territory_names=None,
     designer_params: Mapping | None = None,
@@ -486,8 +486,8 @@ def design_regions(
         ``floor(K/R)`` and ``ceil(K/R)`` territories are allowed.
     seed
         Seed of the region design.
-    centers
-        Centre unit of each territory (e.g. ``designer.centers_``); default the
+    centres
+        Centre unit of each territory (e.g. ``designer.centres_``); default the
         weighted centroid of its units.
     unit_ids, territory_names
         Names used in the report.
@@ -515,7 +515,7 @@ def design_regions(
     tgraph = territory_graph(lab, adjacency)
     agg = aggregate_attributes(lab, attributes)
     first = attributes.iloc[:, 0].to_numpy(dtype=float)
-    pts = territory_points(lab, xy, weights=first, centers=centers)
+    pts = territory_points(lab, xy, weights=first, centres=centres)
     tgraph, links = link_islands(tgraph, pts)
     taus = {c: float((tolerances or {}).get(c, tolerance)) for c in attributes.columns}
     count_tau = None

@@ -78,7 +78,7 @@ current = inputs.alignment.set_index("unit_id")["territory_id"].reindex(uid)
 codes = pd.Categorical(current).codes
 graph = build_adjacency(units, projected_crs=config.data.projected_crs)
 report = evaluate_alignment(codes, projected_xy(units, config.data.projected_crs), graph.matrix,
-                            attributes, tolerances=0.05)
+                            attributes, tolerance=0.05)
 summary = report.territories.assign(territory=pd.Categorical(current).categories)
 ax = summary.sort_values("sales_deviation").plot.bar(x="territory", y="sales_deviation",
                                                       figsize=(12, 3.5), legend=False)

@@ -56,7 +56,7 @@ scenarios = {"today (current alignment)": None}
 results = {}
 why = {}  # each design's diagnosis: blocks of territories that cannot balance, and why
 today = evaluate_alignment(current.codes, features.xy, features.graph.matrix, attributes,
-                           tolerances=0.05)
+                           tolerance=0.05)
 results["today (current alignment)"] = today.overall
 for k in (40, 50, 60):
     designer = TerritoryDesigner(n_territories=k, tolerance=0.05, seed=1,

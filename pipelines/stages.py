@@ -358,16 +358,16 @@ def design_territories(
                      enumerate(rep_terr_ids)}
 
     if auto is not None and fixed is None:  # the auto-K design is already this one
-        labels, centers, report = auto.labels, auto.centers, auto.report
+        labels, centres, report = auto.labels, auto.centres, auto.report
     else:
         designer = TerritoryDesigner(
             n_territories=n_terr, tolerance=tc.tolerance, seed=tc.seed,
             time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
         ).fit(
             features.xy, features.graph.matrix, attributes, unit_ids=unit_ids,
-            current_labels=start_labels, fixed_centers=fixed,
+            current_labels=start_labels, fixed_centres=fixed,
         )
-        labels, centers, report = designer.labels_, designer.centers_, designer.report_
+        labels, centres, report = designer.labels_, designer.centres_, designer.report_
     if rep_terr_ids is not None:
         names = np.asarray(rep_terr_ids, dtype=object)[labels]
     elif current is not None:
@@ -404,7 +404,7 @@ def design_territories(
                              column="territories.regions")
         hier = design_regions(
             features.xy, features.graph.matrix, attributes, labels, tc.regions,
-            tolerance=tc.region_tolerance, seed=tc.seed, centers=centers, unit_ids=unit_ids,
+            tolerance=tc.region_tolerance, seed=tc.seed, centres=centres, unit_ids=unit_ids,
             territory_names=summary["territory"].to_numpy(),
         )
         region_names = hier.regions["name"].to_numpy()

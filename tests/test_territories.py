@@ -89,7 +89,7 @@ def test_lattice_design_is_valid_and_balanced(rows, cols, k, seed):
     assert_balanced(res.labels, values, k, 0.05)
     assert res.report.violations == []
     assert res.report.overall["contiguous"]
-    assert all(res.labels[c] == t for t, c in enumerate(res.centers))
+    assert all(res.labels[c] == t for t, c in enumerate(res.centres))
 
 
 @pytest.mark.parametrize(("n", "k", "seed"), [(200, 5, 0), (350, 7, 1), (500, 8, 2)])
@@ -133,10 +133,10 @@ def test_fixed_centres_and_locked_units_are_respected():
     values = attrs(len(xy), 7)
     fixed = {0: 0, 1: 143, 2: 11}
     locked = {1: 0, 12: 0, 142: 1, 70: 3}
-    res = design_territories(xy, adj, values, 5, seed=3, fixed_centers=fixed, locked=locked)
+    res = design_territories(xy, adj, values, 5, seed=3, fixed_centres=fixed, locked=locked)
     assert_valid(res.labels, adj, 5)
     for t, u in fixed.items():
-        assert res.labels[u] == t and res.centers[t] == u
+        assert res.labels[u] == t and res.centres[t] == u
     for u, t in locked.items():
         assert res.labels[u] == t
     assert_balanced(res.labels, values, 5, 0.05)
@@ -261,7 +261,7 @@ def test_evaluate_alignment_polsby_popper_square():
         ({"tolerance": 1.5}, "tolerance"),
         ({"tolerances": {"nope": 0.1}}, "tolerances"),
         ({"targets": np.ones((2, 2))}, "targets"),
-        ({"fixed_centers": {9: 0}}, "fixed_centers"),
+        ({"fixed_centres": {9: 0}}, "fixed_centres"),
         ({"locked": {100: 0}}, "locked"),
         ({"current_labels": np.zeros(3, dtype=int)}, "current_labels"),
     ],
@@ -369,9 +369,9 @@ def test_bisection_partition_respects_fixed_centres_and_contiguity():
     labels = bisect_partition(xy, vals, np.tile(vals.sum(0) / 9, (9, 1)), adj, fixed)
     assert all(labels[u] == t for t, u in fixed.items())
     assert set(np.unique(labels)) == set(range(9))
-    res = design_territories(xy, adj, values, 9, seed=0, fixed_centers=fixed, max_restarts=0)
+    res = design_territories(xy, adj, values, 9, seed=0, fixed_centres=fixed, max_restarts=0)
     assert_valid(res.labels, adj, 9)
-    assert all(res.labels[u] == t and res.centers[t] == u for t, u in fixed.items())
+    assert all(res.labels[u] == t and res.centres[t] == u for t, u in fixed.items())
 
 
 def test_rebalance_of_city_instance_moves_fewer_units_than_fresh_design():
@@ -497,13 +497,13 @@ def test_max_radius_is_met_when_feasible_and_keeps_every_invariant():
     xy, adj = lattice(20, 20)  # 20 x 20 km; 8 territories of about 50 km2
     values = attrs(len(xy), 0)
     free = design_territories(xy, adj, values, 8, seed=0)
-    reach_free = _max_reach_km(free.labels, free.centers, xy)
+    reach_free = _max_reach_km(free.labels, free.centres, xy)
     radius = 7.0
     assert reach_free > radius, "the unconstrained design should exceed the radius tested"
     res = TerritoryDesigner(n_territories=8, seed=0, max_radius_km=radius).fit(xy, adj, values)
     assert_valid(res.labels_, adj, 8)
     assert_balanced(res.labels_, values, 8, 0.05)
-    assert _max_reach_km(res.labels_, res.centers_, xy) <= radius + 1e-9
+    assert _max_reach_km(res.labels_, res.centres_, xy) <= radius + 1e-9
     assert res.report_.violations == []
     assert res.report_.overall["max_radius_km"] <= radius + 1e-9
     np.testing.assert_allclose(
@@ -528,10 +528,10 @@ def test_evaluate_alignment_reports_radius_hand_computed():
     adj = sp.csr_matrix((np.ones(8), (np.r_[r, c], np.r_[c, r])), shape=(5, 5))
     values = pd.DataFrame({"potential": np.ones(5)})
     labels = np.zeros(5, dtype=int)
-    rep = evaluate_alignment(labels, xy, adj, values, centers=np.array([1]), max_radius_km=2.5)
+    rep = evaluate_alignment(labels, xy, adj, values, centres=np.array([1]), max_radius_km=2.5)
     assert rep.territories["radius_km"].tolist() == [3.0]
     assert rep.violations == ["T00: 1 units farther than 2.5 km from the centre (up to 3.0 km)"]
-    assert evaluate_alignment(labels, xy, adj, values, centers=np.array([1]),
+    assert evaluate_alignment(labels, xy, adj, values, centres=np.array([1]),
                               max_radius_km=3.0).violations == []
 
 
@@ -734,7 +734,7 @@ def test_group_repair_balances_north_east_counties_the_local_search_cannot():
     values = pd.DataFrame({"potential": truth["true_potential"].to_numpy(),
                            "workload": truth["expected_accounts"].to_numpy()})
     home = {0: int(np.argmax(values["potential"]))}  # the biggest county anchors T0
-    common = dict(fixed_centers=home, max_restarts=0, time_limit_s=120)
+    common = dict(fixed_centres=home, max_restarts=0, time_limit_s=120)
     off = design_territories(xy, adj, values, 8, 0.05, seed=0, lns_tries=0, **common)
     on = design_territories(xy, adj, values, 8, 0.05, seed=0, **common)
     for res in (off, on):
@@ -744,7 +744,7 @@ def test_group_repair_balances_north_east_counties_the_local_search_cannot():
     assert on.report.overall["n_violations"] == 0, on.report.violations
     # a rebalance of the unbalanced design: its chains alone stop short, groups finish it
     west = int(np.argmin(xy[:, 0]))
-    keep = dict(current_labels=off.labels, fixed_centers=home, locked={west: int(off.labels[west])})
+    keep = dict(current_labels=off.labels, fixed_centres=home, locked={west: int(off.labels[west])})
     chains = design_territories(xy, adj, values, 8, 0.05, seed=0, lns_tries=0, **keep)
     groups = design_territories(xy, adj, values, 8, 0.05, seed=0, **keep)
     assert chains.report.overall["n_violations"] > 0

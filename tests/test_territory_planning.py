@@ -166,7 +166,7 @@ def test_territory_graph_aggregates_and_points_by_hand():
     np.testing.assert_array_equal(aggregate_attributes(labels, a)["p"].to_numpy(), [3, 9, 9])
     pts = territory_points(labels, xy, weights=a["p"].to_numpy())
     np.testing.assert_allclose(pts[0], [(0 * 1 + 1000 * 2) / 3, 0.0])
-    np.testing.assert_allclose(territory_points(labels, xy, centers=[1, 2, 3]), xy[[1, 2, 3]])
+    np.testing.assert_allclose(territory_points(labels, xy, centres=[1, 2, 3]), xy[[1, 2, 3]])
     with pytest.raises(ValueError, match="every territory"):
         territory_graph(np.array([0, 0, 2, 2, 2, 2]), adj)
 
@@ -175,7 +175,7 @@ def test_regions_nest_exactly_are_contiguous_and_report_balance():
     xy, adj = lattice(24, 25)
     a = attrs(600, 3)
     design = TerritoryDesigner(n_territories=20, seed=1, time_limit_s=20).fit(xy, adj, a)
-    hier = design_regions(xy, adj, a, design.labels_, 4, seed=0, centers=design.centers_)
+    hier = design_regions(xy, adj, a, design.labels_, 4, seed=0, centres=design.centres_)
     # nesting is exact: a unit's region is its territory's region
     np.testing.assert_array_equal(hier.unit_territory, design.labels_)
     np.testing.assert_array_equal(hier.unit_region, hier.territory_region[design.labels_])
@@ -198,7 +198,7 @@ def test_regions_nest_exactly_are_contiguous_and_report_balance():
     assert frame.groupby("territory")["region"].nunique().max() == 1
     assert not hier.links and hier.report.violations == []
     # same seed, same regions
-    again = design_regions(xy, adj, a, design.labels_, 4, seed=0, centers=design.centers_)
+    again = design_regions(xy, adj, a, design.labels_, 4, seed=0, centres=design.centres_)
     np.testing.assert_array_equal(again.territory_region, hier.territory_region)
 
 
