@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from territory.features.spatial import build_adjacency
+from territory.models.tracking import load_champion, start_server
 from territory.pipelines.cli import prepare_environment
 from territory.pipelines.config import load_config
-from territory.pipelines.publish import tracking_uri
-from territory.pipelines.serving import load_champion, start_server
+from territory.pipelines.publish import setup_tracking
 from territory.pipelines.stages import load_inputs, market_features
 
 
@@ -55,10 +55,10 @@ def main() -> None:
 
     config = load_config(args.config)
     prepare_environment(Path(config.workspace))
-    uri = tracking_uri(config)
+    uri = setup_tracking(config)
     inputs = load_inputs(config)
     graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
-    model = load_champion(config)
+    model = load_champion()
     columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
     rows = market_features(config, inputs, graph).reset_index(names="unit_id")[columns]
 

@@ -49,3 +49,10 @@ class FeaturesConfig(FrozenModel):
         if any(v < 1 for v in values):
             raise ValueError("must be positive integers")
         return sorted(set(values))
+
+    @field_validator("rolling_stats")
+    @classmethod
+    def _includes_mean(cls, values: list[str]) -> list[str]:
+        if "mean" not in values:
+            raise ValueError("rolling_stats must include 'mean' (it sets each unit's scale)")
+        return values

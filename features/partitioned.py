@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from territory.features.build import build_forecast_table
 from territory.features.config import ColumnsConfig, FeaturesConfig
+from territory.features.feature_set import annual_and_workload
 from territory.features.spatial import AdjacencyGraph
 
 
@@ -114,35 +115,6 @@ def panel_on_calendar(
     panel = sales.set_index([unit, time]).reindex(index)
     panel["observed"] = panel[cols.target_col].notna()
     return panel.reset_index()
-
-
-def annual_and_workload(
-    panel: pd.DataFrame,
-    periods: pd.DatetimeIndex,
-    config: FeaturesConfig,
-    periods_per_year: int,
-    workload_column: str | None,
-    columns: ColumnsConfig | None = None,
-) -> tuple[pd.Series, pd.Series]:
-    """Annualised recent sales and mean workload per unit, as the features stage defines them.
-
-    Annual sales are the last year's total, scaled up from the months
-    observed, and NaN with fewer than half a year observed; workload is the
-    mean of ``workload_column`` over the last year (1 per unit without one).
-    """
-    cols = columns or ColumnsConfig()
-    step = pd.tseries.frequencies.to_offset(config.frequency)
-    recent = panel[panel[cols.time_col] > periods[-1] - periods_per_year * step]
-    by_unit = recent.groupby(cols.unit_col)
-    observed = by_unit[cols.target_col].count()
-    annual = (
-        by_unit[cols.target_col].sum(min_count=1) * periods_per_year / observed.clip(lower=1)
-    ).where(observed >= periods_per_year // 2)
-    if workload_column and workload_column in panel.columns:
-        workload = by_unit[workload_column].mean().fillna(0.0)
-    else:
-        workload = pd.Series(1.0, index=observed.index)
-    return annual, workload
 
 
 def build_partition(

@@ -22,19 +22,7 @@ form from single columns: year-on-year growth of the last 1, 3 and 12
 months, the target month's seasonal index one and two years back, and
 "same month last year × growth".
 
-On the tuning origins of aus_retail (2012-12 and 2013-12 of a panel cut at
-the first test origin, so the test windows are never seen; lags 1-15, 24,
-36; learning rate 0.1; 200,000 training rows) MASE was (seasonal naive
-1.722; per origin in brackets):
-
-- ``l2_scaled`` (ratio ``y / L``), no derived features: 1.387 (1.443, 1.332)
-- ``l2_log_ratio``, weights ``L``: 1.380 (1.474, 1.285)
-- ``l2_log_ratio``, equal weights: 1.352 (1.415, 1.289)
-- ``l2_log_ratio``, weights ``sqrt(L)``: 1.360 (1.404, 1.316)
-- ``huber_log_ratio``, equal weights: 1.410 (2012 only)
-- ``sqrt(L)``, learning rate 0.05, 400,000 rows: 1.411 (2012 only, 4.5x the CPU)
-- ``sqrt(L)``, 63 leaves, min_child_samples 100: 1.438 (2012 only)
-
+Chosen on the aus_retail tuning origins (results in benchmarks/RESULTS.md).
 The log ratio beat the plain ratio; equal and ``sqrt(L)`` weights were
 within noise of each other (early stopping alone moves a score by ±0.03),
 and ``sqrt(L)`` is the default because it keeps large units weighted for

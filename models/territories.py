@@ -68,7 +68,7 @@ literature:
    border to realise it (never a cut vertex), then the local search and the
    chains polish. Four rounds; the best alignment seen is kept. This carries a
    regional surplus across several territories, which one-unit-per-hop chains
-   through saturated territories cannot (US demo: 31 -> 19 violations).
+   through saturated territories cannot.
    **Destroy and repair** follows while violations remain
    (:mod:`territory.models._territory_lns`): a group of 2-8 adjacent territories
    around a violated one, grown with the neighbours that offset its
@@ -76,11 +76,7 @@ literature:
    local search, chains) with the group's own targets, and kept only if the
    total violation falls without more violated pairs (Shaw, 1998; Ropke &
    Pisinger, 2006). At most ``lns_tries`` groups, 15 in a row without gain.
-   It fixes what boundary moves cannot reach inside a group: the demo with
-   its workload blended three quarters of the way to the potential (``a = 0.25`` in
-   ``benchmarks/territory_structure.py``) goes from 2 violations to 0, and
-   the 171 demo counties of NY, PA, NJ, CT, MA and RI at K=8 (true potential
-   and expected accounts) from 4 to 0.
+   It fixes what boundary moves cannot reach inside a group.
 7. **Minimal disruption.** With ``current_labels`` the search starts from the
    current alignment, skips the start heuristics and the compactness phase,
    and uses ejection chains only, ranked by ``dV / (1 + units newly away)``
@@ -90,12 +86,9 @@ literature:
    of territories are re-designed as in the fresh design (destroy and
    repair), each group's new territories matched to its old ones by the
    units they keep at home (Hungarian assignment), and moved units go home
-   again where they can; this trades disruption for balance (north-eastern
-   demo counties, K=8: 4 violations and 0% moved without it, 0 and 56% with
-   it; ``benchmarks/territory_structure.py`` at ``a = 0.25``: 11 and 14.5%,
-   0 and 22.7%). With ``move_budget`` (a cap on
-   the moved share of the first attribute) the older move/swap search with
-   ``move_cost`` per moved unit is used instead.
+   again where they can; this trades disruption for balance. With
+   ``move_budget`` (a cap on the moved share of the first attribute) the
+   older move/swap search with ``move_cost`` per moved unit is used instead.
 8. **Maximum radius** (optional ``max_radius_km``). A unit may join a
    territory only within the radius of its centre (or nearer to it than to
    its current centre): the filter applies to every move, swap and chain hop.
@@ -120,31 +113,9 @@ Budgets are iteration counts (``max_iter`` per local-search phase,
 starts while the balance is violated), so the same seed gives the same
 labels; ``time_limit_s`` is only a safety net.
 
-Known limit (issue #6, ``benchmarks/territory_demo.py``): on the US county
-demo (3,085 counties, K=50, potential and workload at 5%) the fresh design
-leaves 19 violations (max deviation 21% / 22%), the rebalance of the current
-alignment 34 (moving 43% of units), fixed rep homes 38. No single county is
-too big (the largest is 0.19 of a target on potential and 0.20 on workload),
-and the rebalance lower bound is only 7.6% of units, so neither is proven
-infeasible, but the instance is regional at heart: potential and workload
-diverge (spread of ``log(potential / workload)`` over counties 0.51), a
-design balanced on potential alone has workload from -46% to +72%, and the
-violated territories form blocks (north-east: 9.5 targets of potential, 6.8
-of workload) that :func:`imbalance_blocks` shows cannot balance with their
-own units. At ±10% the territories there already run from New York to West
-Virginia and Ohio and all sit at the limit. With the divergence cut to a
-quarter (``benchmarks/territory_structure.py``, ``a = 0.25``) the fresh
-design reaches zero violations. Measured on the demo and not enough: longer
-runs (400 s, 6 restarts: 33); compactness weight 0 (40); the LP
-location-allocation start (about 480 detached pieces before repair);
-re-cutting pairs of adjacent territories on random spanning trees (no
-improving pair); re-cutting the violated region from scratch (region
-violation 3.0-4.0 against 1.4 for the local search); multilevel bisection
-with a local search between levels (48-57); uneven and fan-shaped bisection
-cuts, connected line sweeps and spanning-tree bisection (their balanced
-splits produce regions that run from Texas to Connecticut, whose later
-splits are 0.2-0.6 of a target off); 8 flow rounds without the early stop
-(25); a potential-only design tightened step by step on workload (68).
+Known limit (issue #6): on the US county demo (K=50, two diverging
+attributes at ±5%) no design reaches zero violations; measurements and the
+variants tried are in benchmarks/RESULTS.md.
 
 Infeasible requests (a unit larger than its target's upper bound, locked
 units that cannot be joined) return the best alignment found, with plain-word

@@ -1,18 +1,26 @@
-"""The MLflow adapter: the only module in ``models/`` that imports MLflow.
+"""The MLflow adapter: the only module of the project that calls MLflow.
 
-It logs runs (config, params, metrics, dataset digests, figures, tables),
-logs and registers the scoring model as a pyfunc, and moves registry aliases.
-New versions get the alias ``challenger``; ``champion`` moves only through
-:func:`promote_if_better`, so a failed or worse run never touches it.
+It points MLflow at a store, logs runs (config, params, metrics, dataset
+digests, figures, tables), logs and registers the three pyfuncs (scoring
+model, potential model, recommender), moves registry aliases, undoes a failed
+block's registry changes, loads registered versions back, and builds the
+``mlflow models serve`` command. New versions get the alias ``challenger``;
+``champion`` moves only through :func:`promote_if_better`, so a failed or
+worse run never touches it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,35 @@ class TerritoryScoringModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         point, lo, hi = self.forecaster.predict_interval(model_input)
         return pd.DataFrame({"forecast": point, "forecast_lo": lo, "forecast_hi": hi})
+
+
+def store_uri(configured_uri: str | None, workspace: Path) -> str:
+    """``configured_uri``, or the SQLite store in ``workspace``."""
+    if configured_uri:
+        return configured_uri
+    return f"sqlite:///{(Path(workspace) / 'mlflow.db').resolve()}"
+
+
+def is_local_store(uri: str) -> bool:
+    """A store on this machine (SQLite or files), as opposed to a tracking server."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def connect(configured_uri: str | None, workspace: Path, experiment: str) -> str:
+    """Point MLflow at the store and experiment; returns the tracking URI.
+
+    A local store keeps its artifacts in the workspace; a remote tracking
+    server decides where artifacts go (its ``--artifacts-destination``).
+    """
+    uri = store_uri(configured_uri, workspace)
+    root = Path(workspace) / "mlartifacts" if is_local_store(uri) else None
+    setup_tracking(uri, experiment, root)
+    return uri
+
+
+def transient_error_types() -> tuple[type[BaseException], ...]:
+    """Errors of the tracking store worth retrying (the store or network hiccuped)."""
+    return (MlflowException,)
 
 
 def setup_tracking(tracking_uri: str, experiment: str, artifact_root: Path | None = None) -> str:
@@ -208,7 +245,11 @@ def load_champion(registered_model: str = RECOMMENDER) -> Any:
     return mlflow.pyfunc.load_model(f"models:/{registered_model}@{CHAMPION}")
 
 
-def champion_version(registered_model: str) -> str | None:
+def tag_model_version(registered_model: str, version: str, key: str, value: str) -> None:
+    MlflowClient().set_model_version_tag(registered_model, version, key, value)
+
+
+def _champion_version(registered_model: str) -> str | None:
     """Version that holds ``champion``, or None."""
     try:
         return MlflowClient().get_model_version_by_alias(registered_model, CHAMPION).version
@@ -237,7 +278,7 @@ def promote_if_better(
     scores and both windows are logged to the active run and returned.
     """
     client = MlflowClient()
-    current = champion_version(registered_model)
+    current = _champion_version(registered_model)
     decision: dict[str, Any] = {
         "challenger_version": version,
         "challenger_score": value,
@@ -304,3 +345,200 @@ def log_backtest(result: Any, prefix: str = "backtest_") -> None:
     for name, fig in backtest_figures(result).items():
         log_figure(fig, name)
         plt.close(fig)
+
+
+# --- The potential model: logged (not registered) beside the forecaster ------------------
+
+
+class PotentialModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc around the fitted :class:`territory.models.potential.PotentialEstimator`.
+
+    Logged (not registered) in every training run beside the registered
+    forecaster, so the nightly forecast scores with the champion's own
+    potential model.
+    """
+
+    def __init__(self, potential) -> None:
+        self.potential = potential
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        return pd.DataFrame({"potential": self.potential.predict(model_input)})
+
+
+POTENTIAL_ARTIFACT = "potential-model"
+
+
+def log_potential_model(potential, market_table: pd.DataFrame) -> None:
+    """Log the potential model in the active run under ``potential-model``."""
+    example = market_table.head(3).astype(float).reset_index(drop=True)
+    model = PotentialModel(potential)
+    mlflow.pyfunc.log_model(
+        name=POTENTIAL_ARTIFACT, python_model=model, input_example=example,
+        signature=infer_signature(example, model.predict(None, example)),
+        pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
+    )
+
+
+# --- Reuse, rollback and loading registered versions --------------------------------------
+
+
+def find_tracked_run(experiment: str, registered_model: str, key: str) -> dict | None:
+    """The finished run tagged ``run_key`` = ``key``, as a summary, or None."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs(
+        [found.experiment_id], filter_string=f"tags.run_key = '{key}'",
+        order_by=["attributes.start_time DESC"], max_results=5)
+    for run in runs:
+        if run.info.status != "FINISHED":
+            continue
+        versions = client.search_model_versions(
+            f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
+        tags = run.data.tags
+        return {
+            "run_id": run.info.run_id,
+            "version": str(versions[0].version) if versions else None,
+            "metrics": dict(run.data.metrics),
+            "promotion": {"promoted": tags.get("promotion") == "promoted",
+                          "reason": f"reused run {run.info.run_id} (same inputs, config and "
+                                    f"as-of date); first decision: "
+                                    f"{tags.get('promotion_reason', 'n/a')}",
+                          "reused": True},
+        }
+    return None
+
+
+def _registry_state(client: MlflowClient, name: str) -> dict | None:
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return None
+    versions = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+    return {"aliases": {a: str(v) for a, v in model.aliases.items()}, "versions": versions}
+
+
+@contextmanager
+def registry_transaction(experiment: str, registered_models: list[str],
+                         key: str | None = None) -> Iterator[None]:
+    """Undo the registry changes of a block that fails.
+
+    On failure, model versions registered inside the block are deleted, the
+    ``champion`` and ``challenger`` aliases are put back as they were, and
+    runs tagged with ``key`` that started inside the block are marked FAILED
+    and lose the tag (so they are never reused). A failed run thus leaves the
+    registry exactly as it found it.
+    """
+    client = MlflowClient()
+    before = {name: _registry_state(client, name) for name in registered_models}
+    started_ms = int(time.time() * 1000) - 1000
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            _rollback(client, experiment, before, key, started_ms)
+        except Exception as undo:  # the registry itself is down: say so, keep the real error
+            exc.add_note(f"registry rollback failed too: {undo!r}")
+        raise
+
+
+def _rollback(client: MlflowClient, experiment: str, before: dict, key: str | None,
+              started_ms: int) -> None:
+    for name, state in before.items():
+        now = _registry_state(client, name)
+        if now is None:
+            continue
+        old_versions = state["versions"] if state else set()
+        for version in sorted(now["versions"] - old_versions, key=int):
+            client.delete_model_version(name, version)
+        old_aliases = state["aliases"] if state else {}
+        for alias in now["aliases"]:
+            if alias not in old_aliases:
+                client.delete_registered_model_alias(name, alias)
+        for alias, version in old_aliases.items():
+            if now["aliases"].get(alias) != version:
+                client.set_registered_model_alias(name, alias, version)
+        if state is None and not client.search_model_versions(f"name = '{name}'"):
+            client.delete_registered_model(name)
+    if key is not None:
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            for run in client.search_runs([found.experiment_id],
+                                          filter_string=f"tags.run_key = '{key}' and "
+                                                        f"attributes.start_time >= {started_ms}"):
+                client.delete_tag(run.info.run_id, "run_key")
+                client.set_terminated(run.info.run_id, status="FAILED")
+
+
+@dataclass
+class LoadedVersion:
+    """One registered forecaster version with the potential model of its run."""
+
+    forecaster: Any
+    potential: Any
+    metrics: dict[str, float]
+    evaluation_windows: str
+    name: str
+    version: str
+    run_id: str
+
+
+def load_version(registered_model: str, version: str | None = None) -> LoadedVersion | None:
+    """Forecaster ``version`` (default: the champion) and its run's potential model.
+
+    None when the version (or the champion) does not exist. The metrics are
+    the ones its training run logged.
+    """
+    client = MlflowClient()
+    try:
+        mv = (client.get_model_version_by_alias(registered_model, CHAMPION) if version is None
+              else client.get_model_version(registered_model, str(version)))
+    except MlflowException:
+        return None
+    forecaster = mlflow.pyfunc.load_model(f"models:/{registered_model}/{mv.version}") \
+        .unwrap_python_model().forecaster
+    run = client.get_run(mv.run_id)
+    return LoadedVersion(forecaster, _load_potential(client, run), dict(run.data.metrics),
+                         run.data.tags.get("evaluation_windows", ""), registered_model,
+                         str(mv.version), mv.run_id)
+
+
+def _load_potential(client: MlflowClient, run):
+    """The potential model logged in ``run``; older runs have it in the recommender."""
+    run_id = run.info.run_id
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{POTENTIAL_ARTIFACT}'",
+        output_format="list")
+    if found:
+        return mlflow.pyfunc.load_model(found[0].model_uri).unwrap_python_model().potential
+    versions = client.search_model_versions(f"name = '{RECOMMENDER}' and run_id = '{run_id}'")
+    if not versions:
+        raise MlflowException(f"run {run_id} holds no potential model")
+    model = mlflow.pyfunc.load_model(f"models:/{RECOMMENDER}/{versions[0].version}")
+    return model.unwrap_python_model().bundle.potential_model
+
+
+# --- The scoring server: ``mlflow models serve`` on the champion recommender ---------------
+
+CHAMPION_RECOMMENDER_URI = f"models:/{RECOMMENDER}@{CHAMPION}"
+
+
+def serve_command(host: str, port: int, model_uri: str = CHAMPION_RECOMMENDER_URI) -> list[str]:
+    """The ``mlflow models serve`` command line (local environment, no conda/virtualenv)."""
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    return [str(mlflow_bin), "models", "serve", "-m", model_uri, "--env-manager", "local",
+            "-h", host, "-p", str(port)]
+
+
+def serving_env(tracking_uri: str) -> dict[str, str]:
+    """Environment for the scoring server: tracking URI, and this venv's tools on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def start_server(tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
+                 model_uri: str = CHAMPION_RECOMMENDER_URI) -> subprocess.Popen:
+    """Start the scoring server in the background; the caller stops it."""
+    return subprocess.Popen(serve_command(host, port, model_uri), env=serving_env(tracking_uri),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -136,8 +136,8 @@ def serve(
         cfg = load_config(config)
     except InputError as exc:
         _fail(exc)
+    from territory.models.tracking import serve_command, serving_env
     from territory.pipelines.publish import tracking_uri
-    from territory.pipelines.serving import serve_command, serving_env
 
     uri = tracking_uri(cfg)
     command = serve_command(host, port)

@@ -43,6 +43,7 @@ from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from territory.features.errors import InputError
+from territory.models import tracking
 from territory.models.config import TerritoryConfig
 from territory.pipelines import publish, stages
 from territory.pipelines.config import RunConfig
@@ -195,11 +196,9 @@ def _begin(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
 
 def is_transient(error: BaseException) -> bool:
     """An error worth retrying: I/O, network, the tracking server. Never bad input or a bug."""
-    from mlflow.exceptions import MlflowException
-
     if isinstance(error, InputError):
         return False
-    transient: tuple[type[BaseException], ...] = (OSError, MlflowException)
+    transient: tuple[type[BaseException], ...] = (OSError, *tracking.transient_error_types())
     try:
         import httpx
         import requests

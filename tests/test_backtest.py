@@ -213,6 +213,6 @@ def test_promotion_gate_compares_only_the_same_backtest_windows(tmp_path):
         assert challenger(0.17, windows)["promoted"]
         assert not challenger(0.01, "backtest[2023-01-01]h12")["promoted"]  # other windows
         assert not challenger(float("nan"), windows)["promoted"]
-        assert str(tracking.champion_version("m")) == "3"
+        assert str(client.get_model_version_by_alias("m", tracking.CHAMPION).version) == "3"
     finally:
         mlflow.set_tracking_uri("")

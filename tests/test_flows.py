@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from territory.features.errors import InputError
+from territory.models import tracking
 from territory.pipelines import flows, publish, stages
 from territory.pipelines.config import load_config
 from tests.conftest import FAST_MODELS, write_slice_config
@@ -203,7 +204,7 @@ STAGES = [
     ("design territories", stages, "design_territories"),
     ("write outputs, report and MLflow run", stages, "recommendations"),
     ("write outputs, report and MLflow run", publish, "write_outputs"),
-    ("write outputs, report and MLflow run", publish, "log_potential_model"),
+    ("write outputs, report and MLflow run", tracking, "log_potential_model"),
     ("write outputs, report and MLflow run", stages, "manifest"),
 ]
 

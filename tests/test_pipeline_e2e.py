@@ -234,8 +234,9 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     import time
     import urllib.request
 
-    from territory.pipelines.publish import tracking_uri
-    from territory.pipelines.serving import score_all, start_server
+    from territory.models.tracking import load_champion, start_server
+    from territory.pipelines.publish import setup_tracking, tracking_uri
+    from territory.pipelines.serving import score_all
 
     config, _ = first_run
     csv_path, batch, _ = score_all(config, tmp_path / "scores")
@@ -255,9 +256,8 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
             assert time.time() < deadline, "server did not start"
             time.sleep(0.5)
 
-        from territory.pipelines.serving import load_champion
-
-        model = load_champion(config)
+        setup_tracking(config)
+        model = load_champion()
         columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
         from territory.features.spatial import build_adjacency
         from territory.pipelines.stages import load_inputs, market_features

@@ -1,0 +1,123 @@
+"""The feature set of a run: adjacency, forecast tables, market table, sales and workload.
+
+Pure functions over DataFrames, no file access: the pipeline's features stage
+loads the inputs and calls :func:`build_feature_set`;
+:mod:`territory.features.partitioned` builds the same tables one partition of
+units at a time and shares :func:`annual_and_workload` with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from territory.features.build import build_forecast_table, build_market_table, training_origins
+from territory.features.config import ColumnsConfig, FeaturesConfig
+from territory.features.panel import make_panel
+from territory.features.spatial import AdjacencyGraph, build_adjacency, projected_xy
+
+PERIODS_PER_YEAR = {"MS": 12, "W-MON": 52, "QS": 4}
+
+
+@dataclass
+class FeatureSet:
+    graph: AdjacencyGraph
+    xy: np.ndarray
+    as_of: pd.Timestamp
+    train_table: pd.DataFrame
+    score_table: pd.DataFrame
+    market_table: pd.DataFrame
+    annual_sales: pd.Series
+    workload: pd.Series
+
+
+def resolve_as_of(as_of: str | None, sales: pd.DataFrame, time_col: str) -> pd.Timestamp:
+    """The configured as-of date, or the last period of the sales history."""
+    if as_of:
+        return pd.Timestamp(as_of)
+    return pd.Timestamp(sales[time_col].max())
+
+
+def annual_and_workload(
+    panel: pd.DataFrame,
+    periods: pd.DatetimeIndex,
+    config: FeaturesConfig,
+    periods_per_year: int,
+    workload_column: str | None,
+    columns: ColumnsConfig | None = None,
+) -> tuple[pd.Series, pd.Series]:
+    """Annualised recent sales and mean workload per unit, as the features stage defines them.
+
+    Annual sales are the last year's total, scaled up from the months
+    observed, and NaN with fewer than half a year observed; workload is the
+    mean of ``workload_column`` over the last year (1 per unit without one).
+    """
+    cols = columns or ColumnsConfig()
+    step = pd.tseries.frequencies.to_offset(config.frequency)
+    recent = panel[panel[cols.time_col] > periods[-1] - periods_per_year * step]
+    by_unit = recent.groupby(cols.unit_col)
+    observed = by_unit[cols.target_col].count()
+    annual = (
+        by_unit[cols.target_col].sum(min_count=1) * periods_per_year / observed.clip(lower=1)
+    ).where(observed >= periods_per_year // 2)
+    if workload_column and workload_column in panel.columns:
+        workload = by_unit[workload_column].mean().fillna(0.0)
+    else:
+        workload = pd.Series(1.0, index=observed.index)
+    return annual, workload
+
+
+def market_features(
+    units: gpd.GeoDataFrame,
+    demographics: pd.DataFrame | None,
+    graph: AdjacencyGraph,
+    columns: ColumnsConfig,
+    demographic_columns: list[str] | None = None,
+    projected_crs: str | None = None,
+) -> pd.DataFrame:
+    """Market features per unit for the potential model: demographics, neighbours, size."""
+    unit_ids = units[columns.unit_col].to_numpy()
+    crs = projected_crs or units.estimate_utm_crs()
+    area_km2 = pd.Series(units.geometry.to_crs(crs).area.to_numpy() / 1e6,
+                         index=pd.Index(unit_ids, name=columns.unit_col), name="unit_area_km2")
+    if demographics is not None:
+        market = build_market_table(demographics, graph, columns, demographic_columns)
+    else:
+        market = pd.DataFrame(index=area_km2.index)
+    if "area_km2" not in market.columns:
+        market = market.join(area_km2)
+    return market.reindex(unit_ids)
+
+
+def build_feature_set(
+    units: gpd.GeoDataFrame,
+    sales: pd.DataFrame,
+    demographics: pd.DataFrame | None,
+    as_of: pd.Timestamp,
+    config: FeaturesConfig,
+    horizon: int,
+    columns: ColumnsConfig,
+    workload_column: str | None = None,
+    projected_crs: str | None = None,
+) -> FeatureSet:
+    """Panel, adjacency, forecast tables and market table as of ``as_of``."""
+    cols = columns
+    unit_ids = units[cols.unit_col].to_numpy()
+    graph = build_adjacency(units, cols.unit_col, config.contiguity, projected_crs)
+    xy = projected_xy(units, projected_crs)
+    panel = make_panel(sales, unit_ids, config.frequency, cols, end=as_of)
+    periods = pd.DatetimeIndex(sorted(panel[cols.time_col].unique()))
+    train = build_forecast_table(panel, config, horizon, training_origins(periods, config),
+                                 demographics, graph, cols)
+    score = build_forecast_table(panel, config, horizon, [periods[-1]], demographics, graph,
+                                 cols)
+    annual, workload = annual_and_workload(panel, periods, config,
+                                           PERIODS_PER_YEAR[config.frequency], workload_column,
+                                           cols)
+    market = market_features(units, demographics, graph, cols, config.demographic_columns,
+                             projected_crs)
+    return FeatureSet(graph, xy, as_of, train, score, market,
+                      annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0))

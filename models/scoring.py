@@ -1,0 +1,92 @@
+"""Scores per (unit, horizon): forecast, interval, potential, white space and drivers.
+
+Pure: the pipeline's score stage reads the truth file (when there is one)
+and calls :func:`score_units`; the Dask backend scores partitions of units
+with the same function and computes :func:`truth_metrics` on all units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from territory.features.config import ColumnsConfig
+from territory.features.feature_set import PERIODS_PER_YEAR, FeatureSet
+from territory.models import backtest
+from territory.models.potential import describe_drivers
+from territory.models.training import Trained
+
+
+@dataclass
+class Scores:
+    scores: pd.DataFrame
+    unit_totals: pd.DataFrame
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def annual_potential(trained: Trained, market_table: pd.DataFrame) -> pd.Series:
+    """Annual potential per unit (index = the market table's)."""
+    return pd.Series(trained.potential.predict(market_table), index=market_table.index)
+
+
+def truth_metrics(potential: pd.Series, truth: pd.DataFrame | None) -> dict[str, float]:
+    """Rank correlation and WAPE of the estimated potential against a known true potential.
+
+    ``truth`` is indexed by unit; without a ``true_potential`` column (or
+    without a truth table) there is nothing to compare and the dict is empty.
+    """
+    if truth is None or "true_potential" not in truth:
+        return {}
+    est = potential.reindex(truth.index).to_numpy()
+    return {
+        "potential_spearman_vs_truth": backtest.spearman(est, truth["true_potential"].to_numpy()),
+        "potential_wape_vs_truth": backtest.wape(truth["true_potential"], est),
+    }
+
+
+def score_units(
+    features: FeatureSet,
+    trained: Trained,
+    frequency: str,
+    columns: ColumnsConfig,
+    truth: pd.DataFrame | None = None,
+) -> Scores:
+    """Scores per (unit, horizon) as in DESIGN.md, plus per-unit horizon totals.
+
+    ``truth`` (indexed by unit, with ``true_potential``) adds
+    :func:`truth_metrics` to the scores' metrics.
+    """
+    cols = columns
+    table = features.score_table
+    point, lo, hi = trained.forecaster.predict_interval(table)
+    per_year = PERIODS_PER_YEAR[frequency]
+    potential = annual_potential(trained, features.market_table)
+    drivers = describe_drivers(trained.potential.contributions(features.market_table))
+    unit_index = table[cols.unit_col].to_numpy()
+    potential_per_period = potential.reindex(unit_index).to_numpy() / per_year
+    scores = pd.DataFrame(
+        {
+            cols.unit_col: unit_index,
+            "as_of": features.as_of,
+            "horizon": table["horizon"].to_numpy(),
+            "target_period": table["target_period"].to_numpy(),
+            "forecast": point,
+            "forecast_lo": lo,
+            "forecast_hi": hi,
+            "potential": potential_per_period,
+        }
+    )
+    scores["white_space"] = scores["potential"] - scores["forecast"]
+    scores["drivers"] = drivers.reindex(unit_index).to_numpy()
+    totals = scores.groupby(cols.unit_col).agg(
+        forecast=("forecast", "sum"), forecast_lo=("forecast_lo", "sum"),
+        forecast_hi=("forecast_hi", "sum"), potential=("potential", "sum"),
+    )
+    totals["drivers"] = drivers.reindex(totals.index)
+    forecast_drivers = trained.forecaster.drivers(table)  # e.g. "last 3 months +12%"
+    scores["forecast_drivers"] = forecast_drivers.reindex(unit_index).to_numpy()
+    totals["forecast_drivers"] = forecast_drivers.reindex(totals.index)
+    # A unit without recent history still gets its potential; its forecast is 0.
+    totals["forecast"] = totals["forecast"].fillna(0.0)
+    return Scores(scores, totals, truth_metrics(potential, truth))

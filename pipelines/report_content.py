@@ -1,0 +1,142 @@
+"""What a run's report says: map, charts, headline numbers, sentences and tables.
+
+Content only; :mod:`territory.pipelines.publish` writes it to files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from territory.pipelines import report as rpt
+from territory.pipelines.config import RunConfig
+from territory.pipelines.report_map import interactive_map
+from territory.pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
+
+
+def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray) -> pd.Series:
+    r = recs.reindex(unit_ids)
+    name = r["name"].astype(str) + " " if "name" in r else ""
+    return (name + "(" + r.index.astype(str) + ") · " + r["proposed_territory"].astype(str)
+            + " (now " + r["current_territory"].astype(str) + ")"
+            + " · forecast " + r["forecast"].map("{:,.0f}".format)
+            + " · potential " + r["potential"].map("{:,.0f}".format)
+            + " · " + r["action"].astype(str))
+
+
+def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> list[str]:
+    """Model quality in plain words."""
+    m = trained.metrics
+    sentences = [
+        f"Over the last {config.forecast.validation_periods} months held out from training, "
+        f"forecasts were within ±{m['valid_wape']:.0%} of actual sales in total (WAPE), "
+        f"against ±{m['valid_wape_seasonal_naive']:.0%} for repeating last year's months.",
+        f"Forecasts ran {abs(m['valid_bias']):.1%} "
+        f"{'high' if m['valid_bias'] > 0 else 'low'} overall on that window.",
+        f"Forecast ranges are built to hold {config.forecast.interval_level:.0%} of outcomes.",
+    ]
+    for key, value in m.items():
+        if key.startswith("backtest_coverage") and np.isfinite(value):
+            sentences[-1] += f" In the backtest they held {value:.0%}."
+            break
+    if "potential_spearman_vs_truth" in scores.metrics:
+        sentences.append(
+            "On this simulated company, estimated potential ranks units with a rank "
+            f"correlation of {scores.metrics['potential_spearman_vs_truth']:.2f} against the "
+            "true potential.")
+    return sentences
+
+
+def report_content(
+    config: RunConfig,
+    inputs: Inputs,
+    features: FeatureSet,
+    trained: Trained,
+    scores: Scores,
+    design: Design,
+    recs: Recommendations,
+) -> rpt.ReportContent:
+    """Assemble the map, charts, headline numbers, sentences and tables for the report."""
+    cols, tc = config.data.columns, config.territories
+    units = inputs.units.to_crs(config.data.projected_crs or inputs.units.estimate_utm_crs())
+    uid = units[cols.unit_col].to_numpy()
+    u = recs.units.reindex(uid)
+    territory_layers = {"Proposed territories": u["proposed_territory"].reset_index(drop=True)}
+    if design.current is not None:
+        territory_layers["Current alignment"] = u["current_territory"].fillna("unassigned") \
+            .reset_index(drop=True)
+    value_layers = {
+        "Potential": u["potential"].reset_index(drop=True),
+        "White space": u["white_space"].reset_index(drop=True),
+        "Penetration": u["penetration"].fillna(0.0).reset_index(drop=True),
+    }
+    figures = {"Map": interactive_map(units.reset_index(drop=True), territory_layers,
+                                      value_layers, _hover_text(recs.units, uid))}
+    if design.current_summary is not None:
+        deviations = {}
+        for attr in tc.balance_attributes:
+            col = f"{attr}_deviation"
+            if col in design.summary and col in design.current_summary:
+                deviations[attr] = (design.current_summary.set_index("territory")[col],
+                                    design.summary.set_index("territory")[col])
+        if deviations:
+            figures["Balance before and after"] = rpt.balance_chart(deviations, tc.tolerance)
+
+    ov = design.overall
+    headline = [
+        ("As of", f"{features.as_of:%Y-%m}"),
+        ("Units", f"{len(uid):,}"),
+        ("Territories", f"{design.n_territories or tc.n_territories}"),
+        (f"Forecast, next {config.forecast.horizon} periods", f"{u['forecast'].sum():,.0f}"),
+        (f"Potential, next {config.forecast.horizon} periods", f"{u['potential'].sum():,.0f}"),
+    ]
+    for attr in tc.balance_attributes:
+        now = (design.current_overall or {}).get(f"max_abs_deviation_{attr}")
+        new = ov.get(f"max_abs_deviation_{attr}")
+        headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
+                         if now is not None else _pct(new)))
+    headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
+    if design.region_summary is not None:
+        headline.append(("Regions", f"{len(design.region_summary)}"))
+    tables = {
+        "Territories": recs.territories.round(3),
+        "White-space opportunities": recs.opportunities.head(100)[
+            [c for c in ["rank", cols.unit_col, "name", "proposed_territory", "forecast",
+                         "potential", "white_space", "penetration", "action", "reason",
+                         "drivers"] if c in recs.opportunities]],
+    }
+    if recs.reps is not None:
+        tables["Reps: what changes"] = recs.reps.round(1)
+    tables["Moves"] = recs.moves.head(500)
+    if design.region_summary is not None:
+        tables["Regions"] = design.region_summary.round(3)
+    if design.auto_k:
+        tables["Number of territories"] = pd.DataFrame({"why": [design.auto_k]})
+    if design.violations:
+        tables["Violations"] = pd.DataFrame({"violation": design.violations})
+    if design.diagnosis:
+        tables["Why balance is not reached"] = pd.DataFrame({"diagnosis": design.diagnosis})
+    return rpt.ReportContent(
+        title=f"Territory plan: {config.run_name}",
+        subtitle=f"As of {features.as_of:%Y-%m-%d}; {len(uid):,} units; "
+                 f"balanced on {', '.join(tc.balance_attributes)} at ±{tc.tolerance:.0%}.",
+        headline=headline,
+        quality_sentences=quality_sentences(config, trained, scores),
+        figures=figures,
+        tables=tables,
+    )
+
+
+def summary_markdown(content: rpt.ReportContent, report_path: Path) -> str:
+    """The report's headline and quality sentences as markdown (for Prefect's UI)."""
+    lines = [f"# {content.title}", "", content.subtitle, "", "| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in content.headline]
+    lines += ["", "**Model quality**", ""] + [f"- {s}" for s in content.quality_sentences]
+    lines += ["", f"Report: `{report_path}`"]
+    return "\n".join(lines)
