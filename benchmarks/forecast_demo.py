@@ -53,11 +53,11 @@ def main() -> None:
     t0 = time.perf_counter()
     inputs = stages.load_inputs(config)
     t1 = time.perf_counter()
-    features = stages.build_features(config, inputs)
+    features = stages.feature_stage(config, inputs)
     t2, c2 = time.perf_counter(), time.process_time()
-    trained = stages.train_models(config, features)
+    trained = stages.train_stage(config, features)
     t3, c3 = time.perf_counter(), time.process_time()
-    scores = stages.score_units(config, features, trained)
+    scores = stages.score_stage(config, features, trained)
     t4 = time.perf_counter()
 
     res = trained.backtest

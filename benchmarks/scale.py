@@ -227,14 +227,15 @@ def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
 
         cluster = distributed.LocalCluster(**dask_runner.cluster_kwargs(config.dask))
         client = distributed.Client(cluster)
-        features = timed("build_features", dask_runner.build_features, config, inputs, client)
-        trained = timed("train_models", dask_runner.train_models, config, features, client)
-        scores = timed("score_units", dask_runner.score_units, config, features, trained, client)
+        features = timed("build_features", dask_runner.partitioned_features, config, inputs, client)
+        trained = timed("train_models", dask_runner.distributed_training, config, features, client)
+        scores = timed("score_units", dask_runner.partitioned_scores, config, features, trained,
+                       client)
     else:
-        features = timed("build_features", stages.build_features, config, inputs)
-        trained = timed("train_models", stages.train_models, config, features)
-        scores = timed("score_units", stages.score_units, config, features, trained)
-    design = timed("design_territories", stages.design_territories, config, inputs, features,
+        features = timed("build_features", stages.feature_stage, config, inputs)
+        trained = timed("train_models", stages.train_stage, config, features)
+        scores = timed("score_units", stages.score_stage, config, features, trained)
+    design = timed("design_territories", stages.design_stage, config, inputs, features,
                    scores)
     if runner == "dask":
         client.close()

@@ -27,7 +27,7 @@ from territory.models.tracking import load_champion, start_server
 from territory.pipelines.cli import prepare_environment
 from territory.pipelines.config import load_config
 from territory.pipelines.publish import setup_tracking
-from territory.pipelines.stages import load_inputs, market_features
+from territory.pipelines.stages import load_inputs, market_table
 
 
 def _free_port() -> int:
@@ -60,7 +60,7 @@ def main() -> None:
     graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
     model = load_champion()
     columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
-    rows = market_features(config, inputs, graph).reset_index(names="unit_id")[columns]
+    rows = market_table(config, inputs, graph).reset_index(names="unit_id")[columns]
 
     # "What-if" rows change a feature, so their drivers cannot come from the cache.
     what_if = rows.assign(population=rows["population"] * 1.1)

@@ -1,7 +1,7 @@
 """Benchmark: territory design on the demo counties (issue #6, benchmark 1).
 
 The instance is exactly the one the demo pipeline designs
-(``territory.pipelines.stages.design_territories`` with ``configs/demo.yaml``): 3,085 US
+(``territory.pipelines.stages.design_stage`` with ``configs/demo.yaml``): 3,085 US
 counties, queen contiguity with islands linked to their nearest unit, EPSG:5070
 coordinates, attributes ``potential`` (horizon total per unit from the latest
 ``workspace/runs/demo-*/scores.parquet``; if there is no run, the project's
@@ -46,7 +46,7 @@ def build_instance(config_path: Path) -> dict:
     config = load_config(config_path)
     cols = config.data.columns
     inputs = stages.load_inputs(config)
-    features = stages.build_features(config, inputs)
+    features = stages.feature_stage(config, inputs)
     unit_ids = inputs.units[cols.unit_col].astype(str).to_numpy()
     runs = sorted((ROOT / "workspace" / "runs").glob("demo-*/scores.parquet"))
     if runs:

@@ -5,7 +5,7 @@ with islands linked, EPSG:5070; ``potential`` = horizon total per county from
 the latest ``workspace/runs/demo-*/scores.parquet`` (population as a proxy when
 there is no run; the output says which), ``workload`` = mean monthly
 ``accounts`` over the last 12 months of ``data/demo/sales.parquet`` (as
-``territory.pipelines.stages.build_features`` computes it).
+``territory.pipelines.stages.feature_stage`` computes it).
 
 1. ``choose_n_territories`` with a rep capacity (``--capacity`` accounts per
    rep, default 850), balancing potential and workload at ±5%, the pipeline's

@@ -7,6 +7,8 @@ realignment changes for them), and the company's ranked white space.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
@@ -249,3 +251,47 @@ def white_space_opportunities(recs: pd.DataFrame, top: int = 100) -> pd.DataFram
     ranked = ranked.reset_index()
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     return ranked
+
+
+@dataclass
+class Recommendations:
+    units: pd.DataFrame
+    territories: pd.DataFrame
+    reps: pd.DataFrame | None
+    opportunities: pd.DataFrame
+    moves: pd.DataFrame
+
+
+def recommend(
+    unit_totals: pd.DataFrame,
+    proposed: pd.Series,
+    current: pd.Series | None,
+    territory_summary: pd.DataFrame,
+    unit_col: str,
+    unit_names: pd.Series | None = None,
+    reps: pd.DataFrame | None = None,
+    workload: pd.Series | None = None,
+    xy: pd.DataFrame | None = None,
+    territory_col: str = "territory_id",
+    rep_col: str = "rep_id",
+) -> Recommendations:
+    """Per unit, territory and rep recommendations, white space and moves.
+
+    ``proposed`` and ``current`` give each unit's territory (no current
+    alignment: the proposal is compared with itself); ``unit_names`` (by
+    unit) labels the units; ``reps`` with ``workload`` and ``xy`` (by unit)
+    adds what the realignment changes for each rep.
+    """
+    current = current if current is not None else proposed
+    totals = unit_totals if unit_names is None else unit_totals.join(unit_names.rename("name"))
+    units = unit_recommendations(totals, current, proposed)
+    units.index.name = unit_col
+    territories = territory_recommendations(units, territory_summary)
+    rep_table = None
+    if reps is not None:
+        rep_table = rep_changes(reps, units, workload, xy, territory_col=territory_col,
+                                rep_col=rep_col)
+    uid = proposed.index.to_numpy()
+    moves = moves_table(uid, current.reindex(uid).to_numpy(), proposed.to_numpy(),
+                        totals["potential"].reindex(uid).to_numpy(), unit_col)
+    return Recommendations(units, territories, rep_table, white_space_opportunities(units), moves)

@@ -90,3 +90,52 @@ def score_units(
     # A unit without recent history still gets its potential; its forecast is 0.
     totals["forecast"] = totals["forecast"].fillna(0.0)
     return Scores(scores, totals, truth_metrics(potential, truth))
+
+
+def forecast_accuracy(
+    scores: pd.DataFrame,
+    actuals: pd.DataFrame,
+    columns,
+    alignment: pd.Series | None = None,
+) -> dict[str, float]:
+    """Forecast against the actuals observed after the as-of date.
+
+    Parameters
+    ----------
+    scores
+        ``scores.parquet`` rows: unit, ``horizon``, ``target_period``,
+        ``forecast``, ``forecast_lo``, ``forecast_hi``.
+    actuals
+        Sales history (unit, period, sales), including periods after the as-of date.
+    columns
+        The column names (``unit_col``, ``time_col``, ``target_col``).
+    alignment
+        Territory per unit; adds the WAPE of territory totals per month.
+
+    Returns
+    -------
+    dict
+        ``months_observed`` (target periods with actuals), ``wape``, ``bias``,
+        ``coverage``, ``wape_h1`` and ``wape_territory``; NaN when no actual is
+        known yet.
+    """
+    u, t, y = columns.unit_col, columns.time_col, columns.target_col
+    truth = actuals[[u, t, y]].rename(columns={t: "target_period", y: "actual"})
+    both = scores.merge(truth, on=[u, "target_period"], how="inner").dropna(subset=["actual"])
+    nan = float("nan")
+    out = {"months_observed": float(both["target_period"].nunique()), "wape": nan, "bias": nan,
+           "coverage": nan, "wape_h1": nan, "wape_territory": nan}
+    if both.empty:
+        return out
+    out["wape"] = backtest.wape(both["actual"], both["forecast"])
+    out["bias"] = backtest.bias(both["actual"], both["forecast"])
+    out["coverage"] = backtest.coverage(both["actual"], both["forecast_lo"], both["forecast_hi"])
+    first = both[both["horizon"] == both["horizon"].min()]
+    out["wape_h1"] = backtest.wape(first["actual"], first["forecast"])
+    if alignment is not None:
+        terr = both.assign(territory=alignment.reindex(both[u]).to_numpy()).dropna(
+            subset=["territory"])
+        sums = terr.groupby(["territory", "target_period"])[["actual", "forecast"]].sum()
+        if len(sums):
+            out["wape_territory"] = backtest.wape(sums["actual"], sums["forecast"])
+    return out

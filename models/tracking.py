@@ -32,7 +32,7 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
-from territory.models.serving import RecommenderBundle, ScoringInputError
+from territory.models.recommender import RecommenderBundle, ScoringInputError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -202,7 +202,7 @@ def log_scoring_model(
 
 
 class TerritoryRecommender(mlflow.pyfunc.PythonModel):
-    """Pyfunc around a :class:`territory.models.serving.RecommenderBundle`.
+    """Pyfunc around a :class:`territory.models.recommender.RecommenderBundle`.
 
     Requests are unit feature rows (``unit_id`` plus the market feature
     columns); replies are scores, assignments, actions and reasons. Bad

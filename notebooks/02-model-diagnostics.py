@@ -33,8 +33,8 @@ from territory.pipelines.config import load_config
 ROOT = Path.cwd() if (Path.cwd() / "configs").exists() else Path.cwd().parent
 config = load_config(ROOT / "configs" / "demo.yaml")
 inputs = stages.load_inputs(config)
-features = stages.build_features(config, inputs)
-trained = stages.train_models(config, features)
+features = stages.feature_stage(config, inputs)
+trained = stages.train_stage(config, features)
 result = trained.backtest
 print(f"objective {config.forecast.objective}; origins "
       f"{', '.join(f'{o:%Y-%m}' for o in result.origins)}; horizon {result.horizon}")
@@ -69,7 +69,7 @@ result.interval_table().round(3)
 # drivers are multiplicative effects of market features.
 
 # %%
-scores = stages.score_units(config, features, trained)
+scores = stages.score_stage(config, features, trained)
 scores.unit_totals[["forecast", "potential", "forecast_drivers", "drivers"]].head(10)
 
 # %%

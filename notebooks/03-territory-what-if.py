@@ -32,13 +32,13 @@ from territory.models.territories import (
     rebalance_lower_bound,
 )
 from territory.pipelines.config import load_config
-from territory.pipelines.stages import build_features, load_inputs, score_units, train_models
+from territory.pipelines.stages import feature_stage, load_inputs, score_stage, train_stage
 
 ROOT = Path.cwd() if (Path.cwd() / "configs").exists() else Path.cwd().parent
 config = load_config(ROOT / "configs" / "demo.yaml")
 inputs = load_inputs(config)
-features = build_features(config, inputs)
-scores = score_units(config, features, train_models(config, features))
+features = feature_stage(config, inputs)
+scores = score_stage(config, features, train_stage(config, features))
 uid = inputs.units["unit_id"].to_numpy()
 attributes = pd.DataFrame({
     "potential": scores.unit_totals["potential"].reindex(uid).to_numpy(),

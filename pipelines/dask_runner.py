@@ -5,16 +5,15 @@
 * :func:`dask_client` yields a client for the stages: the flow's cluster when
   a flow runs with that task runner, a worker client inside a Dask task, or
   a cluster made from the config otherwise.
-* :func:`build_features` builds the feature tables one partition of units
-  at a time on the workers (:mod:`territory.features.partitioned`); the tables are
-  equal, bit for bit, to :func:`territory.pipelines.stages.build_features` (the
-  training rows come grouped by partition, in another order, which no stage
-  depends on).
-* :func:`train_models` trains as the local stage does, except that the
-  forecaster's final fit runs on ``lightgbm.dask`` once it has at least
-  ``dask.lightgbm_min_rows`` rows (:mod:`territory.models.distributed`).
-* :func:`score_units` scores each partition on a worker with the local
-  scoring code; the scores equal the local ones.
+* :class:`DaskBackend` runs the heavy stages on that cluster:
+  ``features`` builds the feature tables one partition of units at a time on
+  the workers (:mod:`territory.features.partitioned`); the tables are equal,
+  bit for bit, to the local backend's (the training rows come grouped by
+  partition, in another order, which no stage depends on). ``train`` trains
+  as the local backend does, except that the forecaster's final fit runs on
+  ``lightgbm.dask`` once it has at least ``dask.lightgbm_min_rows`` rows
+  (:mod:`territory.models.distributed`). ``score`` scores each partition on
+  a worker with the local scoring code; the scores equal the local ones.
 
 The driver reads and validates the inputs, as with the local runner, and
 sends each worker its partition, so workers need the package installed but
@@ -34,6 +33,7 @@ import pandas as pd
 
 from territory.features.build import training_origins
 from territory.features.errors import InputError
+from territory.features.feature_set import PERIODS_PER_YEAR, FeatureSet
 from territory.features.panel import regular_periods
 from territory.features.partitioned import (
     PartitionFeatures,
@@ -44,7 +44,9 @@ from territory.features.partitioned import (
     stack_tables,
 )
 from territory.features.spatial import build_adjacency, projected_xy
-from territory.models import backtest
+from territory.models import scoring
+from territory.models.scoring import Scores
+from territory.models.training import Trained
 from territory.pipelines import stages
 from territory.pipelines.config import DaskConfig, RunConfig
 
@@ -108,22 +110,29 @@ def _flow_runner_client():
     return runner.client if isinstance(runner, DaskTaskRunner) else None
 
 
-# -- features ----------------------------------------------------------------
-def build_features(config: RunConfig, inputs: stages.Inputs, client=None) -> stages.FeatureSet:
-    """:func:`territory.pipelines.stages.build_features`, one partition of units per Dask task."""
-    if client is None:
+class DaskBackend:
+    """Features, training and scoring on the flow's (or the config's) Dask cluster."""
+
+    def features(self, config: RunConfig, inputs: stages.Inputs) -> FeatureSet:
         with dask_client(config) as client:
-            return build_features(config, inputs, client)
+            return partitioned_features(config, inputs, client)
+
+    def train(self, config: RunConfig, features: FeatureSet) -> Trained:
+        with dask_client(config) as client:
+            return distributed_training(config, features, client)
+
+    def score(self, config: RunConfig, features: FeatureSet, trained: Trained) -> Scores:
+        with dask_client(config) as client:
+            return partitioned_scores(config, features, trained, client)
+
+
+def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> FeatureSet:
+    """The local feature set, built one partition of units per Dask task."""
     cols, feats, dc = config.data.columns, config.features, config.dask
-    if "mean" not in feats.rolling_stats:
-        raise InputError(
-            "config", "rolling_stats must include 'mean' (it sets each unit's scale)",
-            column="features.rolling_stats",
-        )
     units = inputs.units
     unit_ids = units[cols.unit_col].to_numpy()
     ids = unit_ids.astype(str)
-    as_of = pd.Timestamp(config.as_of) if config.as_of else inputs.sales[cols.time_col].max()
+    as_of = stages.resolved_as_of(config, inputs)
     graph = build_adjacency(units, cols.unit_col, feats.contiguity, config.data.projected_crs)
     xy = projected_xy(units, config.data.projected_crs)
     sales = inputs.sales[inputs.sales[cols.time_col] <= as_of]
@@ -143,7 +152,7 @@ def build_features(config: RunConfig, inputs: stages.Inputs, client=None) -> sta
     demo = inputs.demographics
     demo_pos = (pd.Index(ids).get_indexer(demo[cols.unit_col].astype(str))
                 if demo is not None else None)
-    per_year = stages.PERIODS_PER_YEAR[feats.frequency]
+    per_year = PERIODS_PER_YEAR[feats.frequency]
     build = partial(
         build_partition, periods=periods, origins=origins, config=feats,
         horizon=config.forecast.horizon, periods_per_year=per_year,
@@ -171,11 +180,19 @@ def build_features(config: RunConfig, inputs: stages.Inputs, client=None) -> sta
             yield futures.pop(0).result().train_table
 
     train = stack_tables(arriving(), n_rows, small[0].train_table)
-    market = stages.market_features(config, inputs, graph)
-    return stages.FeatureSet(
+    market = stages.market_table(config, inputs, graph)
+    return FeatureSet(
         graph, xy, as_of, train, merged.score_table, market,
         merged.annual_sales.reindex(unit_ids), merged.workload.reindex(unit_ids).fillna(0.0),
     )
+
+
+def distributed_training(config: RunConfig, features: FeatureSet, client) -> Trained:
+    """The local training, with the forecaster's big fit on ``lightgbm.dask``."""
+    from territory.models.distributed import fit_distributed
+
+    fit = partial(fit_distributed, client=client, min_rows=config.dask.lightgbm_min_rows)
+    return stages.LocalBackend().train(config, features, fit_forecaster=fit)
 
 
 def _without_train_rows(part: PartitionFeatures) -> PartitionFeatures:
@@ -186,35 +203,20 @@ def _n_train_rows(part: PartitionFeatures) -> int:
     return len(part.train_table)
 
 
-# -- training -----------------------------------------------------------------
-def train_models(config: RunConfig, features: stages.FeatureSet, client=None) -> stages.Trained:
-    """``stages.train_models`` with the forecaster's big fit on ``lightgbm.dask``."""
-    from territory.models.distributed import fit_distributed
 
-    if client is None:
-        with dask_client(config) as client:
-            return train_models(config, features, client)
-    fit = partial(fit_distributed, client=client, min_rows=config.dask.lightgbm_min_rows)
-    return stages.train_models(config, features, fit_forecaster=fit)
+def _score_partition(features: FeatureSet, trained: Trained, frequency: str, cols) -> Scores:
+    # A named task for the dashboard; the local scoring code, without the truth file.
+    return scoring.score_units(features, trained, frequency, cols)
 
 
-# -- scoring -------------------------------------------------------------------
-def _score_partition(config: RunConfig, features: stages.FeatureSet, trained: stages.Trained):
-    return stages.score_units(config, features, trained)
-
-
-def score_units(
-    config: RunConfig, features: stages.FeatureSet, trained: stages.Trained, client=None
-) -> stages.Scores:
-    """:func:`territory.pipelines.stages.score_units`, one partition of units per Dask task.
+def partitioned_scores(config: RunConfig, features: FeatureSet, trained: Trained, client
+                       ) -> Scores:
+    """The local scores, one partition of units per Dask task.
 
     Each worker runs the local scoring code on its units; the rows are put
     back in the local order, and the metrics against the truth file (which
     need every unit) are computed here.
     """
-    if client is None:
-        with dask_client(config) as client:
-            return score_units(config, features, trained, client)
     cols = config.data.columns
     table, market = features.score_table, features.market_table
     n_parts = max(1, min(len(market), config.dask.n_partitions))
@@ -224,7 +226,6 @@ def score_units(
     forecaster.__dict__.pop("validation_", None)
     slim = dataclasses.replace(trained, forecaster=forecaster,
                                validation=trained.validation.iloc[:0], backtest=None)
-    part_config = config.model_copy(update={"data": config.data.model_copy(update={"truth": None})})
     [trained_f] = client.scatter([slim], broadcast=True)
     empty = features.train_table.iloc[:0]
     part_of_unit = np.repeat(np.arange(len(unit_parts)), [len(u) for u in unit_parts])
@@ -237,20 +238,13 @@ def score_units(
             market_table=market.loc[units_k],
             annual_sales=features.annual_sales.iloc[:0], workload=features.workload.iloc[:0],
         )
-        futures.append(client.submit(_score_partition, part_config, part, trained_f))
-    parts: list[stages.Scores] = client.gather(futures)
+        futures.append(client.submit(_score_partition, part, trained_f,
+                                     config.features.frequency, cols))
+    parts: list[Scores] = client.gather(futures)
     scores = pd.concat([p.scores for p in parts], ignore_index=True)
     unit_codes, _ = pd.factorize(scores[cols.unit_col], sort=True)
     order = np.lexsort((unit_codes, scores["horizon"].to_numpy()))
     scores = scores.take(order).reset_index(drop=True)
     totals = pd.concat([p.unit_totals for p in parts]).sort_index()
-    metrics: dict[str, float] = {}
-    if config.data.truth is not None:
-        truth = pd.read_parquet(config.data.truth).set_index(cols.unit_col)
-        if "true_potential" in truth:
-            annual_potential = pd.Series(trained.potential.predict(market), index=market.index)
-            est = annual_potential.reindex(truth.index).to_numpy()
-            metrics["potential_spearman_vs_truth"] = backtest.spearman(
-                est, truth["true_potential"].to_numpy())
-            metrics["potential_wape_vs_truth"] = backtest.wape(truth["true_potential"], est)
-    return stages.Scores(scores, totals, metrics)
+    potential = scoring.annual_potential(trained, market)
+    return Scores(scores, totals, scoring.truth_metrics(potential, stages.read_truth(config)))

@@ -199,9 +199,10 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     Returns the accuracy table (one row per as-of date) and the CSV it was
     written to, ``<workspace>/backfill/<run_name>-<start>-<end>.csv``.
     """
+    from territory.models.scoring import forecast_accuracy
     from territory.pipelines.flows import nightly_forecast, train, with_runner
     from territory.pipelines.outputs import atomic_file
-    from territory.pipelines.stages import forecast_accuracy, load_inputs
+    from territory.pipelines.stages import load_inputs
 
     months = month_range(start, end)
     cols = config.data.columns

@@ -3,12 +3,12 @@
 Five flows, each taking the validated :class:`~pipelines.config.RunConfig`
 as its parameter (Prefect validates it again when a deployment passes JSON):
 
-- :func:`build_features`: load and validate the inputs, build the feature set
+- :func:`prepare_features`: load and validate the inputs, build the feature set
   (cached on the input files' hashes and the config that shapes features);
 - :func:`train`: fit, backtest, register, gate (``<workspace>/train/``);
 - :func:`nightly_forecast`: score with the registry's champion, recommend on
   the current alignment, write the report (``<workspace>/nightly/``);
-- :func:`design_territories`: one territory scenario scored with the champion
+- :func:`design_scenario`: one territory scenario scored with the champion
   (``<workspace>/scenarios/``);
 - :func:`pipeline` (``territory_pipeline``): all of it in one run
   (``<workspace>/runs/``), what ``territory run`` and ``make demo`` do.
@@ -43,9 +43,10 @@ from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from territory.features.errors import InputError
+from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import publish, stages
+from territory.pipelines import publish, run_keys, stages
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import atomic_directory
 from territory.pipelines.progress import stage
@@ -231,75 +232,35 @@ class InputFilesAndConfig(CachePolicy):
     """
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
-        return stages.features_cache_key(inputs["config"], inputs["inputs"].file_hashes)
+        return run_keys.features_cache_key(inputs["config"], inputs["inputs"].file_hashes)
 
 
-@task(name="load-inputs", cache_policy=NO_CACHE, **IO_RETRIES)
-def load_inputs(config: RunConfig) -> stages.Inputs:
-    return stages.load_inputs(config)
-
-
-@task(name="build-features", cache_policy=InputFilesAndConfig(), persist_result=True,
-      cache_expiration=timedelta(days=30))
-def build_feature_set(config: RunConfig, inputs: stages.Inputs) -> stages.FeatureSet:
-    if config.runner == "dask":
-        from territory.pipelines import dask_runner
-
-        return dask_runner.build_features(config, inputs)
-    return stages.build_features(config, inputs)
-
-
-@task(name="train-models", cache_policy=NO_CACHE)
-def train_models(config: RunConfig, features: stages.FeatureSet) -> stages.Trained:
-    if config.runner == "dask":
-        from territory.pipelines import dask_runner
-
-        return dask_runner.train_models(config, features)
-    return stages.train_models(config, features)
-
-
-@task(name="score-units", cache_policy=NO_CACHE)
-def score_units(config: RunConfig, features, trained) -> stages.Scores:
-    if config.runner == "dask":
-        from territory.pipelines import dask_runner
-
-        return dask_runner.score_units(config, features, trained)
-    return stages.score_units(config, features, trained)
-
-
-@task(name="design-territories", cache_policy=NO_CACHE)
-def design_task(config: RunConfig, inputs, features, scores) -> stages.Design:
-    return stages.design_territories(config, inputs, features, scores)
-
-
-@task(name="current-alignment", cache_policy=NO_CACHE)
-def current_design(config: RunConfig, inputs, features, scores) -> stages.Design:
-    return stages.current_design(config, inputs, features, scores)
-
-
-@task(name="recommend", cache_policy=NO_CACHE)
-def recommend(config: RunConfig, inputs, features, scores, design) -> stages.Recommendations:
-    return stages.recommendations(config, inputs, features, scores, design)
-
-
-@task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIES)
-def find_tracked_run(config: RunConfig, key: str) -> dict | None:
-    return publish.find_tracked_run(config, key)
-
-
-@task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)
-def load_model(config: RunConfig, version: str | None) -> publish.RegisteredModels:
-    return publish.load_registered_models(config, version)
+# The stages as tasks: each loads, calls one domain function, returns (see ``stages``).
+load_inputs_task = task(name="load-inputs", cache_policy=NO_CACHE, **IO_RETRIES)(
+    stages.load_inputs)
+features_task = task(name="build-features", cache_policy=InputFilesAndConfig(),
+                     persist_result=True, cache_expiration=timedelta(days=30))(
+    stages.feature_stage)
+train_task = task(name="train-models", cache_policy=NO_CACHE)(stages.train_stage)
+score_task = task(name="score-units", cache_policy=NO_CACHE)(stages.score_stage)
+design_task = task(name="design-territories", cache_policy=NO_CACHE)(stages.design_stage)
+current_alignment_task = task(name="current-alignment", cache_policy=NO_CACHE)(
+    stages.current_alignment_stage)
+recommend_task = task(name="recommend", cache_policy=NO_CACHE)(stages.recommend_stage)
+find_run_task = task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIES)(
+    publish.find_tracked_run)
+load_model_task = task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)(
+    publish.load_registered_models)
 
 
 def _features(config: RunConfig, kind: str, suffix: str = ""
-              ) -> tuple[stages.Inputs, stages.FeatureSet, Path]:
+              ) -> tuple[stages.Inputs, FeatureSet, Path]:
     """Load inputs, note this run's folder (now that the as-of date is known), build features."""
     with _step("load and validate inputs", config):
-        inputs = load_inputs(config)
+        inputs = load_inputs_task(config)
     folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
     with _step("build features", config):
-        features = build_feature_set(config, inputs)
+        features = features_task(config, inputs)
     return inputs, features, folder
 
 
@@ -333,8 +294,8 @@ def publish_run(
                                                      design, tmp, recs, key=key)
             else:
                 run_id, decision = existing["run_id"], existing["promotion"]
-            (tmp / "manifest.json").write_text(json.dumps(
-                stages.manifest(config, inputs, run_id, started), indent=2, default=str))
+            manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     publish_artifacts(config, content, recs, run_dir)
     return {
         "run_dir": run_dir,
@@ -376,7 +337,7 @@ def write_scored_outputs(
     with atomic_directory(folder) as tmp:
         content = publish.write_outputs(tmp, config, inputs, features, model.trained, scores,
                                         design, recs)
-        manifest = stages.manifest(config, inputs, model.run_id, started)
+        manifest = run_keys.manifest(config, inputs.file_hashes, model.run_id, started)
         manifest["model"] = {"name": model.name, "version": model.version,
                              "run_id": model.run_id, **(extra or {})}
         manifest["as_of"] = f"{features.as_of:%Y-%m-%d}"
@@ -402,7 +363,7 @@ def register_and_gate(config: RunConfig, inputs, features, trained, key: str, fo
 
 def _train_summary(config, inputs, features, run_id, version, metrics, decision,
                    started) -> dict:
-    manifest = stages.manifest(config, inputs, run_id, started)
+    manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
     return {**manifest, "as_of": f"{features.as_of:%Y-%m-%d}" if features else None,
             "registered_model": config.tracking.registered_model, "version": version,
             "metrics": metrics, "promotion": decision}
@@ -412,7 +373,7 @@ def _train_summary(config, inputs, features, run_id, version, metrics, decision,
 
 
 @flow(name="build-features", validate_parameters=True, on_failure=[record_failure])
-def build_features(config: RunConfig) -> stages.FeatureSet:
+def prepare_features(config: RunConfig) -> FeatureSet:
     """Load and validate the inputs; build (or reuse from cache) the feature set."""
     return _features(config, "features")[1]
 
@@ -427,17 +388,17 @@ def train(config: RunConfig) -> dict:
     """
     started = time.time()
     with _step("load and validate inputs", config):
-        inputs = load_inputs(config)
+        inputs = load_inputs_task(config)
     as_of = stages.resolved_as_of(config, inputs)
     folder = _begin(config, "train", as_of)
-    key = stages.run_key(config, inputs.file_hashes, as_of, "train")
+    key = run_keys.run_key(config, inputs.file_hashes, as_of, "train")
     with _step("check the registry", config):
-        existing = find_tracked_run(config, key)
+        existing = find_run_task(config, key)
     if existing is not None and (folder / "summary.json").is_file():
         _succeeded(folder)
         return {**json.loads((folder / "summary.json").read_text()), "reused": True}
     with _step("build features", config):
-        features = build_feature_set(config, inputs)
+        features = features_task(config, inputs)
     if existing is not None:  # tracked, but its summary is missing: write it, register nothing
         with atomic_directory(folder) as tmp:
             summary = _train_summary(config, inputs, features, existing["run_id"],
@@ -447,7 +408,7 @@ def train(config: RunConfig) -> dict:
         _succeeded(folder)
         return {**summary, "reused": True}
     with _step("train forecast and potential models", config):
-        trained = _timed(train_models, config.schedule.train_timeout_s)(config, features)
+        trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
     with _step("register and gate", config):
         summary = register_and_gate(config, inputs, features, trained, key, folder, started)
     _succeeded(folder)
@@ -471,16 +432,16 @@ def nightly_forecast(
     started = time.time()
     inputs, features, folder = _features(config, kind)
     with _step("load the champion model", config):
-        model = load_model(config, model_version)
+        model = load_model_task(config, model_version)
     with _step("score units", config):
-        scores = score_units(config, features, model.trained)
+        scores = score_task(config, features, model.trained)
     with _step("recommend", config):
         if inputs.alignment is not None:
-            design = current_design(config, inputs, features, scores)
+            design = current_alignment_task(config, inputs, features, scores)
         else:
             design = _timed(design_task, config.schedule.design_timeout_s)(
                 config, inputs, features, scores)
-        recs = recommend(config, inputs, features, scores, design)
+        recs = recommend_task(config, inputs, features, scores, design)
     with _step("write forecast, recommendations and report", config):
         written = write_scored_outputs(config, folder, inputs, features, model, scores, design,
                                        recs, started)
@@ -497,7 +458,7 @@ SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @flow(name="design-territories", validate_parameters=True, on_failure=[record_failure])
-def design_territories(
+def design_scenario(
     config: RunConfig,
     scenario: TerritoryConfig | None = None,
     scenario_name: str = "base",
@@ -516,13 +477,13 @@ def design_territories(
     started = time.time()
     inputs, features, folder = _features(config, "scenarios", scenario_name)
     with _step("load the champion model", config):
-        model = load_model(config, None)
+        model = load_model_task(config, None)
     with _step("score units", config):
-        scores = score_units(config, features, model.trained)
+        scores = score_task(config, features, model.trained)
     with _step("design territories", config):
         design = _timed(design_task, config.schedule.design_timeout_s)(
             config, inputs, features, scores)
-        recs = recommend(config, inputs, features, scores, design)
+        recs = recommend_task(config, inputs, features, scores, design)
     with _step("write scenario outputs and report", config):
         write_scored_outputs(config, folder, inputs, features, model, scores, design, recs,
                              started, extra={"scenario": scenario_name})
@@ -538,20 +499,20 @@ def pipeline(config: RunConfig) -> dict:
 
     Everything in one run: trains, gates and registers like :func:`train`,
     scores with the freshly trained models and designs territories like
-    :func:`design_territories`, and writes ``<workspace>/runs/<run_name>-<as_of>/``.
+    :func:`design_scenario`, and writes ``<workspace>/runs/<run_name>-<as_of>/``.
     """
     started = time.time()
     inputs, features, _ = _features(config, "runs")
-    key = stages.run_key(config, inputs.file_hashes, features.as_of, "pipeline")
+    key = run_keys.run_key(config, inputs.file_hashes, features.as_of, "pipeline")
     with _step("train forecast and potential models", config):
-        trained = _timed(train_models, config.schedule.train_timeout_s)(config, features)
+        trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
     with _step("score units", config):
-        scores = score_units(config, features, trained)
+        scores = score_task(config, features, trained)
     with _step("design territories", config):
         design = _timed(design_task, config.schedule.design_timeout_s)(
             config, inputs, features, scores)
     with _step("write outputs, report and MLflow run", config):
-        recs = recommend(config, inputs, features, scores, design)
+        recs = recommend_task(config, inputs, features, scores, design)
         result = publish_run(config, inputs, features, trained, scores, design, recs, started,
                              key)
     _succeeded(result["run_dir"])

@@ -16,12 +16,17 @@ import numpy as np
 import pandas as pd
 
 from territory.features.errors import InputError
+from territory.features.feature_set import FeatureSet
 from territory.models import tracking
-from territory.models.serving import build_bundle
+from territory.models.alignment import Design
+from territory.models.recommend import Recommendations
+from territory.models.recommender import build_bundle
+from territory.models.scoring import Scores
+from territory.models.training import Trained
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.report_content import report_content, summary_markdown
-from territory.pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
+from territory.pipelines.stages import Inputs
 
 __all__ = ["RegisteredModels", "artifact_key", "find_tracked_run", "load_registered_models",
            "registry_transaction", "setup_tracking", "summary_markdown", "track_run",

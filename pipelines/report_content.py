@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from territory.features.feature_set import FeatureSet
+from territory.models.alignment import Design
+from territory.models.recommend import Recommendations
+from territory.models.scoring import Scores
+from territory.models.training import Trained
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.report_map import interactive_map
-from territory.pipelines.stages import Design, FeatureSet, Inputs, Recommendations, Scores, Trained
+from territory.pipelines.stages import Inputs
 
 
 def _pct(value: float | None) -> str:

@@ -15,7 +15,7 @@ from territory.models import tracking
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import atomic_directory
 from territory.pipelines.publish import setup_tracking
-from territory.pipelines.stages import load_inputs, market_features
+from territory.pipelines.stages import load_inputs, market_table
 
 
 def score_all(config: RunConfig, out: Path | None = None) -> tuple[Path, pd.DataFrame, str]:
@@ -27,7 +27,7 @@ def score_all(config: RunConfig, out: Path | None = None) -> tuple[Path, pd.Data
     inputs = load_inputs(config)
     graph = build_adjacency(inputs.units, cols.unit_col, config.features.contiguity,
                             config.data.projected_crs)
-    request = market_features(config, inputs, graph).reset_index(names=cols.unit_col)
+    request = market_table(config, inputs, graph).reset_index(names=cols.unit_col)
     setup_tracking(config)
     scored = tracking.load_champion().predict(request)
     out_dir = Path(out) if out is not None else Path(config.workspace) / "scores"

@@ -196,7 +196,7 @@ def tune(
 
     names, metric = check_search(params, n_trials, metric, config)
     inputs = stages.load_inputs(config)
-    features = stages.build_features(config, inputs)
+    features = stages.feature_stage(config, inputs)
     fc, cols = config.forecast, config.data.columns
     panel = backtest.panel_from_table(features.train_table, config.features.frequency, cols)
     scale_col = rolling_name(cols.target_col, "mean", max(config.features.rolling_windows))

@@ -71,8 +71,8 @@ def subset_config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_run(subset_config):
     inputs = stages.load_inputs(subset_config)
-    features = stages.build_features(subset_config, inputs)
-    trained = stages.train_models(subset_config, features)
+    features = stages.LocalBackend().features(subset_config, inputs)
+    trained = stages.LocalBackend().train(subset_config, features)
     return inputs, features, trained
 
 
@@ -87,7 +87,7 @@ def test_partitioned_features_equal_local_features(client, subset_config, local_
     dask_cfg = subset_config.dask.model_copy(update={"partition_by": partition_by,
                                                      "n_partitions": 3})
     config = subset_config.model_copy(update={"dask": dask_cfg})
-    dask = dask_runner.build_features(config, inputs, client)
+    dask = dask_runner.partitioned_features(config, inputs, client)
 
     pd.testing.assert_frame_equal(_sorted(dask.train_table), _sorted(local.train_table),
                                   check_exact=True)
@@ -114,15 +114,15 @@ def _holdout_wape(config, inputs, scores) -> float:
 
 def test_distributed_training_matches_local_quality(client, subset_config, local_run):
     inputs, features, local = local_run
-    trained = dask_runner.train_models(subset_config, features, client)
+    trained = dask_runner.distributed_training(subset_config, features, client)
     booster = trained.forecaster.booster_
     # the final fit really ran data-parallel on both workers
     assert booster.params.get("tree_learner") == "data"
     assert int(booster.params.get("num_machines", 1)) == 2
     assert trained.forecaster.best_iteration_ == local.forecaster.best_iteration_
 
-    local_scores = stages.score_units(subset_config, features, local)
-    dask_scores = stages.score_units(subset_config, features, trained)
+    local_scores = stages.LocalBackend().score(subset_config, features, local)
+    dask_scores = stages.LocalBackend().score(subset_config, features, trained)
     wape_local = _holdout_wape(subset_config, inputs, local_scores)
     wape_dask = _holdout_wape(subset_config, inputs, dask_scores)
     assert abs(wape_dask - wape_local) <= WAPE_TOLERANCE * wape_local, (wape_local, wape_dask)
@@ -135,8 +135,8 @@ def test_distributed_training_matches_local_quality(client, subset_config, local
 
 def test_partitioned_scoring_equals_local_scoring(client, subset_config, local_run):
     _, features, trained = local_run
-    local = stages.score_units(subset_config, features, trained)
-    dask = dask_runner.score_units(subset_config, features, trained, client)
+    local = stages.LocalBackend().score(subset_config, features, trained)
+    dask = dask_runner.partitioned_scores(subset_config, features, trained, client)
     pd.testing.assert_frame_equal(dask.scores, local.scores, check_exact=True)
     pd.testing.assert_frame_equal(dask.unit_totals, local.unit_totals, check_exact=True)
     assert dask.metrics == pytest.approx(local.metrics)

@@ -17,9 +17,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from territory.features import feature_set
+from territory.features import io as fio
 from territory.features.errors import InputError
-from territory.models import tracking
-from territory.pipelines import flows, publish, stages
+from territory.models import alignment, recommend, scoring, tracking, training
+from territory.pipelines import flows, publish, run_keys
 from territory.pipelines.config import load_config
 from tests.conftest import FAST_MODELS, write_slice_config
 
@@ -133,14 +135,14 @@ def test_nightly_rerun_replaces_that_dates_outputs(nightly, config):
 def test_feature_cache_is_keyed_on_file_hashes_and_config(trained, config, monkeypatch,
                                                           tmp_path):
     calls = []
-    real = stages.build_features
+    real = feature_set.build_feature_set
 
-    def counting(cfg, inputs):
-        calls.append(cfg)
-        return real(cfg, inputs)
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(stages, "build_features", counting)
-    flows.build_features(config)
+    monkeypatch.setattr(feature_set, "build_feature_set", counting)
+    flows.prepare_features(config)
     assert calls == []  # built by the train flow; same files, same config
     moved = tmp_path / "copy"
     shutil.copytree(Path(config.data.sales).parent, moved)
@@ -149,41 +151,41 @@ def test_feature_cache_is_keyed_on_file_hashes_and_config(trained, config, monke
                json.loads(config.data.model_dump_json()).items()
                if k in ("units", "sales", "demographics", "alignment", "reps", "truth") and v}}
     same_bytes = fast_config(moved, tmp_path / "ws1", data=data)
-    flows.build_features(same_bytes)
+    flows.prepare_features(same_bytes)
     assert calls == []  # other paths, same bytes: still cached
     sales = pd.read_parquet(moved / "sales.parquet")
     sales.loc[sales.index[0], "sales"] += 1.0
     sales.to_parquet(moved / "sales.parquet")
-    flows.build_features(same_bytes)
+    flows.prepare_features(same_bytes)
     assert len(calls) == 1  # one changed value in one file: rebuilt
     other = fast_config(moved, tmp_path / "ws2", data=data,
                         features={"lags": [1, 2, 3, 12], "rolling_windows": [3, 12]})
-    flows.build_features(other)
+    flows.prepare_features(other)
     assert len(calls) == 2  # the feature config changed: rebuilt
 
 
 def test_transient_errors_are_retried_bad_input_is_not(trained, config, monkeypatch):
-    real = stages.load_inputs
+    real = fio.load_units
     calls = []
 
-    def flaky(cfg):
+    def flaky(*args):
         calls.append(1)
         if len(calls) == 1:
             raise ConnectionError("network share went away")
-        return real(cfg)
+        return real(*args)
 
-    monkeypatch.setattr(stages, "load_inputs", flaky)
-    flows.build_features(config)
+    monkeypatch.setattr(fio, "load_units", flaky)
+    flows.prepare_features(config)
     assert len(calls) == 2
 
-    def bad(cfg):
+    def bad(*args):
         calls.append(1)
         raise InputError("sales.parquet", "must be >= 0", column="sales")
 
     calls.clear()
-    monkeypatch.setattr(stages, "load_inputs", bad)
+    monkeypatch.setattr(fio, "load_units", bad)
     with pytest.raises(InputError):
-        flows.build_features(config)
+        flows.prepare_features(config)
     assert len(calls) == 1
 
 
@@ -197,15 +199,15 @@ def _raise(message):
 # Every stage of the pipeline, in order; the last two fail after MLflow has
 # registered versions and moved aliases, so they test the rollback.
 STAGES = [
-    ("load and validate inputs", stages, "load_inputs"),
-    ("build features", stages, "build_features"),
-    ("train forecast and potential models", stages, "train_models"),
-    ("score units", stages, "score_units"),
-    ("design territories", stages, "design_territories"),
-    ("write outputs, report and MLflow run", stages, "recommendations"),
+    ("load and validate inputs", fio, "load_units"),
+    ("build features", feature_set, "build_feature_set"),
+    ("train forecast and potential models", training, "train_models"),
+    ("score units", scoring, "score_units"),
+    ("design territories", alignment, "propose_alignment"),
+    ("write outputs, report and MLflow run", recommend, "recommend"),
     ("write outputs, report and MLflow run", publish, "write_outputs"),
     ("write outputs, report and MLflow run", tracking, "log_potential_model"),
-    ("write outputs, report and MLflow run", stages, "manifest"),
+    ("write outputs, report and MLflow run", run_keys, "manifest"),
 ]
 
 
@@ -226,7 +228,7 @@ def test_failure_in_any_stage_changes_nothing(piped, config, monkeypatch, stage,
     assert registry_state(config) == registry
     runs = Path(config.workspace) / "runs"
     assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no temp folders left
-    date = "latest" if attr == "load_inputs" else "2025-12-01"  # as-of unknown before loading
+    date = "latest" if attr == "load_units" else "2025-12-01"  # as-of unknown before loading
     record = json.loads((runs / f"flows-{date}.failed.json").read_text())
     assert record["stage"] == stage and f"injected failure in {attr}" in record["error"]
     assert record["flow"] == "territory-pipeline" and record["outputs_unchanged"]
@@ -263,14 +265,14 @@ def test_failure_in_the_nightly_keeps_the_last_forecast(nightly, config, monkeyp
 
 
 def test_a_task_past_its_timeout_fails_the_run(trained, config, monkeypatch):
-    def slow(cfg, features):
+    def slow(*args, **kwargs):
         for _ in range(300):
             time.sleep(0.1)
 
     short = config.model_copy(update={
         "schedule": config.schedule.model_copy(update={"train_timeout_s": 1.0}),
         "potential": config.potential.model_copy(update={"seed": 8})})
-    monkeypatch.setattr(stages, "train_models", slow)
+    monkeypatch.setattr(training, "train_models", slow)
     started = time.perf_counter()
     with pytest.raises(TimeoutError):
         flows.train(short)
@@ -286,14 +288,14 @@ def test_design_scenario_leaves_the_registry_alone(trained, config):
 
     before = registry_state(config)
     scenario = TerritoryConfig(n_territories=3, keep_rep_homes=False, time_limit_s=10)
-    result = flows.design_territories(config, scenario=scenario, scenario_name="k3")
+    result = flows.design_scenario(config, scenario=scenario, scenario_name="k3")
     assert result["folder"].name == "flows-k3-2025-12-01"
     alignment = pd.read_parquet(result["folder"] / "alignment.parquet")
     assert alignment["territory_id"].nunique() == 3
     assert result["territories"]["contiguous"]
     assert registry_state(config) == before
     with pytest.raises(Exception, match="not a plain name"):
-        flows.design_territories(config, scenario_name="../escape")
+        flows.design_scenario(config, scenario_name="../escape")
 
 
 def test_forecast_accuracy_on_a_hand_made_frame():
@@ -307,7 +309,7 @@ def test_forecast_accuracy_on_a_hand_made_frame():
     actuals = pd.DataFrame({"unit_id": ["a", "b", "a"],
                             "period": pd.to_datetime(["2024-02-01", "2024-02-01", "2024-01-01"]),
                             "sales": [12.0, 16.0, 99.0]})
-    acc = stages.forecast_accuracy(scores, actuals, ColumnsConfig(),
+    acc = scoring.forecast_accuracy(scores, actuals, ColumnsConfig(),
                                    pd.Series(["T1", "T1"], index=["a", "b"]))
     assert acc["months_observed"] == 1  # March is not known yet; January is before the as-of
     assert acc["wape"] == pytest.approx((2 + 4) / 28)

@@ -260,11 +260,11 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         model = load_champion()
         columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
         from territory.features.spatial import build_adjacency
-        from territory.pipelines.stages import load_inputs, market_features
+        from territory.pipelines.stages import load_inputs, market_table
 
         inputs = load_inputs(config)
         graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
-        rows = market_features(config, inputs, graph).head(4).reset_index(names="unit_id")
+        rows = market_table(config, inputs, graph).head(4).reset_index(names="unit_id")
         rows = rows[columns]
 
         status, body = _post(port, {"dataframe_split": rows.to_dict(orient="split")})

@@ -6,7 +6,7 @@ import pytest
 
 from territory.models import recommend as rec
 from territory.models.potential import PotentialEstimator
-from territory.models.serving import ScoringInputError, build_bundle
+from territory.models.recommender import ScoringInputError, build_bundle
 
 
 def _totals() -> pd.DataFrame:

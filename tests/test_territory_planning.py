@@ -252,7 +252,9 @@ def test_territory_config_auto_and_regions():
 
 def test_design_stage_with_auto_k_and_regions(demo_slice_dir, tmp_path):
     """The pipeline's design stage on the Iowa/Nebraska slice: auto K, 2 regions."""
+    from territory.features.feature_set import FeatureSet
     from territory.features.spatial import build_adjacency, projected_xy
+    from territory.models.scoring import Scores
     from territory.pipelines import stages
     from territory.pipelines.config import load_config
     from tests.conftest import write_slice_config
@@ -265,16 +267,16 @@ def test_design_stage_with_auto_k_and_regions(demo_slice_dir, tmp_path):
     totals = pd.DataFrame({"potential": truth["true_potential"].reindex(uid).to_numpy(),
                            "forecast": 0.0}, index=uid)
     graph = build_adjacency(inputs.units, "unit_id", "queen", "EPSG:5070")
-    features = stages.FeatureSet(graph, projected_xy(inputs.units, "EPSG:5070"), pd.Timestamp(0),
+    features = FeatureSet(graph, projected_xy(inputs.units, "EPSG:5070"), pd.Timestamp(0),
                                  None, None, None, None, workload)
-    scores = stages.Scores(pd.DataFrame(), totals)
+    scores = Scores(pd.DataFrame(), totals)
     capacity = workload.sum() / 3.5  # -> at least 4 reps
     tc = base.territories.model_copy(update={
         "n_territories": "auto", "rep_capacity": capacity, "regions": 2, "tolerance": 0.1,
         "region_tolerance": 0.15, "time_limit_s": 20})
     config = base.model_copy(update={"territories": TerritoryConfig.model_validate(
         tc.model_dump())})
-    design = stages.design_territories(config, inputs, features, scores)
+    design = stages.design_stage(config, inputs, features, scores)
     assert design.n_territories >= 4 and "at least 4 reps" in design.auto_k
     assert design.proposed.nunique() == design.n_territories == len(design.summary)
     assert design.overall["n_territories"] == design.n_territories

@@ -1,0 +1,251 @@
+"""Turn a territory configuration into a named, summarised alignment.
+
+Pure: the pipeline's design stage gathers what each unit can be balanced on
+(:func:`unit_measures`) and calls :func:`propose_alignment`; the nightly
+stage describes the company's current alignment with
+:func:`describe_current_alignment`. Both return a :class:`Design`.
+
+:func:`propose_alignment` chooses K (a given number or the smallest
+feasible one, :func:`territory_planning.choose_n_territories`), pins each
+rep's home unit as a territory centre when every rep has one, starts a
+rebalance from the current alignment, runs the
+:class:`~territory.models.territories.TerritoryDesigner`, names the
+territories (the reps' territory ids, else the current ids matched on shared
+potential, else ``T01..TK``), compares with the current alignment and
+optionally nests the territories into regions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from territory.features.config import ColumnsConfig
+from territory.features.errors import InputError
+from territory.models import recommend as rec
+from territory.models.config import TerritoryConfig
+from territory.models.territories import TerritoryDesigner, evaluate_alignment
+from territory.models.territory_planning import choose_n_territories, design_regions
+
+
+@dataclass
+class Design:
+    proposed: pd.Series
+    current: pd.Series | None
+    summary: pd.DataFrame
+    overall: dict
+    current_overall: dict | None
+    current_summary: pd.DataFrame | None
+    violations: list[str]
+    n_territories: int | None = None  # K used (resolved when the config says auto)
+    auto_k: str | None = None  # why that K, when chosen automatically
+    region: pd.Series | None = None  # unit -> region, when territories.regions is set
+    region_summary: pd.DataFrame | None = None
+    diagnosis: list[str] = field(default_factory=list)  # why balance violations remain
+
+
+@dataclass
+class Geography:
+    """Where the units are: ids, projected coordinates and the contiguity matrix."""
+
+    unit_ids: np.ndarray
+    xy: np.ndarray
+    adjacency: object  # scipy.sparse matrix
+
+
+def unit_measures(unit_totals: pd.DataFrame, workload: pd.Series, unit_ids: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """What a territory can be balanced on, per unit in ``unit_ids`` order."""
+    totals = unit_totals.reindex(unit_ids)
+    return {
+        "potential": totals["potential"].fillna(0.0).to_numpy(),
+        "forecast": totals["forecast"].fillna(0.0).to_numpy(),
+        "workload": workload.reindex(unit_ids).fillna(0.0).to_numpy(),
+        "units": np.ones(len(unit_ids)),
+    }
+
+
+def current_territories(alignment: pd.DataFrame | None, unit_ids: np.ndarray,
+                        columns: ColumnsConfig) -> pd.Series | None:
+    """Territory id per unit of the company's alignment, in ``unit_ids`` order (NaN: none)."""
+    if alignment is None:
+        return None
+    return alignment.set_index(columns.unit_col)[columns.territory_col].reindex(unit_ids)
+
+
+def propose_alignment(
+    geography: Geography,
+    measures: dict[str, np.ndarray],
+    config: TerritoryConfig,
+    current: pd.Series | None = None,
+    reps: pd.DataFrame | None = None,
+    columns: ColumnsConfig | None = None,
+) -> Design:
+    """Propose an alignment balanced on ``config.balance_attributes`` (see the module doc)."""
+    cols = columns or ColumnsConfig()
+    tc, unit_ids = config, geography.unit_ids
+    attributes = pd.DataFrame({a: measures[a] for a in tc.balance_attributes})
+    auto = None
+    n_terr = tc.n_territories
+    if n_terr == "auto":
+        auto = choose_n_territories(
+            geography.xy, geography.adjacency, attributes, workload=measures["workload"],
+            rep_capacity=tc.rep_capacity, potential=measures["potential"],
+            potential_per_rep=tc.potential_per_rep, tolerance=tc.tolerance,
+            max_extra=tc.auto_max_extra, seed=tc.seed, unit_ids=unit_ids,
+            workload_label=tc.workload_column or "workload",
+            designer_params={"time_limit_s": tc.time_limit_s, "max_restarts": tc.max_restarts,
+                             "max_chains": tc.max_chains},
+        )
+        n_terr = auto.n_territories
+    current_codes = None
+    if current is not None:
+        current_codes = pd.Categorical(current, categories=sorted(current.dropna().unique())).codes
+    fixed, rep_territory_ids = _rep_homes(reps, unit_ids, n_terr, tc.keep_rep_homes, cols)
+    start_labels = None
+    if tc.mode == "rebalance":
+        start_labels, rep_territory_ids, fixed = _rebalance_start(
+            current, current_codes, tc.n_territories, reps, fixed, unit_ids, cols)
+
+    if auto is not None and fixed is None:  # the auto-K design is already this one
+        labels, centres, report = auto.labels, auto.centres, auto.report
+    else:
+        designer = TerritoryDesigner(
+            n_territories=n_terr, tolerance=tc.tolerance, seed=tc.seed,
+            time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
+        ).fit(geography.xy, geography.adjacency, attributes, unit_ids=unit_ids,
+              current_labels=start_labels, fixed_centres=fixed)
+        labels, centres, report = designer.labels_, designer.centres_, designer.report_
+    names = _territory_names(labels, n_terr, rep_territory_ids, current, measures["potential"])
+    proposed = pd.Series(names, index=unit_ids, name="proposed_territory")
+
+    current_overall = current_summary = None
+    if current_codes is not None and (current_codes >= 0).all():
+        rep_current = evaluate_alignment(current_codes, geography.xy, geography.adjacency,
+                                         attributes, tolerance=tc.tolerance)
+        current_overall, current_summary = rep_current.overall, rep_current.territories
+        current_summary["territory"] = list(pd.Categorical(current).categories)
+    summary = report.territories.copy()
+    summary["territory"] = [str(names[labels == k][0]) if (labels == k).any() else f"empty-{k}"
+                            for k in range(len(summary))]
+    overall = dict(report.overall)
+    if current is not None:
+        summary, moved = _with_movement(summary, current, proposed, measures["potential"])
+        overall.update(moved)
+    violations = list(report.violations)
+    region = region_summary = None
+    if tc.regions is not None:
+        region, region_summary = _nest_regions(geography, attributes, labels, centres, n_terr,
+                                               tc, summary, overall, violations)
+    overall["n_territories"] = n_terr
+    return Design(proposed, current, summary, overall, current_overall,
+                  current_summary, violations, n_terr, auto.explanation if auto else None,
+                  region, region_summary, list(report.diagnosis))
+
+
+def describe_current_alignment(
+    geography: Geography,
+    measures: dict[str, np.ndarray],
+    config: TerritoryConfig,
+    current: pd.Series,
+) -> Design:
+    """The current alignment as a :class:`Design`: proposed equals current, so no moves.
+
+    The summary holds today's balance, compactness and contiguity of each
+    territory; ``current`` must give every unit a territory.
+    """
+    attributes = pd.DataFrame({a: measures[a] for a in config.balance_attributes})
+    categories = pd.Categorical(current, categories=sorted(current.unique()))
+    report = evaluate_alignment(categories.codes, geography.xy, geography.adjacency, attributes,
+                                tolerance=config.tolerance)
+    summary = report.territories.copy()
+    summary["territory"] = list(categories.categories)
+    summary, moved = _with_movement(summary, current, current, measures["potential"])
+    overall = {**report.overall, **moved}
+    proposed = current.rename("proposed_territory")
+    return Design(proposed, current, summary, overall, dict(report.overall),
+                  summary.copy(), list(report.violations), diagnosis=list(report.diagnosis))
+
+
+def _rep_homes(reps: pd.DataFrame | None, unit_ids: np.ndarray, n_territories: int,
+               keep_rep_homes: bool, cols: ColumnsConfig
+               ) -> tuple[dict[int, int] | None, list[str] | None]:
+    """Centre unit per territory from the reps' homes, when every one of K reps has one."""
+    if not (keep_rep_homes and reps is not None and "home_unit_id" in reps
+            and reps["home_unit_id"].notna().all() and len(reps) == n_territories):
+        return None, None
+    position = {u: i for i, u in enumerate(unit_ids)}
+    ordered = reps.sort_values(cols.territory_col)
+    fixed = {k: position[str(h)] for k, h in enumerate(ordered["home_unit_id"])}
+    return fixed, list(ordered[cols.territory_col].astype(str))
+
+
+def _rebalance_start(current, current_codes, n_territories, reps, fixed, unit_ids,
+                     cols: ColumnsConfig):
+    """Start labels, territory ids and pinned centres for ``mode: rebalance``."""
+    if current_codes is None or (current_codes < 0).any():
+        raise InputError("config", "rebalance needs a current alignment that covers every unit",
+                         column="territories.mode", hint="set data.alignment or use mode: fresh")
+    n_current = len(np.unique(current_codes))
+    if n_current != n_territories:
+        raise InputError(
+            "config",
+            f"rebalance keeps the current {n_current} territories "
+            f"but n_territories is {n_territories}",
+            column="territories.n_territories",
+        )
+    territory_ids = list(pd.Categorical(current).categories)
+    if fixed is not None:
+        position = {u: i for i, u in enumerate(unit_ids)}
+        homes = reps.set_index(cols.territory_col)["home_unit_id"]
+        fixed = {k: position[str(homes.loc[t])] for k, t in enumerate(territory_ids)}
+    return current_codes, territory_ids, fixed
+
+
+def _territory_names(labels: np.ndarray, n_territories: int, rep_territory_ids,
+                     current: pd.Series | None, potential: np.ndarray) -> np.ndarray:
+    """Territory id per unit: the reps' ids, else current ids matched on potential, else T01.."""
+    if rep_territory_ids is not None:
+        return np.asarray(rep_territory_ids, dtype=object)[labels]
+    if current is not None:
+        return rec.match_territory_ids(labels, current.to_numpy(), potential)
+    return np.asarray([f"T{k + 1:02d}" for k in range(n_territories)], dtype=object)[labels]
+
+
+def _with_movement(summary: pd.DataFrame, current: pd.Series, proposed: pd.Series,
+                   potential: np.ndarray) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The summary with units moved in and out per territory, and the overall disruption."""
+    movement = rec.movement_by_territory(current, proposed).set_index("territory")
+    summary = summary.drop(columns=["moved_in", "moved_out"], errors="ignore").join(
+        movement, on="territory")
+    return summary, rec.disruption(current, proposed,
+                                   pd.Series(potential, index=proposed.index))
+
+
+def _nest_regions(geography: Geography, attributes: pd.DataFrame, labels: np.ndarray,
+                  centres, n_territories: int, tc: TerritoryConfig, summary: pd.DataFrame,
+                  overall: dict, violations: list[str]):
+    """Group the territories into ``tc.regions`` regions; updates summary, overall, violations."""
+    if np.bincount(labels, minlength=n_territories).min() == 0:
+        violations.append("regions were not designed: the alignment has an empty territory")
+        return None, None
+    if tc.regions > n_territories:
+        raise InputError("config", f"regions ({tc.regions}) exceeds the {n_territories} "
+                         "territories", column="territories.regions")
+    hier = design_regions(
+        geography.xy, geography.adjacency, attributes, labels, tc.regions,
+        tolerance=tc.region_tolerance, seed=tc.seed, centres=centres,
+        unit_ids=geography.unit_ids, territory_names=summary["territory"].to_numpy(),
+    )
+    region_names = hier.regions["name"].to_numpy()
+    region = pd.Series(region_names[hier.unit_region], index=geography.unit_ids, name="region")
+    summary.insert(2, "region", region_names[hier.territory_region])
+    region_summary = hier.report.territories.assign(territories=hier.regions["territories"])
+    violations += [f"region {v}" for v in hier.report.violations]
+    overall["n_regions"] = tc.regions
+    overall["region_max_abs_deviation"] = max(
+        hier.report.overall[f"max_abs_deviation_{a}"] for a in attributes)
+    overall["region_contiguous"] = hier.report.overall["contiguous"]
+    return region, region_summary
