@@ -33,13 +33,13 @@ import argparse
 import os
 import platform
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.spatial import Delaunay
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT.parent / "shared" / "benchmarks" / "commdis-paper-results.txt"
@@ -51,13 +51,13 @@ SIZES = [(500, 10, (0, 1, 2)), (1000, 10, (0, 1)), (2500, 25, (0, 1)), (10_000, 
 
 def commdis_instance(n: int, seed: int) -> tuple[np.ndarray, sp.csr_matrix, pd.DataFrame]:
     """Uniform points in [0, 1000]^2, Delaunay adjacency, three integer activities."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.lattice import delaunay_adjacency  # the Delaunay graph the tests use
+
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0.0, 1000.0, (n, 2))
-    s = Delaunay(xy).simplices
-    r = np.concatenate([s[:, 0], s[:, 1], s[:, 2]])
-    c = np.concatenate([s[:, 1], s[:, 2], s[:, 0]])
-    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-    adj = ((a + a.T) > 0).astype(np.int8).tocsr()
+    adj = delaunay_adjacency(xy)
     acts = pd.DataFrame({f"a{j + 1}": rng.integers(lo, hi + 1, n).astype(float)
                          for j, (lo, hi) in enumerate(RANGES)})
     return xy, adj, acts

@@ -56,20 +56,15 @@ METHODS = ["ours", "RegionKMeans", "SKATER", "AZP", "MaxP", "Ward", "KMeans-xy"]
 SEED = 0
 
 
-def lattice(side: int) -> tuple[np.ndarray, sp.csr_matrix]:
-    idx = np.arange(side * side).reshape(side, side)
-    r = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
-    c = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
-    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(side * side,) * 2)
-    yy, xx = np.divmod(np.arange(side * side), side)
-    return np.column_stack([xx, yy]).astype(float) * 1000.0, ((a + a.T) > 0).astype(np.int8).tocsr()
-
-
 def build_instance(name: str) -> dict:
     """xy (metres), adjacency (CSR), potential, K and where the potential came from."""
     side, k = INSTANCES[name]
     if side is not None:
-        xy, adj = lattice(side)
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from tests.lattice import lattice  # the rook lattice the tests use
+
+        xy, adj = lattice(side, side)
         potential = np.random.default_rng(SEED).gamma(2.0, 50.0, side * side)
         return {"xy": xy, "adj": adj, "potential": potential, "k": k,
                 "source": "gamma(2, 50), seed 0"}

@@ -436,83 +436,31 @@ def simulate_company(
     counties = counties.sort_values("unit_id", kind="stable").reset_index(drop=True)
     ids = counties["unit_id"].astype(str).to_numpy()
     demo = demographics.set_index("unit_id").loc[ids].reset_index()
-    n = len(ids)
+    population = demo["population"].to_numpy(dtype=float)
 
     graph = build_adjacency(counties, "unit_id", "queen", projected_crs)
     xy = projected_xy(counties, projected_crs)
-    log_density = pd.DataFrame(
-        {"log_density": np.log(demo["population_density"].to_numpy(dtype=float))}, index=ids
-    )
-    nbr = spatial_lag(graph, log_density)["log_density_nbr_mean"].to_numpy()
-    nbr = np.where(np.isnan(nbr), log_density["log_density"].to_numpy(), nbr)
-    index, growth = market_index(demo, nbr)
+    index, growth, nbr = _market(demo, ids, graph)
 
     # Full-capture monthly demand at t = 0.
-    population = demo["population"].to_numpy(dtype=float)
-    idio = rng.normal(0.0, IDIOSYNCRATIC_SD, n)
+    idio = rng.normal(0.0, IDIOSYNCRATIC_SD, len(ids))
     base = POTENTIAL_SCALE * population**POP_EXPONENT * np.exp(index + idio)
+    periods, demand, true_potential = _demand(base, growth, start, n_months)
 
-    periods = pd.date_range(start, periods=n_months + 12, freq="MS")
-    t = np.arange(n_months + 12)
-    season = SEASONALITY[periods.month.to_numpy() - 1]
-    demand = base[:, None] * season[None, :] * (1.0 + growth[:, None]) ** (t[None, :] / 12.0)
-    true_potential = demand[:, n_months:].sum(axis=1)
-    demand = demand[:, :n_months]
-
-    # Current alignment and reps.
     territory = draw_alignment(counties, base, graph, xy, n_territories)
-    terr_ids = np.unique(territory)
-    k = len(terr_ids)
-    lo, hi = PENETRATION_RANGE
-    pen_by_terr = np.round(rng.uniform(lo, hi, k), 3)
-    names = _rep_names(rng, k)
-    width = max(2, len(str(k)))
-    rep_ids = [f"R{j + 1:0{width}d}" for j in range(k)]
-    terr_pos = np.searchsorted(terr_ids, territory)
-    penetration = pen_by_terr[terr_pos]
-    homes = []
-    for j in range(k):
-        members = np.flatnonzero(terr_pos == j)
-        homes.append(ids[members[np.lexsort((ids[members], -population[members]))[0]]])
-
-    # Compound Poisson sales with a lognormal demand shock.
-    shock = rng.lognormal(-0.5 * DEMAND_SHOCK_SD**2, DEMAND_SHOCK_SD, (n, n_months))
-    mu = demand * penetration[:, None] * shock
-    order_value = ORDER_VALUE * (population / 20000.0) ** ORDER_VALUE_ELASTICITY
-    orders = rng.poisson(mu / order_value[:, None])
-    scale = order_value[:, None] / ORDER_VALUE_SHAPE
-    values = rng.gamma(ORDER_VALUE_SHAPE * np.maximum(orders, 1), np.broadcast_to(scale, mu.shape))
-    sales = np.round(np.where(orders > 0, values, 0.0), 2)
-
-    # Workload drivers.
-    log_income = np.log(demo["median_family_income"].to_numpy(dtype=float))
-    accounts_mean = 2.0 * np.sqrt(population / 1000.0) * np.exp(
-        0.2 * np.tanh(-(log_income - 10.22) / 0.25)
+    reps, penetration, rep_of_unit = _draw_reps(rng, territory, ids, population)
+    sales, order_value = _draw_sales(rng, demand, penetration, population)
+    accounts_mean, accounts, visits = _draw_workload(
+        rng, demo, population, growth, penetration, n_months
     )
-    accounts_rate = accounts_mean[:, None] * (1.0 + growth[:, None] / 2.0) ** (
-        t[None, :n_months] / 12.0
-    )
-    accounts = rng.poisson(accounts_rate)
-    effort = rng.gamma(40.0, 1.0 / 40.0, (n, n_months))
-    visits = rng.poisson(accounts * (0.6 + 0.8 * penetration[:, None]) * effort)
 
     sales_df = pd.DataFrame(
         {
             "unit_id": np.repeat(ids, n_months),
-            "period": np.tile(periods[:n_months].to_numpy(), n),
+            "period": np.tile(periods[:n_months].to_numpy(), len(ids)),
             "sales": sales.ravel(),
             "accounts": accounts.ravel().astype("int64"),
             "visits": visits.ravel().astype("int64"),
-        }
-    )
-    alignment = pd.DataFrame({"unit_id": ids, "territory_id": territory})
-    reps = pd.DataFrame(
-        {
-            "territory_id": terr_ids,
-            "rep_id": rep_ids,
-            "rep_name": names,
-            "home_unit_id": homes,
-            "capacity": np.full(k, np.nan),
         }
     )
     truth = pd.DataFrame(
@@ -522,7 +470,7 @@ def simulate_company(
             "rep_penetration": penetration,
             "expected_sales_horizon": true_potential * penetration,
             "territory_id": territory,
-            "rep_id": np.array(rep_ids)[terr_pos],
+            "rep_id": rep_of_unit,
             "base_monthly_potential": base,
             "market_index": index,
             "idiosyncratic": idio,
@@ -536,32 +484,94 @@ def simulate_company(
         counties=counties[["unit_id", "name", "region", "geometry"]],
         demographics=demo,
         sales=sales_df,
-        alignment=alignment,
+        alignment=pd.DataFrame({"unit_id": ids, "territory_id": territory}),
         reps=reps,
         truth=truth,
     )
 
 
-def simulate_demo(
-    nat: gpd.GeoDataFrame,
-    seed: int,
-    n_months: int = 60,
-    start: str = "2021-01-01",
-    n_territories: int = 50,
-) -> DemoData:
-    """Derive the county tables from raw NAT and simulate the company on them.
+def _market(
+    demo: pd.DataFrame, ids: np.ndarray, graph: AdjacencyGraph
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Market index, annual growth and neighbours' mean log density of every unit."""
+    log_density = pd.DataFrame(
+        {"log_density": np.log(demo["population_density"].to_numpy(dtype=float))}, index=ids
+    )
+    nbr = spatial_lag(graph, log_density)["log_density_nbr_mean"].to_numpy()
+    nbr = np.where(np.isnan(nbr), log_density["log_density"].to_numpy(), nbr)
+    index, growth = market_index(demo, nbr)
+    return index, growth, nbr
 
-    Parameters
-    ----------
-    nat
-        The raw NAT frame (see :func:`derive_counties_and_demographics`).
-    seed, n_months, start, n_territories
-        Passed to :func:`simulate_company`.
 
-    Returns
-    -------
-    DemoData
-        All demo tables.
-    """
-    counties, demographics = derive_counties_and_demographics(nat)
-    return simulate_company(counties, demographics, seed, n_months, start, n_territories)
+def _demand(
+    base: np.ndarray, growth: np.ndarray, start: str, n_months: int
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Periods, observed full-capture demand (units x months) and true potential."""
+    periods = pd.date_range(start, periods=n_months + 12, freq="MS")
+    t = np.arange(n_months + 12)
+    season = SEASONALITY[periods.month.to_numpy() - 1]
+    demand = base[:, None] * season[None, :] * (1.0 + growth[:, None]) ** (t[None, :] / 12.0)
+    true_potential = demand[:, n_months:].sum(axis=1)
+    return periods, demand[:, :n_months], true_potential
+
+
+def _draw_reps(
+    rng: np.random.Generator, territory: np.ndarray, ids: np.ndarray, population: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The reps table (one rep per territory), and every unit's rep penetration and rep id."""
+    terr_ids = np.unique(territory)
+    k = len(terr_ids)
+    lo, hi = PENETRATION_RANGE
+    pen_by_terr = np.round(rng.uniform(lo, hi, k), 3)
+    names = _rep_names(rng, k)
+    width = max(2, len(str(k)))
+    rep_ids = [f"R{j + 1:0{width}d}" for j in range(k)]
+    terr_pos = np.searchsorted(terr_ids, territory)
+    homes = []
+    for j in range(k):
+        members = np.flatnonzero(terr_pos == j)
+        homes.append(ids[members[np.lexsort((ids[members], -population[members]))[0]]])
+    reps = pd.DataFrame(
+        {
+            "territory_id": terr_ids,
+            "rep_id": rep_ids,
+            "rep_name": names,
+            "home_unit_id": homes,
+            "capacity": np.full(k, np.nan),
+        }
+    )
+    return reps, pen_by_terr[terr_pos], np.array(rep_ids)[terr_pos]
+
+
+def _draw_sales(
+    rng: np.random.Generator, demand: np.ndarray, penetration: np.ndarray, population: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compound Poisson sales with a lognormal demand shock, and the mean order values."""
+    shock = rng.lognormal(-0.5 * DEMAND_SHOCK_SD**2, DEMAND_SHOCK_SD, demand.shape)
+    mu = demand * penetration[:, None] * shock
+    order_value = ORDER_VALUE * (population / 20000.0) ** ORDER_VALUE_ELASTICITY
+    orders = rng.poisson(mu / order_value[:, None])
+    scale = order_value[:, None] / ORDER_VALUE_SHAPE
+    values = rng.gamma(ORDER_VALUE_SHAPE * np.maximum(orders, 1), np.broadcast_to(scale, mu.shape))
+    return np.round(np.where(orders > 0, values, 0.0), 2), order_value
+
+
+def _draw_workload(
+    rng: np.random.Generator,
+    demo: pd.DataFrame,
+    population: np.ndarray,
+    growth: np.ndarray,
+    penetration: np.ndarray,
+    n_months: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected accounts per unit, and monthly accounts and visits (units x months)."""
+    log_income = np.log(demo["median_family_income"].to_numpy(dtype=float))
+    accounts_mean = 2.0 * np.sqrt(population / 1000.0) * np.exp(
+        0.2 * np.tanh(-(log_income - 10.22) / 0.25)
+    )
+    t = np.arange(n_months)
+    accounts_rate = accounts_mean[:, None] * (1.0 + growth[:, None] / 2.0) ** (t[None, :] / 12.0)
+    accounts = rng.poisson(accounts_rate)
+    effort = rng.gamma(40.0, 1.0 / 40.0, (len(population), n_months))
+    visits = rng.poisson(accounts * (0.6 + 0.8 * penetration[:, None]) * effort)
+    return accounts_mean, accounts, visits

@@ -3,14 +3,17 @@
 :func:`read_table` picks a reader by file suffix and turns every failure
 (missing, empty, unsupported or unreadable file) into one
 :class:`~features.errors.InputError`. The ``load_*`` functions read and
-validate in one call; they are meant to be called from ``pipelines``, the
-only layer that touches disk.
+validate in one call (``path``: the table file; ``unit_ids``: the known units;
+``columns``: the contract column names, default :class:`ColumnsConfig`); they
+are meant to be called from ``pipelines``, the only layer that touches disk.
+``load_<table>`` applies :mod:`territory.features.schemas`' ``validate_<table>``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import geopandas as gpd
 import pandas as pd
@@ -33,6 +36,7 @@ from territory.features.schemas import (
 SPATIAL_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
 SUPPORTED_SUFFIXES = (".csv", ".parquet", *SPATIAL_SUFFIXES)
 _CSV_SEPARATORS = (";", "\t", "|")
+_Frame = TypeVar("_Frame", bound=pd.DataFrame)
 
 
 def id_columns(columns: ColumnsConfig | None = None) -> list[str]:
@@ -151,47 +155,29 @@ def read_table(path: str | Path, text_columns: Collection[str] | None = None) ->
     return frame
 
 
-def load_units(path: str | Path, columns: ColumnsConfig | None = None) -> gpd.GeoDataFrame:
-    """Read and validate the units table.
-
-    Parameters
-    ----------
-    path
-        Spatial file with unit shapes or points, or a table with ``lat``/``lon``.
-    columns
-        Contract column names; defaults to :class:`ColumnsConfig`.
-
-    Returns
-    -------
-    geopandas.GeoDataFrame
-        See :func:`territory.features.schemas.validate_units`.
-    """
+def _load(
+    path: str | Path,
+    columns: ColumnsConfig | None,
+    validate: Callable[..., _Frame],
+    *args: Any,
+    **kwargs: Any,
+) -> _Frame:
+    """Read ``path`` with its id columns as text and ``validate`` it, named by the path."""
     columns = columns or ColumnsConfig()
-    return validate_units(read_table(path, id_columns(columns)), str(path), columns)
+    frame = read_table(path, id_columns(columns))
+    return validate(frame, str(path), *args, columns=columns, **kwargs)
+
+
+def load_units(path: str | Path, columns: ColumnsConfig | None = None) -> gpd.GeoDataFrame:
+    """Read and validate the units table."""
+    return _load(path, columns, validate_units)
 
 
 def load_demographics(
     path: str | Path, unit_ids: Iterable[str], columns: ColumnsConfig | None = None
 ) -> pd.DataFrame:
-    """Read and validate the demographics table.
-
-    Parameters
-    ----------
-    path
-        Table file.
-    unit_ids
-        Known unit identifiers.
-    columns
-        Contract column names; defaults to :class:`ColumnsConfig`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        See :func:`territory.features.schemas.validate_demographics`.
-    """
-    columns = columns or ColumnsConfig()
-    frame = read_table(path, id_columns(columns))
-    return validate_demographics(frame, str(path), unit_ids, columns)
+    """Read and validate the demographics table."""
+    return _load(path, columns, validate_demographics, unit_ids)
 
 
 def load_sales(
@@ -200,51 +186,15 @@ def load_sales(
     columns: ColumnsConfig | None = None,
     frequency: str = "MS",
 ) -> pd.DataFrame:
-    """Read and validate the sales history, aggregated to ``frequency``.
-
-    Parameters
-    ----------
-    path
-        Table file.
-    unit_ids
-        Known unit identifiers.
-    columns
-        Contract column names; defaults to :class:`ColumnsConfig`.
-    frequency
-        ``"MS"``, ``"W-MON"`` or ``"QS"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        See :func:`territory.features.schemas.validate_sales`.
-    """
-    columns = columns or ColumnsConfig()
-    frame = read_table(path, id_columns(columns))
-    return validate_sales(frame, str(path), unit_ids, columns, frequency)
+    """Read and validate the sales history, aggregated to ``frequency``."""
+    return _load(path, columns, validate_sales, unit_ids, frequency=frequency)
 
 
 def load_alignment(
     path: str | Path, unit_ids: Iterable[str], columns: ColumnsConfig | None = None
 ) -> pd.DataFrame:
-    """Read and validate a unit-to-territory alignment.
-
-    Parameters
-    ----------
-    path
-        Table file.
-    unit_ids
-        Known unit identifiers.
-    columns
-        Contract column names; defaults to :class:`ColumnsConfig`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        See :func:`territory.features.schemas.validate_alignment`.
-    """
-    columns = columns or ColumnsConfig()
-    frame = read_table(path, id_columns(columns))
-    return validate_alignment(frame, str(path), unit_ids, columns)
+    """Read and validate a unit-to-territory alignment."""
+    return _load(path, columns, validate_alignment, unit_ids)
 
 
 def load_reps(
@@ -253,24 +203,5 @@ def load_reps(
     territory_ids: Iterable[str] | None = None,
     columns: ColumnsConfig | None = None,
 ) -> pd.DataFrame:
-    """Read and validate the reps table.
-
-    Parameters
-    ----------
-    path
-        Table file.
-    unit_ids
-        Known unit identifiers (for ``home_unit_id``).
-    territory_ids
-        Known territory identifiers; ``None`` skips that check.
-    columns
-        Contract column names; defaults to :class:`ColumnsConfig`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        See :func:`territory.features.schemas.validate_reps`.
-    """
-    columns = columns or ColumnsConfig()
-    frame = read_table(path, id_columns(columns))
-    return validate_reps(frame, str(path), unit_ids, territory_ids, columns)
+    """Read and validate the reps table."""
+    return _load(path, columns, validate_reps, unit_ids, territory_ids)

@@ -38,12 +38,46 @@ def make_panel(
         Last period of the panel (the as-of date); rows after it are dropped.
     """
     cols = columns or ColumnsConfig()
-    unit, time = cols.unit_col, cols.time_col
+    time = cols.time_col
     if end is not None:
         sales = sales[sales[time] <= end]
     if sales.empty:
         raise InputError("sales", "no sales rows on or before the as-of date", column=time)
     periods = regular_periods(sales[time].min(), end or sales[time].max(), frequency)
+    return _reindex(sales, unit_ids, periods, cols)
+
+
+def panel_on_calendar(
+    sales: pd.DataFrame,
+    unit_ids: np.ndarray | list[str],
+    periods: pd.DatetimeIndex,
+    columns: ColumnsConfig | None = None,
+) -> pd.DataFrame:
+    """The regular panel of :func:`make_panel` on a given calendar.
+
+    Parameters
+    ----------
+    sales
+        Validated sales, one row per (unit, period); rows after the last of
+        ``periods`` are dropped.
+    unit_ids
+        All units of the panel, in its order.
+    periods
+        The calendar, e.g. fixed once for every partition of units.
+    """
+    cols = columns or ColumnsConfig()
+    sales = sales[sales[cols.time_col] <= periods[-1]]
+    return _reindex(sales, unit_ids, periods, cols)
+
+
+def _reindex(
+    sales: pd.DataFrame,
+    unit_ids: np.ndarray | list[str],
+    periods: pd.DatetimeIndex,
+    cols: ColumnsConfig,
+) -> pd.DataFrame:
+    """Sales on every (unit, period) pair, with ``observed`` marking the rows that exist."""
+    unit, time = cols.unit_col, cols.time_col
     index = pd.MultiIndex.from_product(
         [pd.Index(np.asarray(unit_ids, dtype=str), name=unit), pd.Index(periods, name=time)]
     )

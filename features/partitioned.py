@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from territory.features.build import build_forecast_table
 from territory.features.config import ColumnsConfig, FeaturesConfig
 from territory.features.feature_set import annual_and_workload
+from territory.features.panel import panel_on_calendar
 from territory.features.spatial import AdjacencyGraph
 
 
@@ -97,24 +98,6 @@ def local_graph(graph: AdjacencyGraph, core: np.ndarray) -> tuple[np.ndarray, Ad
         shape=(len(local), len(local)),
     )
     return local, AdjacencyGraph(unit_ids=graph.unit_ids[local], matrix=matrix)
-
-
-def panel_on_calendar(
-    sales: pd.DataFrame,
-    unit_ids: np.ndarray,
-    periods: pd.DatetimeIndex,
-    columns: ColumnsConfig | None = None,
-) -> pd.DataFrame:
-    """The regular panel of :func:`territory.features.panel.make_panel` on a given calendar."""
-    cols = columns or ColumnsConfig()
-    unit, time = cols.unit_col, cols.time_col
-    sales = sales[sales[time] <= periods[-1]]
-    index = pd.MultiIndex.from_product(
-        [pd.Index(np.asarray(unit_ids, dtype=str), name=unit), pd.Index(periods, name=time)]
-    )
-    panel = sales.set_index([unit, time]).reindex(index)
-    panel["observed"] = panel[cols.target_col].notna()
-    return panel.reset_index()
 
 
 def build_partition(

@@ -11,7 +11,6 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import Delaunay
 
 from territory.models.territories import (
     TerritoryDesigner,
@@ -20,31 +19,16 @@ from territory.models.territories import (
     evaluate_alignment,
     rebalance_lower_bound,
 )
+from tests.lattice import delaunay_adjacency, lattice
 
 # ---------------------------------------------------------------- fixtures
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
-def lattice(rows: int, cols: int) -> tuple[np.ndarray, sp.csr_matrix]:
-    """Rook lattice with 1 km spacing."""
-    idx = np.arange(rows * cols).reshape(rows, cols)
-    r = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
-    c = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
-    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(rows * cols,) * 2)
-    a = ((a + a.T) > 0).astype(np.int8).tocsr()
-    yy, xx = np.divmod(np.arange(rows * cols), cols)
-    return np.column_stack([xx, yy]).astype(float) * 1000.0, a
-
-
 def delaunay(n: int, seed: int) -> tuple[np.ndarray, sp.csr_matrix]:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 100_000, (n, 2))
-    s = Delaunay(xy).simplices
-    r = np.concatenate([s[:, 0], s[:, 1], s[:, 2]])
-    c = np.concatenate([s[:, 1], s[:, 2], s[:, 0]])
-    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-    return xy, ((a + a.T) > 0).astype(np.int8).tocsr()
+    xy = np.random.default_rng(seed).uniform(0, 100_000, (n, 2))
+    return xy, delaunay_adjacency(xy)
 
 
 def attrs(n: int, seed: int) -> pd.DataFrame:

@@ -21,16 +21,7 @@ from territory.models.territory_planning import (
     territory_graph,
     territory_points,
 )
-
-
-def lattice(rows: int, cols: int) -> tuple[np.ndarray, sp.csr_matrix]:
-    """Rook lattice, 1 km spacing."""
-    idx = np.arange(rows * cols).reshape(rows, cols)
-    r = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
-    c = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
-    a = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(rows * cols,) * 2)
-    yy, xx = np.divmod(np.arange(rows * cols), cols)
-    return np.column_stack([xx, yy]).astype(float) * 1000.0, ((a + a.T) > 0).astype(np.int8).tocsr()
+from tests.lattice import lattice
 
 
 def attrs(n: int, seed: int) -> pd.DataFrame:
