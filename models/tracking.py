@@ -242,7 +242,24 @@ def log_batch_scores(scored: pd.DataFrame, csv_path: Path, run_name: str) -> str
 
 def load_champion(registered_model: str = RECOMMENDER) -> Any:
     """The pyfunc that holds ``champion`` (tracking must be set up)."""
-    return mlflow.pyfunc.load_model(f"models:/{registered_model}@{CHAMPION}")
+    return _load_pyfunc(f"models:/{registered_model}@{CHAMPION}")
+
+
+def _load_pyfunc(model_uri: str) -> Any:
+    """Load a pyfunc. One pickled before the ``territory.*`` namespace (it names the old
+    ``models.*`` modules) loads with those names aliased, with a warning once that
+    ``territory migrate`` re-registers it (:mod:`territory.models.tracking_legacy`)."""
+    from territory.models import tracking_legacy as legacy
+
+    try:
+        with legacy.without_legacy_names():
+            return mlflow.pyfunc.load_model(model_uri)
+    except ModuleNotFoundError as exc:
+        if not legacy.is_legacy_name_error(exc):
+            raise
+    legacy.warn_legacy_load(model_uri)
+    with legacy.legacy_module_names():
+        return mlflow.pyfunc.load_model(model_uri)
 
 
 def tag_model_version(registered_model: str, version: str, key: str, value: str) -> None:
@@ -494,7 +511,7 @@ def load_version(registered_model: str, version: str | None = None) -> LoadedVer
               else client.get_model_version(registered_model, str(version)))
     except MlflowException:
         return None
-    forecaster = mlflow.pyfunc.load_model(f"models:/{registered_model}/{mv.version}") \
+    forecaster = _load_pyfunc(f"models:/{registered_model}/{mv.version}") \
         .unwrap_python_model().forecaster
     run = client.get_run(mv.run_id)
     return LoadedVersion(forecaster, _load_potential(client, run), dict(run.data.metrics),
@@ -510,11 +527,11 @@ def _load_potential(client: MlflowClient, run):
         filter_string=f"source_run_id = '{run_id}' AND name = '{POTENTIAL_ARTIFACT}'",
         output_format="list")
     if found:
-        return mlflow.pyfunc.load_model(found[0].model_uri).unwrap_python_model().potential
+        return _load_pyfunc(found[0].model_uri).unwrap_python_model().potential
     versions = client.search_model_versions(f"name = '{RECOMMENDER}' and run_id = '{run_id}'")
     if not versions:
         raise MlflowException(f"run {run_id} holds no potential model")
-    model = mlflow.pyfunc.load_model(f"models:/{RECOMMENDER}/{versions[0].version}")
+    model = _load_pyfunc(f"models:/{RECOMMENDER}/{versions[0].version}")
     return model.unwrap_python_model().bundle.potential_model
 
 

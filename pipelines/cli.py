@@ -137,13 +137,49 @@ def serve(
     except InputError as exc:
         _fail(exc)
     from territory.models.tracking import serve_command, serving_env
+    from territory.models.tracking_legacy import champion_needs_migration
     from territory.pipelines.publish import tracking_uri
 
     uri = tracking_uri(cfg)
+    # The server loads the model in its own process, where the old module names never resolve.
+    if champion_needs_migration(uri):
+        _fail(InputError(
+            uri, "models:/territory-recommender@champion was registered before the "
+                 "territory.* namespace, so the model server cannot load it",
+            hint=f"run `territory migrate --config {config}` first"))
     command = serve_command(host, port)
     console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
                   " (POST /invocations; Ctrl-C stops)")
     os.execve(command[0], command, serving_env(uri))
+
+
+@app.command()
+def migrate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Re-register models pickled before the territory.* namespace, so everything loads them."""
+    from territory.pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace))
+    from territory.models.tracking import RECOMMENDER
+    from territory.models.tracking_legacy import migrate_workspace
+    from territory.pipelines.publish import setup_tracking
+
+    uri = setup_tracking(cfg)
+    moved = migrate_workspace(cfg.tracking.experiment,
+                              [cfg.tracking.registered_model, RECOMMENDER])
+    if not moved:
+        console.print(f"nothing to migrate in {uri}")
+        return
+    table = Table(title=f"Re-registered with today's module names ({uri})")
+    for column in ("model", "old version", "new version"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for item in moved:
+        table.add_row(item.model, f"v{item.old_version}", f"v{item.new_version}")
+    console.print(table)
+    console.print("every alias of an old version (champion, challenger) now names its new one")
 
 
 def _needs_prefect_server(what: str) -> None:
