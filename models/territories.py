@@ -297,7 +297,8 @@ def _tname(k: int, width: int) -> str:
     return f"T{k:0{width}d}"
 
 
-def _pct(x: float) -> str:
+def pct_text(x: float) -> str:
+    """A fraction as a percentage for messages: 0.05 -> "5%", 0.123 -> "12.3%"."""
     return f"{100 * x:.1f}%".replace(".0%", "%")
 
 
@@ -360,7 +361,7 @@ def imbalance_blocks(
         helpers = [names[u] for u in around if (np.sign(dev[u, bad]) != sign).any()]
         if not mixed and (helpers or (np.abs(joint) <= tau + 1e-9).all()):
             continue  # an ordinary surplus or shortfall with somewhere to go
-        parts = [f"{c} {'+' if d >= 0 else '-'}{_pct(abs(d))}"
+        parts = [f"{c} {'+' if d >= 0 else '-'}{pct_text(abs(d))}"
                  for c, d in zip(columns, joint, strict=True)]
         shown = ", ".join(names[t] for t in block[:8]) + (
             f" and {len(block) - 8} more" if len(block) > 8 else "")
@@ -369,8 +370,8 @@ def imbalance_blocks(
                 f"{int(np.isin(labels, block).sum())} units): {'' if one else 'together '}"
                 f"{', '.join(parts)} of target")
         if mixed:
-            text += (f"; {'its' if one else 'their'} own units balance {columns[hi]} "
-                     f"and {columns[lo]} together only at a tolerance of ±{_pct(need)} or more, "
+            text += (f"; {'its' if one else 'their'} own units balance {columns[hi]} and "
+                     f"{columns[lo]} together only at a tolerance of ±{pct_text(need)} or more, "
                      "so part of the imbalance must be traded away")
         if helpers:
             text += (f"; {len(helpers)} of the {len(around)} territories around "
@@ -553,13 +554,13 @@ def evaluate_alignment(
     overall["run_time_s"] = None if run_time_s is None else float(run_time_s)
 
     violations: list[str] = []
-    tau_txt = [f"τ={_pct(t)}" for t in tau]
+    tau_txt = [f"τ={pct_text(t)}" for t in tau]
     upper_max = (1 + tau) * tgt.max(axis=0)
     for j, col in enumerate(cols):
         for i in np.flatnonzero(values[:, j] > upper_max[j]).tolist():
             over = values[i, j] / tgt[:, j].max() - 1
             violations.append(
-                f"unit {ids[i]} alone exceeds the {col} target by {_pct(over)}: "
+                f"unit {ids[i]} alone exceeds the {col} target by {pct_text(over)}: "
                 f"{tau_txt[j]} cannot be met"
             )
     if (~assigned).any():
@@ -572,7 +573,7 @@ def evaluate_alignment(
             if absdev[t, j] > tau[j] + 1e-9:
                 side = "over" if dev[t, j] > 0 else "under"
                 violations.append(
-                    f"{names[t]}: {col} {_pct(abs(dev[t, j]))} {side} target ({tau_txt[j]})"
+                    f"{names[t]}: {col} {pct_text(abs(dev[t, j]))} {side} target ({tau_txt[j]})"
                 )
         if n_comp[t] > 1:
             violations.append(f"{names[t]}: not contiguous ({n_comp[t]} separate pieces)")
@@ -1073,7 +1074,7 @@ def design_territories(
         report.overall["disruption_units_lower_bound_pct"] = bound["units_pct"]
         report.overall[f"disruption_{cols[0]}_lower_bound_pct"] = bound[f"{cols[0]}_pct"]
     if cur is not None and move_budget is not None and report.overall.get("n_violations"):
-        extra.append(f"move budget of {_pct(move_budget)} of {cols[0]} limited the rebalance")
+        extra.append(f"move budget of {pct_text(move_budget)} of {cols[0]} limited the rebalance")
     report.violations.extend(extra)
     report.overall["n_violations"] = len(report.violations)
     report.overall["run_time_s"] = time.perf_counter() - t0

@@ -9,11 +9,8 @@ Two pure functions, each returning a small dataclass, built on
   allows, ``K0 = ceil(total workload / capacity)``, then designs K0, K0+1, ...
   and keeps the smallest K whose design meets every constraint (balance within
   tau on every attribute, contiguity) with the average rep at or under
-  capacity. The choice is explained in words, e.g. *"Total workload 12,400
-  accounts / capacity 250 per rep => at least 50 reps (K=49 would put the
-  average rep at 101% of capacity). K=50 holds ±5% on potential and workload
-  ..."*. When no candidate meets the balance, the one with the fewest
-  violations is returned and the explanation says so.
+  capacity, and explains the choice in words. Without a candidate that meets
+  the balance, the one with the fewest violations is returned, and said so.
 * :func:`design_regions` (**hierarchy**). Territories are nested into regions
   (or districts) that are themselves balanced and contiguous: the territory
   graph (two territories touch when any of their units do) with summed
@@ -39,7 +36,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from territory.features.spatial import link_islands
-from territory.models.territories import TerritoryDesigner, TerritoryReport, evaluate_alignment
+from territory.models.territories import (
+    TerritoryDesigner,
+    TerritoryReport,
+    evaluate_alignment,
+    pct_text,
+)
 
 __all__ = [
     "AutoKResult",
@@ -51,10 +53,6 @@ __all__ = [
     "territory_graph",
     "territory_points",
 ]
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%".replace(".0%", "%")
 
 
 def _num(x: float) -> str:
@@ -216,6 +214,29 @@ def choose_n_territories(
     -------
     AutoKResult
     """
+    wl, wl_name, total_wl, total_pot, lower, upper = _resolve_capacity(
+        attributes, workload, workload_label, rep_capacity, potential, potential_per_rep,
+        min_potential, max_extra)
+    params = {key: v for key, v in (designer_params or {}).items() if key != "n_territories"}
+    taus = {c: float((tolerances or {}).get(c, tolerance)) for c in attributes.columns}
+    text, notes, lower, last = _capacity_story(
+        total_wl, total_pot, rep_capacity, potential_per_rep, min_potential, lower, upper,
+        len(attributes), wl_name, int(max_extra))
+    table, chosen, best = _try_candidates(
+        range(lower, last + 1), xy, adjacency, attributes, wl, total_wl, total_pot,
+        rep_capacity, potential_per_rep, tolerance, tolerances, seed, params, unit_ids)
+    k, designer = chosen or best
+    rep = designer.report_
+    text = _verdict(text, table, k, rep, taus, chosen is not None, lower, last, notes)
+    return AutoKResult(
+        n_territories=k, lower_bound=lower, feasible=chosen is not None, candidates=table,
+        explanation=text, labels=designer.labels_, centres=designer.centres_, report=rep,
+    )
+
+
+def _resolve_capacity(attributes, workload, workload_label, rep_capacity, potential,
+                      potential_per_rep, min_potential, max_extra):
+    """Check the inputs; workload (values, name, total), potential total, K bounds."""
     n = len(attributes)
     if n == 0:
         raise ValueError("attributes is empty: at least one unit is needed")
@@ -223,78 +244,72 @@ def choose_n_territories(
         raise ValueError(f"max_extra must be >= 0, got {max_extra}")
     wl, wl_name = _column(workload, attributes, n, "workload")
     wl_name = workload_label or wl_name
-    pot = None
+    total_pot = None
     if potential_per_rep is not None or min_potential is not None:
         if potential is None:
             if "potential" not in attributes.columns:
                 raise ValueError("potential_per_rep/min_potential need potential= (no column)")
             potential = "potential"
-        pot, _ = _column(potential, attributes, n, "potential")
+        total_pot = float(_column(potential, attributes, n, "potential")[0].sum())
     total_wl = float(wl.sum())
-    total_pot = None if pot is None else float(pot.sum())
-    lower, upper = capacity_bounds(
-        total_wl, rep_capacity, total_potential=total_pot,
-        potential_per_rep=potential_per_rep, min_potential=min_potential,
-    )
-    params = dict(designer_params or {})
-    params.pop("n_territories", None)
-    cols = list(attributes.columns)
-    taus = {c: float((tolerances or {}).get(c, tolerance)) for c in cols}
+    bounds = capacity_bounds(total_wl, rep_capacity, total_potential=total_pot,
+                             potential_per_rep=potential_per_rep, min_potential=min_potential)
+    return wl, wl_name, total_wl, total_pot, *bounds
 
-    # the arithmetic, in words
-    why = [
-        f"Total {wl_name} {_num(total_wl)} / capacity {_num(rep_capacity)} per rep "
-        f"⇒ at least {math.ceil(total_wl / rep_capacity - 1e-9)} reps"
-    ]
-    if pot is not None and potential_per_rep is not None:
-        why.append(
-            f"total potential {_num(total_pot)} / {_num(potential_per_rep)} per rep "
-            f"⇒ at least {math.ceil(total_pot / potential_per_rep - 1e-9)}"
-        )
+
+def _capacity_story(total_wl, total_pot, rep_capacity, potential_per_rep, min_potential,
+                    lower: int, upper, n: int, wl_name: str, max_extra: int):
+    """The capacity arithmetic in words, notes on conflicts, and the K range to try."""
+    why = [f"Total {wl_name} {_num(total_wl)} / capacity {_num(rep_capacity)} per rep "
+           f"⇒ at least {math.ceil(total_wl / rep_capacity - 1e-9)} reps"]
+    if potential_per_rep is not None:  # then the potential was resolved: total_pot is set
+        why.append(f"total potential {_num(total_pot)} / {_num(potential_per_rep)} per rep "
+                   f"⇒ at least {math.ceil(total_pot / potential_per_rep - 1e-9)}")
     text = "; ".join(why)
     if lower > 1:
         below = lower - 1
-        parts = [f"the average rep at {_pct(total_wl / below / rep_capacity)} of capacity"]
-        if pot is not None and potential_per_rep is not None:
-            parts.append(f"{_pct(total_pot / below / potential_per_rep)} of the potential "
+        parts = [f"the average rep at {pct_text(total_wl / below / rep_capacity)} of capacity"]
+        if potential_per_rep is not None:
+            parts.append(f"{pct_text(total_pot / below / potential_per_rep)} of the potential "
                          "one rep can cover")
         text += f" (K={below} would put {_and(parts)})"
     text += "."
     notes: list[str] = []
     if upper is not None:
-        text += (f" Each territory needs at least {_num(min_potential)} potential, so "
-                 f"K <= {upper}.")
+        text += f" Each territory needs at least {_num(min_potential)} potential, so K <= {upper}."
         if upper < lower:
             notes.append(f"The capacity and the minimum potential conflict (K >= {lower} but "
                          f"K <= {upper}); K={lower} is kept for capacity.")
     if lower > n:
         notes.append(f"There are only {n} units, so K is capped at {n}: "
-                     f"the average rep is at {_pct(total_wl / n / rep_capacity)} of capacity.")
+                     f"the average rep is at {pct_text(total_wl / n / rep_capacity)} of capacity.")
         lower = n
     last = min(n, lower + int(max_extra))
     if upper is not None and upper >= lower:
         last = min(last, upper)
+    return text, notes, lower, last
 
+
+def _try_candidates(candidates, xy, adjacency, attributes, wl, total_wl, total_pot,
+                    rep_capacity, potential_per_rep, tolerance, tolerances, seed, params,
+                    unit_ids):
+    """Design each K in turn until one is feasible: (table of tries, feasible, closest)."""
+    cols = list(attributes.columns)
     rows: list[dict] = []
-    best = None
-    best_key = None
-    chosen = None
-    for k in range(lower, last + 1):
+    best = best_key = chosen = None
+    for k in candidates:
         t0 = time.perf_counter()
         designer = TerritoryDesigner(n_territories=k, tolerance=tolerance, seed=seed, **params)
         designer.fit(xy, adjacency, attributes, unit_ids=unit_ids, tolerances=tolerances)
         rep = designer.report_
         terr_wl = np.bincount(designer.labels_, weights=wl, minlength=k)
         mean_util = total_wl / k / rep_capacity
-        row = {
-            "n_territories": k,
-            "mean_utilisation": mean_util,
-            "max_utilisation": float(terr_wl.max() / rep_capacity),
-        }
+        row = {"n_territories": k, "mean_utilisation": mean_util,
+               "max_utilisation": float(terr_wl.max() / rep_capacity)}
         for c in cols:
             row[f"max_abs_deviation_{c}"] = rep.overall[f"max_abs_deviation_{c}"]
         feasible = rep.overall["n_violations"] == 0 and mean_util <= 1 + 1e-9
-        if pot is not None and potential_per_rep is not None:
+        if potential_per_rep is not None:
             feasible = feasible and total_pot / k <= potential_per_rep * (1 + 1e-9)
         row.update(contiguous=rep.overall["contiguous"], n_violations=rep.overall["n_violations"],
                    feasible=bool(feasible), run_time_s=time.perf_counter() - t0)
@@ -305,36 +320,38 @@ def choose_n_territories(
         if feasible:
             chosen = (k, designer)
             break
-    table = pd.DataFrame(rows)
-    k, designer = chosen or best
-    rep = designer.report_
+    return pd.DataFrame(rows), chosen, best
+
+
+def _verdict(text: str, table: pd.DataFrame, k: int, rep, taus, feasible: bool,
+             lower: int, last: int, notes: list[str]) -> str:
+    """The explanation's end: what the tried K left, and why K was chosen."""
+    cols = list(taus)  # the attribute columns, in order
     devs = [rep.overall[f"max_abs_deviation_{c}"] for c in cols]
-    tau_txt = (f"±{_pct(taus[cols[0]])}" if len(set(taus.values())) == 1
-               else _and([f"±{_pct(taus[c])} on {c}" for c in cols]))
+    tau_txt = (f"±{pct_text(taus[cols[0]])}" if len(set(taus.values())) == 1
+               else _and([f"±{pct_text(taus[c])} on {c}" for c in cols]))
     on = f" on {_and(cols)}" if len(set(taus.values())) == 1 else ""
     row = table.set_index("n_territories").loc[k]
-    util = (f"the average rep is at {_pct(row['mean_utilisation'])} of capacity, "
-            f"the busiest at {_pct(row['max_utilisation'])}")
+    util = (f"the average rep is at {pct_text(row['mean_utilisation'])} of capacity, "
+            f"the busiest at {pct_text(row['max_utilisation'])}")
     failed = table[~table["feasible"] & (table["n_territories"] < k)]
     if len(failed):
         text += " " + " ".join(
             f"K={int(r.n_territories)} left {int(r.n_violations)} violation(s) "
-            f"(max deviation {_and([_pct(getattr(r, f'max_abs_deviation_{c}')) for c in cols])})."
+            f"(max deviation "
+            f"{_and([pct_text(getattr(r, f'max_abs_deviation_{c}')) for c in cols])})."
             for r in failed.itertuples()
         )
-    if chosen is not None:
-        text += (f" K={k} holds {tau_txt}{on} (max deviation {_and([_pct(d) for d in devs])}) "
+    if feasible:
+        text += (f" K={k} holds {tau_txt}{on} (max deviation {_and([pct_text(d) for d in devs])}) "
                  f"with contiguous territories; {util}.")
     else:
         text += (f" No K from {lower} to {last} met {tau_txt}{on} on every territory; K={k} came "
                  f"closest with {int(row['n_violations'])} violation(s) (max deviation "
-                 f"{_and([_pct(d) for d in devs])}); {util}. See the report's violations.")
+                 f"{_and([pct_text(d) for d in devs])}); {util}. See the report's violations.")
     if notes:
         text += " " + " ".join(notes)
-    return AutoKResult(
-        n_territories=k, lower_bound=lower, feasible=chosen is not None, candidates=table,
-        explanation=text, labels=designer.labels_, centres=designer.centres_, report=rep,
-    )
+    return text
 
 
 # ---------------------------------------------------------------- hierarchy
@@ -534,34 +551,8 @@ def design_regions(
     t_region = designer.labels_.astype(np.int64)
     u_region = t_region[lab]
 
-    width = max(2, len(str(r)))
-    rnames = [f"R{i + 1:0{width}d}" for i in range(r)]
-    report = evaluate_alignment(
-        u_region, xy, adjacency, attributes,
-        tolerances={c: taus[c] for c in attributes.columns}, unit_ids=unit_ids, n_territories=r,
-    )
-    counts = np.bincount(t_region, minlength=r)
-    table = report.territories.copy()
-    table["name"] = rnames
-    table.insert(3, "n_territories", counts)
-    report.territories = table
-    twidth = max(2, len(str(r - 1)))
-
-    def rename(msg: str) -> str:
-        return re.sub(rf"^T(\d{{{twidth},}}):",
-                      lambda m: f"{rnames[int(m.group(1))]}:", msg)
-
-    violations = [rename(v) for v in report.violations]
-    if count_tau is not None:
-        for i in range(r):
-            dev = counts[i] / (k / r) - 1
-            if abs(dev) > count_tau + 1e-9:
-                violations.append(f"{rnames[i]}: {counts[i]} territories, "
-                                  f"{_pct(abs(dev))} {'over' if dev > 0 else 'under'} "
-                                  f"{k / r:.3g} (τ={_pct(count_tau)})")
-    report.violations = violations
-    report.overall["n_violations"] = len(violations)
-    report.overall["n_regions"] = r
+    report, rnames, counts = _region_report(u_region, t_region, xy, adjacency, attributes,
+                                            taus, unit_ids, r, k, count_tau)
     report.overall["run_time_s"] = designer.report_.overall["run_time_s"]
     if links:
         report.overall["territory_links"] = len(links)
@@ -575,3 +566,32 @@ def design_regions(
         unit_territory=lab.astype(np.int64), unit_region=u_region, territory_region=t_region,
         regions=regions, report=report, territory_level=designer.report_, links=links,
     )
+
+
+def _region_report(u_region, t_region, xy, adjacency, attributes, taus, unit_ids, r: int,
+                   k: int, count_tau: float | None):
+    """The region-level report, with region names in its violations and the count check."""
+    width = max(2, len(str(r)))
+    rnames = [f"R{i + 1:0{width}d}" for i in range(r)]
+    report = evaluate_alignment(
+        u_region, xy, adjacency, attributes,
+        tolerances={c: taus[c] for c in attributes.columns}, unit_ids=unit_ids, n_territories=r,
+    )
+    counts = np.bincount(t_region, minlength=r)
+    table = report.territories.copy()
+    table["name"] = rnames
+    table.insert(3, "n_territories", counts)
+    report.territories = table
+    tname = re.compile(rf"^T(\d{{{max(2, len(str(r - 1)))},}}):")  # evaluate_alignment's names
+    violations = [tname.sub(lambda m: f"{rnames[int(m.group(1))]}:", v) for v in report.violations]
+    if count_tau is not None:
+        for i in range(r):
+            dev = counts[i] / (k / r) - 1
+            if abs(dev) > count_tau + 1e-9:
+                violations.append(f"{rnames[i]}: {counts[i]} territories, "
+                                  f"{pct_text(abs(dev))} {'over' if dev > 0 else 'under'} "
+                                  f"{k / r:.3g} (τ={pct_text(count_tau)})")
+    report.violations = violations
+    report.overall["n_violations"] = len(violations)
+    report.overall["n_regions"] = r
+    return report, rnames, counts
