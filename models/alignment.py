@@ -26,7 +26,11 @@ from territory.features.config import ColumnsConfig
 from territory.features.errors import InputError
 from territory.models import recommend as rec
 from territory.models.config import TerritoryConfig
-from territory.models.territories import TerritoryDesigner, evaluate_alignment
+from territory.models.territories import (
+    TerritoryDesigner,
+    evaluate_alignment,
+    territory_elongation,
+)
 from territory.models.territory_planning import choose_n_territories, design_regions
 
 
@@ -44,6 +48,7 @@ class Design:
     region: pd.Series | None = None  # unit -> region, when territories.regions is set
     region_summary: pd.DataFrame | None = None
     diagnosis: list[str] = field(default_factory=list)  # why balance violations remain
+    plans: pd.DataFrame | None = None  # the price of balance (territory.models.plans)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Geography:
     unit_ids: np.ndarray
     xy: np.ndarray
     adjacency: object  # scipy.sparse matrix
+    areas: np.ndarray | None = None  # km² per unit: adds each territory's elongation
 
 
 def unit_measures(unit_totals: pd.DataFrame, workload: pd.Series, unit_ids: np.ndarray
@@ -94,7 +100,7 @@ def propose_alignment(
             geography.xy, geography.adjacency, attributes, workload=measures["workload"],
             rep_capacity=tc.rep_capacity, potential=measures["potential"],
             potential_per_rep=tc.potential_per_rep, tolerance=tc.tolerance,
-            max_extra=tc.auto_max_extra, seed=tc.seed, unit_ids=unit_ids,
+            tolerances=tc.tolerances, max_extra=tc.auto_max_extra, seed=tc.seed, unit_ids=unit_ids,
             workload_label=tc.workload_column or "workload",
             designer_params={"time_limit_s": tc.time_limit_s, "max_restarts": tc.max_restarts,
                              "max_chains": tc.max_chains},
@@ -116,7 +122,7 @@ def propose_alignment(
             n_territories=n_terr, tolerance=tc.tolerance, seed=tc.seed,
             time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
         ).fit(geography.xy, geography.adjacency, attributes, unit_ids=unit_ids,
-              current_labels=start_labels, fixed_centres=fixed)
+              current_labels=start_labels, fixed_centres=fixed, tolerances=tc.tolerances)
         labels, centres, report = designer.labels_, designer.centres_, designer.report_
     names = _territory_names(labels, n_terr, rep_territory_ids, current, measures["potential"])
     proposed = pd.Series(names, index=unit_ids, name="proposed_territory")
@@ -124,13 +130,16 @@ def propose_alignment(
     current_overall = current_summary = None
     if current_codes is not None and (current_codes >= 0).all():
         rep_current = evaluate_alignment(current_codes, geography.xy, geography.adjacency,
-                                         attributes, tolerance=tc.tolerance)
+                                         attributes, tolerances=tc.tolerances,
+                                         areas=geography.areas)
         current_overall, current_summary = rep_current.overall, rep_current.territories
         current_summary["territory"] = list(pd.Categorical(current).categories)
     summary = report.territories.copy()
     summary["territory"] = [str(names[labels == k][0]) if (labels == k).any() else f"empty-{k}"
                             for k in range(len(summary))]
     overall = dict(report.overall)
+    if geography.areas is not None:
+        _add_elongation(summary, overall, geography.areas, labels, len(summary))
     if current is not None:
         summary, moved = _with_movement(summary, current, proposed, measures["potential"])
         overall.update(moved)
@@ -159,7 +168,7 @@ def describe_current_alignment(
     attributes = pd.DataFrame({a: measures[a] for a in config.balance_attributes})
     categories = pd.Categorical(current, categories=sorted(current.unique()))
     report = evaluate_alignment(categories.codes, geography.xy, geography.adjacency, attributes,
-                                tolerance=config.tolerance)
+                                tolerances=config.tolerances, areas=geography.areas)
     summary = report.territories.copy()
     summary["territory"] = list(categories.categories)
     summary, moved = _with_movement(summary, current, current, measures["potential"])
@@ -167,6 +176,13 @@ def describe_current_alignment(
     proposed = current.rename("proposed_territory")
     return Design(proposed, current, summary, overall, dict(report.overall),
                   summary.copy(), list(report.violations), diagnosis=list(report.diagnosis))
+
+
+def _add_elongation(summary: pd.DataFrame, overall: dict, areas, labels, k: int) -> None:
+    summary["area_km2"], summary["elongation"] = territory_elongation(
+        summary["diameter_km"].to_numpy(), areas, labels, k)
+    overall["median_elongation"] = float(summary["elongation"].median())
+    overall["max_elongation"] = float(summary["elongation"].max())
 
 
 def _rep_homes(reps: pd.DataFrame | None, unit_ids: np.ndarray, n_territories: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from territory.features.config import FrozenModel
 
@@ -70,8 +70,31 @@ class PotentialConfig(FrozenModel):
     seed: int = 42
 
 
+Attribute = Literal["potential", "workload", "forecast", "units"]
+
+
+class BalanceRule(FrozenModel):
+    """One balanced attribute: its tolerance and its role.
+
+    ``hard`` must be met wherever it is feasible; ``soft`` is balanced as
+    tightly as the hard attributes allow: the run tries the tolerances of
+    ``frontier`` from loose to tight and publishes the tightest plan that
+    still holds every hard attribute (see ``territory.models.plans``).
+    A soft rule's ``tolerance`` is the tightest one tried.
+    """
+
+    attribute: Attribute
+    tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    role: Literal["hard", "soft"] = "hard"
+
+
 class TerritoryConfig(FrozenModel):
     """Territory design scenario.
+
+    ``balance`` lists the balanced attributes with their tolerance and role
+    (the older ``balance_attributes`` + ``tolerance`` still work: every
+    attribute hard at that tolerance). ``frontier`` gives the tolerances a
+    soft attribute is tried at, for the price-of-balance table (``plans``).
 
     ``n_territories: auto`` chooses K from ``rep_capacity`` (workload one rep
     can carry, in the unit of ``workload_column`` per period, e.g. accounts)
@@ -83,10 +106,16 @@ class TerritoryConfig(FrozenModel):
     """
 
     n_territories: Annotated[int, Field(ge=1)] | Literal["auto"] = 50
-    balance_attributes: list[Literal["potential", "workload", "forecast", "units"]] = Field(
-        default_factory=lambda: ["potential", "workload"]
-    )
-    tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    balance: list[BalanceRule] = Field(default_factory=lambda: [
+        BalanceRule(attribute="potential", tolerance=0.05, role="hard"),
+        BalanceRule(attribute="workload", tolerance=0.05, role="soft")])
+    # Older keys: read (every attribute hard at ``tolerance``), then derived from ``balance``
+    # and left out of dumps, so a dump has one source of truth.
+    balance_attributes: list[Attribute] = Field(default_factory=list, exclude=True)
+    tolerance: float = Field(0.05, gt=0.0, lt=1.0, exclude=True)
+    frontier: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1])
+    plan: Literal["best"] | Annotated[float, Field(gt=0.0, lt=1.0)] = "best"  # soft tolerance
     workload_column: str | None = "accounts"
     mode: Literal["fresh", "rebalance"] = "fresh"
     keep_rep_homes: bool = True
@@ -100,12 +129,54 @@ class TerritoryConfig(FrozenModel):
     regions: int | None = Field(None, ge=1)  # nest territories into this many regions
     region_tolerance: float = Field(0.10, gt=0.0, lt=1.0)
 
-    @field_validator("balance_attributes")
+    @model_validator(mode="before")
     @classmethod
-    def _non_empty(cls, values: list[str]) -> list[str]:
-        if not values:
-            raise ValueError("name at least one attribute to balance")
-        return list(dict.fromkeys(values))
+    def _balance_rules(cls, data):
+        """Fill ``balance`` from the older keys, or the older keys from ``balance``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        old = {k: data[k] for k in ("balance_attributes", "tolerance") if k in data}
+        if "balance" in data and old:
+            given = dict(old)
+            data = {k: v for k, v in data.items() if k not in old}
+            derived = cls._balance_rules(data)
+            if any(derived[k] != v for k, v in given.items()):  # a dump holds both, agreeing
+                raise ValueError(
+                    f"give either balance (attribute, tolerance, role per attribute) or the "
+                    f"older {' and '.join(sorted(given))}, not both")
+            return derived
+        if old:
+            tol = data.get("tolerance", 0.05)
+            attrs = data.get("balance_attributes", ["potential", "workload"])
+            data["balance"] = [{"attribute": a, "tolerance": tol, "role": "hard"}
+                               for a in dict.fromkeys(attrs)]
+        rules = [BalanceRule.model_validate(r) if isinstance(r, dict) else r
+                 for r in data.get("balance", cls.model_fields["balance"].default_factory())]
+        if not rules:
+            raise ValueError("balance: name at least one attribute to balance")
+        names = [r.attribute for r in rules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"balance names an attribute twice: {names}")
+        if all(r.role == "soft" for r in rules):
+            raise ValueError("balance needs at least one hard attribute (role: hard)")
+        data["balance"] = rules
+        data["balance_attributes"] = names
+        data["tolerance"] = min(r.tolerance for r in rules if r.role == "hard")
+        return data
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """Tolerance per balanced attribute (a soft one: the tightest tried)."""
+        return {r.attribute: r.tolerance for r in self.balance}
+
+    @property
+    def soft_attributes(self) -> list[str]:
+        return [r.attribute for r in self.balance if r.role == "soft"]
+
+    @property
+    def hard_attributes(self) -> list[str]:
+        return [r.attribute for r in self.balance if r.role == "hard"]
 
     @model_validator(mode="after")
     def _auto_and_regions(self) -> TerritoryConfig:

@@ -177,6 +177,7 @@ __all__ = [
     "design_territories",
     "evaluate_alignment",
     "rebalance_lower_bound",
+    "territory_elongation",
 ]
 
 
@@ -402,6 +403,30 @@ def _diameter_km(pts: np.ndarray) -> float:
     return float(np.sqrt(best)) / 1000.0
 
 
+def _weighted_mean_distance_km(xy, lab, k, centres, weights) -> np.ndarray:
+    """Per territory: the weight-weighted mean distance (km) of its units from its centre."""
+    out = np.zeros(k)
+    for t in range(k):
+        members = np.flatnonzero(lab == t)
+        if len(members) == 0 or centres[t] < 0:
+            continue
+        dist = np.linalg.norm(xy[members] - xy[centres[t]], axis=1) / 1000.0
+        w = weights[members]
+        out[t] = float(w @ dist / w.sum()) if w.sum() > 0 else float(dist.mean())
+    return out
+
+
+def territory_elongation(diameter_km, areas, lab: np.ndarray, k: int):
+    """Territory area (km²) and span over the diameter of the circle with that area."""
+    diameter_km = np.asarray(diameter_km, dtype=float)
+    unit_area = np.asarray(areas, dtype=float)
+    if unit_area.shape != lab.shape or not np.isfinite(unit_area).all() or (unit_area < 0).any():
+        raise ValueError(f"areas must be {len(lab)} finite, non-negative unit areas (km²)")
+    area = np.bincount(lab, weights=unit_area, minlength=k + 1)[:k]
+    circle = 2.0 * np.sqrt(area / np.pi)
+    return area, np.where(circle > 0, diameter_km / np.maximum(circle, 1e-300), 1.0)
+
+
 def evaluate_alignment(
     labels,
     xy,
@@ -418,6 +443,7 @@ def evaluate_alignment(
     n_territories: int | None = None,
     run_time_s: float | None = None,
     max_radius_km: float | None = None,
+    areas=None,
 ) -> TerritoryReport:
     """Quality report for any alignment (designed or the company's current one).
 
@@ -454,6 +480,11 @@ def evaluate_alignment(
     max_radius_km
         Maximum allowed distance (km) from a unit to its territory's centre;
         territories with units farther away are listed in the violations.
+    areas
+        Optional area of each unit (km²): adds each territory's ``area_km2``
+        and ``elongation``, its span (``diameter_km``) over the diameter of a
+        circle of the same area (1 for a disc, about 1.13 for a square;
+        snakes score high), and their median and maximum to ``overall``.
 
     Returns
     -------
@@ -520,6 +551,10 @@ def evaluate_alignment(
     frame["dispersion"] = disp
     frame["diameter_km"] = diam
     frame["radius_km"] = reach
+    travel_w = values[:, cols.index("workload")] if "workload" in cols else w0
+    frame["mean_distance_km"] = _weighted_mean_distance_km(xy, lab, k, centres, travel_w)
+    if areas is not None:
+        frame["area_km2"], frame["elongation"] = territory_elongation(diam, areas, lab, k)
     if cur is not None:
         moved = (cur != labels) & assigned
         frame["moved_in"] = np.bincount(lab[moved], minlength=k + 1)[:k]
@@ -542,6 +577,9 @@ def evaluate_alignment(
     overall["n_noncontiguous"] = int((n_comp > 1).sum())
     overall["total_dispersion"] = float(disp.sum())
     overall["max_radius_km"] = float(reach.max()) if k else 0.0
+    if areas is not None:
+        overall["median_elongation"] = float(np.median(frame["elongation"]))
+        overall["max_elongation"] = float(np.max(frame["elongation"]))
     if cur is not None:
         moved = cur != labels
         overall["disruption_units_pct"] = float(100 * moved.mean())

@@ -77,6 +77,8 @@ def write_outputs(
     territories[[cols.territory_col, "geometry"]].to_file(out / "territories.geojson",
                                                           driver="GeoJSON")
     design.summary.to_csv(out / "territory_summary.csv", index=False)
+    if design.plans is not None:
+        design.plans.to_csv(out / "plans.csv", index=False)
     if design.region_summary is not None:
         design.region_summary.to_csv(out / "region_summary.csv", index=False)
     recs.moves.to_csv(out / "moves.csv", index=False)
@@ -168,6 +170,8 @@ def track_run(
                    and not isinstance(v, bool)}
         tracking.log_metrics({**scores.metrics, **overall})
         tracking.log_table(scores.unit_totals.reset_index(), "unit_drivers.csv")
+        if design.plans is not None:
+            tracking.log_table(design.plans, "plans.csv")
         fc = config.forecast
         gate = _gate_metric(config, trained)
         if recs is not None:

@@ -121,6 +121,8 @@ def report_content(
     tables["Moves"] = recs.moves.head(500)
     if design.region_summary is not None:
         tables["Regions"] = design.region_summary.round(3)
+    if design.plans is not None and len(design.plans) > 1:
+        tables["The price of balance: plans tried"] = design.plans.round(3)
     if design.auto_k:
         tables["Number of territories"] = pd.DataFrame({"why": [design.auto_k]})
     if design.violations:
@@ -130,12 +132,27 @@ def report_content(
     return rpt.ReportContent(
         title=f"Territory plan: {config.run_name}",
         subtitle=f"As of {features.as_of:%Y-%m-%d}; {len(uid):,} units; "
-                 f"balanced on {', '.join(tc.balance_attributes)} at ±{tc.tolerance:.0%}.",
+                 f"balanced on {_balance_words(tc, design)}.",
         headline=headline,
         quality_sentences=quality_sentences(config, trained, scores),
         figures=figures,
         tables=tables,
     )
+
+
+def _balance_words(tc, design) -> str:
+    """E.g. "potential at ±5% (hard), workload at ±30% (soft, the tightest that holds)"."""
+    soft = design.overall.get("soft_tolerance")
+    words = []
+    for rule in tc.balance:
+        if rule.role == "hard":
+            words.append(f"{rule.attribute} at ±{_pct(rule.tolerance)} (hard)")
+        elif soft is not None and soft < 0.99:
+            words.append(f"{rule.attribute} at ±{_pct(soft)} (soft: the tightest plan that "
+                         "holds the hard attributes)")
+        else:
+            words.append(f"{rule.attribute} (soft, measured only)")
+    return ", ".join(words)
 
 
 def summary_markdown(content: rpt.ReportContent, report_path: Path) -> str:

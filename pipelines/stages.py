@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Protocol
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from territory.features import feature_set
 from territory.features import io as fio
 from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
-from territory.models import alignment, scoring, training
+from territory.models import alignment, plans, scoring, training
 from territory.models import recommend as rec
 from territory.models.alignment import Design, Geography
 from territory.models.recommend import Recommendations
@@ -130,7 +131,12 @@ def score_stage(config: RunConfig, features: FeatureSet, trained: Trained) -> Sc
 
 def _geography(config: RunConfig, inputs: Inputs, features: FeatureSet) -> Geography:
     unit_ids = inputs.units[config.data.columns.unit_col].to_numpy()
-    return Geography(unit_ids, features.xy, features.graph.matrix)
+    market = features.market_table if features.market_table is not None else pd.DataFrame()
+    area = next((c for c in ("unit_area_km2", "area_km2") if c in market), None)
+    areas = None if area is None else market[area].reindex(unit_ids).to_numpy(dtype=float)
+    if areas is not None and not (np.isfinite(areas).all() and (areas >= 0).all()):
+        areas = None  # a demographics area column with gaps: no elongation rather than a guess
+    return Geography(unit_ids, features.xy, features.graph.matrix, areas)
 
 
 def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores
@@ -139,8 +145,8 @@ def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores
     geo = _geography(config, inputs, features)
     measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, config.data.columns)
-    return alignment.propose_alignment(geo, measures, config.territories, current, inputs.reps,
-                                       config.data.columns)
+    return plans.publishable_design(geo, measures, config.territories, current, inputs.reps,
+                                    config.data.columns)
 
 
 def current_alignment_stage(config: RunConfig, inputs: Inputs, features: FeatureSet,

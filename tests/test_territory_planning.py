@@ -263,7 +263,9 @@ def test_design_stage_with_auto_k_and_regions(demo_slice_dir, tmp_path):
     scores = Scores(pd.DataFrame(), totals)
     capacity = workload.sum() / 3.5  # -> at least 4 reps
     tc = base.territories.model_copy(update={
-        "n_territories": "auto", "rep_capacity": capacity, "regions": 2, "tolerance": 0.1,
+        "n_territories": "auto", "rep_capacity": capacity, "regions": 2,
+        "balance": [{"attribute": "potential", "tolerance": 0.1},
+                    {"attribute": "workload", "tolerance": 0.1}],
         "region_tolerance": 0.15, "time_limit_s": 20})
     config = base.model_copy(update={"territories": TerritoryConfig.model_validate(
         tc.model_dump())})

@@ -1,0 +1,158 @@
+"""The price of balance: a small set of plans, and the one a run publishes.
+
+Hard attributes (``balance`` rules with ``role: hard``) keep their
+tolerance in every plan. Soft attributes are tried at the tolerances of
+``frontier``, from loose to tight, starting unconstrained; each plan is a
+full design (:func:`territory.models.alignment.propose_alignment`). The
+ladder stops at the first plan that breaks a hard attribute: tighter soft
+tolerances only trade more of the hard attribute away, at a higher cost.
+
+The published plan is the one ``plan`` names (a soft tolerance), or with
+``plan: best`` the tightest plan that holds every hard attribute (if none
+does, the one with the fewest hard violations). :func:`plans_table` puts
+each plan's balance per attribute, shape, disruption and time side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from territory.features.config import ColumnsConfig
+from territory.models import alignment
+from territory.models.alignment import Design, Geography
+from territory.models.config import BalanceRule, TerritoryConfig
+
+UNCONSTRAINED = 0.99  # the loosest rung: a soft attribute is only measured
+
+
+@dataclass
+class Plan:
+    soft_tolerance: float | None  # None: no soft attribute
+    design: Design
+    seconds: float
+    hard_violations: int
+
+
+def soft_ladder(config: TerritoryConfig) -> list[float | None]:
+    """Soft tolerances to try, loose to tight: unconstrained, then ``frontier`` down to each
+    soft rule's own tolerance. ``[None]`` without a soft attribute."""
+    if not config.soft_attributes:
+        return [None]
+    floor = min(r.tolerance for r in config.balance if r.role == "soft")
+    tried = sorted({t for t in config.frontier if t >= floor} | {floor}, reverse=True)
+    return [UNCONSTRAINED, *tried]
+
+
+def with_soft_tolerance(config: TerritoryConfig, tolerance: float | None) -> TerritoryConfig:
+    """``config`` with every soft attribute at ``tolerance`` (unchanged for None)."""
+    if tolerance is None:
+        return config
+    rules = [BalanceRule(attribute=r.attribute, tolerance=tolerance, role="soft")
+             if r.role == "soft" else r for r in config.balance]
+    return config.model_copy(update={"balance": rules})
+
+
+def hard_violations(design: Design, config: TerritoryConfig) -> int:
+    """Territory-attribute pairs outside their tolerance, on the hard attributes."""
+    summary = design.summary
+    return int(sum((summary[f"{a}_deviation"].abs() > config.tolerances[a] + 1e-9).sum()
+                   for a in config.hard_attributes))
+
+
+def price_of_balance(
+    geography: Geography,
+    measures: dict[str, np.ndarray],
+    config: TerritoryConfig,
+    current: pd.Series | None = None,
+    reps: pd.DataFrame | None = None,
+    columns: ColumnsConfig | None = None,
+) -> list[Plan]:
+    """Design one plan per rung of :func:`soft_ladder` (see the module doc)."""
+    wanted = None if config.plan == "best" else float(config.plan)
+    plans: list[Plan] = []
+    for tolerance in soft_ladder(config):
+        t0 = time.process_time()
+        plan_config = with_soft_tolerance(config, tolerance)
+        design = alignment.propose_alignment(geography, measures, plan_config, current, reps,
+                                            columns)
+        broken = hard_violations(design, plan_config)
+        plans.append(Plan(tolerance, design, time.process_time() - t0, broken))
+        if wanted is not None and tolerance is not None and tolerance <= wanted:
+            break
+        if broken and wanted is None:
+            break
+    return plans
+
+
+def chosen_plan(plans: list[Plan], config: TerritoryConfig) -> Plan:
+    """The plan the run publishes: the one ``config.plan`` names, else the best."""
+    if config.plan != "best":
+        wanted = float(config.plan)
+        return min(plans, key=lambda p: abs((p.soft_tolerance or 0.0) - wanted))
+    holding = [p for p in plans if p.hard_violations == 0]
+    if holding:
+        return holding[-1]  # the ladder runs loose to tight
+    return min(plans, key=lambda p: p.hard_violations)
+
+
+def plans_table(plans: list[Plan], config: TerritoryConfig, published: Plan) -> pd.DataFrame:
+    """One row per plan: balance per attribute, shape, disruption and CPU time."""
+    rows = []
+    for plan in plans:
+        overall, summary = plan.design.overall, plan.design.summary
+        tolerances = with_soft_tolerance(config, plan.soft_tolerance).tolerances
+        soft = plan.soft_tolerance
+        row = {"plan": _plan_name(soft), "soft_tolerance": soft,
+               "published": plan is published, "hard_violations": plan.hard_violations}
+        for rule in config.balance:
+            a = rule.attribute
+            dev = summary[f"{a}_deviation"].abs()
+            row[f"{a}_role"] = rule.role
+            row[f"{a}_max_abs_deviation"] = float(dev.max())
+            row[f"{a}_within_tolerance"] = float((dev <= tolerances[a] + 1e-9).mean())
+        row.update({
+            "contiguous": bool(overall.get("contiguous", False)),
+            "median_elongation": overall.get("median_elongation", np.nan),
+            "max_elongation": overall.get("max_elongation", np.nan),
+            "max_span_km": float(summary["diameter_km"].max()),
+            "total_dispersion": overall.get("total_dispersion", np.nan),
+            "units_moved_pct": overall.get("disruption_units_pct", np.nan),
+            "cpu_s": round(plan.seconds, 2),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def publishable_design(
+    geography: Geography,
+    measures: dict[str, np.ndarray],
+    config: TerritoryConfig,
+    current: pd.Series | None = None,
+    reps: pd.DataFrame | None = None,
+    columns: ColumnsConfig | None = None,
+) -> Design:
+    """The published plan's design, carrying the table of every plan tried."""
+    plans = price_of_balance(geography, measures, config, current, reps, columns)
+    published = chosen_plan(plans, config)
+    design = published.design
+    design.plans = plans_table(plans, config, published)
+    design.overall["hard_violations"] = published.hard_violations
+    soft = [f": {a} " for a in config.soft_attributes]
+    soft_lines = [v for v in design.violations if "target (" in v and any(a in v for a in soft)]
+    design.violations = [v for v in design.violations if v not in soft_lines]
+    design.overall["soft_out_of_tolerance"] = len(soft_lines)  # reported, not violations
+    if published.soft_tolerance is not None:
+        design.overall["soft_tolerance"] = published.soft_tolerance
+    return design
+
+
+def _plan_name(soft_tolerance: float | None) -> str:
+    if soft_tolerance is None:
+        return "balanced"
+    if soft_tolerance >= UNCONSTRAINED:
+        return "soft unconstrained"
+    return f"soft ±{100 * soft_tolerance:g}%"
