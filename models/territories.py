@@ -403,19 +403,6 @@ def _diameter_km(pts: np.ndarray) -> float:
     return float(np.sqrt(best)) / 1000.0
 
 
-def _weighted_mean_distance_km(xy, lab, k, centres, weights) -> np.ndarray:
-    """Per territory: the weight-weighted mean distance (km) of its units from its centre."""
-    out = np.zeros(k)
-    for t in range(k):
-        members = np.flatnonzero(lab == t)
-        if len(members) == 0 or centres[t] < 0:
-            continue
-        dist = np.linalg.norm(xy[members] - xy[centres[t]], axis=1) / 1000.0
-        w = weights[members]
-        out[t] = float(w @ dist / w.sum()) if w.sum() > 0 else float(dist.mean())
-    return out
-
-
 def territory_elongation(diameter_km, areas, lab: np.ndarray, k: int):
     """Territory area (km²) and span over the diameter of the circle with that area."""
     diameter_km = np.asarray(diameter_km, dtype=float)
@@ -527,6 +514,8 @@ def evaluate_alignment(
     disp = np.zeros(k)
     diam = np.zeros(k)
     reach = np.zeros(k)
+    travel = np.zeros(k)  # mean distance from the centre, weighted by workload (else w0)
+    travel_w = values[:, cols.index("workload")] if "workload" in cols else w0
     n_far = np.zeros(k, dtype=np.int64)
     for t in range(k):
         members = np.flatnonzero(lab == t)
@@ -534,6 +523,8 @@ def evaluate_alignment(
             continue
         dist = np.linalg.norm(xy[members] - xy[centres[t]], axis=1)
         disp[t] = float(w0[members] @ dist)
+        w = travel_w[members]
+        travel[t] = float(w @ dist / w.sum() if w.sum() > 0 else dist.mean()) / 1000.0
         diam[t] = _diameter_km(xy[members])
         reach[t] = float(dist.max()) / 1000.0
         if max_radius_km is not None:
@@ -551,8 +542,7 @@ def evaluate_alignment(
     frame["dispersion"] = disp
     frame["diameter_km"] = diam
     frame["radius_km"] = reach
-    travel_w = values[:, cols.index("workload")] if "workload" in cols else w0
-    frame["mean_distance_km"] = _weighted_mean_distance_km(xy, lab, k, centres, travel_w)
+    frame["mean_distance_km"] = travel
     if areas is not None:
         frame["area_km2"], frame["elongation"] = territory_elongation(diam, areas, lab, k)
     if cur is not None:
