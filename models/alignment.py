@@ -121,8 +121,11 @@ def propose_alignment(
         designer = TerritoryDesigner(
             n_territories=n_terr, tolerance=tc.tolerance, seed=tc.seed,
             time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
+            compactness_weight=tc.compactness_weight, max_radius_km=tc.max_radius_km,
+            soft_attributes=tc.soft_attributes, max_elongation=tc.max_elongation,
         ).fit(geography.xy, geography.adjacency, attributes, unit_ids=unit_ids,
-              current_labels=start_labels, fixed_centres=fixed, tolerances=tc.tolerances)
+              current_labels=start_labels, fixed_centres=fixed, tolerances=tc.tolerances,
+              areas=geography.areas)
         labels, centres, report = designer.labels_, designer.centres_, designer.report_
     names = _territory_names(labels, n_terr, rep_territory_ids, current, measures["potential"])
     proposed = pd.Series(names, index=unit_ids, name="proposed_territory")

@@ -95,6 +95,9 @@ class TerritoryConfig(FrozenModel):
     (the older ``balance_attributes`` + ``tolerance`` still work: every
     attribute hard at that tolerance). ``frontier`` gives the tolerances a
     soft attribute is tried at, for the price-of-balance table (``plans``).
+    ``max_elongation`` is the shape limit (a constraint, ranked below the
+    hard attributes and above the soft ones): no territory's span should
+    exceed that many diameters of the circle with its area.
 
     ``n_territories: auto`` chooses K from ``rep_capacity`` (workload one rep
     can carry, in the unit of ``workload_column`` per period, e.g. accounts)
@@ -123,6 +126,10 @@ class TerritoryConfig(FrozenModel):
     max_chains: int | None = Field(None, ge=0)
     time_limit_s: float = Field(120.0, gt=0.0)
     seed: int = 42
+    # shape: a territory's span over the diameter of the circle with its area (null: no limit)
+    max_elongation: float | None = Field(2.0, ge=1.0)
+    compactness_weight: float = Field(5.0, ge=0.0)  # pull towards the centre while balancing
+    max_radius_km: float | None = Field(None, gt=0.0)  # farthest a unit may be from its centre
     rep_capacity: float | None = Field(None, gt=0.0)  # workload per rep, for n_territories: auto
     potential_per_rep: float | None = Field(None, gt=0.0)  # potential one rep can cover (auto)
     auto_max_extra: int = Field(5, ge=0)  # auto: candidates tried above the capacity bound

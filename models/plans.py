@@ -8,8 +8,10 @@ ladder stops at the first plan that breaks a hard attribute: tighter soft
 tolerances only trade more of the hard attribute away, at a higher cost.
 
 The published plan is the one ``plan`` names (a soft tolerance), or with
-``plan: best`` the tightest plan that holds every hard attribute (if none
-does, the one with the fewest hard violations). :func:`plans_table` puts
+``plan: best`` the tightest plan that holds every hard attribute and the
+shape limit (``max_elongation``); failing that, the tightest that holds the
+hard attributes with the fewest territories over the shape limit; failing
+that, the one with the fewest hard violations. :func:`plans_table` puts
 each plan's balance per attribute, shape, disruption and time side by side.
 """
 
@@ -35,6 +37,7 @@ class Plan:
     design: Design
     seconds: float
     hard_violations: int
+    shape_over_limit: int = 0  # territories more elongated than max_elongation
 
 
 def soft_ladder(config: TerritoryConfig) -> list[float | None]:
@@ -57,10 +60,19 @@ def with_soft_tolerance(config: TerritoryConfig, tolerance: float | None) -> Ter
 
 
 def hard_violations(design: Design, config: TerritoryConfig) -> int:
-    """Territory-attribute pairs outside their tolerance, on the hard attributes."""
-    summary = design.summary
+    """Territory-attribute pairs outside their tolerance, on the hard attributes; a
+    territory cut off behind a giant unit is excused (the diagnosis names it)."""
+    excused = design.overall.get("cut_off_behind_giants") or []
+    summary = design.summary.drop(index=design.summary.index[excused])
     return int(sum((summary[f"{a}_deviation"].abs() > config.tolerances[a] + 1e-9).sum()
                    for a in config.hard_attributes))
+
+
+def shape_over_limit(design: Design, config: TerritoryConfig) -> int:
+    """Territories more elongated than ``config.max_elongation`` (0 without areas or limit)."""
+    if config.max_elongation is None or "elongation" not in design.summary:
+        return 0
+    return int((design.summary["elongation"] > config.max_elongation + 1e-9).sum())
 
 
 def price_of_balance(
@@ -80,7 +92,8 @@ def price_of_balance(
         design = alignment.propose_alignment(geography, measures, plan_config, current, reps,
                                             columns)
         broken = hard_violations(design, plan_config)
-        plans.append(Plan(tolerance, design, time.process_time() - t0, broken))
+        plans.append(Plan(tolerance, design, time.process_time() - t0, broken,
+                          shape_over_limit(design, plan_config)))
         if wanted is not None and tolerance is not None and tolerance <= wanted:
             break
         if broken and wanted is None:
@@ -94,9 +107,13 @@ def chosen_plan(plans: list[Plan], config: TerritoryConfig) -> Plan:
         wanted = float(config.plan)
         return min(plans, key=lambda p: abs((p.soft_tolerance or 0.0) - wanted))
     holding = [p for p in plans if p.hard_violations == 0]
-    if holding:
-        return holding[-1]  # the ladder runs loose to tight
-    return min(plans, key=lambda p: p.hard_violations)
+    if not holding:
+        return min(plans, key=lambda p: p.hard_violations)
+    shaped = [p for p in holding if p.shape_over_limit == 0]
+    if shaped:
+        return shaped[-1]  # the ladder runs loose to tight
+    fewest = min(p.shape_over_limit for p in holding)
+    return [p for p in holding if p.shape_over_limit == fewest][-1]
 
 
 def plans_table(plans: list[Plan], config: TerritoryConfig, published: Plan) -> pd.DataFrame:
@@ -107,7 +124,8 @@ def plans_table(plans: list[Plan], config: TerritoryConfig, published: Plan) -> 
         tolerances = with_soft_tolerance(config, plan.soft_tolerance).tolerances
         soft = plan.soft_tolerance
         row = {"plan": _plan_name(soft), "soft_tolerance": soft,
-               "published": plan is published, "hard_violations": plan.hard_violations}
+               "published": plan is published, "hard_violations": plan.hard_violations,
+               "shape_over_limit": plan.shape_over_limit}
         for rule in config.balance:
             a = rule.attribute
             dev = summary[f"{a}_deviation"].abs()
@@ -141,6 +159,7 @@ def publishable_design(
     design = published.design
     design.plans = plans_table(plans, config, published)
     design.overall["hard_violations"] = published.hard_violations
+    design.overall["shape_over_limit"] = published.shape_over_limit
     soft = [f": {a} " for a in config.soft_attributes]
     soft_lines = [v for v in design.violations if "target (" in v and any(a in v for a in soft)]
     design.violations = [v for v in design.violations if v not in soft_lines]

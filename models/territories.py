@@ -141,7 +141,7 @@ attributes, clipped to ``[0, 100]``; 100 means every territory hits its target.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,6 +169,7 @@ from territory.models._territory_search import (
     weighted_medoids,
     within_reach,
 )
+from territory.models._territory_shape import shape_lns, shape_repair, territory_elongations
 
 __all__ = [
     "DesignResult",
@@ -303,6 +304,15 @@ def pct_text(x: float) -> str:
     return f"{100 * x:.1f}%".replace(".0%", "%")
 
 
+def _beyond_text(x: float, tau: float) -> str:
+    """``x`` as a percentage with enough digits to differ from the tolerance ``tau``."""
+    for digits in (1, 2, 3, 4):
+        text = f"{100 * x:.{digits}f}%"
+        if text != f"{100 * tau:.{digits}f}%":
+            return text.replace(".0%", "%") if digits == 1 else text
+    return f"{100 * x:.6f}%"
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -431,6 +441,7 @@ def evaluate_alignment(
     run_time_s: float | None = None,
     max_radius_km: float | None = None,
     areas=None,
+    max_elongation: float | None = None,
 ) -> TerritoryReport:
     """Quality report for any alignment (designed or the company's current one).
 
@@ -472,6 +483,9 @@ def evaluate_alignment(
         and ``elongation``, its span (``diameter_km``) over the diameter of a
         circle of the same area (1 for a disc, about 1.13 for a square;
         snakes score high), and their median and maximum to ``overall``.
+    max_elongation
+        With ``areas``: territories more elongated than this are listed in the
+        violations (``overall["shape_over_limit"]`` counts them).
 
     Returns
     -------
@@ -570,6 +584,8 @@ def evaluate_alignment(
     if areas is not None:
         overall["median_elongation"] = float(np.median(frame["elongation"]))
         overall["max_elongation"] = float(np.max(frame["elongation"]))
+        if max_elongation is not None:
+            overall["shape_over_limit"] = int((frame["elongation"] > max_elongation + 1e-9).sum())
     if cur is not None:
         moved = cur != labels
         overall["disruption_units_pct"] = float(100 * moved.mean())
@@ -601,10 +617,16 @@ def evaluate_alignment(
             if absdev[t, j] > tau[j] + 1e-9:
                 side = "over" if dev[t, j] > 0 else "under"
                 violations.append(
-                    f"{names[t]}: {col} {pct_text(abs(dev[t, j]))} {side} target ({tau_txt[j]})"
+                    f"{names[t]}: {col} {_beyond_text(abs(dev[t, j]), tau[j])} {side} target "
+                    f"({tau_txt[j]})"
                 )
         if n_comp[t] > 1:
             violations.append(f"{names[t]}: not contiguous ({n_comp[t]} separate pieces)")
+        if max_elongation is not None and areas is not None \
+                and frame["elongation"][t] > max_elongation + 1e-9:
+            violations.append(
+                f"{names[t]}: elongation {frame['elongation'][t]:.2f} over the shape limit of "
+                f"{max_elongation:g} (span {diam[t]:,.0f} km)")
         if n_far[t]:
             violations.append(
                 f"{names[t]}: {n_far[t]} units farther than {max_radius_km:g} km from the "
@@ -726,6 +748,60 @@ def rebalance_lower_bound(
 # ---------------------------------------------------------------- design
 
 
+def giant_territories(values: np.ndarray, tgt: np.ndarray, tau: np.ndarray, hard: np.ndarray,
+                      fixed: Mapping[int, int], lock: Mapping[int, int]
+                      ) -> tuple[dict[int, int], np.ndarray]:
+    """Units that alone exceed a territory's upper bound on a hard attribute, each given a
+    territory of its own; and the targets with the rest shared by the other territories.
+
+    No transfer can bring such a unit's territory within tolerance, so its
+    territory's target becomes the unit's own value and the other K - g
+    territories share what remains. The cut repeats while the lower shares make
+    new giants. A giant locked elsewhere, or left without a free territory, is
+    left as it is. Returns ``{unit: territory}`` and the (K, m) targets.
+    """
+    k = tgt.shape[0]
+    taken = set(fixed) | set(lock.values())
+    free = [t for t in range(k - 1, -1, -1) if t not in taken]
+    giants: dict[int, int] = {}
+    shares = tgt.copy()
+    while True:
+        rest = [t for t in range(k) if t not in giants.values()]
+        upper = (1 + tau) * shares[rest].max(axis=0)
+        over = np.flatnonzero((values[:, hard] > upper[hard]).any(axis=1))
+        new = [int(u) for u in over[np.argsort(-(values[over][:, hard] / upper[hard]).max(1),
+                                               kind="stable")] if int(u) not in giants]
+        new = [u for u in new if u not in lock]
+        if not new or len(rest) - len(new) < 1 or len(free) < len(new):
+            return giants, shares
+        for u in new:
+            giants[u] = free.pop(0)
+        cut = np.array(list(giants.values()))
+        others = np.setdiff1d(np.arange(k), cut)
+        held = values[list(giants)].sum(axis=0)
+        floor = 1e-9 * np.maximum(tgt.mean(axis=0), 1e-300)
+        shares = tgt.copy()
+        shares[cut] = np.maximum(values[list(giants)], floor)
+        shares[others] = np.maximum((tgt.sum(axis=0) - held) / len(others), floor)
+
+
+def _behind_giants(graph, labels, k, giants, ids, table, cols, tau, hard
+                   ) -> dict[int, tuple[str, list[str]]]:
+    """Out-of-balance territories whose only neighbours are giant territories:
+    ``{territory: (the giants' ids, the hard attributes out of tolerance)}``."""
+    giant_of = {t: u for u, t in giants.items()}
+    nbrs = territory_neighbours(graph, labels, k) if giants else []
+    out = {}
+    for t in range(k if giants else 0):
+        if t in giant_of or not nbrs[t] or not nbrs[t] <= set(giant_of):
+            continue
+        off = [c for j, c in enumerate(cols)
+               if hard[j] and abs(table[f"{c}_deviation"].iloc[t]) > tau[j] + 1e-9]
+        if off:
+            out[t] = (", ".join(str(ids[giant_of[b]]) for b in sorted(nbrs[t])), off)
+    return out
+
+
 def _check_mapping(name: str, mapping, n: int, k: int, key_is_territory: bool) -> dict[int, int]:
     out: dict[int, int] = {}
     for key, value in (mapping or {}).items():
@@ -770,6 +846,10 @@ def design_territories(
     max_radius_km: float | None = None,
     flow_rounds: int = 4,
     lns_tries: int = 100,
+    soft_attributes: Sequence[str] = (),
+    areas=None,
+    max_elongation: float | None = None,
+    shape_tries: int = 120,
 ) -> DesignResult:
     """Design K balanced, contiguous, compact territories (pure function).
 
@@ -851,6 +931,19 @@ def design_territories(
         (:mod:`territory.models._territory_lns`; 0 = off). In a rebalance (without
         ``move_budget``) the re-designed group keeps as many units at home as
         its new boundaries allow, but it moves more units than chains do.
+    soft_attributes
+        Attributes whose tolerance is a goal, not a constraint: the local search
+        and the chains pursue it, but only hard violations (of the other
+        attributes) start the flow, destroy-and-repair and extra-start phases,
+        and starts are compared on hard violations first.
+    areas, max_elongation
+        Unit areas (km²) and the shape limit: a territory's span over the diameter
+        of the circle with its area. Fresh design only: after balancing, outlying
+        units are moved or swapped (:func:`_territory_shape.shape_repair`) and
+        the worst territories re-designed with a neighbour or two
+        (:func:`_territory_shape.shape_lns`, at most ``shape_tries`` groups),
+        never adding a balance violation. Territories left above the limit are
+        named in ``report.diagnosis``.
 
     Returns
     -------
@@ -883,6 +976,16 @@ def design_territories(
         raise ValueError(f"time_limit_s must be positive, got {time_limit_s}")
     if max_radius_km is not None and not float(max_radius_km) > 0:
         raise ValueError(f"max_radius_km must be positive, got {max_radius_km}")
+    if max_elongation is not None and not float(max_elongation) >= 1.0:
+        raise ValueError(f"max_elongation must be at least 1, got {max_elongation}")
+    unknown_soft = sorted(set(soft_attributes) - set(attributes.columns))
+    if unknown_soft:
+        raise ValueError(f"soft_attributes {unknown_soft} are not columns of attributes")
+    if areas is not None:
+        areas = np.asarray(areas, dtype=float)
+        if areas.shape != (len(xy),) or not np.isfinite(areas).all() or (areas < 0).any():
+            raise ValueError(f"areas must be {len(xy)} finite, non-negative unit areas (km²)")
+    shaped = areas is not None and max_elongation is not None
     radius = None if max_radius_km is None else 1000.0 * float(max_radius_km)
     cols = list(attributes.columns)
     tau = _tolerance_vector(tolerance, tolerances, cols)
@@ -905,6 +1008,12 @@ def design_territories(
             raise ValueError(f"current_labels must be an integer array of shape ({n},)")
         if cur.min() < 0 or cur.max() >= k:
             raise ValueError(f"current_labels must lie in 0..{k - 1}")
+    hard = np.array([c not in set(soft_attributes) for c in cols])
+    giants: dict[int, int] = {}
+    if targets is None and cur is None:
+        giants, tgt = giant_territories(values, tgt, tau, hard, fixed, lock)
+        for u, t in giants.items():
+            fixed[t], lock[u] = u, t
 
     graph = Graph.from_csr(adjacency)
     forced = np.full(n, -1, dtype=np.int64)
@@ -928,13 +1037,27 @@ def design_territories(
     giant = bool((values > (1 + tau) * tgt.max(axis=0)).any())
     start_seeds = root.integers(0, 2**32 - 1, size=int(n_starts) + max_restarts)
 
-    def score(state: SearchState) -> tuple[float, float]:
-        v = float(violation(state.totals / tgt - 1, tau).sum())
+    def score(state: SearchState) -> tuple[float, float, float, float]:
+        """(hard violation, shape excess, soft violation, dispersion), compared in order."""
+        excess = np.maximum(np.abs(state.totals / tgt - 1) - tau, 0.0)
+        v = float(excess[:, hard].sum())
         c = state.centres
         d = np.linalg.norm(xy - xy[np.maximum(c[state.labels], 0)], axis=1)
         if radius is not None:  # units out of reach count like a balance violation
             v += float((d > radius).sum())
-        return (v, float(values[:, 0] @ d))
+        shape = 0.0
+        if shaped:
+            elong = territory_elongations(state.labels, xy, areas, k)
+            shape = float(np.maximum(elong - max_elongation, 0.0).sum())
+        return (v, shape, float(excess[:, ~hard].sum()), float(values[:, 0] @ d))
+
+    def solvers(rng):
+        """The group re-designers for balance and for shape, drawing seeds from ``rng``."""
+        common = (xy, adjacency, values, tgt, tau, cols, fixed, lock, rng, deadline, max_chains,
+                  max_radius_km)
+        soft = tuple(soft_attributes)
+        return (_group_solver(*common, home=cur, soft=soft),
+                _group_solver(*common, areas=areas, max_elongation=max_elongation, soft=soft))
 
     best: SearchState | None = None
     best_score = (np.inf, np.inf)
@@ -974,10 +1097,8 @@ def design_territories(
                 v_prev = stats["violation"]
             undo_moves(state, graph, values, tgt, tau, movable, cur)
             if lns_tries and not giant and score(state)[0] > 1e-12:
-                state = _group_repair(
-                    state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lock, rng,
-                    deadline, lns_tries, max_chains, max_radius_km, score, home=cur,
-                )
+                state = _group_repair(state, graph, xy, values, tgt, tau, fixed, rng, deadline,
+                                      lns_tries, solvers(rng)[0], score)
                 undo_moves(state, graph, values, tgt, tau, movable, cur)
         else:
             lagrangian_search(
@@ -1062,11 +1183,13 @@ def design_territories(
                     state, graph, values, tgt, tau, xy, movable, rng, fixed, radius, deadline,
                     flow_rounds, max_iter, max_chains, compactness_weight, score,
                 )
+            solve, shape_solve = solvers(rng)
             if lns_tries and not giant and score(state)[0] > 1e-12:
-                state = _group_repair(
-                    state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lock, rng,
-                    deadline, lns_tries, max_chains, max_radius_km, score,
-                )
+                state = _group_repair(state, graph, xy, values, tgt, tau, fixed, rng, deadline,
+                                      lns_tries, solve, score)
+            if shaped:
+                state = _shape_polish(state, graph, values, tgt, tau, hard, xy, areas, movable,
+                                      max_elongation, shape_solve, shape_tries, fixed, score)
             if radius is not None:
                 radius_repair(state, graph, values, tgt, tau, xy, movable, radius)
             sc = score(state)
@@ -1079,7 +1202,7 @@ def design_territories(
     report = evaluate_alignment(
         labels, xy, adjacency, attributes, tolerances=dict(zip(cols, tau, strict=True)),
         current_labels=cur, targets=tgt, centres=centres, unit_ids=ids, n_territories=k,
-        max_radius_km=max_radius_km,
+        max_radius_km=max_radius_km, areas=areas, max_elongation=max_elongation,
     )
     width = max(2, len(str(k - 1)))
     extra = [
@@ -1105,6 +1228,25 @@ def design_territories(
         extra.append(f"move budget of {pct_text(move_budget)} of {cols[0]} limited the rebalance")
     report.violations.extend(extra)
     report.overall["n_violations"] = len(report.violations)
+    report.overall["giant_units"] = [str(ids[u]) for u in giants]
+    share = values.sum(axis=0) / k
+    for u in giants:
+        j = int(np.argmax(np.where(hard, values[u] / np.maximum(share, 1e-300), -np.inf)))
+        ratio = values[u, j] / max(share[j], 1e-300)
+        reps = int(np.ceil(ratio / (1 + tau[j]) - 1e-9))
+        others = int((labels == labels[u]).sum()) - 1
+        where = (f"it is {_tname(labels[u], width)} on its own" if others == 0 else
+                 f"its territory {_tname(labels[u], width)} also holds {others} units that "
+                 "cannot join another territory")
+        report.diagnosis.insert(0, (
+            f"unit {ids[u]} alone holds {ratio:.1f}× a territory's share of {cols[j]}: {where}, "
+            f"and the other territories share the rest (give it {reps} reps, or split the unit)"))
+    behind = _behind_giants(graph, labels, k, giants, ids, report.territories, cols, tau, hard)
+    report.overall["cut_off_behind_giants"] = sorted(behind)  # territory indices
+    report.diagnosis[len(giants):len(giants)] = [
+        f"{_tname(t, width)} is cut off behind giant unit {via}: it borders no other "
+        f"territory, so its {', '.join(off)} cannot be balanced"
+        for t, (via, off) in sorted(behind.items())]
     report.overall["run_time_s"] = time.perf_counter() - t0
     return DesignResult(labels=labels, centres=centres, report=report)
 
@@ -1145,15 +1287,15 @@ def _flow_polish(state, graph, values, tgt, tau, xy, movable, rng, fixed, radius
     return state
 
 
-def _group_repair(state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lock, rng,
-                  deadline, tries, max_chains, max_radius_km, score, home=None):
-    """Destroy-and-repair groups of territories, each re-designed by the engine itself.
+def _group_solver(xy, adjacency, values, tgt, tau, cols, fixed, lock, rng, deadline, max_chains,
+                  max_radius_km, home=None, areas=None, max_elongation=None, soft=()):
+    """``solve(units, group) -> local labels | None``: the engine itself on a group of
+    territories (for the destroy-and-repair searches).
 
     With ``home`` (a rebalance), each re-designed group's territories are matched
     to the group's territories by the most units kept at home (Hungarian), so a
     repair moves as few units as its new boundaries allow.
     """
-    k = tgt.shape[0]
     adjacency = sp.csr_matrix(adjacency)
     tol = dict(zip(cols, tau.tolist(), strict=True))
 
@@ -1167,7 +1309,9 @@ def _group_repair(state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lo
             locked={pos[u]: gpos[t] for u, t in lock.items() if u in pos} or None,
             max_restarts=0, flow_rounds=0, lns_tries=0, max_chains=max_chains,
             time_limit_s=max(0.5, min(10.0, deadline - time.perf_counter())),
-            max_radius_km=max_radius_km,
+            max_radius_km=max_radius_km, soft_attributes=soft,
+            areas=None if areas is None else areas[units], max_elongation=max_elongation,
+            shape_tries=0,
         )
         if not res.report.overall["contiguous"]:
             return None
@@ -1187,6 +1331,28 @@ def _group_repair(state, graph, xy, adjacency, values, tgt, tau, cols, fixed, lo
         relabel[rows] = cols_
         return relabel[res.labels]
 
+    return solve
+
+
+def _shape_polish(state, graph, values, tgt, tau, hard, xy, areas, movable, limit, solve,
+                  tries, fixed, score):
+    """Moves and swaps, then group re-designs, towards the shape limit; best state kept."""
+    k = tgt.shape[0]
+    trial = SearchState.build(state.labels, values, k, state.centres)
+    shape_repair(trial, graph, values, tgt, tau, xy, areas, movable, limit, hard)
+    if tries:
+        labels, _ = shape_lns(trial.labels, graph, values, tgt, tau, xy, areas, limit, solve,
+                              hard, max_tries=tries)
+        trial = SearchState.build(labels, values, k, trial.centres)
+        shape_repair(trial, graph, values, tgt, tau, xy, areas, movable, limit, hard)
+    trial.centres = _valid_centres(xy, values, trial.labels, k, fixed, trial.centres)
+    return trial if score(trial) < score(state) else state
+
+
+def _group_repair(state, graph, xy, values, tgt, tau, fixed, rng, deadline, tries, solve,
+                  score):
+    """Destroy-and-repair groups of territories (:func:`lns_polish`) with ``solve``."""
+    k = tgt.shape[0]
     labels, _stats = lns_polish(state.labels, graph, values, tgt, tau, solve, rng,
                                 max_tries=tries, deadline=deadline)
     if np.array_equal(labels, state.labels):
@@ -1231,6 +1397,10 @@ class TerritoryDesigner:
     flow_rounds
         Rounds of flow-planned transfers while a fresh design is still out of
         balance (0 = off).
+    soft_attributes
+        Attributes balanced as goals, not constraints (see :func:`design_territories`).
+    max_elongation
+        Shape limit, used when ``fit`` is given unit ``areas``.
 
     Attributes
     ----------
@@ -1256,6 +1426,8 @@ class TerritoryDesigner:
         max_chains: int | None = None,
         max_radius_km: float | None = None,
         flow_rounds: int = 4,
+        soft_attributes: Sequence[str] = (),
+        max_elongation: float | None = None,
     ) -> None:
         self.n_territories = n_territories
         self.tolerance = tolerance
@@ -1269,6 +1441,8 @@ class TerritoryDesigner:
         self.max_chains = max_chains
         self.max_radius_km = max_radius_km
         self.flow_rounds = flow_rounds
+        self.soft_attributes = soft_attributes
+        self.max_elongation = max_elongation
 
     def fit(
         self,
@@ -1282,6 +1456,7 @@ class TerritoryDesigner:
         locked: Mapping[int, int] | None = None,
         tolerances: Mapping[str, float] | None = None,
         targets: np.ndarray | None = None,
+        areas=None,
     ) -> TerritoryDesigner:
         """Design territories for the given units; see :func:`design_territories`."""
         result = design_territories(
@@ -1292,6 +1467,8 @@ class TerritoryDesigner:
             compactness_weight=self.compactness_weight, move_budget=self.move_budget,
             max_restarts=self.max_restarts, max_chains=self.max_chains,
             max_radius_km=self.max_radius_km, flow_rounds=self.flow_rounds,
+            soft_attributes=tuple(self.soft_attributes), areas=areas,
+            max_elongation=self.max_elongation,
         )
         self.labels_ = result.labels
         self.centres_ = result.centres

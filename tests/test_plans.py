@@ -66,7 +66,7 @@ def test_soft_ladder_runs_loose_to_tight_down_to_the_soft_tolerance():
 
 def test_every_rung_holds_the_hard_attribute_on_an_easy_instance():
     geo, measures = _diverging_instance()
-    config = _config()
+    config = _config(max_elongation=None)  # balance alone; the shape limit is tested below
     tried = plans.price_of_balance(geo, measures, config)
     assert [p.soft_tolerance for p in tried] == [plans.UNCONSTRAINED, 0.5, 0.2, 0.05]
     chosen = plans.chosen_plan(tried, config)
@@ -78,6 +78,25 @@ def test_every_rung_holds_the_hard_attribute_on_an_easy_instance():
     assert table["workload_max_abs_deviation"].iloc[-1] <= 0.05 + 1e-9
     assert table["workload_max_abs_deviation"].iloc[0] > 0.05  # what balancing it cost
     assert {"median_elongation", "max_elongation", "cpu_s", "units_moved_pct"} <= set(table)
+
+
+def test_best_plan_is_the_tightest_that_holds_the_hard_attribute_and_the_shape_limit():
+    geo, measures = _diverging_instance()  # strips: tight workload costs shape here
+    config = _config(max_elongation=2.0)
+    tried = plans.price_of_balance(geo, measures, config)
+    chosen = plans.chosen_plan(tried, config)
+    assert chosen.hard_violations == 0 and chosen.shape_over_limit == 0
+    at = tried.index(chosen)
+    assert all(p.hard_violations or p.shape_over_limit for p in tried[at + 1:])
+    assert at < len(tried) - 1  # the premise: the tightest rung breaks the shape limit
+    table = plans.plans_table(tried, config, chosen)
+    assert table["shape_over_limit"].tolist() == [p.shape_over_limit for p in tried]
+    assert (table.loc[table["shape_over_limit"] == 0, "max_elongation"] <= 2.0 + 1e-9).all()
+    design = plans.publishable_design(geo, measures, config)
+    assert design.overall["shape_over_limit"] == 0
+    assert not [v for v in design.violations if "shape limit" in v]
+    tightest = tried[-1].design
+    assert any("over the shape limit of 2" in v for v in tightest.violations)
 
 
 def test_the_ladder_stops_where_the_soft_attribute_breaks_the_hard_one():

@@ -129,17 +129,42 @@ def test_fixed_centres_and_locked_units_are_respected():
 # ---------------------------------------------------------------- infeasible requests
 
 
-def test_giant_unit_is_reported_not_raised():
+def test_giant_unit_gets_its_own_territory_and_the_rest_stays_balanced():
     xy, adj = lattice(8, 8)
     values = attrs(len(xy), 1)
     values.loc[27, "potential"] = values["potential"].sum()  # half of everything
     ids = [f"U{i:03d}" for i in range(len(xy))]
     res = design_territories(xy, adj, values, 4, seed=0, unit_ids=ids)
     assert_valid(res.labels, adj, 4)
-    text = " | ".join(res.report.violations)
-    assert "unit U027 alone exceeds the potential target" in text
-    assert "cannot be met" in text
-    assert any("over target" in v for v in res.report.violations)
+    alone = res.labels == res.labels[27]
+    assert alone.sum() == 1  # the giant is a territory of its own
+    others = res.report.territories[res.report.territories["territory"] != res.labels[27]]
+    assert (others["potential_deviation"].abs() <= 0.05 + 1e-9).all()  # repairs kept working
+    expected = (values["potential"].sum() - values.loc[27, "potential"]) / 3
+    assert np.allclose(others["potential_target"], expected)
+    assert res.report.violations == []
+    assert res.report.overall["giant_units"] == ["U027"]
+    assert "unit U027 alone holds 2.0× a territory's share of potential" in res.report.diagnosis[0]
+    assert "give it 2 reps" in res.report.diagnosis[0]
+
+
+def test_a_territory_cut_off_behind_a_giant_is_named():
+    xy, adj = lattice(3, 9)  # a strip: the giant at column 6 walls off columns 7-8
+    values = attrs(len(xy), 1)
+    wall = [6 + 9 * r for r in range(3)]
+    values.loc[wall, "potential"] = 0.0
+    values.loc[wall[1], "potential"] = values["potential"].sum()
+    adj = adj.tolil()
+    for r in (0, 2):  # the giant's column is one unit: cut the wall's other cells out
+        u = wall[r]
+        for v in adj.rows[u][:]:
+            adj[u, v] = adj[v, u] = 0
+        adj[u, wall[1]] = adj[wall[1], u] = 1  # ... hanging on the giant only
+    adj = adj.tocsr()
+    res = design_territories(xy, adj, values, 4, seed=0, max_restarts=0)
+    lines = " | ".join(res.report.diagnosis)
+    assert "cut off behind giant unit 15" in lines, res.report.diagnosis
+    assert res.report.overall["cut_off_behind_giants"] == [int(res.labels[8])]
 
 
 def test_locked_units_that_cannot_be_joined_are_reported():

@@ -1,0 +1,109 @@
+"""Shape as a constraint: elongation limit, shape repair and rounding-level violations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from territory.models._territory_search import Graph, SearchState
+from territory.models._territory_shape import shape_repair, territory_elongations
+from territory.models.territories import design_territories, evaluate_alignment
+from tests.lattice import lattice
+
+
+def _snake_and_rest():
+    """A 6x6 lattice: T0 is the first row plus the last column (an L), T1 the rest."""
+    xy, adjacency = lattice(6, 6)
+    row, col = np.divmod(np.arange(36), 6)
+    labels = np.where((row == 0) | (col == 5), 0, 1).astype(np.int64)
+    return xy, adjacency, labels
+
+
+def _search_state(labels, values, k=2):
+    return SearchState.build(labels, values, k, np.array([0, 14]))
+
+
+def test_shape_repair_straightens_a_snake_without_breaking_balance_or_contiguity():
+    xy, adjacency, labels = _snake_and_rest()
+    values = np.ones((36, 1))
+    targets = np.full((2, 1), 18.0)
+    tau = np.array([0.40])  # T0 has 11 units: within ±40%
+    areas = np.ones(36)
+    before = territory_elongations(labels, xy, areas, 2)
+    state = _search_state(labels, values)
+    steps = shape_repair(state, Graph.from_csr(adjacency), values, targets, tau, xy, areas,
+                         np.ones(36, dtype=bool), 1.5)
+    after = territory_elongations(state.labels, xy, areas, 2)
+    assert steps > 0 and after.max() < before.max()
+    assert after.max() <= max(1.5, before.min()) + 1e-9 or after[0] < before[0]
+    report = evaluate_alignment(state.labels, xy, adjacency, pd.DataFrame({"v": values[:, 0]}),
+                                tolerance=0.40, areas=areas)
+    assert report.overall["contiguous"] and report.violations == []
+
+
+def test_shape_repair_never_adds_a_hard_violation_and_may_trade_a_soft_one():
+    xy, adjacency, labels = _snake_and_rest()
+    rng = np.random.default_rng(0)
+    values = np.column_stack([np.ones(36), rng.uniform(0.5, 1.5, 36)])
+    targets = np.tile(values.sum(0) / 2, (2, 1))
+    tau = np.array([0.40, 0.01])
+    areas = np.ones(36)
+    state = _search_state(labels, values)
+    dev_before = np.abs(state.totals / targets - 1)
+    shape_repair(state, Graph.from_csr(adjacency), values, targets, tau, xy, areas,
+                 np.ones(36, dtype=bool), 1.5, hard=np.array([True, False]))
+    dev_after = np.abs(state.totals / targets - 1)
+    assert (dev_after[:, 0] <= np.maximum(dev_before[:, 0], 0.40) + 1e-12).all()
+    assert not np.array_equal(state.labels, labels)
+
+
+def test_design_with_a_shape_limit_lists_every_territory_over_it():
+    xy, adjacency = lattice(12, 12)
+    rng = np.random.default_rng(3)
+    x = xy[:, 0] / xy[:, 0].max()
+    values = pd.DataFrame({"potential": (1 + 3 * x**2) * rng.uniform(0.5, 1.5, 144),
+                           "workload": (1 + 3 * (1 - x) ** 2) * rng.uniform(0.5, 1.5, 144)})
+    areas = np.ones(144)
+    res = design_territories(xy, adjacency, values, 6, 0.05, 0, soft_attributes=["workload"],
+                             areas=areas, max_elongation=2.0, max_restarts=0)
+    table = res.report.territories
+    over = table[table["elongation"] > 2.0 + 1e-9]
+    lines = [v for v in res.report.violations if "over the shape limit" in v]
+    assert len(lines) == len(over) == res.report.overall["shape_over_limit"]
+    assert (table["potential_deviation"].abs() <= 0.05 + 1e-9).all()  # hard first
+    free = design_territories(xy, adjacency, values, 6, 0.05, 0, soft_attributes=["workload"],
+                              max_restarts=0)  # no areas: no limit, no elongation columns
+    assert "elongation" not in free.report.territories
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_elongation": 0.5, "areas": np.ones(16)}, "max_elongation must be at least 1"),
+    ({"areas": np.ones(3), "max_elongation": 2.0}, "areas must be 16"),
+    ({"areas": -np.ones(16)}, "areas must be 16"),
+    ({"soft_attributes": ["nope"]}, "soft_attributes"),
+])
+def test_bad_shape_arguments_are_refused(kwargs, message):
+    xy, adjacency = lattice(4, 4)
+    values = pd.DataFrame({"potential": np.ones(16)})
+    with pytest.raises(ValueError, match=message):
+        design_territories(xy, adjacency, values, 2, **kwargs)
+
+
+def test_a_violation_a_rounding_away_says_so():
+    xy, adjacency = lattice(1, 4)
+    values = pd.DataFrame({"potential": [1.0, 1.0502, 0.9498, 1.0]})
+    labels = np.array([0, 0, 1, 1])
+    report = evaluate_alignment(labels[[0, 1, 2, 3]], xy, adjacency, values, tolerance=0.025)
+    assert any("2.51% over target (τ=2.5%)" in v for v in report.violations), report.violations
+    assert not any(" 2.5% over" in v for v in report.violations)
+
+
+def test_feasible_designs_end_inside_the_tolerance_not_a_rounding_outside():
+    xy, adjacency = lattice(10, 10)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        values = pd.DataFrame({"potential": rng.uniform(10, 20, 100)})
+        res = design_territories(xy, adjacency, values, 5, 0.05, seed, max_restarts=0)
+        assert res.report.violations == []
+        assert res.report.territories["potential_deviation"].abs().max() <= 0.05
