@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
+from territory.models._territory_lns import _violation, territory_neighbours
 from territory.models._territory_search import Graph, SearchState, removal_keeps_pieces
 
 _CANDIDATES = 12  # outlying units of the worst territory tried per step
@@ -42,8 +43,10 @@ def span_m(pts: np.ndarray) -> float:
             pts = pts[ConvexHull(pts).vertices]
         except QhullError:
             pass
-    d = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
-    return float(np.sqrt(d.max()))
+    best = 0.0
+    for s in range(0, len(pts), 1024):  # chunks: a degenerate hull keeps every point
+        best = max(best, float(((pts[s:s + 1024, None, :] - pts[None, :, :]) ** 2).sum(-1).max()))
+    return float(np.sqrt(best))
 
 
 def elongation(span: float, area_km2: float) -> float:
@@ -247,8 +250,6 @@ def shape_lns(
     summed excess); of those, the one under the limit with the least soft
     excess is taken. Returns the new labels (a copy) and the number of groups accepted.
     """
-    from territory.models._territory_lns import territory_neighbours  # no import cycle
-
     k = targets.shape[0]
     hard = np.ones(len(tau), dtype=bool) if hard is None else np.asarray(hard, dtype=bool)
     labels = labels.copy()
@@ -289,7 +290,7 @@ def shape_lns(
             new_shape = np.array([_group_shape(trial, xy, areas, g) for g in group])
             if new_shape.max() >= shape[group_arr].max() - 1e-6:
                 continue
-            soft = _excess(after[:, ~hard], targets[group_arr][:, ~hard], tau[~hard])[1]
+            soft = _violation(after[:, ~hard], targets[group_arr][:, ~hard], tau[~hard])[1]
             key = (max(new_shape.max(), max_elongation), soft)
             if best is None or key < best[0]:
                 best = (key, group_arr, new_shape, trial, trial_totals)
@@ -308,13 +309,7 @@ def _group_shape(labels: np.ndarray, xy: np.ndarray, areas: np.ndarray, t: int) 
     return elongation(span_m(xy[members]), float(areas[members].sum()))
 
 
-def _excess(totals: np.ndarray, targets: np.ndarray, tau: np.ndarray) -> tuple[int, float]:
-    """(pairs outside their tolerance, summed excess over it)."""
-    e = np.clip(np.abs(totals / targets - 1) - tau, 0, None)
-    return int((e > 1e-9).sum()), float(e.sum())
-
-
 def _no_worse(before: np.ndarray, after: np.ndarray, targets: np.ndarray, tau: np.ndarray
               ) -> bool:
-    (n0, e0), (n1, e1) = _excess(before, targets, tau), _excess(after, targets, tau)
+    (n0, e0), (n1, e1) = _violation(before, targets, tau), _violation(after, targets, tau)
     return n1 <= n0 and e1 <= e0 + 1e-9

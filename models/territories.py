@@ -148,7 +148,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial import ConvexHull, QhullError
 
 from territory.models._territory_bisect import bisect_partition
 from territory.models._territory_chains import chain_repair, undo_moves
@@ -169,7 +168,12 @@ from territory.models._territory_search import (
     weighted_medoids,
     within_reach,
 )
-from territory.models._territory_shape import shape_lns, shape_repair, territory_elongations
+from territory.models._territory_shape import (
+    shape_lns,
+    shape_repair,
+    span_m,
+    territory_elongations,
+)
 
 __all__ = [
     "DesignResult",
@@ -399,18 +403,7 @@ def imbalance_blocks(
 
 
 def _diameter_km(pts: np.ndarray) -> float:
-    if len(pts) < 2:
-        return 0.0
-    if len(pts) > 3:
-        try:
-            pts = pts[ConvexHull(pts).vertices]
-        except QhullError:
-            pass
-    best = 0.0
-    for s in range(0, len(pts), 1024):
-        d = ((pts[s : s + 1024, None, :] - pts[None, :, :]) ** 2).sum(-1)
-        best = max(best, float(d.max()))
-    return float(np.sqrt(best)) / 1000.0
+    return span_m(pts) / 1000.0
 
 
 def territory_elongation(diameter_km, areas, lab: np.ndarray, k: int):
@@ -1051,6 +1044,17 @@ def design_territories(
             shape = float(np.maximum(elong - max_elongation, 0.0).sum())
         return (v, shape, float(excess[:, ~hard].sum()), float(values[:, 0] @ d))
 
+    def repairable(state: SearchState) -> bool:
+        """A hard violation remains outside the territories cut off behind giant units."""
+        if score(state)[0] <= 1e-12:
+            return False
+        if not giants:
+            return True
+        excess = np.maximum(np.abs(state.totals / tgt - 1) - tau, 0.0)[:, hard].sum(axis=1)
+        bad = set(np.flatnonzero(excess > 1e-12).tolist()) - set(giants.values())
+        nbrs = territory_neighbours(graph, state.labels, k)
+        return radius is not None or any(not nbrs[t] <= set(giants.values()) for t in bad)
+
     def solvers(rng):
         """The group re-designers for balance and for shape, drawing seeds from ``rng``."""
         common = (xy, adjacency, values, tgt, tau, cols, fixed, lock, rng, deadline, max_chains,
@@ -1178,13 +1182,13 @@ def design_territories(
                 if np.array_equal(new_centres, state.centres) or time.perf_counter() > deadline:
                     break
                 state.centres = new_centres
-            if flow_rounds and not giant and score(state)[0] > 1e-12:
+            if flow_rounds and not giant and repairable(state):
                 state = _flow_polish(
                     state, graph, values, tgt, tau, xy, movable, rng, fixed, radius, deadline,
                     flow_rounds, max_iter, max_chains, compactness_weight, score,
                 )
             solve, shape_solve = solvers(rng)
-            if lns_tries and not giant and score(state)[0] > 1e-12:
+            if lns_tries and not giant and repairable(state):
                 state = _group_repair(state, graph, xy, values, tgt, tau, fixed, rng, deadline,
                                       lns_tries, solve, score)
             if shaped:
@@ -1236,8 +1240,7 @@ def design_territories(
         reps = int(np.ceil(ratio / (1 + tau[j]) - 1e-9))
         others = int((labels == labels[u]).sum()) - 1
         where = (f"it is {_tname(labels[u], width)} on its own" if others == 0 else
-                 f"its territory {_tname(labels[u], width)} also holds {others} units that "
-                 "cannot join another territory")
+                 f"its territory {_tname(labels[u], width)} also holds {others} other units")
         report.diagnosis.insert(0, (
             f"unit {ids[u]} alone holds {ratio:.1f}× a territory's share of {cols[j]}: {where}, "
             f"and the other territories share the rest (give it {reps} reps, or split the unit)"))
