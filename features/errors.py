@@ -11,6 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_ROWS_SHOWN = 5
+MAX_VALUE_SHOWN = 100  # characters of any input value that an error message echoes
+
+
+def shorten(value: Any, limit: int = MAX_VALUE_SHOWN) -> str:
+    """``value`` as text of at most ``limit`` characters, cut with ``…``."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class InputError(ValueError):
@@ -23,13 +30,15 @@ class InputError(ValueError):
     rule
         What was expected, in words, e.g. ``"sales must be >= 0"``.
     column
-        The offending column or config key, if any.
+        The offending column (or config key), if any.
     rows
         Offending row labels or short row descriptions; only the first five are shown.
     n_rows
         Total number of offending rows when ``rows`` is a sample.
     hint
         What the user should do next.
+    key
+        The offending config key as a dotted path (``territories.n_territories``), if any.
     """
 
     def __init__(
@@ -40,6 +49,7 @@ class InputError(ValueError):
         rows: Sequence[Any] | None = None,
         n_rows: int | None = None,
         hint: str | None = None,
+        key: str | None = None,
     ) -> None:
         self.source = str(source)
         self.rule = rule
@@ -47,12 +57,15 @@ class InputError(ValueError):
         self.rows = list(rows) if rows is not None else []
         self.n_rows = n_rows if n_rows is not None else len(self.rows)
         self.hint = hint
+        self.key = key
         super().__init__(self._render())
 
     def _render(self) -> str:
         parts = [f"{self.source}"]
         if self.column is not None:
             parts.append(f"column '{self.column}'")
+        if self.key is not None:
+            parts.append(f"key '{self.key}'")
         head = ", ".join(parts) + f": {self.rule}"
         lines = [head]
         if self.rows:

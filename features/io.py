@@ -121,10 +121,8 @@ def read_table(path: str | Path, text_columns: Collection[str] | None = None) ->
         raise InputError(
             source,
             "file not found" if not path.exists() else "not a file",
-            hint=(
-                "check the path in the config (relative paths start from the "
-                f"working directory, {Path.cwd()})"
-            ),
+            hint="check the path in the config; relative paths in a config are resolved "
+                 "from the config file's folder",
         )
     if path.stat().st_size == 0:
         raise InputError(source, "file is empty (0 bytes)", hint="export the table again")

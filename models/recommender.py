@@ -15,12 +15,52 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from territory.features.errors import shorten
 from territory.models.potential import PotentialEstimator, describe_drivers
 from territory.models.recommend import territory_deviation
 
 
 class ScoringInputError(ValueError):
-    """A request the recommender cannot score; the message names the problem."""
+    """A request the recommender cannot score; the message names the problem.
+
+    Messages echo at most :data:`territory.features.errors.MAX_VALUE_SHOWN`
+    characters of any input value and five values in all.
+    """
+
+
+def _listed(values: list, n: int = 5) -> str:
+    """The first ``n`` values, each shortened, and how many more there are."""
+    shown = ", ".join(shorten(v) for v in values[:n])
+    return shown + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
+def _to_float(value) -> float | None:
+    """A request value as a float; NaN for null, None for text that is not a number."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return np.nan
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if not np.isnan(number) else np.inf  # the text "nan" is not a value
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range
+        return np.inf
+
+
+def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(floats, which are not numbers, which are infinite) of one request column."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = column.to_numpy(float, na_value=np.nan)
+        return values, np.zeros(len(values), dtype=bool), np.isinf(values)
+    converted = [_to_float(v) for v in column.to_numpy(object)]
+    wrong = np.array([v is None for v in converted], dtype=bool)
+    values = np.array([np.nan if v is None else v for v in converted], dtype=float)
+    return values, wrong, np.isinf(values)
 
 
 OUTPUT_COLUMNS = [
@@ -67,29 +107,31 @@ class RecommenderBundle:
         return list(self.potential_model.feature_names_)
 
     def _validate(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Feature rows indexed by unit, as floats; a bad request raises ScoringInputError.
+
+        Missing values (null) are allowed, as in training; text that is not a
+        number and infinite numbers (``Infinity``, ``1e999``, ``"inf"``) are not.
+        """
         if self.unit_col not in rows.columns:
-            raise ScoringInputError(f"missing column '{self.unit_col}'")
+            raise ScoringInputError(f"missing column '{shorten(self.unit_col)}'")
         missing = [c for c in self.feature_columns if c not in rows.columns]
         if missing:
-            raise ScoringInputError(
-                f"missing feature column(s): {', '.join(missing[:5])}"
-                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+            raise ScoringInputError(f"missing feature column(s): {_listed(missing)}")
         ids = rows[self.unit_col].astype(str)
         unknown = sorted(set(ids) - set(self.alignment.index))
         if unknown:
-            raise ScoringInputError(
-                f"unknown {self.unit_col}: {', '.join(unknown[:5])}"
-                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
-        features = rows[self.feature_columns].copy()
+            raise ScoringInputError(f"unknown {self.unit_col}: {_listed(unknown)}")
+        features = {}
         for col in self.feature_columns:
-            converted = pd.to_numeric(features[col], errors="coerce")
-            wrong = converted.isna() & features[col].notna()
-            if wrong.any():
-                sample = ", ".join(f"{u}={v!r}" for u, v in
-                                   zip(ids[wrong][:5], features.loc[wrong, col][:5], strict=True))
-                raise ScoringInputError(f"column '{col}' must be numeric; got {sample}")
-            features[col] = converted.astype(float)
-        return features.set_index(pd.Index(ids.to_numpy(), name=self.unit_col))
+            values, wrong, infinite = _numbers(rows[col])
+            for bad, rule in ((wrong, "must be numeric"),
+                              (infinite, "must be a finite number (null for a missing value)")):
+                if bad.any():
+                    pairs = [f"{shorten(u)}={shorten(repr(v))}"
+                             for u, v in zip(ids[bad], rows.loc[bad, col], strict=True)]
+                    raise ScoringInputError(f"column '{col}' {rule}; got {_listed(pairs)}")
+            features[col] = values
+        return pd.DataFrame(features, index=pd.Index(ids.to_numpy(), name=self.unit_col))
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Scores, territories, action and reason for each input row."""

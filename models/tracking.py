@@ -32,6 +32,7 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
+from territory.features.spreadsheet_safe import write_csv
 from territory.models.recommender import RecommenderBundle, ScoringInputError
 
 CHAMPION = "champion"
@@ -157,10 +158,10 @@ def log_figure(figure: Any, name: str) -> None:
 
 
 def log_table(frame: pd.DataFrame, name: str) -> None:
-    """Log a DataFrame as a CSV artifact."""
+    """Log a DataFrame as a CSV artifact (text cells inert in a spreadsheet)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        frame.to_csv(path, index=False)
+        write_csv(frame, path)
         mlflow.log_artifact(str(path))
 
 
@@ -272,6 +273,25 @@ def _champion_version(registered_model: str) -> str | None:
         return MlflowClient().get_model_version_by_alias(registered_model, CHAMPION).version
     except mlflow.exceptions.MlflowException:
         return None
+
+
+def champion_version(tracking_uri: str, registered_model: str = RECOMMENDER) -> str | None:
+    """The version of ``registered_model`` that holds ``champion``, or None.
+
+    A SQLite store that does not exist yet means no model, and is not created
+    (MLflow would create an empty one). Errors other than "no such model or
+    alias" (a tracking server that does not answer) propagate.
+    """
+    if tracking_uri.startswith("sqlite:///") and \
+            not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return None
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return MlflowClient().get_model_version_by_alias(registered_model, CHAMPION).version
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def promote_if_better(

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from territory.features.errors import InputError
+from territory.features.errors import InputError, shorten
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sales territory planning: forecast, potential and territories.")
@@ -26,7 +26,8 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config (
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    # soft_wrap: a long line stays one line (rich would otherwise wrap it at the width)
+    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -136,11 +137,21 @@ def serve(
         cfg = load_config(config)
     except InputError as exc:
         _fail(exc)
-    from territory.models.tracking import serve_command, serving_env
+    from territory.models.tracking import RECOMMENDER, champion_version, serve_command, serving_env
     from territory.models.tracking_legacy import champion_needs_migration
     from territory.pipelines.publish import tracking_uri
 
+    if (busy := _port_problem(host, port)) is not None:
+        _fail(InputError(f"{host}:{port}", busy))
     uri = tracking_uri(cfg)
+    try:
+        version = champion_version(uri)
+    except Exception as exc:  # a tracking server that does not answer, a broken store
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail(InputError(uri, f"cannot read the model registry: {shorten(first)}"))
+    if version is None:
+        _fail(InputError(uri, f"no trained model to serve ({RECOMMENDER} has no champion); "
+                              f"train one first: territory run --config {config}"))
     # The server loads the model in its own process, where the old module names never resolve.
     if champion_needs_migration(uri):
         _fail(InputError(
@@ -151,6 +162,24 @@ def serve(
     console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
                   " (POST /invocations; Ctrl-C stops)")
     os.execve(command[0], command, serving_env(uri))
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the scoring server could not listen on ``host:port``, or None when it can."""
+    import socket
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except socket.gaierror:
+        return f"cannot serve on host '{host}': no such interface; pass --host"
+    except (OSError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return (f"cannot listen on port {port} ({reason}); stop what uses it or pass --port "
+                "with a free one")
+    return None
 
 
 @app.command()

@@ -3,13 +3,17 @@
 ``load_config`` turns the YAML into frozen pydantic models. Relative paths are
 resolved against the config file's folder, so a config works from any working
 directory. Any mistake (unknown key, wrong type, missing file) raises one
-:class:`territory.features.errors.InputError` that names the key and the file.
+:class:`territory.features.errors.InputError` that names the file, the key,
+what was expected and what was given, in plain words
+(:mod:`territory.pipelines.config_errors`). Names that become part of an
+output path (``run_name``) must be plain folder names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,8 +21,21 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from territory.features.config import ColumnsConfig, FeaturesConfig, FrozenModel
-from territory.features.errors import InputError
+from territory.features.errors import InputError, shorten
 from territory.models.config import ForecastConfig, PotentialConfig, TerritoryConfig
+from territory.pipelines.config_errors import describe_errors, problem_text
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+SAFE_NAME_RULE = ("letters, digits, '-', '_' and '.', not starting with '.', without '..', "
+                  "'/', '\\' or spaces, at most 100 characters")
+
+
+def check_safe_name(value: str, key: str) -> str:
+    """``value`` if it is safe as one folder or file name; else a ValueError naming ``key``."""
+    if not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"{key} becomes part of an output folder's name, so it must be a plain "
+                         f"name: {SAFE_NAME_RULE}; got {shorten(repr(value))}")
+    return value
 
 
 class DataConfig(FrozenModel):
@@ -140,6 +157,11 @@ class RunConfig(FrozenModel):
     runner: Literal["local", "dask"] = "local"
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
+    @field_validator("run_name")
+    @classmethod
+    def _plain_run_name(cls, value: str) -> str:
+        return check_safe_name(value, "run_name")
+
     @model_validator(mode="after")
     def _as_of_is_a_date(self) -> RunConfig:
         if self.as_of is not None:
@@ -162,10 +184,6 @@ def _resolve(base: Path, value: object) -> object:
         return None
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
-
-
-def _key_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc)
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
@@ -191,16 +209,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = _key_path(err["loc"]) or "(top level)"
-        got = err.get("input")
-        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-        raise InputError(
-            str(path),
-            f"{err['msg']}{got_text}",
-            column=key,
-            hint="fix this key; see configs/demo.yaml for every key and its default",
-        ) from None
+        raise _plain_error(path, exc) from None
     base = path.resolve().parent
     data = config.data.model_copy(
         update={
@@ -210,11 +219,25 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     )
     for name in ("units", "sales", "demographics", "alignment", "reps", "truth"):
         file = getattr(data, name)
-        if file is not None and not Path(file).exists():
+        if file is not None and not Path(file).is_file():
+            what = "not a file (a folder)" if Path(file).exists() else "file not found"
             raise InputError(
                 str(path),
-                f"file not found: {file}",
-                column=f"data.{name}",
-                hint="check the path; relative paths are read from the config file's folder",
+                f"{what}: {file}",
+                key=f"data.{name}",
+                hint=f"check the path; relative paths are resolved from the config file's "
+                     f"folder, {base}",
             )
     return config.model_copy(update={"data": data, "workspace": _resolve(base, config.workspace)})
+
+
+def _plain_error(path: Path, exc: ValidationError) -> InputError:
+    """The first problem of a failed validation, in words (and how many more there are)."""
+    problems = describe_errors(exc.errors(), RunConfig)
+    first = problems[0]
+    rule = problem_text(first)
+    if len(problems) > 1:
+        others = ", ".join(p.key or "(top level)" for p in problems[1:6])
+        rule += f" (also wrong: {others}{' and more' if len(problems) > 6 else ''})"
+    return InputError(str(path), rule, key=first.key or "(top level)",
+                      hint="fix this key; see configs/demo.yaml for every key and its default")

@@ -29,6 +29,7 @@ import pandas as pd
 from prefect import flow
 
 from territory.features.errors import InputError
+from territory.features.spreadsheet_safe import write_csv
 from territory.pipelines.config import RunConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -232,5 +233,5 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     csv = (Path(config.workspace) / "backfill"
            / f"{config.run_name}-{months[0]:%Y-%m}-{months[-1]:%Y-%m}.csv")
     with atomic_file(csv) as tmp:
-        table.to_csv(tmp, index=False)
+        write_csv(table, tmp)
     return table, csv

@@ -47,7 +47,7 @@ from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
 from territory.pipelines import publish, run_keys, stages
-from territory.pipelines.config import RunConfig
+from territory.pipelines.config import RunConfig, check_safe_name
 from territory.pipelines.outputs import atomic_directory
 from territory.pipelines.progress import stage
 
@@ -80,8 +80,16 @@ KINDS = {"territory-pipeline": "runs", "train": "train", "nightly-forecast": "ni
 
 
 def output_dir(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
-    """``<workspace>/<kind>/<run_name>[-suffix]-<as_of>``: one folder per as-of date."""
+    """``<workspace>/<kind>/<run_name>[-suffix]-<as_of>``: one folder per as-of date.
+
+    The name is checked again here (a config changed with ``model_copy`` skips
+    validation), so no output ever lands outside ``<workspace>/<kind>``.
+    """
     name = config.run_name + (f"-{suffix}" if suffix else "")
+    try:
+        check_safe_name(name, "run_name")
+    except ValueError as exc:
+        raise InputError("run_name", str(exc)) from None
     date = f"{as_of:%Y-%m-%d}" if hasattr(as_of, "strftime") else str(as_of)
     return Path(config.workspace) / kind / f"{name}-{date}"
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
+from territory.features.spreadsheet_safe import write_csv
 from territory.models import tracking
 from territory.models.alignment import Design
 from territory.models.recommend import Recommendations
@@ -76,17 +77,17 @@ def write_outputs(
     territories = territories.dissolve(cols.territory_col).reset_index()
     territories[[cols.territory_col, "geometry"]].to_file(out / "territories.geojson",
                                                           driver="GeoJSON")
-    design.summary.to_csv(out / "territory_summary.csv", index=False)
+    write_csv(design.summary, out / "territory_summary.csv")
     if design.plans is not None:
-        design.plans.to_csv(out / "plans.csv", index=False)
+        write_csv(design.plans, out / "plans.csv")
     if design.region_summary is not None:
-        design.region_summary.to_csv(out / "region_summary.csv", index=False)
-    recs.moves.to_csv(out / "moves.csv", index=False)
-    recs.units.reset_index().to_csv(out / "recommendations.csv", index=False)
-    recs.territories.to_csv(out / "territory_recommendations.csv", index=False)
-    recs.opportunities.to_csv(out / "opportunities.csv", index=False)
+        write_csv(design.region_summary, out / "region_summary.csv")
+    write_csv(recs.moves, out / "moves.csv")
+    write_csv(recs.units.reset_index(), out / "recommendations.csv")
+    write_csv(recs.territories, out / "territory_recommendations.csv")
+    write_csv(recs.opportunities, out / "opportunities.csv")
     if recs.reps is not None:
-        recs.reps.to_csv(out / "rep_changes.csv", index=False)
+        write_csv(recs.reps, out / "rep_changes.csv")
     content = report_content(config, inputs, features, trained, scores, design, recs)
     (out / "report.html").write_text(rpt.render_html(content), encoding="utf-8")
     rpt.write_excel({**content.tables, "Units": recs.units.reset_index(),

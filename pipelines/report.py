@@ -19,6 +19,13 @@ from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 from plotly.subplots import make_subplots
 
+from territory.features.spreadsheet_safe import inert_frame
+
+# The page is opened offline: no logo link to plotly.com and no "Share to Plotly Cloud"
+# button (plotly.js 3 shows it by default); zoom, pan and PNG download work offline and stay.
+PLOTLY_CONFIG = {"displaylogo": False, "showSendToCloud": False,
+                 "modeBarButtonsToRemove": ["sendChartToCloud"], "responsive": True}
+
 
 @dataclass
 class ReportContent:
@@ -108,19 +115,24 @@ def render_html(content: ReportContent) -> str:
     for i, (name, fig) in enumerate(content.figures.items()):
         figures_html[name] = Markup(fig.to_html(
             full_html=False, include_plotlyjs=(i == 0), include_mathjax=False,
-            config={"displaylogo": False, "responsive": True},
+            config=PLOTLY_CONFIG,
         ))
     tables_html = {k: Markup(_table_html(v)) for k, v in content.tables.items()}
     return template.render(c=content, tables_html=tables_html, figures_html=figures_html)
 
 
 def write_excel(tables: dict[str, pd.DataFrame], path: Path) -> None:
-    """One sheet per table, bold frozen header, sensible number formats and widths."""
+    """One sheet per table, bold frozen header, sensible number formats and widths.
+
+    Text that a spreadsheet would run as a formula is written as inert text
+    (:func:`territory.features.spreadsheet_safe.inert_frame`).
+    """
     from openpyxl.styles import Font, PatternFill
 
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, frame in tables.items():
             sheet = re.sub(r"[\[\]:*?/\\]", "-", name)[:31]
+            frame = inert_frame(frame)
             frame.to_excel(writer, sheet_name=sheet, index=False)
             ws = writer.sheets[sheet]
             ws.freeze_panes = "A2"

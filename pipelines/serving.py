@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from territory.features.spatial import build_adjacency
+from territory.features.spreadsheet_safe import write_csv
 from territory.models import tracking
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import atomic_directory
@@ -32,7 +33,7 @@ def score_all(config: RunConfig, out: Path | None = None) -> tuple[Path, pd.Data
     scored = tracking.load_champion().predict(request)
     out_dir = Path(out) if out is not None else Path(config.workspace) / "scores"
     with atomic_directory(out_dir) as tmp:
-        scored.to_csv(tmp / "recommendations.csv", index=False)
+        write_csv(scored, tmp / "recommendations.csv")
     run_id = tracking.log_batch_scores(scored, out_dir / "recommendations.csv",
                                        f"{config.run_name}-batch-score")
     return out_dir / "recommendations.csv", scored, run_id

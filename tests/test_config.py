@@ -45,7 +45,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
     with pytest.raises(InputError) as err:
         load_config(_write(tmp_path, payload))
     msg = str(err.value)
-    assert "run.yaml" in msg and "territories.n_territoires" in msg and "not permitted" in msg
+    assert "run.yaml" in msg and "territories.n_territoires" in msg and "unknown key" in msg
 
 
 def test_wrong_type_names_key_and_value(tmp_path):

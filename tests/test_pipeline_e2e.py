@@ -216,12 +216,13 @@ def test_prefect_artifacts_published_under_stable_keys(first_run):
     assert table and "potential" in str(table[0].data)
 
 
-def _post(port: int, payload: dict) -> tuple[int, dict]:
+def _post(port: int, payload: dict | str) -> tuple[int, dict]:
     import urllib.error
     import urllib.request
 
+    body = payload if isinstance(payload, str) else json.dumps(payload)
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+        f"http://127.0.0.1:{port}/invocations", data=body.encode(),
         headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
@@ -291,6 +292,19 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         unknown = rows.assign(unit_id=["99999", *rows["unit_id"][1:]])
         status, body = _post(port, {"dataframe_split": unknown.to_dict(orient="split")})
         assert 400 <= status < 500 and "unknown unit_id: 99999" in body["message"]
+
+        # Non-finite numbers are refused (JSON Infinity, a literal 1e999, the text "inf")
+        for value in (float("inf"), "__1e999__", "inf"):
+            hostile = rows.astype({"population": object})
+            hostile.loc[hostile.index[0], "population"] = value
+            text = json.dumps({"dataframe_split": hostile.to_dict(orient="split")})
+            status, body = _post(port, text.replace('"__1e999__"', "1e999"))
+            assert status == 400 and "must be a finite number" in body["message"], body
+
+        # A huge input value is not echoed back
+        huge = rows.assign(unit_id=["9" * 1_000_000, *rows["unit_id"][1:]])
+        status, body = _post(port, {"dataframe_split": huge.to_dict(orient="split")})
+        assert 400 <= status < 500 and "9" * 101 not in json.dumps(body), len(json.dumps(body))
     finally:
         server.terminate()
         server.wait(timeout=30)
