@@ -778,6 +778,89 @@ def giant_territories(values: np.ndarray, tgt: np.ndarray, tau: np.ndarray, hard
         shares[others] = np.maximum((tgt.sum(axis=0) - held) / len(others), floor)
 
 
+def enclave_territories(adjacency, values: np.ndarray, tgt: np.ndarray, shares: np.ndarray,
+                        tau: np.ndarray, hard: np.ndarray, giants: Mapping[int, int],
+                        fixed: Mapping[int, int], lock: Mapping[int, int]
+                        ) -> tuple[dict[int, np.ndarray], dict[int, int], np.ndarray]:
+    """Pockets of units cut off behind giant units that cannot be balanced, each made a
+    territory of its own; and the targets with the rest shared by the other territories.
+
+    With the giant units taken out, the units behind them (Long Island behind
+    New York City) form a component of the graph of their own. One short of a
+    territory's lower bound on a hard attribute, yet worth one territory (half a
+    share or more), can only be one territory below its share: its target becomes
+    its own total, and the territories left share what remains. A smaller pocket
+    joins a giant's territory beside it, whose target grows by the pocket's
+    total. One worth two territories or more, or one with locked units, is left
+    to the search. Returns ``{territory: units}`` of the pockets made territories,
+    ``{unit: territory}`` for every unit placed, and the targets.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    k, n = tgt.shape[0], values.shape[0]
+    if not giants:
+        return {}, {}, shares
+    keep = np.ones(n, dtype=bool)
+    keep[list(giants)] = False
+    idx = np.flatnonzero(keep)
+    csr = sp.csr_matrix(adjacency)
+    n_comp, comp = connected_components(csr[idx][:, idx], directed=False)
+    totals = np.zeros((n_comp, values.shape[1]))
+    np.add.at(totals, comp, values[idx])
+    main = int(np.argmax(totals[:, hard].sum(axis=1)))
+    taken = set(fixed) | set(lock.values())
+    free = [t for t in range(k - 1, -1, -1) if t not in taken]
+    rest = [t for t in range(k) if t not in giants.values()]
+    share = shares[rest].max(axis=0)
+    out = shares.copy()
+    enclaves: dict[int, np.ndarray] = {}
+    attached: dict[int, int] = {}
+    for c in range(n_comp):
+        units = idx[comp == c]
+        worth = totals[c][hard] / np.maximum(share[hard], 1e-300)  # territories' worth
+        if c == main or not (worth < 1 - tau[hard]).any() or any(u in lock for u in units):
+            continue
+        if round(worth.max()) == 0:  # under half a territory: it joins a giant beside it
+            beside = sorted(giants[int(g)] for g in csr[units].indices if int(g) in giants)
+            attached.update({int(u): beside[0] for u in units})
+            out[beside[0]] += totals[c]
+        elif round(worth.max()) == 1 and free and len(rest) - len(enclaves) > 1:
+            enclaves[free.pop(0)] = units
+        # worth two territories or more: the search has to find them
+    if not enclaves and not attached:
+        return {}, {}, shares
+    cut = list(giants.values()) + list(enclaves)
+    others = np.setdiff1d(np.arange(k), cut)
+    floor = 1e-9 * np.maximum(tgt.mean(axis=0), 1e-300)
+    for t, units in enclaves.items():
+        out[t] = np.maximum(values[units].sum(axis=0), floor)
+        attached.update({int(u): t for u in units})
+    held = out[cut].sum(axis=0)
+    out[others] = np.maximum((tgt.sum(axis=0) - held) / len(others), floor)
+    return enclaves, attached, out
+
+
+def _enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols, width
+                   ) -> list[str]:
+    """One diagnosis line per pocket cut off behind giant units (:func:`enclave_territories`)."""
+    if not enclaves:
+        return []
+    giant_of = {t: u for u, t in giants.items()}
+    nbrs = territory_neighbours(graph, labels, tgt.shape[0])
+    ordinary = [t for t in range(tgt.shape[0]) if t not in giant_of and t not in enclaves]
+    lines = []
+    for t, units in sorted(enclaves.items()):
+        via = ", ".join(str(ids[giant_of[b]]) for b in sorted(nbrs[t]) if b in giant_of)
+        ratio = values[units].sum(axis=0) / np.maximum(tgt[ordinary[0]], 1e-300)
+        j = int(np.flatnonzero(hard)[np.argmin(ratio[hard])])
+        lines.append(
+            f"{_tname(t, width)} ({len(units)} unit{'s' * (len(units) > 1)}) is cut off behind "
+            f"giant unit {via}: it "
+            f"holds {ratio[j]:.2f}× a territory's share of {cols[j]}, so it is a territory of "
+            "its own (its target is its own total) and the other territories share the rest")
+    return lines
+
+
 def _behind_giants(graph, labels, k, giants, ids, table, cols, tau, hard
                    ) -> dict[int, tuple[str, list[str]]]:
     """Out-of-balance territories whose only neighbours are giant territories:
@@ -1003,10 +1086,15 @@ def design_territories(
             raise ValueError(f"current_labels must lie in 0..{k - 1}")
     hard = np.array([c not in set(soft_attributes) for c in cols])
     giants: dict[int, int] = {}
+    enclaves: dict[int, np.ndarray] = {}
     if targets is None and cur is None:
         giants, tgt = giant_territories(values, tgt, tau, hard, fixed, lock)
         for u, t in giants.items():
             fixed[t], lock[u] = u, t
+        enclaves, placed, tgt = enclave_territories(
+            adjacency, values, _target_matrix(targets, values, k), tgt, tau, hard, giants,
+            fixed, lock)
+        lock.update(placed)
 
     graph = Graph.from_csr(adjacency)
     forced = np.full(n, -1, dtype=np.int64)
@@ -1157,6 +1245,7 @@ def design_territories(
             )
             centres = _valid_centres(xy, values, labels, k, fixed, centres)
             state = SearchState.build(labels, values, k, centres)
+            stuck_at = np.inf  # the violation at which ejection chains last made no headway
             for _round in range(3):
                 for _alt in range(2):  # local search, then ejection chains, alternated
                     lagrangian_search(
@@ -1166,13 +1255,14 @@ def design_territories(
                         max_radius=radius,
                     )
                     v_before = float(violation(state.totals / tgt - 1, tau).sum())
-                    if v_before <= 1e-12:
-                        break
+                    if v_before <= 1e-12 or v_before > stuck_at - 1e-3:
+                        break  # balanced, or chains already failed from here
                     stats = chain_repair(
                         state, graph, values, tgt, tau, movable, deadline=deadline,
                         max_chains=max_chains, xy=xy, radius=radius,
                     )
                     if stats["violation"] <= 1e-12 or stats["violation"] > v_before - 1e-3:
+                        stuck_at = stats["violation"]
                         break
                 compact_search(
                     state, graph, values, tgt, tau, xy, movable, rng,
@@ -1243,13 +1333,15 @@ def design_territories(
                  f"its territory {_tname(labels[u], width)} also holds {others} other units")
         report.diagnosis.insert(0, (
             f"unit {ids[u]} alone holds {ratio:.1f}× a territory's share of {cols[j]}: {where}, "
-            f"and the other territories share the rest (give it {reps} reps, or split the unit)"))
+            f"and the other territories share the rest "
+            f"(give it {reps} rep{'s' * (reps > 1)}, or split the unit)"))
     behind = _behind_giants(graph, labels, k, giants, ids, report.territories, cols, tau, hard)
-    report.overall["cut_off_behind_giants"] = sorted(behind)  # territory indices
+    report.overall["cut_off_behind_giants"] = sorted(set(behind) | set(enclaves))  # indices
     report.diagnosis[len(giants):len(giants)] = [
-        f"{_tname(t, width)} is cut off behind giant unit {via}: it borders no other "
-        f"territory, so its {', '.join(off)} cannot be balanced"
-        for t, (via, off) in sorted(behind.items())]
+        *_enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols, width),
+        *(f"{_tname(t, width)} is cut off behind giant unit {via}: it borders no other "
+          f"territory, so its {', '.join(off)} cannot be balanced"
+          for t, (via, off) in sorted(behind.items()))]
     report.overall["run_time_s"] = time.perf_counter() - t0
     return DesignResult(labels=labels, centres=centres, report=report)
 

@@ -164,7 +164,20 @@ def test_a_territory_cut_off_behind_a_giant_is_named():
     res = design_territories(xy, adj, values, 4, seed=0, max_restarts=0)
     lines = " | ".join(res.report.diagnosis)
     assert "cut off behind giant unit 15" in lines, res.report.diagnosis
-    assert res.report.overall["cut_off_behind_giants"] == [int(res.labels[8])]
+    pocket = int(res.labels[8])
+    assert res.report.overall["cut_off_behind_giants"] == [pocket]
+    # the pocket (columns 7-8) is one territory whose target is its own total ...
+    behind = [c + 9 * r for r in range(3) for c in (7, 8)]
+    assert (res.labels[behind] == pocket).all() and (res.labels == pocket).sum() == 6
+    table = res.report.territories.set_index("territory")
+    assert np.isclose(table.loc[pocket, "potential_target"], values.loc[behind, "potential"].sum())
+    # ... the empty wall cells join the giant's territory, and the rest balance on what is left
+    assert (res.labels[wall] == res.labels[wall[1]]).all()
+    rest = table.drop(index=[pocket, int(res.labels[wall[1]])])
+    left = values["potential"].drop(index=wall + behind).sum()
+    assert np.allclose(rest["potential_target"], left / 2)
+    assert (rest["potential_deviation"].abs() <= 0.05 + 1e-9).all()
+    assert res.report.violations == []
 
 
 def test_locked_units_that_cannot_be_joined_are_reported():
