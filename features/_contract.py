@@ -7,7 +7,6 @@ turns the first failing pandera check into one :class:`InputError`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -19,6 +18,7 @@ import pandera.pandas as pa
 import shapely
 from pandera.errors import SchemaErrors
 
+from territory.features._dates import parse_dates
 from territory.features.errors import MAX_ROWS_SHOWN, InputError
 
 #: ``DataFrame.attrs`` key holding the number of the first data row in its file.
@@ -38,6 +38,9 @@ CAPACITY_COL = "capacity"
 PERIOD_ALIAS = {"MS": "M", "W-MON": "W-SUN", "QS": "Q"}
 
 _MAX_VALUE_CHARS = 40
+#: Largest magnitude accepted in sales and numeric demographics. Beyond it a
+#: value is a unit mix-up or a corrupt export (1e308, inf), never a real count.
+MAX_MAGNITUDE = 1e15
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,22 @@ def _check_frequency(frequency: str) -> str:
     return frequency
 
 
+def magnitude_error(column: str) -> str:
+    """Text of the pandera check that refuses inf, -inf and values beyond :data:`MAX_MAGNITUDE`."""
+    return f"{column} must be a finite number no larger than 1e15 in size"
+
+
+def _magnitude_rules(columns: Iterable[str]) -> dict[str, _Rule]:
+    return {
+        magnitude_error(c): _Rule(
+            f"{magnitude_error(c)} (inf, -inf and values such as 1e308 are refused)",
+            "fix the export: blank the cell if the value is unknown, and check units "
+            "(e.g. cents or a missing decimal point)",
+        )
+        for c in columns
+    }
+
+
 def _unknown_rules(
     table: str, frame: pd.DataFrame, column: str, known: frozenset[str], what: str = "unit"
 ) -> dict[str, _Rule]:
@@ -314,41 +333,49 @@ def _unknown_rules(
         if what == "unit"
         else f"use territory ids that exist in the alignment; check the {table} file"
     )
-    return {f"{column} must be a known {what}": _Rule(f"{column} must be a known {what}", hint)}
+    where = "units" if what == "unit" else "alignment"
+    text = f"{column} must be a known {what}; " + listed_ids(unknown, f"not in the {where} file")
+    text = text.replace("{", "{{").replace("}", "}}")  # the rule is formatted with {column}
+    return {f"{column} must be a known {what}": _Rule(text, hint)}
+
+
+#: How many distinct unknown ids an error or warning lists.
+MAX_IDS_LISTED = 20
+
+
+def listed_ids(ids: Iterable[Any], what: str) -> str:
+    """``3 distinct ids are <what>: XX, YY, ZZ`` (the first :data:`MAX_IDS_LISTED`, sorted)."""
+    distinct = sorted({str(i) for i in ids})
+    shown = ", ".join(_format_value(i) for i in distinct[:MAX_IDS_LISTED])
+    first = f" (the first {MAX_IDS_LISTED})" if len(distinct) > MAX_IDS_LISTED else ""
+    noun = "id is" if len(distinct) == 1 else "distinct ids are"
+    return f"{len(distinct)} {noun} {what}{first}: {shown}"
 
 
 def _parse_periods(
-    frame: pd.DataFrame, original: pd.DataFrame, column: str, source: str, context: list[str]
+    frame: pd.DataFrame,
+    original: pd.DataFrame,
+    column: str,
+    source: str,
+    context: list[str],
+    date_format: str | None = None,
 ) -> pd.Series:
-    """Parse dates (ISO first, then mixed formats); raise on unparseable values."""
+    """Parse dates: ISO as is, anything else only by ``date_format``; raise on the rest.
+
+    ``frame`` must have a positional index (row ``i`` is row ``i`` of ``original``).
+    Day-first and month-first are never guessed (:mod:`territory.features._dates`).
+    """
     values = frame[column]
     if isinstance(values.dtype, pd.PeriodDtype):
         values = values.dt.start_time
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     else:
-        if pd.api.types.is_numeric_dtype(values):  # e.g. 20240131, never epoch offsets
-            values = values.astype("Int64").astype(str).where(values.notna(), None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas' "could not infer format" chatter
-            parsed = pd.to_datetime(values, errors="coerce", utc=True)
-            retry = parsed.isna() & values.notna()
-            if retry.any():
-                parsed[retry] = pd.to_datetime(
-                    values[retry], errors="coerce", utc=True, format="mixed"
-                )
-        bad = np.flatnonzero((parsed.isna() & values.notna()).to_numpy())
-        if len(bad):
+        parsed, problem = parse_dates(values, column, date_format)
+        if problem is not None:
             _raise_rows(
-                source,
-                original,
-                bad,
-                column,
-                _Rule(
-                    f"{column} must be a date (e.g. 2024-01-31)",
-                    "write dates as YYYY-MM-DD; remove text such as 'total' or 'n/a'",
-                ),
-                context,
+                source, original, problem.positions, column,
+                _Rule(problem.rule, problem.hint), context,
             )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)

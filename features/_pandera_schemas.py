@@ -6,12 +6,27 @@ from collections.abc import Iterable, Sequence
 
 import pandera.pandas as pa
 
-from territory.features._contract import CAPACITY_COL, HOME_UNIT_COL, LAT_COL, LON_COL, _known
+from territory.features._contract import (
+    CAPACITY_COL,
+    HOME_UNIT_COL,
+    LAT_COL,
+    LON_COL,
+    MAX_MAGNITUDE,
+    _known,
+    magnitude_error,
+)
 from territory.features.config import ColumnsConfig
 
 
 def _known_check(ids: frozenset[str], column: str, what: str) -> pa.Check:
     return pa.Check.isin(ids, error=f"{column} must be a known {what}")
+
+
+def _magnitude_check(column: str) -> pa.Check:
+    """Finite and at most :data:`MAX_MAGNITUDE` in size (missing values pass)."""
+    return pa.Check(
+        lambda s: s.isna() | (s.abs() <= MAX_MAGNITUDE), error=magnitude_error(column)
+    )
 
 
 def units_schema(columns: ColumnsConfig, with_coordinates: bool = False) -> pa.DataFrameSchema:
@@ -78,7 +93,7 @@ def demographics_schema(
             ),
         )
     for col in value_columns:
-        schema_columns[col] = pa.Column("float64", nullable=True)
+        schema_columns[col] = pa.Column("float64", nullable=True, checks=_magnitude_check(col))
     return pa.DataFrameSchema(
         schema_columns,
         strict=False,
@@ -114,12 +129,16 @@ def sales_schema(
         ),
         time: pa.Column("datetime64[ns]", nullable=False),
         target: pa.Column(
-            "float64", nullable=False, checks=pa.Check.ge(0, error=f"{target} must be >= 0")
+            "float64",
+            nullable=False,
+            checks=[_magnitude_check(target), pa.Check.ge(0, error=f"{target} must be >= 0")],
         ),
     }
     for col in driver_columns:
         schema_columns[col] = pa.Column(
-            "float64", nullable=True, checks=pa.Check.ge(0, error=f"{col} must be >= 0")
+            "float64",
+            nullable=True,
+            checks=[_magnitude_check(col), pa.Check.ge(0, error=f"{col} must be >= 0")],
         )
     return pa.DataFrameSchema(
         schema_columns, strict=False, unique=[unit, time], report_duplicates="all"

@@ -17,6 +17,7 @@ from territory.features._contract import (
     _coerce_numeric,
     _finish,
     _known,
+    _magnitude_rules,
     _parse_periods,
     _plain_table,
     _Rule,
@@ -83,6 +84,7 @@ def validate_demographics(
         frame, [*([year] if has_year else []), *value_cols], source, context, rules
     )
     rules |= _unknown_rules("demographics", frame, unit, known)
+    rules |= _magnitude_rules(value_cols)
     rules[f"{year} must be a whole number"] = _Rule(
         f"{year} must be a whole number", "give years as e.g. 2023"
     )
@@ -99,6 +101,7 @@ def validate_sales(
     unit_ids: Iterable[str],
     columns: ColumnsConfig | None = None,
     frequency: str = "MS",
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Validate the sales history and aggregate it to the configured frequency.
 
@@ -116,6 +119,10 @@ def validate_sales(
     frequency
         ``"MS"`` (month start), ``"W-MON"`` (weeks starting Monday) or ``"QS"``
         (quarter start).
+    date_format
+        strptime format of the period column (``data.date_format``); ``None``
+        reads ISO dates (YYYY-MM-DD, YYYY-MM) only, and never guesses day-first
+        against month-first.
 
     Returns
     -------
@@ -128,8 +135,9 @@ def validate_sales(
     Raises
     ------
     InputError
-        Missing column, unknown unit, unparseable date, non-numeric or
-        negative sales or driver, or the same (unit, period) twice in the file.
+        Missing column, unknown unit, unparseable, non-ISO (without
+        ``date_format``) or ambiguous date, non-numeric, negative, infinite or
+        absurdly large sales or driver, or the same (unit, period) twice in the file.
     """
     columns = columns or ColumnsConfig()
     frequency = _check_frequency(frequency)
@@ -145,7 +153,7 @@ def validate_sales(
         "{column} must not be empty", "fill in the value, or drop the row if there was no sale"
     )
     frame = _coerce_numeric(frame, [target, *drivers], source, context, rules)
-    parsed_times = _parse_periods(frame, df, time, source, context)
+    parsed_times = _parse_periods(frame, df, time, source, context, date_format)
     frame[time] = parsed_times
     rules |= _unknown_rules("sales", frame, unit, known)
     for col in (target, *drivers):
@@ -153,6 +161,7 @@ def validate_sales(
             f"{col} must be >= 0",
             "record returns or credits apart; sales history must not be negative",
         )
+    rules |= _magnitude_rules([target, *drivers])
     rules["multiple_fields_uniqueness"] = _Rule(
         "({column}) must be unique: the same unit and date appear more than once",
         "remove the duplicate rows, or sum them before loading",

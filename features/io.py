@@ -153,29 +153,68 @@ def read_table(path: str | Path, text_columns: Collection[str] | None = None) ->
     return frame
 
 
+def _to_contract_names(
+    frame: _Frame, source: str, own: ColumnsConfig, columns: ColumnsConfig
+) -> _Frame:
+    """Rename a table's own column names (``FIPS``) to the run's (``unit_id``)."""
+    mapping = {
+        mine: theirs
+        for field in ColumnsConfig.model_fields
+        if (mine := getattr(own, field)) != (theirs := getattr(columns, field))
+        and mine in frame.columns
+    }
+    clash = [theirs for theirs in mapping.values() if theirs in frame.columns
+             and theirs not in mapping]
+    if clash:
+        mine = next(m for m, t in mapping.items() if t == clash[0])
+        raise InputError(
+            source,
+            f"column '{mine}' is mapped to '{clash[0]}', but the file also has a "
+            f"'{clash[0]}' column",
+            column=clash[0],
+            hint=f"rename or drop the file's '{clash[0]}' column, or map it in "
+                 "data.table_columns instead",
+        )
+    return frame.rename(columns=mapping) if mapping else frame
+
+
 def _load(
     path: str | Path,
     columns: ColumnsConfig | None,
     validate: Callable[..., _Frame],
     *args: Any,
+    file_columns: ColumnsConfig | None = None,
     **kwargs: Any,
 ) -> _Frame:
-    """Read ``path`` with its id columns as text and ``validate`` it, named by the path."""
+    """Read ``path`` with its id columns as text and ``validate`` it, named by the path.
+
+    ``file_columns`` are the names this file uses (``data.table_columns``);
+    errors name them, and the table comes back with the names of ``columns``.
+    """
     columns = columns or ColumnsConfig()
-    frame = read_table(path, id_columns(columns))
-    return validate(frame, str(path), *args, columns=columns, **kwargs)
+    own = file_columns or columns
+    frame = read_table(path, id_columns(own))
+    out = validate(frame, str(path), *args, columns=own, **kwargs)
+    return _to_contract_names(out, str(path), own, columns)
 
 
-def load_units(path: str | Path, columns: ColumnsConfig | None = None) -> gpd.GeoDataFrame:
-    """Read and validate the units table."""
-    return _load(path, columns, validate_units)
+def load_units(
+    path: str | Path,
+    columns: ColumnsConfig | None = None,
+    file_columns: ColumnsConfig | None = None,
+) -> gpd.GeoDataFrame:
+    """Read and validate the units table (``file_columns``: its own column names)."""
+    return _load(path, columns, validate_units, file_columns=file_columns)
 
 
 def load_demographics(
-    path: str | Path, unit_ids: Iterable[str], columns: ColumnsConfig | None = None
+    path: str | Path,
+    unit_ids: Iterable[str],
+    columns: ColumnsConfig | None = None,
+    file_columns: ColumnsConfig | None = None,
 ) -> pd.DataFrame:
     """Read and validate the demographics table."""
-    return _load(path, columns, validate_demographics, unit_ids)
+    return _load(path, columns, validate_demographics, unit_ids, file_columns=file_columns)
 
 
 def load_sales(
@@ -183,16 +222,26 @@ def load_sales(
     unit_ids: Iterable[str],
     columns: ColumnsConfig | None = None,
     frequency: str = "MS",
+    date_format: str | None = None,
+    file_columns: ColumnsConfig | None = None,
 ) -> pd.DataFrame:
-    """Read and validate the sales history, aggregated to ``frequency``."""
-    return _load(path, columns, validate_sales, unit_ids, frequency=frequency)
+    """Read and validate the sales history, aggregated to ``frequency``.
+
+    ``date_format`` (``data.date_format``) reads non-ISO dates; without it
+    only ISO dates are read and ambiguous ones are refused.
+    """
+    return _load(path, columns, validate_sales, unit_ids, frequency=frequency,
+                 date_format=date_format, file_columns=file_columns)
 
 
 def load_alignment(
-    path: str | Path, unit_ids: Iterable[str], columns: ColumnsConfig | None = None
+    path: str | Path,
+    unit_ids: Iterable[str],
+    columns: ColumnsConfig | None = None,
+    file_columns: ColumnsConfig | None = None,
 ) -> pd.DataFrame:
     """Read and validate a unit-to-territory alignment."""
-    return _load(path, columns, validate_alignment, unit_ids)
+    return _load(path, columns, validate_alignment, unit_ids, file_columns=file_columns)
 
 
 def load_reps(
@@ -200,6 +249,8 @@ def load_reps(
     unit_ids: Iterable[str],
     territory_ids: Iterable[str] | None = None,
     columns: ColumnsConfig | None = None,
+    file_columns: ColumnsConfig | None = None,
 ) -> pd.DataFrame:
     """Read and validate the reps table."""
-    return _load(path, columns, validate_reps, unit_ids, territory_ids)
+    return _load(path, columns, validate_reps, unit_ids, territory_ids,
+                 file_columns=file_columns)

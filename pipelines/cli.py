@@ -94,14 +94,33 @@ def validate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     """Check the config and every input file against the data contracts."""
     from territory.pipelines.config import load_config
     from territory.pipelines.stages import load_inputs
+    from territory.pipelines.validation import validate_inputs
 
     try:
         cfg = load_config(config)
         inputs = load_inputs(cfg)
+        report = validate_inputs(cfg, inputs)
     except InputError as exc:
         _fail(exc)
     console.print(
         f"[green]ok[/green]: {len(inputs.units):,} units, {len(inputs.sales):,} sales rows")
+    _print_validation(report)
+
+
+def _print_validation(report) -> None:
+    """The memory estimate and the warnings of :func:`validation.validate_inputs`."""
+    memory = report.memory
+    available = ("unknown" if memory.available is None
+                 else f"{memory.available / 2**30:.1f} GiB available")
+    console.print(f"as of {report.as_of:%Y-%m-%d}; estimated peak memory "
+                  f"{memory.needed / 2**30:.1f} GiB ({memory.n_units:,} units x "
+                  f"{memory.n_periods} periods x {memory.n_features} features; {available})",
+                  highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}", highlight=False,
+                      soft_wrap=True)
 
 
 @app.command()
@@ -337,6 +356,54 @@ def tune(
     console.print(table)
     console.print(f"tuned config: {result.config_path}")
     console.print(f"MLflow parent run: {result.parent_run_id}")
+
+
+INIT_LABELS = {
+    "data.columns.unit_col": "unit id", "data.columns.time_col": "period column",
+    "data.columns.target_col": "target", "data.date_format": "date format",
+    "features.frequency": "frequency", "features.lags": "lags", "data.projected_crs": "CRS",
+    "territories.workload_column": "workload", "data.table_columns": "column names per file",
+    "territories.n_territories": "territories", "data.demographics": "demographics id",
+    "data.alignment": "alignment territories", "data.reps": "reps",
+    "features.seasonality": "seasonality",
+}
+
+
+@app.command()
+def init(
+    units: Annotated[Path | None, typer.Option(
+        help="Geography of the units: Shapefile, GeoPackage, GeoJSON or GeoParquet.")] = None,
+    sales: Annotated[Path | None, typer.Option(
+        help="Sales history, one row per unit and period: CSV or Parquet.")] = None,
+    demographics: Annotated[Path | None, typer.Option(help="Market features per unit.")] = None,
+    alignment: Annotated[Path | None, typer.Option(help="Current unit-to-territory table.")]
+    = None,
+    reps: Annotated[Path | None, typer.Option(help="Reps per territory.")] = None,
+    out: Annotated[Path, typer.Option(help="Config to write (YAML).")] = Path("territory.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.")]
+    = False,
+) -> None:
+    """Detect columns, dates, frequency and CRS from your files and write a commented config."""
+    from territory.pipelines.init_config import init_config
+
+    files = {"units": units, "sales": sales, "demographics": demographics,
+             "alignment": alignment, "reps": reps}
+    try:
+        plan, path = init_config(files, out, force)
+    except InputError as exc:
+        _fail(exc)
+    console.print("[bold]Detected from your files[/bold]")
+    for item in plan.items:
+        mark = " [yellow](confirm)[/yellow]" if item.confirm else ""
+        value = "null" if item.value is None else item.value
+        console.print(f"  {INIT_LABELS.get(item.key, item.key)} {value}{mark}: {item.evidence}",
+                      highlight=False, soft_wrap=True)
+    for line in plan.missing:
+        console.print(f"[yellow]missing or to confirm:[/yellow] {line}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"config: {path}")
+    console.print(f"next: territory validate --config {path}, then territory run --config {path}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("make-demo-data")

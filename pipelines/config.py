@@ -38,8 +38,30 @@ def check_safe_name(value: str, key: str) -> str:
     return value
 
 
+TableName = Literal["units", "sales", "demographics", "alignment", "reps", "truth"]
+
+
+class TableColumns(FrozenModel):
+    """One table's own column names; a name left out is the one in ``data.columns``."""
+
+    unit_col: str | None = None
+    time_col: str | None = None
+    target_col: str | None = None
+    territory_col: str | None = None
+    rep_col: str | None = None
+    year_col: str | None = None
+
+
 class DataConfig(FrozenModel):
-    """Input files. ``units`` and ``sales`` are required, the rest optional."""
+    """Input files. ``units`` and ``sales`` are required, the rest optional.
+
+    ``columns`` names the contract columns in every file; ``table_columns``
+    overrides them for one table (``{units: {unit_col: FIPS}}``), so a units
+    file keyed by ``FIPS`` works while the other files say ``unit_id``.
+    ``date_format`` is the strptime format of the sales dates when they are
+    not ISO (``"%d/%m/%Y"``); dates are never guessed.
+    ``projected_crs`` must be a projected CRS (metres or feet) that pyproj knows.
+    """
 
     units: Path
     sales: Path
@@ -48,7 +70,46 @@ class DataConfig(FrozenModel):
     reps: Path | None = None
     truth: Path | None = None
     projected_crs: str | None = None
+    date_format: str | None = None
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    table_columns: dict[TableName, TableColumns] = Field(default_factory=dict)
+
+    @field_validator("date_format")
+    @classmethod
+    def _strptime_format(cls, value: str | None) -> str | None:
+        if value is not None and "%" not in value:
+            raise ValueError(f"date_format {shorten(repr(value))} is not a strptime format; "
+                             "write it with % codes, e.g. '%d/%m/%Y' or '%m/%d/%Y'")
+        return value
+
+    @field_validator("projected_crs")
+    @classmethod
+    def _projected(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError:
+            raise ValueError(f"projected_crs {shorten(repr(value))} is not a coordinate "
+                             "reference system pyproj knows; give an EPSG code such as "
+                             "'EPSG:5070' (US), 'EPSG:3035' (Europe), or null for the UTM "
+                             "zone of the data") from None
+        if not crs.is_projected:
+            raise ValueError(f"projected_crs {shorten(repr(value))} is in degrees "
+                             f"({crs.name}), not a projected CRS in metres; give one such as "
+                             "'EPSG:5070' (US) or 'EPSG:3035' (Europe), or null for the UTM "
+                             "zone of the data")
+        return value
+
+    def columns_for(self, table: TableName) -> ColumnsConfig:
+        """The column names of ``table``'s file: ``columns`` with its ``table_columns``."""
+        override = self.table_columns.get(table)
+        if override is None:
+            return self.columns
+        return self.columns.model_copy(update=override.model_dump(exclude_none=True))
 
 
 TRACKING_SCHEMES = ("http://", "https://", "sqlite:///", "postgresql://", "postgresql+",

@@ -29,6 +29,7 @@ from territory.models.scoring import Scores
 from territory.models.training import Trained
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import file_sha256
+from territory.pipelines.validation import check_run_inputs
 
 
 @dataclass
@@ -44,23 +45,29 @@ class Inputs:
 def load_inputs(config: RunConfig) -> Inputs:
     """Read and validate every input file named in the config."""
     data, cols = config.data, config.data.columns
-    units = fio.load_units(data.units, cols)
+    units = fio.load_units(data.units, cols, data.columns_for("units"))
     unit_ids = units[cols.unit_col].to_numpy()
-    sales = fio.load_sales(data.sales, unit_ids, cols, config.features.frequency)
+    sales = fio.load_sales(data.sales, unit_ids, cols, config.features.frequency,
+                           data.date_format, data.columns_for("sales"))
     demographics = (
-        fio.load_demographics(data.demographics, unit_ids, cols) if data.demographics else None
+        fio.load_demographics(data.demographics, unit_ids, cols, data.columns_for("demographics"))
+        if data.demographics else None
     )
-    alignment = fio.load_alignment(data.alignment, unit_ids, cols) if data.alignment else None
+    alignment = (fio.load_alignment(data.alignment, unit_ids, cols, data.columns_for("alignment"))
+                 if data.alignment else None)
     territory_ids = (
         alignment[cols.territory_col].unique() if alignment is not None else None
     )
-    reps = fio.load_reps(data.reps, unit_ids, territory_ids, cols) if data.reps else None
+    reps = (fio.load_reps(data.reps, unit_ids, territory_ids, cols, data.columns_for("reps"))
+            if data.reps else None)
     hashes = {
         name: file_sha256(Path(path))
         for name in ("units", "sales", "demographics", "alignment", "reps")
         if (path := getattr(data, name)) is not None and Path(path).is_file()
     }
-    return Inputs(units, sales, demographics, alignment, reps, hashes)
+    inputs = Inputs(units, sales, demographics, alignment, reps, hashes)
+    check_run_inputs(config, inputs)  # dates, as-of, K and memory, before any feature
+    return inputs
 
 
 def resolved_as_of(config: RunConfig, inputs: Inputs) -> pd.Timestamp:
@@ -108,7 +115,8 @@ def read_truth(config: RunConfig) -> pd.DataFrame | None:
     """The simulator's truth file by unit, when the config names one (evaluation only)."""
     if config.data.truth is None:
         return None
-    return pd.read_parquet(config.data.truth).set_index(config.data.columns.unit_col)
+    own, unit = config.data.columns_for("truth").unit_col, config.data.columns.unit_col
+    return pd.read_parquet(config.data.truth).rename(columns={own: unit}).set_index(unit)
 
 
 # --- Stages -----------------------------------------------------------------------------------

@@ -418,3 +418,33 @@ def test_valid_input_raises_no_warning():
         warnings.simplefilter("error")
         validate_units(units_gdf(), "units.gpkg", COLUMNS)
         validate_sales(sales_df(), "sales.csv", UNIT_IDS, COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("period", "expected"),
+    [
+        ("2024-03-17", "2024-03-01"),
+        ("2024-03", "2024-03-01"),
+        ("2024-3-5", "2024-03-01"),
+        ("2024-03-17T23:30:00Z", "2024-03-01"),
+        ("2024-03-17 08:00", "2024-03-01"),
+        ("20240317", "2024-03-01"),
+        (20240317, "2024-03-01"),
+    ],
+)
+def test_sales_iso_dates_are_read_without_a_format(period, expected):
+    df = pd.DataFrame({"unit_id": ["01001"], "period": [period], "sales": [1.0]})
+    out = validate_sales(df, "sales.csv", UNIT_IDS, COLUMNS)
+    assert out["period"].iloc[0] == pd.Timestamp(expected)
+
+
+def test_sales_dates_are_read_by_the_given_format():
+    df = sales_df(period=["03/04/2024", "03/05/2024", "13/04/2024", "01/04/2024", "01/05/2024"])
+    out = validate_sales(df, "sales.csv", UNIT_IDS, COLUMNS, date_format="%d/%m/%Y")
+    assert out["period"].dt.month.tolist() == [4, 5, 4, 4, 5]  # day first, as configured
+
+
+def test_sales_unknown_ids_are_listed_distinct_and_sorted():
+    df = sales_df(unit_id=["ZZ", "XX", "01003", "XX", "01005"])
+    message = raises(validate_sales, df, "sales.csv", UNIT_IDS, COLUMNS)
+    assert "2 distinct ids are not in the units file: XX, ZZ" in message
