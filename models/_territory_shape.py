@@ -55,6 +55,13 @@ def elongation(span: float, area_km2: float) -> float:
     return span / 1000.0 / circle_km if circle_km > 0 else 1.0
 
 
+def largest_span_m(labels: np.ndarray, xy: np.ndarray, k: int) -> float:
+    """The largest span of the ``k`` territories of ``labels`` (metres)."""
+    order = np.argsort(labels, kind="stable")
+    cuts = np.searchsorted(labels[order], np.arange(1, k))
+    return max((span_m(xy[part]) for part in np.split(order, cuts)), default=0.0)
+
+
 def territory_elongations(labels: np.ndarray, xy: np.ndarray, areas: np.ndarray, k: int
                           ) -> np.ndarray:
     """Elongation of each of the ``k`` territories of ``labels``."""

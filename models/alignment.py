@@ -120,7 +120,8 @@ def propose_alignment(
     else:
         designer = TerritoryDesigner(
             n_territories=n_terr, tolerance=tc.tolerance, seed=tc.seed,
-            time_limit_s=tc.time_limit_s, max_restarts=tc.max_restarts, max_chains=tc.max_chains,
+            time_limit_s=tc.time_limit_s, n_starts=tc.n_starts, max_restarts=tc.max_restarts,
+            max_chains=tc.max_chains,
             compactness_weight=tc.compactness_weight, max_radius_km=tc.max_radius_km,
             soft_attributes=tc.soft_attributes, max_elongation=tc.max_elongation,
         ).fit(geography.xy, geography.adjacency, attributes, unit_ids=unit_ids,

@@ -122,6 +122,7 @@ class TerritoryConfig(FrozenModel):
     workload_column: str | None = "accounts"
     mode: Literal["fresh", "rebalance"] = "fresh"
     keep_rep_homes: bool = True
+    n_starts: int = Field(1, ge=1)  # independent starts; the best is kept (see the engine)
     max_restarts: int = Field(0, ge=0)
     max_chains: int | None = Field(None, ge=0)
     time_limit_s: float = Field(120.0, gt=0.0)
@@ -129,7 +130,8 @@ class TerritoryConfig(FrozenModel):
     # shape: a territory's span over the diameter of the circle with its area (null: no limit)
     max_elongation: float | None = Field(2.0, ge=1.0)
     compactness_weight: float = Field(5.0, ge=0.0)  # pull towards the centre while balancing
-    max_radius_km: float | None = Field(None, gt=0.0)  # farthest a unit may be from its centre
+    # farthest a unit may be from its centre; a tight one may need max_restarts
+    max_radius_km: float | None = Field(None, gt=0.0)
     rep_capacity: float | None = Field(None, gt=0.0)  # workload per rep, for n_territories: auto
     potential_per_rep: float | None = Field(None, gt=0.0)  # potential one rep can cover (auto)
     auto_max_extra: int = Field(5, ge=0)  # auto: candidates tried above the capacity bound

@@ -175,7 +175,7 @@ class RecommenderBundle:
         out["action"] = actions
         out["reason"] = reasons
         out["drivers"] = drivers.to_numpy()
-        return out[OUTPUT_COLUMNS].reset_index(drop=True)
+        return out[[self.unit_col, *OUTPUT_COLUMNS[1:]]].reset_index(drop=True)
 
 
 def build_bundle(

@@ -95,6 +95,11 @@ def test_served_bundle_validates_requests():
     with pytest.raises(ScoringInputError, match="'income' must be numeric"):
         bundle.score(bad)
 
+    # the user's own id column name is kept in the scores (data.columns.unit_col: FIPS)
+    fips = build_bundle(model, units.rename_axis("FIPS"), unit_col="FIPS")
+    scored = fips.score(request.rename(columns={"unit_id": "FIPS"}))
+    assert list(scored.columns[:2]) == ["FIPS", "forecast"] and list(scored["FIPS"])[0] == "u0"
+
 
 def test_cached_drivers_match_fresh_ones_and_change_with_features():
     rng = np.random.default_rng(3)

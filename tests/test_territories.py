@@ -522,7 +522,9 @@ def test_max_radius_is_met_when_feasible_and_keeps_every_invariant():
     reach_free = _max_reach_km(free.labels, free.centres, xy)
     radius = 7.0
     assert reach_free > radius, "the unconstrained design should exceed the radius tested"
-    res = TerritoryDesigner(n_territories=8, seed=0, max_radius_km=radius).fit(xy, adj, values)
+    # a tight radius takes extra starts while it is broken (max_restarts; the default is none)
+    res = TerritoryDesigner(n_territories=8, seed=0, max_radius_km=radius,
+                            max_restarts=4).fit(xy, adj, values)
     assert_valid(res.labels_, adj, 8)
     assert_balanced(res.labels_, values, 8, 0.05)
     assert _max_reach_km(res.labels_, res.centres_, xy) <= radius + 1e-9
@@ -787,3 +789,16 @@ def test_lns_polish_stops_when_only_rounding_excess_is_left():
                                np.random.default_rng(0))
     assert stats["tries"] == 0 and stats["violated"] == 0
     assert labels.tolist() == [0, 1]
+
+
+def test_designer_defaults_are_the_configs():
+    import inspect
+
+    from territory.models.config import TerritoryConfig
+
+    config = TerritoryConfig()
+    params = inspect.signature(TerritoryDesigner).parameters
+    for name in ("n_territories", "tolerance", "seed", "time_limit_s", "n_starts",
+                 "compactness_weight", "max_restarts", "max_chains", "max_radius_km",
+                 "max_elongation"):
+        assert params[name].default == getattr(config, name), name
