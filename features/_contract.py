@@ -20,6 +20,7 @@ from pandera.errors import SchemaErrors
 
 from territory.features._dates import parse_dates
 from territory.features.errors import MAX_ROWS_SHOWN, InputError
+from territory.features.frequency import FREQUENCIES, FREQUENCY_CHOICES
 
 #: ``DataFrame.attrs`` key holding the number of the first data row in its file.
 FIRST_ROW_ATTR = "territory_first_row"
@@ -35,7 +36,7 @@ HOME_UNIT_COL = "home_unit_id"
 CAPACITY_COL = "capacity"
 
 #: Pandas period alias used to find the start of each configured frequency.
-PERIOD_ALIAS = {"MS": "M", "W-MON": "W-SUN", "QS": "Q"}
+PERIOD_ALIAS = {code: spec.period_alias for code, spec in FREQUENCIES.items()}
 
 _MAX_VALUE_CHARS = 40
 #: Largest magnitude accepted in sales and numeric demographics. Beyond it a
@@ -303,7 +304,7 @@ def _check_frequency(frequency: str) -> str:
             "features config",
             f"frequency must be one of {', '.join(PERIOD_ALIAS)}, got '{frequency}'",
             column="frequency",
-            hint="set features.frequency to MS (monthly), W-MON (weekly) or QS (quarterly)",
+            hint=f"set features.frequency to {FREQUENCY_CHOICES}",
         )
     return frequency
 

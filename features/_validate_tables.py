@@ -32,6 +32,8 @@ from territory.features._pandera_schemas import (
     sales_schema,
 )
 from territory.features.config import ColumnsConfig
+from territory.features.errors import InputError
+from territory.features.frequency import frequency_spec
 
 
 def validate_demographics(
@@ -93,6 +95,30 @@ def validate_demographics(
     if has_year:
         frame[year] = frame[year].astype("int64")
     return _finish(frame)
+
+
+#: Frequencies from the coarsest to the finest.
+_COARSE_TO_FINE = ("YS", "QS", "MS", "W-MON")
+
+
+def _check_data_frequency(times: pd.Series, frequency: str, source: str, column: str) -> None:
+    """Refuse dates coarser than the configured frequency (yearly rows under ``MS``):
+    most periods of the panel would be missing. Finer dates are summed, as documented."""
+    from territory.features.detect import detect_frequency
+
+    found = detect_frequency(pd.DatetimeIndex(times.dropna().unique()))
+    if found.confirm or found.n_periods < 3:
+        return  # too few or irregular periods to say
+    if _COARSE_TO_FINE.index(found.code) < _COARSE_TO_FINE.index(frequency):
+        spec, data = frequency_spec(frequency), frequency_spec(found.code)
+        raise InputError(
+            source,
+            f"the dates are {data.plural} apart ({found.evidence}), but features.frequency is "
+            f"{frequency} ({spec.plural}): most {spec.plural} would have no row",
+            column=column,
+            hint=f"set features.frequency: {found.code} in the config (lags, windows and the "
+                 f"horizon then count {data.plural}), or run territory init on this file",
+        )
 
 
 def validate_sales(
@@ -167,6 +193,7 @@ def validate_sales(
         "remove the duplicate rows, or sum them before loading",
     )
     frame = _validate(sales_schema(columns, known, drivers), frame, df, source, rules, context)
+    _check_data_frequency(frame[time], frequency, source, time)
 
     frame[time] = frame[time].dt.to_period(PERIOD_ALIAS[frequency]).dt.start_time
     grouped = frame.groupby([unit, time], sort=True)

@@ -63,7 +63,8 @@ def build_forecast_table(
     demographics
         Optional unit-level numeric columns, indexed or keyed by unit.
     graph
-        Optional adjacency for spatial lags of ``config.spatial_lag_columns``.
+        Optional adjacency for spatial lags of ``config.spatial_lag_features``
+        (the level column unless ``spatial_lag_columns`` names others).
 
     Returns
     -------
@@ -86,7 +87,7 @@ def build_forecast_table(
         )
     feats = origin_features(wide, config, target)
     if graph is not None:
-        for name in config.spatial_lag_columns:
+        for name in config.spatial_lag_features(target):
             if name not in feats:
                 raise InputError(
                     "config",
@@ -108,10 +109,11 @@ def build_forecast_table(
     # Column-wise parts, concatenated once: a list of per-origin DataFrames and
     # their concat would hold the whole table twice (GBs at national scale).
     parts: dict[str, list[np.ndarray]] = {}
+    seasonal = config.seasonality and config.season > 1  # annual data has no season
     for t in origin_idx:
-        first, second = seasonal_values(values, int(t), horizons)
+        first, second = seasonal_values(values, int(t), horizons, config.season)
         target_periods = pd.DatetimeIndex([periods[t] + h * freq for h in horizons])
-        calendar = calendar_features(target_periods)
+        calendar = calendar_features(target_periods, config.frequency)
         for j, h in enumerate(horizons):
             block: dict[str, np.ndarray] = {
                 cols.unit_col: unit_ids,
@@ -122,7 +124,7 @@ def build_forecast_table(
             }
             for name, arr in feats.items():
                 block[name] = arr[:, t].astype(np.float32)
-            if config.seasonality:
+            if seasonal:
                 block[f"{target}_same_period_1y"] = first[:, j].astype(np.float32)
                 block[f"{target}_same_period_2y"] = second[:, j].astype(np.float32)
                 for cal in calendar.columns:
@@ -136,17 +138,47 @@ def build_forecast_table(
     data = {name: np.concatenate(parts.pop(name)) for name in list(parts)}
     table = pd.DataFrame(data, copy=False)
     if demographics is not None and not demographics.empty:
-        demo = _unit_indexed(demographics, cols).astype(np.float32)
-        if demo.index.is_unique:  # add columns in place rather than copy the table in a join
-            pos = demo.index.get_indexer(table[cols.unit_col])
-            found = pos >= 0
-            for name in demo.columns:
-                column = np.full(len(table), np.nan, dtype=np.float32)
-                column[found] = demo[name].to_numpy()[pos[found]]
-                table[name] = column
-        else:
-            table = table.join(demo, on=cols.unit_col)
+        _add_demographics(table, demographics, cols)
     return table
+
+
+def _add_demographics(table: pd.DataFrame, demographics: pd.DataFrame,
+                      cols: ColumnsConfig) -> None:
+    """Each row's demographics as known at its origin, added in place (a join would copy
+    the table); with a year column, the latest year at or before the origin's."""
+    origin_year = pd.DatetimeIndex(table["origin"]).year.to_numpy()
+    years = np.unique(origin_year) if cols.year_col in demographics.columns else [None]
+    units = table[cols.unit_col].to_numpy()
+    columns: dict[str, np.ndarray] = {}
+    for year in years:
+        rows = np.arange(len(table)) if year is None else np.flatnonzero(origin_year == year)
+        known = demographics_as_of(demographics, cols, year).astype(np.float32)
+        pos = known.index.get_indexer(units[rows])
+        found = pos >= 0
+        for name in known.columns:
+            column = columns.setdefault(name, np.full(len(table), np.nan, dtype=np.float32))
+            column[rows[found]] = known[name].to_numpy()[pos[found]]
+    for name, column in columns.items():
+        table[name] = column
+
+
+def demographics_as_of(demographics: pd.DataFrame, columns: ColumnsConfig,
+                       year: int | None = None) -> pd.DataFrame:
+    """Numeric demographics per unit, as known in ``year``.
+
+    Without a year column the table is already one row per unit. With one,
+    each unit gets its latest row at or before ``year`` (its latest row when
+    ``year`` is None); a unit with no row by then is left out, so its values
+    are missing, never borrowed from the future.
+    """
+    cols = columns
+    frame = demographics
+    if cols.year_col in frame.columns:
+        if year is not None:
+            frame = frame[frame[cols.year_col] <= year]
+        frame = (frame.sort_values([cols.unit_col, cols.year_col], kind="stable")
+                 .drop_duplicates(cols.unit_col, keep="last"))
+    return _unit_indexed(frame, cols)
 
 
 def _unit_indexed(frame: pd.DataFrame, cols: ColumnsConfig) -> pd.DataFrame:
@@ -160,13 +192,15 @@ def build_market_table(
     graph: AdjacencyGraph | None = None,
     columns: ColumnsConfig | None = None,
     demographic_columns: list[str] | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Market features per unit: demographics and their neighbour means.
 
-    Used by the potential model, which must not see a unit's own sales.
+    Used by the potential model, which must not see a unit's own sales. With a
+    year column, the values known at ``as_of`` (:func:`demographics_as_of`).
     """
     cols = columns or ColumnsConfig()
-    demo = _unit_indexed(demographics, cols)
+    demo = demographics_as_of(demographics, cols, None if as_of is None else as_of.year)
     if demographic_columns is not None:
         missing = [c for c in demographic_columns if c not in demo.columns]
         if missing:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from territory.features.frequency import FREQUENCIES, FrequencySpec, frequency_spec
 
 
 class FrozenModel(BaseModel):
@@ -29,19 +31,67 @@ class ColumnsConfig(FrozenModel):
 
 
 class FeaturesConfig(FrozenModel):
-    """Which features to build; column names derive from these parameters."""
+    """Which features to build; column names derive from these parameters.
 
-    frequency: Literal["MS", "W-MON", "QS"] = "MS"
-    lags: list[int] = Field(default_factory=lambda: [1, 2, 3, 6, 12])
-    rolling_windows: list[int] = Field(default_factory=lambda: [3, 6, 12])
+    Lags, windows and the level window count periods of ``frequency``; left
+    out, they take that frequency's defaults (:mod:`territory.features.frequency`).
+    The level window's rolling mean is each unit's recent level (the
+    forecaster's scale and, unless ``spatial_lag_columns`` says otherwise, the
+    feature whose neighbour mean is added); it is always among the windows.
+    """
+
+    frequency: Literal["YS", "QS", "MS", "W-MON"] = "MS"
+    lags: list[int]
+    rolling_windows: list[int]
+    level_window: int = Field(ge=1)
     rolling_stats: list[Literal["mean", "std", "min", "max"]] = Field(
         default_factory=lambda: ["mean", "std"]
     )
     seasonality: bool = True
     trend: bool = True
     demographic_columns: list[str] | None = None
-    spatial_lag_columns: list[str] = Field(default_factory=lambda: ["sales_roll_mean_w12"])
+    # null: the level column (``<target>_roll_mean_w<level_window>``)
+    spatial_lag_columns: list[str] | None = None
     contiguity: Literal["queen", "rook"] = "queen"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frequency_defaults(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        # an unknown frequency is named by the Literal; its defaults would be noise
+        spec = FREQUENCIES.get(data.get("frequency", "MS"), FREQUENCIES["MS"])
+        data = dict(data)
+        data.setdefault("lags", list(spec.lags))
+        windows = data.setdefault("rolling_windows", list(spec.windows))
+        if not isinstance(windows, list) or not all(isinstance(w, int) for w in windows):
+            return data  # the field validators say what is wrong
+        if data.get("level_window") is None:
+            data["level_window"] = (spec.level_window if spec.level_window in windows or
+                                    not windows else max(windows))
+        if data["level_window"] not in windows:
+            data["rolling_windows"] = [*windows, data["level_window"]]
+        return data
+
+    @property
+    def spec(self) -> FrequencySpec:
+        """The frequency's season, words and defaults."""
+        return frequency_spec(self.frequency)
+
+    @property
+    def season(self) -> int:
+        """Periods in a year (1 for annual data: no seasonal features)."""
+        return self.spec.season
+
+    def level_column(self, target: str) -> str:
+        """The feature holding each unit's recent level."""
+        return f"{target}_roll_mean_w{self.level_window}"
+
+    def spatial_lag_features(self, target: str) -> list[str]:
+        """Features whose neighbour means are added (the level column by default)."""
+        if self.spatial_lag_columns is None:
+            return [self.level_column(target)]
+        return list(self.spatial_lag_columns)
 
     @field_validator("lags", "rolling_windows")
     @classmethod

@@ -16,10 +16,12 @@ import pandas as pd
 
 from territory.features.build import build_forecast_table, build_market_table, training_origins
 from territory.features.config import ColumnsConfig, FeaturesConfig
+from territory.features.frequency import FREQUENCIES
 from territory.features.panel import make_panel
 from territory.features.spatial import AdjacencyGraph, build_adjacency, projected_xy
 
-PERIODS_PER_YEAR = {"MS": 12, "W-MON": 52, "QS": 4}
+#: Periods in a year per frequency code.
+PERIODS_PER_YEAR = {code: spec.season for code, spec in FREQUENCIES.items()}
 
 
 @dataclass
@@ -51,8 +53,9 @@ def annual_and_workload(
 ) -> tuple[pd.Series, pd.Series]:
     """Annualised recent sales and mean workload per unit, as the features stage defines them.
 
-    Annual sales are the last year's total, scaled up from the months
-    observed, and NaN with fewer than half a year observed; workload is the
+    Annual sales are the last year's total, scaled up from the periods
+    observed, and NaN with fewer than half a year observed (annual data: the
+    last year's value); workload is the
     mean of ``workload_column`` over the last year (1 per unit without one).
     """
     cols = columns or ColumnsConfig()
@@ -77,14 +80,16 @@ def market_features(
     columns: ColumnsConfig,
     demographic_columns: list[str] | None = None,
     projected_crs: str | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Market features per unit for the potential model: demographics, neighbours, size."""
+    """Market features per unit for the potential model: demographics (as known at
+    ``as_of`` when they have a year column), neighbours, size."""
     unit_ids = units[columns.unit_col].to_numpy()
     crs = projected_crs or units.estimate_utm_crs()
     area_km2 = pd.Series(units.geometry.to_crs(crs).area.to_numpy() / 1e6,
                          index=pd.Index(unit_ids, name=columns.unit_col), name="unit_area_km2")
     if demographics is not None:
-        market = build_market_table(demographics, graph, columns, demographic_columns)
+        market = build_market_table(demographics, graph, columns, demographic_columns, as_of)
     else:
         market = pd.DataFrame(index=area_km2.index)
     if "area_km2" not in market.columns:
@@ -115,9 +120,9 @@ def build_feature_set(
     score = build_forecast_table(panel, config, horizon, [periods[-1]], demographics, graph,
                                  cols)
     annual, workload = annual_and_workload(panel, periods, config,
-                                           PERIODS_PER_YEAR[config.frequency], workload_column,
+                                           config.season, workload_column,
                                            cols)
     market = market_features(units, demographics, graph, cols, config.demographic_columns,
-                             projected_crs)
+                             projected_crs, as_of)
     return FeatureSet(graph, xy, as_of, train, score, market,
                       annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0))

@@ -248,7 +248,7 @@ def feature_count(config: FeaturesConfig, n_demographics: int) -> int:
     seasonal = 3 if config.seasonality else 0  # sine, cosine, same period last year
     trend = 2 if config.trend else 0
     return (len(config.lags) + rolling + seasonal + trend + n_demographics
-            + len(config.spatial_lag_columns) + 4)  # ids, target, workload, horizon
+            + len(config.spatial_lag_features("target")) + 4)  # ids, target, workload, horizon
 
 
 def estimate_peak_memory(n_units: int, n_periods: int, n_features: int) -> int:

@@ -110,14 +110,20 @@ def seasonal_values(
     return first, second
 
 
-def calendar_features(periods: pd.DatetimeIndex) -> pd.DataFrame:
-    """Month of year and its cyclical encoding."""
+def calendar_features(periods: pd.DatetimeIndex, frequency: str = "MS") -> pd.DataFrame:
+    """The target period's place in the year: month (and its cyclical encoding) for
+    monthly and quarterly data, week of year as well for weekly data, nothing for
+    annual data."""
+    if frequency == "YS":
+        return pd.DataFrame(index=periods)
     month = periods.month.to_numpy()
-    return pd.DataFrame(
-        {
-            "month": month,
-            "month_sin": np.sin(2 * np.pi * month / 12),
-            "month_cos": np.cos(2 * np.pi * month / 12),
-        },
-        index=periods,
-    )
+    calendar = {
+        "month": month,
+        "month_sin": np.sin(2 * np.pi * month / 12),
+        "month_cos": np.cos(2 * np.pi * month / 12),
+    }
+    if frequency == "W-MON":
+        week = periods.isocalendar().week.to_numpy(dtype=float)
+        calendar |= {"week_sin": np.sin(2 * np.pi * week / 52.18),
+                     "week_cos": np.cos(2 * np.pi * week / 52.18)}
+    return pd.DataFrame(calendar, index=periods)

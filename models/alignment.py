@@ -81,6 +81,14 @@ def current_territories(alignment: pd.DataFrame | None, unit_ids: np.ndarray,
     return alignment.set_index(columns.unit_col)[columns.territory_col].reindex(unit_ids)
 
 
+def rep_capacity(config: TerritoryConfig, reps: pd.DataFrame | None) -> float:
+    """Workload one rep carries: ``territories.rep_capacity``, else the mean ``capacity``
+    of the reps file (checked before the run, in ``check_run_inputs``)."""
+    if config.rep_capacity is not None:
+        return float(config.rep_capacity)
+    return float(pd.to_numeric(reps["capacity"]).mean())
+
+
 def propose_alignment(
     geography: Geography,
     measures: dict[str, np.ndarray],
@@ -98,7 +106,7 @@ def propose_alignment(
     if n_terr == "auto":
         auto = choose_n_territories(
             geography.xy, geography.adjacency, attributes, workload=measures["workload"],
-            rep_capacity=tc.rep_capacity, potential=measures["potential"],
+            rep_capacity=rep_capacity(tc, reps), potential=measures["potential"],
             potential_per_rep=tc.potential_per_rep, tolerance=tc.tolerance,
             tolerances=tc.tolerances, max_extra=tc.auto_max_extra, seed=tc.seed, unit_ids=unit_ids,
             workload_label=tc.workload_column or "workload",

@@ -11,12 +11,15 @@ rows whose *target* period is at or before the origin, then forecasts
 horizons ``1..horizon`` from that origin. The same origins give three
 baselines, computed from the history up to the origin only:
 
-* seasonal naive: the value one season before the target period;
+* seasonal naive: the value one season before the target period (the last
+  value, for annual data); the season is the data's (12 months, 4 quarters,
+  52 weeks, 1 year);
 * moving average: the mean of the last ``ma_window`` observed values;
 * ETS: a damped-trend Holt-Winters model per series (additive or
-  multiplicative seasonality, chosen by AICc). A series that is too short,
-  has gaps, or whose fit fails or explodes falls back to seasonal naive; the
-  number of fallbacks is counted and reported.
+  multiplicative seasonality, chosen by AICc; no season for annual data).
+  A series that is too short, has gaps, or whose fit fails or explodes
+  falls back to seasonal naive; the number of fallbacks is counted and
+  reported.
 
 MASE divides each absolute error by the series' in-sample seasonal-naive MAE
 (from the history up to the origin, so it too never looks ahead), so a MASE
@@ -213,6 +216,8 @@ def ets_forecast(
     kinds = [seasonal] if seasonal in ("add", "mul") else ["mul", "add"]
     if (y <= 0).any():
         kinds = [k for k in kinds if k != "mul"] or ["add"]
+    if season <= 1:  # annual data: damped trend, no season
+        kinds = [None]
     best, best_ic = None, np.inf
     for kind in kinds:
         try:
@@ -220,7 +225,8 @@ def ets_forecast(
                 warnings.simplefilter("ignore")
                 fit = ExponentialSmoothing(
                     y, trend="add", damped_trend=True, seasonal=kind,
-                    seasonal_periods=season, initialization_method="estimated",
+                    seasonal_periods=season if kind else None,
+                    initialization_method="estimated",
                 ).fit()
                 fc = np.asarray(fit.forecast(horizon), dtype=float)
         except Exception:  # noqa: BLE001 - any numerical failure means: fall back
@@ -361,8 +367,8 @@ def rolling_origin_backtest(
     demographics: pd.DataFrame | None = None,
     graph: Any = None,
     baselines: Sequence[str] = ("seasonal_naive", "moving_average"),
-    season: int = 12,
-    ma_window: int = 12,
+    season: int | None = None,
+    ma_window: int | None = None,
     interval_level: float | None = None,
     table: pd.DataFrame | None = None,
     ets_max_history: int | None = 120,
@@ -386,6 +392,10 @@ def rolling_origin_backtest(
         Passed to :func:`territory.features.build.build_forecast_table`.
     baselines
         Any of ``"seasonal_naive"``, ``"moving_average"``, ``"ets"``.
+    season, ma_window
+        Periods of a season (seasonal naive, its MASE scale and ETS) and of the
+        moving average; by default the features' season (12 monthly, 4
+        quarterly, 52 weekly, 1 annual) and level window.
     interval_level
         Nominal level of the estimator's interval (read from the estimator if None).
     table
@@ -399,6 +409,8 @@ def rolling_origin_backtest(
     BacktestResult
     """
     cols = columns or ColumnsConfig()
+    season = features.season if season is None else season
+    ma_window = features.level_window if ma_window is None else ma_window
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")

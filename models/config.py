@@ -99,7 +99,8 @@ class TerritoryConfig(FrozenModel):
     hard attributes and above the soft ones): no territory's span should
     exceed that many diameters of the circle with its area.
 
-    ``n_territories: auto`` chooses K from ``rep_capacity`` (workload one rep
+    ``n_territories: auto`` chooses K from ``rep_capacity`` (or, left out,
+    the mean ``capacity`` of the reps file; one of them is required) (workload one rep
     can carry, in the unit of ``workload_column`` per period, e.g. accounts)
     and optionally ``potential_per_rep``: the smallest K from
     ``ceil(total / capacity)`` up to ``auto_max_extra`` more whose design
@@ -190,8 +191,6 @@ class TerritoryConfig(FrozenModel):
     @model_validator(mode="after")
     def _auto_and_regions(self) -> TerritoryConfig:
         if self.n_territories == "auto":
-            if self.rep_capacity is None:
-                raise ValueError("n_territories: auto needs rep_capacity (workload per rep)")
             if self.mode == "rebalance":
                 raise ValueError("mode: rebalance keeps the current territories; "
                                  "set n_territories to their number, not auto")

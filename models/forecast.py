@@ -10,7 +10,7 @@ demographics and neighbour features are used when the table has them.
 Target and objective, chosen by rolling-origin backtest
 -------------------------------------------------------
 The default, ``l2_log_ratio``, is squared error on the log ratio of the
-target to the unit's level ``L`` (its last 12 months' mean):
+target to the unit's level ``L`` (its last year's mean, ``scale_col``):
 ``z = log(y + c) - log(L + c)`` with ``c = log_offset · L`` (5%), so zeros
 are fine (a zero month is ``z ≈ -3``) and series whose sizes differ by four
 orders of magnitude share trees. Back-transformed, ``exp(ẑ)·(L + c) - c`` is
@@ -18,9 +18,10 @@ a median-type forecast, which is what absolute-error metrics (WAPE, MASE)
 reward. Rows are weighted by ``sqrt(L)`` (``weighting``): between equal
 weights (every series counts the same, as in MASE) and ``L`` (the loss then
 matches WAPE). The model also derives log-ratio features that a tree cannot
-form from single columns: year-on-year growth of the last 1, 3 and 12
-months, the target month's seasonal index one and two years back, and
-"same month last year × growth".
+form from single columns, keyed to the data's ``season`` (periods per
+year): year-on-year growth of the last period, the last 3 and the last year,
+the target period's seasonal index one and two years back, and "same period
+last year × growth".
 
 Chosen on the aus_retail tuning origins (results in benchmarks/RESULTS.md).
 The log ratio beat the plain ratio; equal and ``sqrt(L)`` weights were
@@ -53,6 +54,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from territory.features.errors import InputError
+from territory.features.frequency import FREQUENCIES
 from territory.models.config import ForecastConfig
 
 NON_FEATURES = ("origin", "target_period", "target")
@@ -104,6 +106,9 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         Features whose names start with it are sales levels and are scaled.
     unit_col, time_col
         Names of the unit and target-period columns in ``X``.
+    season
+        Periods in a year of the data (12 monthly, 4 quarterly, 52 weekly, 1
+        annual): the derived growth and season features are keyed to it.
     random_state
         Seed for LightGBM's bagging and for row subsampling.
     """
@@ -133,6 +138,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         level_prefix: str = "sales_",
         unit_col: str = "unit_id",
         time_col: str = "target_period",
+        season: int = 12,
         random_state: int = 42,
     ) -> None:
         self.horizon = horizon
@@ -158,6 +164,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.level_prefix = level_prefix
         self.unit_col = unit_col
         self.time_col = time_col
+        self.season = season
         self.random_state = random_state
 
     # -- helpers ---------------------------------------------------------
@@ -172,11 +179,15 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         """Log-ratio features that trees cannot form from single columns.
 
         Built from whichever declared features the table has (none are
-        required): year-on-year growth of the last 12 and 3 months, the
-        seasonal index of the target month one and two years back, and the
-        seasonal-naive-with-growth ratio ``same month last year × growth``.
+        required), in periods of a year ``s = season``: year-on-year growth of
+        the last year (windows ``s`` and ``2s``), of the last 3 periods and of
+        the last one (lags 1-3 against ``s+1..s+3``), the seasonal index of the
+        target period one and two years back, and the seasonal-naive-with-growth
+        ratio ``same period last year × growth``. The names are in
+        :attr:`derived_names_` once fitted.
         """
-        p = self.level_prefix
+        # a forecaster pickled before ``season`` existed was monthly
+        p, s = self.level_prefix, int(getattr(self, "season", 12))
         off = self.log_offset * scale
         out: dict[str, np.ndarray] = {}
 
@@ -184,22 +195,24 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
             with np.errstate(divide="ignore", invalid="ignore"):
                 return np.log((np.maximum(num, 0.0) + off) / (np.maximum(den, 0.0) + off))
 
-        w12, w24 = self._col(X, f"{p}roll_mean_w12"), self._col(X, f"{p}roll_mean_w24")
-        prev12 = 2.0 * w24 - w12 if w12 is not None and w24 is not None else None
-        if prev12 is not None:
-            out["yoy_growth_w12"] = log_ratio(w12, prev12)
-        lags = [self._col(X, f"{p}lag_{k}") for k in (1, 2, 3, 13, 14, 15)]
-        if all(v is not None for v in lags):
+        year, two = self._col(X, f"{p}roll_mean_w{s}"), self._col(X, f"{p}roll_mean_w{2 * s}")
+        if s == 1:
+            year = self._col(X, f"{p}lag_1")
+        before = 2.0 * two - year if year is not None and two is not None else None
+        if before is not None:
+            out[f"yoy_growth_w{s}"] = log_ratio(year, before)
+        lags = [self._col(X, f"{p}lag_{k}") for k in (1, 2, 3, s + 1, s + 2, s + 3)]
+        if s >= 4 and all(v is not None for v in lags):
             out["yoy_growth_w3"] = log_ratio(sum(lags[:3]), sum(lags[3:]))
-        if lags[0] is not None and lags[3] is not None:
+        if s > 1 and lags[0] is not None and lags[3] is not None:
             out["yoy_growth_w1"] = log_ratio(lags[0], lags[3])
         sp1, sp2 = self._col(X, f"{p}same_period_1y"), self._col(X, f"{p}same_period_2y")
         if sp1 is not None:
             out["season_index_1y"] = log_ratio(sp1, scale)
-            if "yoy_growth_w12" in out:
-                out["naive_with_growth"] = out["season_index_1y"] + out["yoy_growth_w12"]
-        if sp2 is not None and prev12 is not None:
-            out["season_index_2y"] = log_ratio(sp2, prev12)
+            if f"yoy_growth_w{s}" in out:
+                out["naive_with_growth"] = out["season_index_1y"] + out[f"yoy_growth_w{s}"]
+        if sp2 is not None and before is not None:
+            out["season_index_2y"] = log_ratio(sp2, before)
             if "season_index_1y" in out:
                 out["season_index_mean"] = 0.5 * (out["season_index_1y"] + out["season_index_2y"])
         return out
@@ -342,10 +355,12 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         ]
         self.level_features_ = [c for c in self.feature_names_ if c.startswith(self.level_prefix)]
         scale = self._scale(X)
+        design = self._design(X, scale)
+        self.derived_names_ = [c for c in design.columns if c not in self.feature_names_]
         return _FitData(
             X=X, y=y, periods=periods, train_idx=np.flatnonzero(~valid),
             valid_idx=np.flatnonzero(valid), scale=scale, target=self._to_target(y, scale),
-            weight=self._weights(scale), design=self._design(X, scale),
+            weight=self._weights(scale), design=design,
         )
 
     def _choose_rounds(self, data: _FitData) -> None:
@@ -376,7 +391,9 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         horizon = X["horizon"].to_numpy()[valid_idx]
         self.interval_quantiles_ = self._calibrate(
             y[valid_idx], pred_valid, horizon, scale[valid_idx])
-        naive_col = f"{self.level_prefix}same_period_1y"
+        # seasonal naive: the same period a year before; for annual data, the last value
+        naive_col = (f"{self.level_prefix}lag_1" if getattr(self, "season", 12) == 1
+                     else f"{self.level_prefix}same_period_1y")
         self.validation_ = pd.DataFrame(
             {
                 self.unit_col: X[self.unit_col].to_numpy()[valid_idx],
@@ -466,7 +483,8 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         X = _driver_rows(X)
         contrib = self.contributions(X)
         target = self.level_prefix.rstrip("_")
-        names = [readable_feature(c, target) for c in contrib.columns]
+        season = int(getattr(self, "season", 12))
+        names = [readable_feature(c, target, season) for c in contrib.columns]
         groups = list(dict.fromkeys(names))
         onehot = np.zeros((len(names), len(groups)))
         onehot[np.arange(len(names)), [groups.index(n) for n in names]] = 1.0
@@ -500,34 +518,41 @@ def _driver_rows(X: pd.DataFrame) -> pd.DataFrame:
     return X[X["horizon"].isin(keep)]
 
 
-def readable_feature(name: str, target: str = "sales") -> str:
-    """A forecast feature's name as a manager reads it; related features share a name."""
+def readable_feature(name: str, target: str = "sales", season: int = 12) -> str:
+    """A forecast feature's name as a manager reads it; related features share a name.
+
+    ``season`` (periods per year) picks the words: months, quarters, weeks or years.
+    """
+    one, many = next(((f.singular, f.plural) for f in FREQUENCIES.values()
+                      if f.season == season), ("period", "periods"))
     prefix = f"{target}_"
     neighbours = name.endswith("_nbr_mean")
     base = name.removesuffix("_nbr_mean")
     fixed = {
-        f"{prefix}lag_1": "last month",
-        f"{prefix}same_period_1y": "same month last year",
-        f"{prefix}same_period_2y": "same month two years ago",
+        f"{prefix}lag_1": f"last {one}",
+        f"{prefix}same_period_1y": f"same {one} last year",
+        f"{prefix}same_period_2y": f"same {one} two years ago",
         "month": "season", "month_sin": "season", "month_cos": "season",
-        "horizon": "months ahead", "time_index": "time trend", "log_scale": "unit size",
+        "week_sin": "season", "week_cos": "season",
+        "horizon": f"{many} ahead", "time_index": "time trend", "log_scale": "unit size",
         "season_index_1y": "season", "season_index_2y": "season", "season_index_mean": "season",
-        "naive_with_growth": "same month last year",
+        "naive_with_growth": f"same {one} last year",
     }
     if base in fixed:
         text = fixed[base]
     elif m := re.fullmatch(rf"{re.escape(prefix)}lag_(\d+)", base):
-        text = f"sales {m.group(1)} months back"
+        text = f"sales {m.group(1)} {many} back"
     elif m := re.fullmatch(rf"{re.escape(prefix)}roll_mean_w(\d+)", base):
-        text = f"last {m.group(1)} months"
+        text = f"last {m.group(1)} {many}"
     elif m := re.fullmatch(rf"{re.escape(prefix)}roll_std_w(\d+)", base):
-        text = f"volatility over {m.group(1)} months"
+        text = f"volatility over {m.group(1)} {many}"
     elif m := re.fullmatch(rf"{re.escape(prefix)}roll_(min|max)_w(\d+)", base):
-        text = f"{m.group(1)} of last {m.group(2)} months"
+        text = f"{m.group(1)} of last {m.group(2)} {many}"
     elif m := re.fullmatch(rf"{re.escape(prefix)}growth_w(\d+)", base):
-        text = f"growth over {m.group(1)} months"
+        text = f"growth over {m.group(1)} {many}"
     elif m := re.fullmatch(r"yoy_growth_w(\d+)", base):
-        text = "growth on last year" if m.group(1) != "1" else "last month vs a year before"
+        text = ("growth on last year" if season == 1 or m.group(1) != "1"
+                else f"last {one} vs a year before")
     else:
         text = base.replace("_", " ")
     return f"{text} (neighbours)" if neighbours else text
@@ -538,6 +563,7 @@ def forecaster_from_config(
     scale_col: str,
     unit_col: str = "unit_id",
     level_prefix: str = "sales_",
+    season: int = 12,
     **overrides: Any,
 ) -> SalesForecaster:
     """An unfitted :class:`SalesForecaster` with the settings of ``config``.
@@ -557,5 +583,6 @@ def forecaster_from_config(
         lambda_l2=fc.lambda_l2, bagging_fraction=fc.bagging_fraction,
         early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
         max_bin=fc.max_bin, weighting=fc.weighting, log_offset=fc.log_offset, n_jobs=fc.n_jobs,
-        scale_col=scale_col, level_prefix=level_prefix, unit_col=unit_col, random_state=fc.seed,
+        scale_col=scale_col, level_prefix=level_prefix, unit_col=unit_col, season=season,
+        random_state=fc.seed,
     )

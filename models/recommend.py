@@ -107,6 +107,7 @@ def unit_recommendations(
     current: pd.Series,
     proposed: pd.Series,
     under_served_ratio: float = 0.7,
+    data_gaps: pd.Series | None = None,
 ) -> pd.DataFrame:
     """One row per unit: scores, territories, drivers, and an action with its reason.
 
@@ -120,12 +121,15 @@ def unit_recommendations(
     under_served_ratio
         A unit is under-served when its penetration is below this share of
         the median penetration of comparable units (same potential decile).
+    data_gaps
+        By unit, a data gap in words (no sales history, zeros coding a gap):
+        such a unit is not judged on penetration; its action is "check data".
 
     Returns
     -------
     pandas.DataFrame
         Sorted by white space, largest first, with ``action`` in
-        {"move", "grow", "keep"} and a ``reason`` in words.
+        {"move", "grow", "keep", "check data"} and a ``reason`` in words.
     """
     out = unit_totals.copy()
     out["white_space"] = out["potential"] - out["forecast"]
@@ -135,10 +139,12 @@ def unit_recommendations(
     out["proposed_territory"] = proposed.reindex(out.index)
     current_dev = territory_deviation(out["potential"], out["current_territory"])
     proposed_dev = territory_deviation(out["potential"], out["proposed_territory"])
+    gaps = (data_gaps.reindex(out.index) if data_gaps is not None
+            else pd.Series(np.nan, index=out.index, dtype=object))
     actions, reasons = [], []
-    for pen, peer, cur, new in zip(out["penetration"], out["peer_penetration"],
-                                   out["current_territory"], out["proposed_territory"],
-                                   strict=True):
+    for pen, peer, cur, new, gap in zip(out["penetration"], out["peer_penetration"],
+                                        out["current_territory"], out["proposed_territory"],
+                                        gaps, strict=True):
         if str(cur) != str(new) and cur == cur:
             dev = current_dev.get(cur, np.nan)
             side = "over" if dev > 0 else "under"
@@ -146,6 +152,9 @@ def unit_recommendations(
             actions.append("move")
             reasons.append(f"move from {cur} to {new}: {cur} is {abs(dev):.0%} {side} potential "
                            f"balance; {new} ends {after:+.0%} from balance")
+        elif isinstance(gap, str):
+            actions.append("check data")
+            reasons.append(f"{gap}: penetration is not known; check the data before acting")
         elif pen == pen and peer == peer and pen < under_served_ratio * peer:
             actions.append("grow")
             reasons.append(
@@ -204,7 +213,9 @@ def rep_changes(
     Parameters
     ----------
     reps
-        ``territory_id``, ``rep_id`` and optionally ``rep_name``, ``home_unit_id``.
+        ``territory_id``, ``rep_id`` and optionally ``rep_name``, ``home_unit_id``
+        and ``capacity`` (workload the rep carries: adds ``capacity`` and
+        ``load_before``/``load_after``, workload over capacity).
     recs
         Output of :func:`unit_recommendations`.
     workload
@@ -230,6 +241,12 @@ def rep_changes(
             "workload_before": float(workload.reindex(recs.index[before]).sum()),
             "workload_after": float(workload.reindex(recs.index[after]).sum()),
         }
+        raw = rep.get("capacity")
+        capacity = float(pd.to_numeric(raw, errors="coerce")) if raw is not None else np.nan
+        if capacity > 0:  # NaN compares False
+            row["capacity"] = float(capacity)
+            row["load_before"] = row["workload_before"] / float(capacity)
+            row["load_after"] = row["workload_after"] / float(capacity)
         home = rep.get("home_unit_id")
         if home is not None and home == home and home in xy.index:
             hx, hy = xy.loc[home, "x"], xy.loc[home, "y"]
@@ -274,17 +291,19 @@ def recommend(
     xy: pd.DataFrame | None = None,
     territory_col: str = "territory_id",
     rep_col: str = "rep_id",
+    data_gaps: pd.Series | None = None,
 ) -> Recommendations:
     """Per unit, territory and rep recommendations, white space and moves.
 
     ``proposed`` and ``current`` give each unit's territory (no current
     alignment: the proposal is compared with itself); ``unit_names`` (by
     unit) labels the units; ``reps`` with ``workload`` and ``xy`` (by unit)
-    adds what the realignment changes for each rep.
+    adds what the realignment changes for each rep; ``data_gaps`` (by unit, in
+    words) marks units whose penetration cannot be judged.
     """
     current = current if current is not None else proposed
     totals = unit_totals if unit_names is None else unit_totals.join(unit_names.rename("name"))
-    units = unit_recommendations(totals, current, proposed)
+    units = unit_recommendations(totals, current, proposed, data_gaps=data_gaps)
     units.index.name = unit_col
     territories = territory_recommendations(units, territory_summary)
     rep_table = None

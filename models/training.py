@@ -14,7 +14,6 @@ import pandas as pd
 
 from territory.features.config import ColumnsConfig, FeaturesConfig
 from territory.features.feature_set import FeatureSet
-from territory.features.temporal import rolling_name
 from territory.models import backtest
 from territory.models.config import ForecastConfig, PotentialConfig
 from territory.models.forecast import SalesForecaster, forecaster_from_config
@@ -84,10 +83,11 @@ def train_models(
     the promotion gate may compare.
     """
     fc, cols = forecast, columns
-    scale_col = rolling_name(cols.target_col, "mean", max(features_config.rolling_windows))
+    scale_col = features_config.level_column(cols.target_col)
 
     def make_forecaster() -> SalesForecaster:
-        return forecaster_from_config(fc, scale_col, cols.unit_col, f"{cols.target_col}_")
+        return forecaster_from_config(fc, scale_col, cols.unit_col, f"{cols.target_col}_",
+                                      season=features_config.season)
 
     forecaster = (fit_forecaster(make_forecaster(), features.train_table) if fit_forecaster
                   else make_forecaster().fit(features.train_table))

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from territory.features.errors import InputError, shorten
+from territory.features.frequency import periods_in_words
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sales territory planning: forecast, potential and territories.")
@@ -60,15 +61,16 @@ def run(
         result = with_runner(territory_pipeline, cfg)(cfg)
     except InputError as exc:
         _fail(exc)
-    _print_result(result)
+    _print_result(result, cfg)
 
 
-def _print_result(result: dict) -> None:
+def _print_result(result: dict, config) -> None:
     m = result["metrics"]
+    held_out = periods_in_words(config.forecast.validation_periods, config.features.frequency)
     table = Table(title="Run summary", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("forecast WAPE (held-out 12 months)", f"{m['valid_wape']:.1%}")
+    table.add_row(f"forecast WAPE (held-out {held_out})", f"{m['valid_wape']:.1%}")
     table.add_row("seasonal naive WAPE (same window)", f"{m['valid_wape_seasonal_naive']:.1%}")
     if "potential_spearman_vs_truth" in m:
         table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")

@@ -61,6 +61,9 @@ class DataConfig(FrozenModel):
     ``date_format`` is the strptime format of the sales dates when they are
     not ISO (``"%d/%m/%Y"``); dates are never guessed.
     ``projected_crs`` must be a projected CRS (metres or feet) that pyproj knows.
+    ``gaps`` says what a run does with units that have no sales history or no
+    demographics (:data:`territory.features.gaps.GAP_CHOICES`): stop and list
+    them, leave them out of the design, or estimate their potential.
     """
 
     units: Path
@@ -71,6 +74,8 @@ class DataConfig(FrozenModel):
     truth: Path | None = None
     projected_crs: str | None = None
     date_format: str | None = None
+    # units with no sales history or no demographics: stop | exclude | estimate
+    gaps: Literal["stop", "exclude", "estimate"] = "stop"
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     table_columns: dict[TableName, TableColumns] = Field(default_factory=dict)
 
@@ -222,6 +227,14 @@ class RunConfig(FrozenModel):
     @classmethod
     def _plain_run_name(cls, value: str) -> str:
         return check_safe_name(value, "run_name")
+
+    @model_validator(mode="after")
+    def _auto_k_has_a_capacity(self) -> RunConfig:
+        tc = self.territories
+        if tc.n_territories == "auto" and tc.rep_capacity is None and self.data.reps is None:
+            raise ValueError("territories.n_territories: auto needs a capacity per rep: set "
+                             "territories.rep_capacity, or give data.reps with a capacity column")
+        return self
 
     @model_validator(mode="after")
     def _as_of_is_a_date(self) -> RunConfig:

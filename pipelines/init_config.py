@@ -24,20 +24,13 @@ import yaml
 
 from territory.features import detect
 from territory.features import io as fio
-from territory.features.config import ColumnsConfig
+from territory.features.config import ColumnsConfig, FeaturesConfig
 from territory.features.errors import InputError
+from territory.features.frequency import frequency_spec
 
 FILE_KEYS = ("units", "sales", "demographics", "alignment", "reps")
 EXCEL_SUFFIXES = (".xlsx", ".xls")
 
-#: Features and forecast settings per frequency, in periods of that frequency.
-SCHEDULES = {
-    "MS": {"lags": [1, 2, 3, 6, 12], "windows": [3, 6, 12], "horizon": 12, "step": 3},
-    "QS": {"lags": [1, 2, 4], "windows": [2, 4], "horizon": 4, "step": 1},
-    "YS": {"lags": [1, 2, 3], "windows": [2, 3], "horizon": 3, "step": 1},
-    "W-MON": {"lags": [1, 2, 4, 13, 52], "windows": [4, 13, 52], "horizon": 13, "step": 4},
-}
-PERIOD_WORDS = {"MS": "months", "QS": "quarters", "YS": "years", "W-MON": "weeks"}
 
 
 @dataclass(frozen=True)
@@ -100,9 +93,10 @@ def read_for_detection(path: Path, key: str) -> pd.DataFrame:
 
 def _schedule(code: str, n_periods: int) -> tuple[dict[str, Any], str, bool]:
     """Lags, windows, horizon and backtest for ``code`` that fit ``n_periods`` of history."""
-    base = SCHEDULES[code]
-    lags, windows, horizon, step = list(base["lags"]), list(base["windows"]), base["horizon"], \
-        base["step"]
+    spec = frequency_spec(code)
+    base = {"lags": list(spec.lags), "windows": list(spec.windows), "horizon": spec.horizon}
+    lags, windows, horizon, step = list(spec.lags), list(spec.windows), spec.horizon, \
+        spec.backtest_step
     backtest = 2
 
     def needed() -> int:
@@ -115,7 +109,7 @@ def _schedule(code: str, n_periods: int) -> tuple[dict[str, Any], str, bool]:
         backtest = 0
     while needed() > n_periods and horizon > 1:
         horizon -= 1
-    words = PERIOD_WORDS[code]
+    words = spec.plural
     short = needed() > n_periods or (lags, windows, horizon) != (
         base["lags"], base["windows"], base["horizon"]) or backtest == 0
     why = (f"{n_periods} {words} of history: lags {lags}, windows {windows}, horizon "
@@ -412,7 +406,8 @@ def config_values(plan: Plan, paths: dict[str, str], run_name: str) -> dict[str,
     values["run_name"] = run_name
     values["tracking.experiment"] = f"territory-{run_name}"
     target, windows = values["data.columns.target_col"], values["features.rolling_windows"]
-    values["features.spatial_lag_columns"] = [f"{target}_roll_mean_w{max(windows)}"]
+    level = FeaturesConfig(frequency=values["features.frequency"], rolling_windows=windows)
+    values["features.spatial_lag_columns"] = [level.level_column(target)]
     if plan.values.get("_gaps"):
         values["data.gaps"] = "exclude"
     values["data.table_columns"] = values["data.table_columns"] or {}

@@ -83,6 +83,8 @@ def write_outputs(
     if design.region_summary is not None:
         write_csv(design.region_summary, out / "region_summary.csv")
     write_csv(recs.moves, out / "moves.csv")
+    if inputs.gaps:
+        write_csv(inputs.gaps.table(config.data.gaps, cols.unit_col), out / "data_gaps.csv")
     write_csv(recs.units.reset_index(), out / "recommendations.csv")
     write_csv(recs.territories, out / "territory_recommendations.csv")
     write_csv(recs.opportunities, out / "opportunities.csv")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from territory.features.feature_set import FeatureSet
+from territory.features.frequency import frequency_spec, periods_in_words
 from territory.models.alignment import Design
 from territory.models.recommend import Recommendations
 from territory.models.scoring import Scores
@@ -38,10 +39,14 @@ def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray) -> pd.Series:
 def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> list[str]:
     """Model quality in plain words."""
     m = trained.metrics
+    freq = config.features.frequency
+    held_out = periods_in_words(config.forecast.validation_periods, freq)
+    naive = ("repeating the last year" if freq == "YS"
+             else f"repeating last year's {frequency_spec(freq).plural}")
     sentences = [
-        f"Over the last {config.forecast.validation_periods} months held out from training, "
+        f"Over the last {held_out} held out from training, "
         f"forecasts were within ±{m['valid_wape']:.0%} of actual sales in total (WAPE), "
-        f"against ±{m['valid_wape_seasonal_naive']:.0%} for repeating last year's months.",
+        f"against ±{m['valid_wape_seasonal_naive']:.0%} for {naive}.",
         f"Forecasts ran {abs(m['valid_bias']):.1%} "
         f"{'high' if m['valid_bias'] > 0 else 'low'} overall on that window.",
         f"Forecast ranges are built to hold {config.forecast.interval_level:.0%} of outcomes.",
@@ -94,12 +99,13 @@ def report_content(
             figures["Balance before and after"] = rpt.balance_chart(deviations, tc.tolerance)
 
     ov = design.overall
+    ahead = periods_in_words(config.forecast.horizon, config.features.frequency)
     headline = [
         ("As of", f"{features.as_of:%Y-%m}"),
         ("Units", f"{len(uid):,}"),
         ("Territories", f"{design.n_territories or tc.n_territories}"),
-        (f"Forecast, next {config.forecast.horizon} periods", f"{u['forecast'].sum():,.0f}"),
-        (f"Potential, next {config.forecast.horizon} periods", f"{u['potential'].sum():,.0f}"),
+        (f"Forecast, next {ahead}", f"{u['forecast'].sum():,.0f}"),
+        (f"Potential, next {ahead}", f"{u['potential'].sum():,.0f}"),
     ]
     for attr in tc.balance_attributes:
         now = (design.current_overall or {}).get(f"max_abs_deviation_{attr}")
@@ -119,6 +125,8 @@ def report_content(
     if recs.reps is not None:
         tables["Reps: what changes"] = recs.reps.round(1)
     tables["Moves"] = recs.moves.head(500)
+    if inputs.gaps:
+        tables["Data gaps"] = inputs.gaps.table(config.data.gaps, config.data.columns.unit_col)
     if design.region_summary is not None:
         tables["Regions"] = design.region_summary.round(3)
     if design.plans is not None and len(design.plans) > 1:

@@ -60,7 +60,8 @@ def features_cache_key(config: RunConfig, file_hashes: dict[str, str]) -> str:
     relevant = {
         "as_of": config.as_of,
         # file contents count through their hashes, not their paths
-        "data": config.data.model_dump(mode="json", include={"projected_crs", "columns"}),
+        "data": config.data.model_dump(mode="json", include={
+            "projected_crs", "columns", "table_columns", "date_format", "gaps"}),
         "features": config.features.model_dump(mode="json"),
         "horizon": config.forecast.horizon,
         "workload_column": config.territories.workload_column,

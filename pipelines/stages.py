@@ -9,7 +9,7 @@ the backend the config names, chosen once in :func:`backend`: this process
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from territory.features import feature_set
 from territory.features import io as fio
 from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
+from territory.features.gaps import DataGaps
 from territory.models import alignment, plans, scoring, training
 from territory.models import recommend as rec
 from territory.models.alignment import Design, Geography
@@ -29,7 +30,7 @@ from territory.models.scoring import Scores
 from territory.models.training import Trained
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import file_sha256
-from territory.pipelines.validation import check_run_inputs
+from territory.pipelines.validation import check_run_inputs, handle_data_gaps
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Inputs:
     alignment: pd.DataFrame | None
     reps: pd.DataFrame | None
     file_hashes: dict[str, str]
+    gaps: DataGaps = field(default_factory=DataGaps)  # found and handled (``data.gaps``)
 
 
 def load_inputs(config: RunConfig) -> Inputs:
@@ -67,7 +69,7 @@ def load_inputs(config: RunConfig) -> Inputs:
     }
     inputs = Inputs(units, sales, demographics, alignment, reps, hashes)
     check_run_inputs(config, inputs)  # dates, as-of, K and memory, before any feature
-    return inputs
+    return handle_data_gaps(config, inputs, resolved_as_of(config, inputs))
 
 
 def resolved_as_of(config: RunConfig, inputs: Inputs) -> pd.Timestamp:
@@ -186,11 +188,11 @@ def recommend_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, sco
         scores.unit_totals, design.proposed, design.current, design.summary, cols.unit_col,
         unit_names=by_unit["name"] if "name" in by_unit else None, reps=inputs.reps,
         workload=features.workload, xy=xy, territory_col=cols.territory_col,
-        rep_col=cols.rep_col)
+        rep_col=cols.rep_col, data_gaps=inputs.gaps.by_unit())
 
 
 def market_table(config: RunConfig, inputs: Inputs, graph) -> pd.DataFrame:
     """Market features per unit (what the potential model reads), for scoring outside a run."""
     return feature_set.market_features(inputs.units, inputs.demographics, graph,
                                        config.data.columns, config.features.demographic_columns,
-                                       config.data.projected_crs)
+                                       config.data.projected_crs, resolved_as_of(config, inputs))

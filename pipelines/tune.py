@@ -33,7 +33,6 @@ import pandas as pd
 import yaml
 
 from territory.features.errors import InputError
-from territory.features.temporal import rolling_name
 from territory.models import backtest, tracking
 from territory.models.forecast import forecaster_from_config
 from territory.pipelines.config import RunConfig, load_config
@@ -199,7 +198,7 @@ def tune(
     features = stages.feature_stage(config, inputs)
     fc, cols = config.forecast, config.data.columns
     panel = backtest.panel_from_table(features.train_table, config.features.frequency, cols)
-    scale_col = rolling_name(cols.target_col, "mean", max(config.features.rolling_windows))
+    scale_col = config.features.level_column(cols.target_col)
     key = f"backtest_{metric}"
 
     setup_tracking(config)
@@ -227,7 +226,8 @@ def tune(
                 result = backtest.rolling_origin_backtest(
                     panel, config.features, fc.horizon,
                     lambda: forecaster_from_config(fc, scale_col, cols.unit_col,
-                                                   f"{cols.target_col}_", **sampled),
+                                                   f"{cols.target_col}_",
+                                                   season=config.features.season, **sampled),
                     n_windows=fc.backtest.windows, step=fc.backtest.step, columns=cols,
                     baselines=("seasonal_naive",), table=features.train_table,
                 )

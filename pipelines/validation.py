@@ -101,9 +101,103 @@ def check_run_inputs(config: RunConfig, inputs, today: pd.Timestamp | None = Non
                                     cols)
     checks.check_territory_count(config.territories.n_territories, len(inputs.units),
                                  str(data.units))
+    tc = config.territories
+    if tc.n_territories == "auto" and tc.rep_capacity is None:
+        capacity = (inputs.reps.get("capacity") if inputs.reps is not None else None)
+        if capacity is None or capacity.isna().all():
+            raise InputError(
+                str(data.reps), "territories.n_territories is auto, but no capacity is known: "
+                "territories.rep_capacity is not set and the reps file has no capacity values",
+                column="capacity",
+                hint="add a capacity column (workload one rep carries) to the reps file, or set "
+                     "territories.rep_capacity, or set n_territories to a number")
     if config.runner == "local":  # a Dask cluster's memory is the cluster's
         memory = estimate_memory(config, inputs)
         checks.check_memory(memory.needed, memory.available, str(data.sales))
+
+
+def handle_data_gaps(config: RunConfig, inputs, as_of: pd.Timestamp):
+    """Find the units with no sales history or no demographics and apply ``data.gaps``.
+
+    ``stop`` raises, naming them; ``exclude`` returns the inputs without them
+    (every table, and rep homes among them cleared); ``estimate`` keeps them.
+    The gaps found, zero-coded ones included, ride along on ``inputs.gaps``.
+    """
+    from dataclasses import replace
+
+    from territory.features.gaps import find_data_gaps
+
+    cols, data = config.data.columns, config.data
+    unit_ids = inputs.units[cols.unit_col].astype(str).to_numpy()
+    gaps = find_data_gaps(unit_ids, inputs.sales, inputs.demographics, cols,
+                          config.features.season, as_of)
+    if data.gaps == "stop" and gaps.missing:
+        source, ids, what = ((str(data.sales), gaps.no_sales, "no sales history")
+                             if gaps.no_sales else
+                             (str(data.demographics), gaps.no_demographics, "no demographics"))
+        both = (f"; {len(gaps.no_demographics):,} have no demographics"
+                if gaps.no_sales and gaps.no_demographics else "")
+        raise InputError(
+            source,
+            f"{len(ids):,} of {len(unit_ids):,} units have {what}{both} "
+            f"(first {min(len(ids), checks.MAX_IDS_LISTED)}: "
+            f"{', '.join(ids[:checks.MAX_IDS_LISTED])}); a gap is not a zero",
+            column=cols.unit_col, rows=ids[:checks.MAX_IDS_LISTED], n_rows=len(ids),
+            hint="add their rows, or set data.gaps: exclude (leave them out of the design) or "
+                 "estimate (potential from neighbours and market features, flagged)")
+    if data.gaps == "exclude" and gaps.missing:
+        inputs = _without_units(inputs, set(gaps.missing), cols)
+        checks.check_territory_count(config.territories.n_territories, len(inputs.units),
+                                     f"{data.units} without the {len(gaps.missing):,} units "
+                                     "left out for data gaps")
+    return replace(inputs, gaps=gaps)
+
+
+def _without_units(inputs, left_out: set[str], cols):
+    """The inputs without ``left_out`` units: every table, and rep homes among them cleared."""
+    from dataclasses import replace
+
+    from territory.features.schemas import HOME_UNIT_COL
+
+    def keep(frame: pd.DataFrame | None, column: str) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        return frame[~frame[column].astype(str).isin(left_out)].reset_index(drop=True)
+
+    reps = inputs.reps
+    if reps is not None and HOME_UNIT_COL in reps.columns:
+        reps = reps.copy()
+        reps[HOME_UNIT_COL] = reps[HOME_UNIT_COL].where(
+            ~reps[HOME_UNIT_COL].astype(str).isin(left_out))
+    return replace(inputs, units=keep(inputs.units, cols.unit_col),
+                   sales=keep(inputs.sales, cols.unit_col),
+                   demographics=keep(inputs.demographics, cols.unit_col),
+                   alignment=keep(inputs.alignment, cols.unit_col), reps=reps)
+
+
+def gap_warnings(config: RunConfig, gaps) -> list[InputWarning]:
+    """The data gaps in words: what was found and what the run does with it."""
+    from territory.features.gaps import GAP_CHOICES
+
+    cols, data = config.data.columns, config.data
+    found = []
+    for ids, source, what in ((gaps.no_sales, data.sales, "no sales history"),
+                              (gaps.no_demographics, data.demographics, "no demographics")):
+        if ids:
+            found.append(InputWarning(
+                str(source), f"{len(ids):,} units have {what}: data.gaps is {data.gaps}, so "
+                             f"{GAP_CHOICES[data.gaps]}",
+                cols.unit_col, tuple(ids[:checks.MAX_IDS_LISTED]), len(ids),
+                "add their rows, or choose another data.gaps"))
+    zeros = gaps.zero_coded
+    if len(zeros):
+        found.append(InputWarning(
+            str(data.sales), f"{len(zeros):,} units sold for years and then show exact zeros "
+                             "for a year or more: a reporting gap coded as 0?",
+            cols.target_col, tuple(f"{r.unit} ({r.first_zero:%Y-%m}..{r.last_zero:%Y-%m})"
+                                   for r in zeros.head(checks.MAX_IDS_LISTED).itertuples()),
+            len(zeros), "if those zeros mean 'not reported', leave the rows out instead"))
+    return found
 
 
 def _warnings(config: RunConfig, inputs) -> list[InputWarning]:
@@ -154,5 +248,6 @@ def validate_inputs(
     if data.truth is not None:
         _check_truth_ids(config, inputs)
     as_of = pd.Timestamp(config.as_of) if config.as_of else inputs.sales[cols.time_col].max()
+    found = gap_warnings(config, inputs.gaps) + _warnings(config, inputs)
     return ValidationReport(len(inputs.units), len(inputs.sales), as_of,
-                            estimate_memory(config, inputs), _warnings(config, inputs))
+                            estimate_memory(config, inputs), found)

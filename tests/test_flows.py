@@ -162,6 +162,11 @@ def test_feature_cache_is_keyed_on_file_hashes_and_config(trained, config, monke
                         features={"lags": [1, 2, 3, 12], "rolling_windows": [3, 12]})
     flows.prepare_features(other)
     assert len(calls) == 2  # the feature config changed: rebuilt
+    for changed in ({"gaps": "estimate"}, {"date_format": "%Y-%m-%d"}):
+        flows.prepare_features(fast_config(moved, tmp_path / "ws3", data={**data, **changed},
+                                           features={"lags": [1, 2, 3, 12],
+                                                     "rolling_windows": [3, 12]}))
+    assert len(calls) == 4  # how gaps are handled and dates read shape the features too
 
 
 def test_transient_errors_are_retried_bad_input_is_not(trained, config, monkeypatch):

@@ -117,3 +117,20 @@ def test_cached_drivers_match_fresh_ones_and_change_with_features():
     what_if = request.assign(population=request["population"] * 3)
     assert list(cached.score(what_if)["drivers"]) == list(plain.score(what_if)["drivers"])
     assert list(cached.score(what_if)["drivers"]) != list(cached.score(request)["drivers"])
+
+
+def test_rep_load_is_workload_over_the_reps_capacity():
+    from territory.models.recommend import rep_changes
+
+    recs = pd.DataFrame({"current_territory": ["A", "A", "B"],
+                         "proposed_territory": ["A", "B", "B"],
+                         "potential": [1.0, 2.0, 3.0]}, index=["u1", "u2", "u3"])
+    workload = pd.Series([10.0, 20.0, 30.0], index=recs.index)
+    xy = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": 0.0}, index=recs.index)
+    reps = pd.DataFrame({"territory_id": ["A", "B"], "rep_id": ["r1", "r2"],
+                         "capacity": [40.0, None]})
+    table = rep_changes(reps, recs, workload, xy).set_index("rep_id")
+    assert table.loc["r1", "capacity"] == 40.0
+    assert table.loc["r1", "load_before"] == pytest.approx(30 / 40)
+    assert table.loc["r1", "load_after"] == pytest.approx(10 / 40)
+    assert np.isnan(table.loc["r2", "load_after"])  # no capacity given: no load

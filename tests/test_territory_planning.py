@@ -228,14 +228,40 @@ def test_territory_config_auto_and_regions():
     auto = TerritoryConfig(n_territories="auto", rep_capacity=250, regions=5)
     assert auto.n_territories == "auto" and auto.regions == 5
     assert TerritoryConfig().n_territories == 50 and TerritoryConfig().regions is None
-    with pytest.raises(ValidationError, match="rep_capacity"):
-        TerritoryConfig(n_territories="auto")
+    # a capacity may also come from the reps file: checked with the run's config and inputs
+    assert TerritoryConfig(n_territories="auto").rep_capacity is None
     with pytest.raises(ValidationError, match="rebalance"):
         TerritoryConfig(n_territories="auto", rep_capacity=1, mode="rebalance")
     with pytest.raises(ValidationError, match="cannot exceed"):
         TerritoryConfig(n_territories=4, regions=5)
     with pytest.raises(ValidationError):
         TerritoryConfig(n_territories="many")
+
+
+def test_auto_k_takes_the_reps_capacity_and_needs_one(demo_slice_dir, tmp_path):
+    from territory.features.errors import InputError
+    from territory.models.alignment import rep_capacity
+    from territory.pipelines import stages
+    from territory.pipelines.config import load_config
+    from tests.conftest import write_slice_config
+
+    auto = {"n_territories": "auto", "time_limit_s": 10}
+    data = {"units": str(demo_slice_dir / "counties.parquet"),
+            "sales": str(demo_slice_dir / "sales.parquet")}
+    with pytest.raises(InputError, match="needs a capacity per rep"):
+        load_config(write_slice_config(demo_slice_dir, tmp_path / "a", data=data,
+                                       territories=auto))
+    reps = pd.read_csv(demo_slice_dir / "reps.csv", dtype=str)
+    assert reps["capacity"].isna().all()  # the demo's reps file leaves capacity blank
+    config = load_config(write_slice_config(demo_slice_dir, tmp_path / "b", territories=auto))
+    with pytest.raises(InputError, match="no capacity is known") as err:
+        stages.load_inputs(config)
+    assert "reps.csv" in str(err.value) and "capacity" in str(err.value)
+    reps["capacity"] = ["100", "300", "200", "200"][: len(reps)]
+    assert rep_capacity(config.territories, reps) == pytest.approx(
+        pd.to_numeric(reps["capacity"]).mean())
+    explicit = config.territories.model_copy(update={"rep_capacity": 50.0})
+    assert rep_capacity(explicit, reps) == 50.0
 
 
 # ---------------------------------------------------------------- pipeline stage
