@@ -320,3 +320,140 @@ def _no_worse(before: np.ndarray, after: np.ndarray, targets: np.ndarray, tau: n
               ) -> bool:
     (n0, e0), (n1, e1) = _violation(before, targets, tau), _violation(after, targets, tau)
     return n1 <= n0 and e1 <= e0 + 1e-9
+
+
+def span_descent(
+    state: SearchState,
+    graph: Graph,
+    values: np.ndarray,
+    targets: np.ndarray,
+    tau: np.ndarray,
+    xy: np.ndarray,
+    movable: np.ndarray,
+    hard: np.ndarray | None = None,
+    *,
+    areas: np.ndarray | None = None,
+    max_elongation: float | None = None,
+    max_steps: int = 1000,
+) -> int:
+    """Lower the largest territory span, one edge unit at a time.
+
+    The widest territory gives one of its outlying boundary units to a
+    neighbour (or swaps it for one of the neighbour's units, when a move alone
+    would break the balance) when that shortens its span, leaves the neighbour narrower
+    than the widest territory was, keeps both contiguous, adds no hard
+    violation and (with ``areas`` and ``max_elongation``) puts neither over
+    the shape limit; among those, the move adding the least soft excess,
+    then the narrowest result, is made. Stops when the widest territory has
+    no such move. Mutates ``state``; returns the number of moves.
+    """
+    k = targets.shape[0]
+    hard = np.ones(len(tau), dtype=bool) if hard is None else np.asarray(hard, dtype=bool)
+    balance = _Balance(targets, tau, hard)
+    span = np.array([span_m(xy[state.labels == t]) for t in range(k)])
+    area = None if areas is None else np.bincount(state.labels, weights=areas, minlength=k)
+    steps = 0
+    while steps < max_steps:
+        t = int(np.argmax(span))
+        best = _span_move(state, graph, values, xy, movable, balance, span, area, areas,
+                          max_elongation, t)
+        if best is None:
+            break
+        u, b, v, span_t, span_b = best
+        state.move(u, t, b, values[u])
+        if v >= 0:
+            state.move(v, b, t, values[v])
+        if area is not None:
+            area[t] += -areas[u] + (areas[v] if v >= 0 else 0.0)
+            area[b] += areas[u] - (areas[v] if v >= 0 else 0.0)
+        span[t], span[b] = span_t, span_b
+        steps += 1
+    return steps
+
+
+def _span_move(state, graph, values, xy, movable, balance, span, area, areas, limit, t):
+    """(u, b, v, new span of t, new span of b) of the best edge move (v = -1) or swap out
+    of ``t``; None if none."""
+    lab, nbrs = state.lab, graph.nbrs
+    members = np.flatnonzero(state.labels == t)
+    if len(members) < 2:
+        return None
+    middle = xy[members].mean(0)
+    far = members[np.argsort(-np.linalg.norm(xy[members] - middle, axis=1), kind="stable")]
+    centres = set(state.centres.tolist())
+    shaped = area is not None and limit is not None
+    best, best_key, tried = None, None, 0
+    for u in far.tolist():
+        if tried >= _CANDIDATES:
+            break
+        outside = sorted({lab[j] for j in nbrs[u] if lab[j] != t})
+        if not outside or not movable[u] or u in centres:
+            continue
+        if not removal_keeps_pieces(u, lab, nbrs):
+            continue
+        tried += 1
+        span_t = span_m(xy[members[members != u]])
+        if span_t >= span[t] - 1e-6:
+            continue
+        if shaped and elongation(span_t, area[t] - areas[u]) > max(
+                limit, elongation(span[t], area[t])) + 1e-9:
+            continue
+        for b in outside:
+            span_b = max(span[b], _far_from(xy[u], xy[state.labels == b]))
+            if span_b >= span[t] - 1e-6:
+                continue
+            if shaped and elongation(span_b, area[b] + areas[u]) > max(
+                    limit, elongation(span[b], area[b])) + 1e-9:
+                continue
+            if balance.ok(state, t, -values[u]) and balance.ok(state, b, values[u]):
+                key = (balance.soft_cost(state, t, -values[u])
+                       + balance.soft_cost(state, b, values[u]), max(span_t, span_b), u, b, -1)
+                if best_key is None or key < best_key:
+                    best, best_key = (u, b, -1, span_t, span_b), key
+                continue
+            swap = _span_swap(state, graph, values, xy, movable, balance, span, area, areas,
+                              limit, t, b, u, members[members != u], middle, centres)
+            if swap is not None and (best_key is None or swap[0] < best_key):
+                best_key, best = swap
+    return best
+
+
+def _span_swap(state, graph, values, xy, movable, balance, span, area, areas, limit, t, b, u,
+               rest, middle, centres):
+    """(key, move) of the swap of edge unit ``u`` (t → b) with a unit of ``b`` (b → t) that
+    keeps the balance and leaves both narrower than ``t`` was; None if none."""
+    lab, nbrs = state.lab, graph.nbrs
+    shaped = area is not None and limit is not None
+    lab[u] = b  # tentatively, so the partner's contiguity is judged with u in b
+    try:
+        pool = [v for v in np.flatnonzero(state.labels == b).tolist()
+                if v != u and movable[v] and v not in centres
+                and any(lab[j] == t for j in nbrs[v])]
+        pool.sort(key=lambda v: (float(np.hypot(*(xy[v] - middle))), v))
+        found, found_key = None, None
+        for v in pool[:_PARTNERS]:
+            delta = values[v] - values[u]
+            if not (balance.ok(state, t, delta) and balance.ok(state, b, -delta)):
+                continue
+            span_t = max(span_m(xy[rest]), _far_from(xy[v], xy[rest]))
+            if span_t >= span[t] - 1e-6:
+                continue
+            in_b = np.flatnonzero(state.labels == b)
+            span_b = span_m(xy[np.append(in_b[in_b != v], u)])
+            if span_b >= span[t] - 1e-6:
+                continue
+            if shaped and (
+                    elongation(span_t, area[t] - areas[u] + areas[v])
+                    > max(limit, elongation(span[t], area[t])) + 1e-9
+                    or elongation(span_b, area[b] + areas[u] - areas[v])
+                    > max(limit, elongation(span[b], area[b])) + 1e-9):
+                continue
+            if not removal_keeps_pieces(v, lab, nbrs):
+                continue
+            key = (balance.soft_cost(state, t, delta) + balance.soft_cost(state, b, -delta),
+                   max(span_t, span_b), u, b, v)
+            if found_key is None or key < found_key:
+                found, found_key = (u, b, v, span_t, span_b), key
+        return None if found is None else (found_key, found)
+    finally:
+        lab[u] = t

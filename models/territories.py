@@ -172,6 +172,7 @@ from territory.models._territory_shape import (
     largest_span_m,
     shape_lns,
     shape_repair,
+    span_descent,
     span_m,
     territory_elongations,
 )
@@ -1293,6 +1294,8 @@ def design_territories(
             if shaped:
                 state = _shape_polish(state, graph, values, tgt, tau, hard, xy, areas, movable,
                                       max_elongation, shape_solve, shape_tries, fixed, score)
+            span_descent(state, graph, values, tgt, tau, xy, movable, hard, areas=areas,
+                         max_elongation=max_elongation if shaped else None)
             if radius is not None:
                 radius_repair(state, graph, values, tgt, tau, xy, movable, radius)
             return state

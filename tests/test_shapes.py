@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from territory.models._territory_search import Graph, SearchState
-from territory.models._territory_shape import shape_repair, territory_elongations
+from territory.models._territory_shape import (
+    largest_span_m,
+    shape_repair,
+    span_descent,
+    territory_elongations,
+)
 from territory.models.territories import design_territories, evaluate_alignment
 from tests.lattice import lattice
 
@@ -56,6 +61,28 @@ def test_shape_repair_never_adds_a_hard_violation_and_may_trade_a_soft_one():
     dev_after = np.abs(state.totals / targets - 1)
     assert (dev_after[:, 0] <= np.maximum(dev_before[:, 0], 0.40) + 1e-12).all()
     assert not np.array_equal(state.labels, labels)
+
+
+def test_span_descent_shortens_the_widest_territory_within_the_balance():
+    """The L-shaped territory gives edge units away (or swaps them, when a move alone
+    would break the balance): its span falls, nobody grows past it, balance and
+    contiguity hold; at a tolerance of 0 only swaps of equal units are allowed."""
+    xy, adjacency, labels = _snake_and_rest()
+    graph, movable = Graph.from_csr(adjacency), np.ones(36, dtype=bool)
+    values = np.ones((36, 1))
+    targets = np.array([[11.0], [25.0]])  # T0 holds 11 units: exactly on target
+    for tau in (np.array([0.2]), np.array([0.0])):
+        state = _search_state(labels, values)
+        before = largest_span_m(labels, xy, 2)
+        steps = span_descent(state, graph, values, targets, tau, xy, movable)
+        assert steps > 0 and largest_span_m(state.labels, xy, 2) < before
+        assert (np.abs(state.totals / targets - 1) <= tau + 1e-12).all()
+        report = evaluate_alignment(state.labels, xy, adjacency,
+                                    pd.DataFrame({"v": values[:, 0]}), tolerance=0.5)
+        assert report.overall["contiguous"]
+    frozen = _search_state(labels, values)
+    assert span_descent(frozen, graph, values, targets, np.array([0.0]), xy,
+                        np.zeros(36, dtype=bool)) == 0  # nothing movable: nothing moves
 
 
 def test_design_with_a_shape_limit_lists_every_territory_over_it():
