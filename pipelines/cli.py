@@ -202,6 +202,39 @@ def _port_problem(host: str, port: int) -> str | None:
 
 
 @app.command()
+def recover(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Undo what a killed or crashed run left in the workspace (every run also does it first)."""
+    from territory.pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace))
+    from territory.pipelines.journal import recover as undo
+
+    try:
+        done = undo(Path(cfg.workspace))
+    except Exception as exc:  # the registry does not answer: the journals stay for later
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail(InputError(str(cfg.workspace), f"cannot undo a dead run yet: {shorten(first)}",
+                         hint="check the tracking store, then run territory recover again"))
+    if not done:
+        console.print(f"nothing to recover in {cfg.workspace}")
+        return
+    for item in done:
+        registry = item.get("registry") or {}
+        deleted = sum(len(v) for v in registry.get("deleted_versions", {}).values())
+        what = ("its outputs were published; kept" if item["published"] else
+                f"{deleted} model version(s) deleted, "
+                f"{len(registry.get('restored_aliases', {}))} alias(es) restored, "
+                f"{len(registry.get('failed_runs', []))} MLflow run(s) marked FAILED, "
+                f"{len(item.get('removed', []))} temporary folder(s) removed")
+        console.print(f"{item['flow']} died during '{item['stage']}': {what}",
+                      highlight=False, soft_wrap=True)
+
+
+@app.command()
 def migrate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     """Re-register models pickled before the territory.* namespace, so everything loads them."""
     from territory.pipelines.config import load_config

@@ -150,6 +150,8 @@ class ScheduleConfig(FrozenModel):
     ``Europe/Paris``), so "02:00" stays 02:00 local time across daylight
     saving changes. ``*_timeout_s`` bound the long tasks; a task past its
     timeout fails the run, which leaves the last good outputs in place.
+    ``lock_timeout_s`` is how long a run waits for another run that is
+    publishing the same as-of folder before it gives up with an error.
     """
 
     timezone: str = "UTC"
@@ -158,6 +160,7 @@ class ScheduleConfig(FrozenModel):
     work_pool: str = "territory-process"
     train_timeout_s: float = Field(3600.0, gt=0.0)
     design_timeout_s: float = Field(3600.0, gt=0.0)
+    lock_timeout_s: float = Field(600.0, ge=0.0)
 
     @field_validator("timezone")
     @classmethod
