@@ -31,9 +31,17 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def prepare_environment(workspace: Path, verbose: bool = False) -> None:
-    """Point Prefect's home at the workspace and quieten its logs unless asked."""
-    workspace.mkdir(parents=True, exist_ok=True)
+def prepare_environment(workspace: Path, verbose: bool = False,
+                        inputs: list[Path] | None = None) -> None:
+    """Check the workspace (writable, room on disk), point Prefect's home at it, and
+    quieten its logs unless asked. A failed check ends the command with one line."""
+    from territory.pipelines.prefect_api import DEFAULT_STARTUP_S, STARTUP_ENV, preflight
+
+    try:
+        preflight(workspace, inputs)
+    except InputError as exc:
+        _fail(exc)
+    os.environ.setdefault(STARTUP_ENV, str(DEFAULT_STARTUP_S))
     os.environ.setdefault("PREFECT_HOME", str((workspace / "prefect").resolve()))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -53,14 +61,22 @@ def run(
         cfg = load_config(config, {"as_of": as_of} if as_of else None)
     except InputError as exc:
         _fail(exc)
-    prepare_environment(Path(cfg.workspace), verbose)
-    from territory.pipelines.flows import territory_pipeline, with_runner
+    prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
 
     try:
-        result = with_runner(territory_pipeline, cfg)(cfg)
-    except InputError as exc:
+        with prefect_api(Path(cfg.workspace)):
+            from territory.pipelines.flows import territory_pipeline, with_runner
+
+            result = with_runner(territory_pipeline, cfg)(cfg)
+    except (InputError, PrefectStartError) as exc:
         _fail(exc)
     _print_result(result)
+
+
+def _input_files(cfg) -> list[Path]:
+    names = ("units", "sales", "demographics", "alignment", "reps", "truth")
+    return [getattr(cfg.data, name) for name in names if getattr(cfg.data, name) is not None]
 
 
 def _print_result(result: dict) -> None:
@@ -323,14 +339,16 @@ def backfill(
     import pandas as pd
 
     from territory.pipelines.config import load_config
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
 
     try:
         cfg = load_config(config)
-        prepare_environment(Path(cfg.workspace))
-        from territory.pipelines.deploy import backfill as replay
+        prepare_environment(Path(cfg.workspace), inputs=_input_files(cfg))
+        with prefect_api(Path(cfg.workspace)):
+            from territory.pipelines.deploy import backfill as replay
 
-        result, csv = replay(cfg, start, end)
-    except InputError as exc:
+            result, csv = replay(cfg, start, end)
+    except (InputError, PrefectStartError) as exc:
         _fail(exc)
     table = Table(title="Backfill: forecast vs later actuals, per as-of date")
     for column in ("as of", "model", "months seen", "WAPE", "WAPE h1", "WAPE territory",

@@ -130,8 +130,8 @@ def _journaled(config: RunConfig, flow_name: str, kind: str) -> Iterator[None]:
 @contextmanager
 def _step(name: str, config: RunConfig) -> Iterator[None]:
     """A named stage: progress line, journal entry, and the stage the failure record names."""
-    journal.chaos_point(name)
     _note(stage=name)
+    journal.chaos_point(name)
     with stage(name, config.progress == "rich"):
         yield
 
