@@ -6,9 +6,9 @@ It points MLflow at a store, logs runs (config, params, metrics, dataset
 digests, figures, tables), logs and registers the three pyfuncs (scoring
 model, potential model, recommender), moves registry aliases, undoes a failed
 block's registry changes, loads registered versions back, and builds the
-``mlflow models serve`` command. New versions get the alias ``challenger``;
-``champion`` moves only through :func:`promote_if_better`, so a failed or
-worse run never touches it.
+scoring server (MLflow's scoring app behind a body size limit). New
+versions get the alias ``challenger``; ``champion`` moves only through
+:func:`promote_if_better`, so a failed or worse run never touches it.
 
 Inside a :func:`registry_transaction`, every MLflow run started and every
 model version registered carries the tag ``territory.run`` = the
@@ -522,27 +522,51 @@ def _load_potential(client: MlflowClient, run):
     return model.unwrap_python_model().bundle.potential_model
 
 
-# --- The scoring server: ``mlflow models serve`` on the champion recommender ---------------
+# --- The scoring server: MLflow's scoring app on the champion recommender ---------------------
 
 CHAMPION_RECOMMENDER_URI = f"models:/{RECOMMENDER}@{CHAMPION}"
+MODEL_URI_ENV = "TERRITORY_SERVE_MODEL_URI"
+MAX_BODY_ENV = "TERRITORY_SERVE_MAX_BODY_BYTES"
 
 
-def serve_command(host: str, port: int, model_uri: str = CHAMPION_RECOMMENDER_URI) -> list[str]:
-    """The ``mlflow models serve`` command line (local environment, no conda/virtualenv)."""
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    return [str(mlflow_bin), "models", "serve", "-m", model_uri, "--env-manager", "local",
-            "-h", host, "-p", str(port)]
+def scoring_app():
+    """MLflow's scoring app for ``$TERRITORY_SERVE_MODEL_URI``, behind a body size limit.
+
+    A factory for ``uvicorn --factory`` (what ``mlflow models serve`` runs,
+    plus :class:`territory.models.body_limit.BodyLimit` with
+    ``$TERRITORY_SERVE_MAX_BODY_BYTES``): same routes (``/invocations``,
+    ``/ping``, ``/health``, ``/version``), same replies.
+    """
+    from mlflow.pyfunc import scoring_server
+
+    from territory.models.body_limit import DEFAULT_MAX_BYTES, BodyLimit
+
+    model = scoring_server.load_model_with_mlflow_config(os.environ[MODEL_URI_ENV])
+    limit = int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BYTES)
+    return BodyLimit(scoring_server.init(model), limit)
 
 
-def serving_env(tracking_uri: str) -> dict[str, str]:
-    """Environment for the scoring server: tracking URI, and this venv's tools on PATH."""
+def serve_command(host: str, port: int) -> list[str]:
+    """The command line of the scoring server (uvicorn on :func:`scoring_app`)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", f"{__name__}:scoring_app",
+            "--host", host, "--port", str(port), "--log-level", "warning"]
+
+
+def serving_env(tracking_uri: str, model_uri: str = CHAMPION_RECOMMENDER_URI,
+                max_body_bytes: int | None = None) -> dict[str, str]:
+    """Environment for the scoring server: tracking URI, model, body limit, this venv's PATH."""
+    from territory.models.body_limit import DEFAULT_MAX_BYTES
+
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, MODEL_URI_ENV: model_uri,
+            MAX_BODY_ENV: str(max_body_bytes or DEFAULT_MAX_BYTES),
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
 
 def start_server(tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
-                 model_uri: str = CHAMPION_RECOMMENDER_URI) -> subprocess.Popen:
+                 model_uri: str = CHAMPION_RECOMMENDER_URI,
+                 max_body_bytes: int | None = None) -> subprocess.Popen:
     """Start the scoring server in the background; the caller stops it."""
-    return subprocess.Popen(serve_command(host, port, model_uri), env=serving_env(tracking_uri),
+    return subprocess.Popen(serve_command(host, port),
+                            env=serving_env(tracking_uri, model_uri, max_body_bytes),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

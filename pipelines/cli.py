@@ -164,8 +164,11 @@ def serve(
     config: ConfigOption = Path("configs/demo.yaml"),
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 5001,
+    max_body_mb: Annotated[float, typer.Option(
+        help="Largest request body accepted (MiB); larger ones get HTTP 413.", min=0.001)]
+    = 10.0,
 ) -> None:
-    """Serve models:/territory-recommender@champion over REST (mlflow models serve)."""
+    """Serve models:/territory-recommender@champion over REST (MLflow's scoring server)."""
     from territory.pipelines.config import load_config
 
     try:
@@ -195,8 +198,8 @@ def serve(
             hint=f"run `territory migrate --config {config}` first"))
     command = serve_command(host, port)
     console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
-                  " (POST /invocations; Ctrl-C stops)")
-    os.execve(command[0], command, serving_env(uri))
+                  f" (POST /invocations, bodies up to {max_body_mb:g} MiB; Ctrl-C stops)")
+    os.execve(command[0], command, serving_env(uri, max_body_bytes=int(max_body_mb * 2**20)))
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -248,6 +251,30 @@ def recover(config: ConfigOption = Path("configs/demo.yaml")) -> None:
                 f"{len(item.get('removed', []))} temporary folder(s) removed")
         console.print(f"{item['flow']} died during '{item['stage']}': {what}",
                       highlight=False, soft_wrap=True)
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The feature cache.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Remove every cached feature build (the next run rebuilds its features)."""
+    from territory.pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace))
+    from territory.pipelines import cache
+    from territory.pipelines.flows import feature_cache_dir
+
+    folder = feature_cache_dir()
+    removed = cache.clear(folder)
+    freed = sum(e.size for e in removed) / 2**20
+    console.print(f"removed {len(removed)} cached feature build(s), {freed:,.1f} MiB, "
+                  f"from {folder}", highlight=False, soft_wrap=True)
 
 
 @app.command()

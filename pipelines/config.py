@@ -204,6 +204,18 @@ class DaskConfig(FrozenModel):
     lightgbm_min_rows: int = Field(1_000_000, ge=0)
 
 
+class CacheConfig(FrozenModel):
+    """The feature cache (one file per feature build in Prefect's result storage).
+
+    After every build, entries not used for ``max_age_days`` are removed,
+    then the least recently used ones until the rest fit in ``max_size_gb``
+    (the one in use is always kept). ``territory cache clear`` empties it.
+    """
+
+    max_size_gb: float = Field(20.0, gt=0.0)
+    max_age_days: float = Field(30.0, gt=0.0)
+
+
 class RunConfig(FrozenModel):
     """Everything one pipeline run needs."""
 
@@ -220,6 +232,7 @@ class RunConfig(FrozenModel):
     progress: Literal["rich", "none"] = "rich"
     runner: Literal["local", "dask"] = "local"
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @field_validator("run_name")
     @classmethod

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext
@@ -46,7 +46,7 @@ from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import journal, publish, run_keys, stages
+from territory.pipelines import cache, journal, publish, run_keys, stages
 from territory.pipelines.config import RunConfig, check_safe_name
 from territory.pipelines.outputs import failure_record_path, write_json
 from territory.pipelines.progress import stage
@@ -284,7 +284,27 @@ def _features(config: RunConfig, kind: str, suffix: str = ""
     folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
     with _step("build features", config):
         features = features_task(config, inputs)
+        _prune_feature_cache(config, inputs)
     return inputs, features, folder
+
+
+def feature_cache_dir() -> Path:
+    """Where Prefect keeps the feature cache: its local result storage."""
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().results.local_storage_path)
+
+
+def _prune_feature_cache(config: RunConfig, inputs: stages.Inputs) -> None:
+    """Keep the feature cache within ``config.cache`` (see :mod:`territory.pipelines.cache`)."""
+    key = run_keys.features_cache_key(config, inputs.file_hashes)
+    folder = feature_cache_dir()
+    try:
+        cache.touch(folder, key)
+        cache.prune(folder, config.cache.max_size_gb * cache.GIB,
+                    config.cache.max_age_days * 86400, keep=key)
+    except OSError as exc:  # a cache that cannot be pruned must not fail the run
+        get_run_logger().warning("could not prune the feature cache in %s: %s", folder, exc)
 
 
 def _timed(task_obj, seconds: float):
@@ -427,6 +447,7 @@ def train(config: RunConfig) -> dict:
             return {**json.loads((folder / "summary.json").read_text()), "reused": True}
         with _step("build features", config):
             features = features_task(config, inputs)
+            _prune_feature_cache(config, inputs)
         if existing is not None:  # tracked, but its summary is missing: write it, register nothing
             with journal.publishing(_journal(), config, folder, registry=False) as out:
                 summary = _train_summary(config, inputs, features, existing["run_id"],
