@@ -122,9 +122,28 @@ def _journal() -> journal.RunJournal | None:
 def _journaled(config: RunConfig, flow_name: str, kind: str) -> Iterator[None]:
     """Recover what dead runs left, then journal this flow run until it ends."""
     folder = output_dir(config, kind, config.as_of or "latest")
-    with journal.run_journal(config, flow_name, _flow_run_id(), folder) as entry:
+    with journal.run_journal(config, flow_name, _flow_run_id(), folder,
+                             on_recovered=_mark_crashed) as entry:
         _note(journal=entry)
         yield
+
+
+def _mark_crashed(recovered: list[dict]) -> None:
+    """The Prefect flow runs of dead runs say Crashed, not Running forever."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        for item in recovered:
+            if not item.get("flow_run_id"):
+                continue
+            try:
+                client.set_flow_run_state(
+                    item["flow_run_id"], Crashed(message=(
+                        f"the process died during '{item['stage']}'; a later run undid what "
+                        "it had started")), force=True)
+            except Exception as exc:  # another Prefect API than the dead run's
+                get_run_logger().warning("flow run %s: %s", item["flow_run_id"], exc)
 
 
 @contextmanager

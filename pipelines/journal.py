@@ -41,7 +41,7 @@ import shutil
 import signal
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -117,16 +117,22 @@ def _owner_text(record: dict[str, Any]) -> str:
 
 @contextmanager
 def run_journal(config: RunConfig, flow: str, flow_run_id: str | None = None,
-                folder: Path | None = None) -> Iterator[RunJournal]:
+                folder: Path | None = None,
+                on_recovered: Callable[[list[dict[str, Any]]], None] | None = None
+                ) -> Iterator[RunJournal]:
     """Recover what dead runs left, then journal this run until it ends.
 
-    The journal is removed when the run ends, whether it succeeded or failed
-    here (a failure undoes its own registry changes in-process), unless that
-    undo failed: then the next run's :func:`recover` finishes it.
+    ``on_recovered`` gets the summaries of the dead runs undone (the flows
+    mark their Prefect flow runs crashed). The journal is removed when the
+    run ends, whether it succeeded or failed here (a failure undoes its own
+    registry changes in-process), unless that undo failed: then the next
+    run's :func:`recover` finishes it.
     """
     workspace = Path(config.workspace)
     try:
-        recover(workspace)
+        done = recover(workspace)
+        if done and on_recovered is not None:
+            on_recovered(done)
     except Exception as exc:  # the registry is down: the journals stay for the next run
         log.warning("could not recover what an earlier run left (%s); will retry next run", exc)
     token = uuid.uuid4().hex
@@ -303,6 +309,7 @@ def _recover_one(record: dict[str, Any]) -> dict[str, Any]:
     token = record["token"]
     folder = Path(record["folder"]) if record.get("folder") else None
     summary: dict[str, Any] = {"token": token, "flow": record.get("flow"),
+                               "flow_run_id": record.get("flow_run_id"),
                                "stage": record.get("stage"), "folder": record.get("folder")}
     published = bool(record.get("published"))
     reg = record.get("registry")

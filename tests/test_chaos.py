@@ -141,9 +141,15 @@ def test_kill_at_every_stage_boundary_then_the_next_run_succeeds(base):
     assert dead.version not in reg[model][1]
     assert client.get_registered_model(model).aliases["challenger"] == dead.version
     assert client.get_run(dead.run_id).info.status == "RUNNING"
+    dead_flow_run = json.loads(next((Path(config.workspace) / journal.JOURNAL_DIR)
+                                    .glob("*.json")).read_text())["flow_run_id"]
     code, out, err = _run(base, seed=200)
     assert code == 0, err[-3000:]
     assert client.get_run(dead.run_id).info.status == "FAILED"
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:  # its Prefect flow run no longer "Running"
+        assert prefect.read_flow_run(dead_flow_run).state.type.value == "CRASHED"
     after = registry(config)
     for name, (_, versions) in after.items():
         new = sorted(set(versions) - set(reg[name][1]), key=int)
