@@ -1,12 +1,20 @@
-"""The MLflow adapter: the only module of the project that calls MLflow.
+"""The MLflow adapter: with its registry part (:mod:`territory.models.tracking_registry`)
+and the migration of old workspaces (:mod:`territory.models.tracking_legacy`), the only
+code of the project that calls MLflow.
 
 It points MLflow at a store, logs runs (config, params, metrics, dataset
 digests, figures, tables), logs and registers the three pyfuncs (scoring
 model, potential model, recommender), moves registry aliases, undoes a failed
 block's registry changes, loads registered versions back, and builds the
-``mlflow models serve`` command. New versions get the alias ``challenger``;
-``champion`` moves only through :func:`promote_if_better`, so a failed or
-worse run never touches it.
+scoring server (MLflow's scoring app behind a body size limit). New
+versions get the alias ``challenger``; ``champion`` moves only through
+:func:`promote_if_better`, so a failed or worse run never touches it.
+
+Inside a :func:`registry_transaction`, every MLflow run started and every
+model version registered carries the tag ``territory.run`` = the
+transaction's token, so a rollback (in the failing process, or later by
+:func:`undo_run` for a process that died) touches only what that one run
+registered, never a concurrent run's versions (see ``tracking_registry``).
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +41,18 @@ from mlflow.tracking import MlflowClient
 
 from territory.features.spreadsheet_safe import write_csv
 from territory.models.recommender import RecommenderBundle, ScoringInputError
+from territory.models.tracking_registry import (
+    RUN_TAG,
+    Transaction,
+    current_token,
+    registry_snapshot,
+    registry_transaction,
+    runs_of,
+    undo_run,
+)
+
+__all__ = ["RUN_TAG", "Transaction", "current_token", "registry_snapshot",
+           "registry_transaction", "runs_of", "undo_run"]  # re-exported from tracking_registry
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -103,7 +122,13 @@ def setup_tracking(tracking_uri: str, experiment: str, artifact_root: Path | Non
 
 @contextmanager
 def training_run(run_name: str, tags: dict[str, str] | None = None) -> Iterator[str]:
-    """Start a run and yield its id; a failure marks the run FAILED."""
+    """Start a run and yield its id; a failure marks the run FAILED.
+
+    Inside a :func:`registry_transaction` the run is tagged with its token.
+    """
+    token = current_token()
+    if token is not None:
+        tags = {**(tags or {}), RUN_TAG: token}
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         yield run.info.run_id
 
@@ -183,7 +208,10 @@ def _register_pyfunc(
         pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
     )
     version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(registered_model, CHALLENGER, version)
+    client = MlflowClient()
+    if (token := current_token()) is not None:
+        client.set_model_version_tag(registered_model, version, RUN_TAG, token)
+    client.set_registered_model_alias(registered_model, CHALLENGER, version)
     return version
 
 
@@ -416,7 +444,7 @@ def log_potential_model(potential, market_table: pd.DataFrame) -> None:
     )
 
 
-# --- Reuse, rollback and loading registered versions --------------------------------------
+# --- Reuse and loading registered versions (rollback: tracking_registry) -------------------
 
 
 def find_tracked_run(experiment: str, registered_model: str, key: str) -> dict | None:
@@ -443,67 +471,6 @@ def find_tracked_run(experiment: str, registered_model: str, key: str) -> dict |
                           "reused": True},
         }
     return None
-
-
-def _registry_state(client: MlflowClient, name: str) -> dict | None:
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException:
-        return None
-    versions = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
-    return {"aliases": {a: str(v) for a, v in model.aliases.items()}, "versions": versions}
-
-
-@contextmanager
-def registry_transaction(experiment: str, registered_models: list[str],
-                         key: str | None = None) -> Iterator[None]:
-    """Undo the registry changes of a block that fails.
-
-    On failure, model versions registered inside the block are deleted, the
-    ``champion`` and ``challenger`` aliases are put back as they were, and
-    runs tagged with ``key`` that started inside the block are marked FAILED
-    and lose the tag (so they are never reused). A failed run thus leaves the
-    registry exactly as it found it.
-    """
-    client = MlflowClient()
-    before = {name: _registry_state(client, name) for name in registered_models}
-    started_ms = int(time.time() * 1000) - 1000
-    try:
-        yield
-    except BaseException as exc:
-        try:
-            _rollback(client, experiment, before, key, started_ms)
-        except Exception as undo:  # the registry itself is down: say so, keep the real error
-            exc.add_note(f"registry rollback failed too: {undo!r}")
-        raise
-
-
-def _rollback(client: MlflowClient, experiment: str, before: dict, key: str | None,
-              started_ms: int) -> None:
-    for name, state in before.items():
-        now = _registry_state(client, name)
-        if now is None:
-            continue
-        old_versions = state["versions"] if state else set()
-        for version in sorted(now["versions"] - old_versions, key=int):
-            client.delete_model_version(name, version)
-        old_aliases = state["aliases"] if state else {}
-        for alias in now["aliases"]:
-            if alias not in old_aliases:
-                client.delete_registered_model_alias(name, alias)
-        for alias, version in old_aliases.items():
-            if now["aliases"].get(alias) != version:
-                client.set_registered_model_alias(name, alias, version)
-        if state is None and not client.search_model_versions(f"name = '{name}'"):
-            client.delete_registered_model(name)
-    if key is not None:
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            for run in client.search_runs([found.experiment_id],
-                                          filter_string=f"tags.run_key = '{key}' and "
-                                                        f"attributes.start_time >= {started_ms}"):
-                client.delete_tag(run.info.run_id, "run_key")
-                client.set_terminated(run.info.run_id, status="FAILED")
 
 
 @dataclass
@@ -555,27 +522,51 @@ def _load_potential(client: MlflowClient, run):
     return model.unwrap_python_model().bundle.potential_model
 
 
-# --- The scoring server: ``mlflow models serve`` on the champion recommender ---------------
+# --- The scoring server: MLflow's scoring app on the champion recommender ---------------------
 
 CHAMPION_RECOMMENDER_URI = f"models:/{RECOMMENDER}@{CHAMPION}"
+MODEL_URI_ENV = "TERRITORY_SERVE_MODEL_URI"
+MAX_BODY_ENV = "TERRITORY_SERVE_MAX_BODY_BYTES"
 
 
-def serve_command(host: str, port: int, model_uri: str = CHAMPION_RECOMMENDER_URI) -> list[str]:
-    """The ``mlflow models serve`` command line (local environment, no conda/virtualenv)."""
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    return [str(mlflow_bin), "models", "serve", "-m", model_uri, "--env-manager", "local",
-            "-h", host, "-p", str(port)]
+def scoring_app():
+    """MLflow's scoring app for ``$TERRITORY_SERVE_MODEL_URI``, behind a body size limit.
+
+    A factory for ``uvicorn --factory`` (what ``mlflow models serve`` runs,
+    plus :class:`territory.models.body_limit.BodyLimit` with
+    ``$TERRITORY_SERVE_MAX_BODY_BYTES``): same routes (``/invocations``,
+    ``/ping``, ``/health``, ``/version``), same replies.
+    """
+    from mlflow.pyfunc import scoring_server
+
+    from territory.models.body_limit import DEFAULT_MAX_BYTES, BodyLimit
+
+    model = scoring_server.load_model_with_mlflow_config(os.environ[MODEL_URI_ENV])
+    limit = int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BYTES)
+    return BodyLimit(scoring_server.init(model), limit)
 
 
-def serving_env(tracking_uri: str) -> dict[str, str]:
-    """Environment for the scoring server: tracking URI, and this venv's tools on PATH."""
+def serve_command(host: str, port: int) -> list[str]:
+    """The command line of the scoring server (uvicorn on :func:`scoring_app`)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", f"{__name__}:scoring_app",
+            "--host", host, "--port", str(port), "--log-level", "warning"]
+
+
+def serving_env(tracking_uri: str, model_uri: str = CHAMPION_RECOMMENDER_URI,
+                max_body_bytes: int | None = None) -> dict[str, str]:
+    """Environment for the scoring server: tracking URI, model, body limit, this venv's PATH."""
+    from territory.models.body_limit import DEFAULT_MAX_BYTES
+
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, MODEL_URI_ENV: model_uri,
+            MAX_BODY_ENV: str(max_body_bytes or DEFAULT_MAX_BYTES),
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
 
 def start_server(tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
-                 model_uri: str = CHAMPION_RECOMMENDER_URI) -> subprocess.Popen:
+                 model_uri: str = CHAMPION_RECOMMENDER_URI,
+                 max_body_bytes: int | None = None) -> subprocess.Popen:
     """Start the scoring server in the background; the caller stops it."""
-    return subprocess.Popen(serve_command(host, port, model_uri), env=serving_env(tracking_uri),
+    return subprocess.Popen(serve_command(host, port),
+                            env=serving_env(tracking_uri, model_uri, max_body_bytes),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -293,6 +293,8 @@ def _migrate_run(client: MlflowClient, old_run_id: str, versions: list[tuple[str
     tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.")}
     tags.update({"migrated_from_run": old_run_id,
                  "migrated_from_version": ", ".join(f"{n}/{mv.version}" for n, mv in versions)})
+    if (token := tracking.current_token()) is not None:  # a rollback finds the new versions
+        tags[tracking.RUN_TAG] = token
     with mlflow.start_run(experiment_id=old.info.experiment_id, tags=tags,
                           run_name=f"{old.info.run_name or old_run_id}-migrated") as run:
         started.append(run.info.run_id)

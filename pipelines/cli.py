@@ -32,9 +32,17 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def prepare_environment(workspace: Path, verbose: bool = False) -> None:
-    """Point Prefect's home at the workspace and quieten its logs unless asked."""
-    workspace.mkdir(parents=True, exist_ok=True)
+def prepare_environment(workspace: Path, verbose: bool = False,
+                        inputs: list[Path] | None = None) -> None:
+    """Check the workspace (writable, room on disk), point Prefect's home at it, and
+    quieten its logs unless asked. A failed check ends the command with one line."""
+    from territory.pipelines.prefect_api import DEFAULT_STARTUP_S, STARTUP_ENV, preflight
+
+    try:
+        preflight(workspace, inputs)
+    except InputError as exc:
+        _fail(exc)
+    os.environ.setdefault(STARTUP_ENV, str(DEFAULT_STARTUP_S))
     os.environ.setdefault("PREFECT_HOME", str((workspace / "prefect").resolve()))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -54,14 +62,22 @@ def run(
         cfg = load_config(config, {"as_of": as_of} if as_of else None)
     except InputError as exc:
         _fail(exc)
-    prepare_environment(Path(cfg.workspace), verbose)
-    from territory.pipelines.flows import territory_pipeline, with_runner
+    prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
 
     try:
-        result = with_runner(territory_pipeline, cfg)(cfg)
-    except InputError as exc:
+        with prefect_api(Path(cfg.workspace)):
+            from territory.pipelines.flows import territory_pipeline, with_runner
+
+            result = with_runner(territory_pipeline, cfg)(cfg)
+    except (InputError, PrefectStartError) as exc:
         _fail(exc)
     _print_result(result, cfg)
+
+
+def _input_files(cfg) -> list[Path]:
+    names = ("units", "sales", "demographics", "alignment", "reps", "truth")
+    return [getattr(cfg.data, name) for name in names if getattr(cfg.data, name) is not None]
 
 
 def _print_result(result: dict, config) -> None:
@@ -150,8 +166,11 @@ def serve(
     config: ConfigOption = Path("configs/demo.yaml"),
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 5001,
+    max_body_mb: Annotated[float, typer.Option(
+        help="Largest request body accepted (MiB); larger ones get HTTP 413.", min=0.001)]
+    = 10.0,
 ) -> None:
-    """Serve models:/territory-recommender@champion over REST (mlflow models serve)."""
+    """Serve models:/territory-recommender@champion over REST (MLflow's scoring server)."""
     from territory.pipelines.config import load_config
 
     try:
@@ -181,8 +200,8 @@ def serve(
             hint=f"run `territory migrate --config {config}` first"))
     command = serve_command(host, port)
     console.print(f"serving models:/territory-recommender@champion on http://{host}:{port}"
-                  " (POST /invocations; Ctrl-C stops)")
-    os.execve(command[0], command, serving_env(uri))
+                  f" (POST /invocations, bodies up to {max_body_mb:g} MiB; Ctrl-C stops)")
+    os.execve(command[0], command, serving_env(uri, max_body_bytes=int(max_body_mb * 2**20)))
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -201,6 +220,63 @@ def _port_problem(host: str, port: int) -> str | None:
         return (f"cannot listen on port {port} ({reason}); stop what uses it or pass --port "
                 "with a free one")
     return None
+
+
+@app.command()
+def recover(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Undo what a killed or crashed run left in the workspace (every run also does it first)."""
+    from territory.pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace))
+    from territory.pipelines.journal import recover as undo
+
+    try:
+        done = undo(Path(cfg.workspace))
+    except Exception as exc:  # the registry does not answer: the journals stay for later
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail(InputError(str(cfg.workspace), f"cannot undo a dead run yet: {shorten(first)}",
+                         hint="check the tracking store, then run territory recover again"))
+    if not done:
+        console.print(f"nothing to recover in {cfg.workspace}")
+        return
+    for item in done:
+        registry = item.get("registry") or {}
+        deleted = sum(len(v) for v in registry.get("deleted_versions", {}).values())
+        what = ("its outputs were published; kept" if item["published"] else
+                f"{deleted} model version(s) deleted, "
+                f"{len(registry.get('restored_aliases', {}))} alias(es) restored, "
+                f"{len(registry.get('failed_runs', []))} MLflow run(s) marked FAILED, "
+                f"{len(item.get('removed', []))} temporary folder(s) removed")
+        console.print(f"{item['flow']} died during '{item['stage']}': {what}",
+                      highlight=False, soft_wrap=True)
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The feature cache.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(config: ConfigOption = Path("configs/demo.yaml")) -> None:
+    """Remove every cached feature build (the next run rebuilds its features)."""
+    from territory.pipelines.config import load_config
+
+    try:
+        cfg = load_config(config)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace))
+    from territory.pipelines import cache
+    from territory.pipelines.flows import feature_cache_dir
+
+    folder = feature_cache_dir()
+    removed = cache.clear(folder)
+    freed = sum(e.size for e in removed) / 2**20
+    console.print(f"removed {len(removed)} cached feature build(s), {freed:,.1f} MiB, "
+                  f"from {folder}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -292,14 +368,16 @@ def backfill(
     import pandas as pd
 
     from territory.pipelines.config import load_config
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
 
     try:
         cfg = load_config(config)
-        prepare_environment(Path(cfg.workspace))
-        from territory.pipelines.deploy import backfill as replay
+        prepare_environment(Path(cfg.workspace), inputs=_input_files(cfg))
+        with prefect_api(Path(cfg.workspace)):
+            from territory.pipelines.deploy import backfill as replay
 
-        result, csv = replay(cfg, start, end)
-    except InputError as exc:
+            result, csv = replay(cfg, start, end)
+    except (InputError, PrefectStartError) as exc:
         _fail(exc)
     table = Table(title="Backfill: forecast vs later actuals, per as-of date")
     for column in ("as of", "model", "months seen", "WAPE", "WAPE h1", "WAPE territory",

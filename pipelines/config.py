@@ -155,6 +155,8 @@ class ScheduleConfig(FrozenModel):
     ``Europe/Paris``), so "02:00" stays 02:00 local time across daylight
     saving changes. ``*_timeout_s`` bound the long tasks; a task past its
     timeout fails the run, which leaves the last good outputs in place.
+    ``lock_timeout_s`` is how long a run waits for another run that is
+    publishing the same as-of folder before it gives up with an error.
     """
 
     timezone: str = "UTC"
@@ -163,6 +165,7 @@ class ScheduleConfig(FrozenModel):
     work_pool: str = "territory-process"
     train_timeout_s: float = Field(3600.0, gt=0.0)
     design_timeout_s: float = Field(3600.0, gt=0.0)
+    lock_timeout_s: float = Field(600.0, ge=0.0)
 
     @field_validator("timezone")
     @classmethod
@@ -206,6 +209,18 @@ class DaskConfig(FrozenModel):
     lightgbm_min_rows: int = Field(1_000_000, ge=0)
 
 
+class CacheConfig(FrozenModel):
+    """The feature cache (one file per feature build in Prefect's result storage).
+
+    After every build, entries not used for ``max_age_days`` are removed,
+    then the least recently used ones until the rest fit in ``max_size_gb``
+    (the one in use is always kept). ``territory cache clear`` empties it.
+    """
+
+    max_size_gb: float = Field(20.0, gt=0.0)
+    max_age_days: float = Field(30.0, gt=0.0)
+
+
 class RunConfig(FrozenModel):
     """Everything one pipeline run needs."""
 
@@ -222,6 +237,7 @@ class RunConfig(FrozenModel):
     progress: Literal["rich", "none"] = "rich"
     runner: Literal["local", "dask"] = "local"
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @field_validator("run_name")
     @classmethod

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext
@@ -46,9 +46,9 @@ from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import publish, run_keys, stages
+from territory.pipelines import cache, journal, publish, run_keys, stages
 from territory.pipelines.config import RunConfig, check_safe_name
-from territory.pipelines.outputs import atomic_directory
+from territory.pipelines.outputs import failure_record_path, write_json
 from territory.pipelines.progress import stage
 
 # --- Task runner: chosen from the config -------------------------------------------------
@@ -94,10 +94,6 @@ def output_dir(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
     return Path(config.workspace) / kind / f"{name}-{date}"
 
 
-def failure_record_path(folder: Path) -> Path:
-    return folder.with_name(folder.name + ".failed.json")
-
-
 # Per flow run: the stage now running and the folder it writes (read by the failure hook).
 _RUNS: dict[str, dict[str, Any]] = {}
 
@@ -110,18 +106,59 @@ def _flow_run_id() -> str | None:
 def _note(**values: Any) -> None:
     run_id = _flow_run_id()
     if run_id is not None:
-        _RUNS.setdefault(run_id, {}).update(values)
+        info = _RUNS.setdefault(run_id, {})
+        info.update(values)
+        if (entry := info.get("journal")) is not None:
+            entry.update(**{k: v for k, v in values.items() if k in ("stage", "folder")})
+
+
+def _journal() -> journal.RunJournal | None:
+    """The journal of the flow run in progress here (see :mod:`territory.pipelines.journal`)."""
+    run_id = _flow_run_id()
+    return _RUNS.get(run_id, {}).get("journal") if run_id is not None else None
+
+
+@contextmanager
+def _journaled(config: RunConfig, flow_name: str, kind: str) -> Iterator[None]:
+    """Recover what dead runs left, then journal this flow run until it ends."""
+    folder = output_dir(config, kind, config.as_of or "latest")
+    with journal.run_journal(config, flow_name, _flow_run_id(), folder,
+                             on_recovered=_mark_crashed) as entry:
+        _note(journal=entry)
+        yield
+
+
+def _mark_crashed(recovered: list[dict]) -> None:
+    """The Prefect flow runs of dead runs say Crashed, not Running forever."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        for item in recovered:
+            if not item.get("flow_run_id"):
+                continue
+            try:
+                client.set_flow_run_state(
+                    item["flow_run_id"], Crashed(message=(
+                        f"the process died during '{item['stage']}'; a later run undid what "
+                        "it had started")), force=True)
+            except Exception as exc:  # another Prefect API than the dead run's
+                get_run_logger().warning("flow run %s: %s", item["flow_run_id"], exc)
 
 
 @contextmanager
 def _step(name: str, config: RunConfig) -> Iterator[None]:
-    """A named stage: progress line, and the stage the failure record names."""
+    """A named stage: progress line, journal entry, and the stage the failure record names."""
     _note(stage=name)
+    journal.chaos_point(name)
     with stage(name, config.progress == "rich"):
         yield
 
 
 def _what_to_do(error: BaseException | None, stage_name: str, flow_name: str) -> str:
+    if isinstance(error, journal.WorkspaceBusy):
+        return ("Another run was publishing the same folder. Wait for it to finish (or raise "
+                "schedule.lock_timeout_s), then re-run; nothing was changed.")
     if isinstance(error, InputError):
         return ("Fix the input or config named in the error, then re-run the same command; "
                 "nothing was changed.")
@@ -166,10 +203,7 @@ def record_failure(flow_obj, flow_run, state) -> None:
         "traceback": "".join(traceback.format_exception(error))[-4000:] if error else None,
     }
     path = failure_record_path(Path(folder))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    write_json(path, record)
     markdown = "\n".join([
         f"# {flow_obj.name} failed at: {stage_name}", "",
         f"- **error**: `{record['error_type']}`: {record['error']}",
@@ -269,7 +303,27 @@ def _features(config: RunConfig, kind: str, suffix: str = ""
     folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
     with _step("build features", config):
         features = features_task(config, inputs)
+        _prune_feature_cache(config, inputs)
     return inputs, features, folder
+
+
+def feature_cache_dir() -> Path:
+    """Where Prefect keeps the feature cache: its local result storage."""
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().results.local_storage_path)
+
+
+def _prune_feature_cache(config: RunConfig, inputs: stages.Inputs) -> None:
+    """Keep the feature cache within ``config.cache`` (see :mod:`territory.pipelines.cache`)."""
+    key = run_keys.features_cache_key(config, inputs.file_hashes)
+    folder = feature_cache_dir()
+    try:
+        cache.touch(folder, key)
+        cache.prune(folder, config.cache.max_size_gb * cache.GIB,
+                    config.cache.max_age_days * 86400, keep=key)
+    except OSError as exc:  # a cache that cannot be pruned must not fail the run
+        get_run_logger().warning("could not prune the feature cache in %s: %s", folder, exc)
 
 
 def _timed(task_obj, seconds: float):
@@ -286,24 +340,26 @@ def publish_run(
 ) -> dict:
     """Write outputs atomically, log to MLflow, then move the run folder into place.
 
-    Everything happens inside a registry transaction: if writing the files,
-    logging or moving the folder fails, new model versions are deleted and
-    the aliases put back. A re-run with the same inputs, config and as-of date
-    reuses its tracked run instead of registering duplicates.
+    Everything happens under the folder's lock, inside a registry transaction
+    (:func:`territory.pipelines.journal.publishing`): if writing the files,
+    logging or moving the folder fails, this run's model versions are deleted
+    and the aliases put back; if the process dies, the next run does it. A
+    re-run with the same inputs, config and as-of date reuses its tracked run
+    instead of registering duplicates.
     """
     run_dir = output_dir(config, "runs", features.as_of)
     existing = publish.find_tracked_run(config, key) if key else None
-    with publish.registry_transaction(config, key):
-        with atomic_directory(run_dir) as tmp:
-            content = publish.write_outputs(tmp, config, inputs, features, trained, scores,
-                                            design, recs)
-            if existing is None:
-                run_id, decision = publish.track_run(config, inputs, features, trained, scores,
-                                                     design, tmp, recs, key=key)
-            else:
-                run_id, decision = existing["run_id"], existing["promotion"]
-            manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    with journal.publishing(_journal(), config, run_dir) as out:
+        tmp = out.tmp
+        content = publish.write_outputs(tmp, config, inputs, features, trained, scores,
+                                        design, recs)
+        if existing is None:
+            run_id, decision = publish.track_run(config, inputs, features, trained, scores,
+                                                 design, tmp, recs, key=key)
+        else:
+            run_id, decision = existing["run_id"], existing["promotion"]
+        manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     publish_artifacts(config, content, recs, run_dir)
     return {
         "run_dir": run_dir,
@@ -342,7 +398,8 @@ def write_scored_outputs(
     design, recs, started: float, extra: dict | None = None,
 ) -> dict:
     """Write a scoring run's outputs (scores, recommendations, report) atomically."""
-    with atomic_directory(folder) as tmp:
+    with journal.publishing(_journal(), config, folder, registry=False) as out:
+        tmp = out.tmp
         content = publish.write_outputs(tmp, config, inputs, features, model.trained, scores,
                                         design, recs)
         manifest = run_keys.manifest(config, inputs.file_hashes, model.run_id, started)
@@ -358,14 +415,14 @@ def register_and_gate(config: RunConfig, inputs, features, trained, key: str, fo
                       started: float) -> dict:
     """Log and register the forecaster, apply the gate, write the train summary.
 
-    One transaction: a failure anywhere in it leaves the registry as it was.
+    One transaction under the folder's lock: a failure anywhere in it (or the
+    process dying) leaves the registry as it was.
     """
-    with publish.registry_transaction(config, key):
-        with atomic_directory(folder) as tmp:
-            run_id, decision = publish.track_training(config, inputs, features, trained, key)
-            summary = _train_summary(config, inputs, features, run_id, decision["version"],
-                                     trained.metrics, decision, started)
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    with journal.publishing(_journal(), config, folder) as out:
+        run_id, decision = publish.track_training(config, inputs, features, trained, key)
+        summary = _train_summary(config, inputs, features, run_id, decision["version"],
+                                 trained.metrics, decision, started)
+        (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
@@ -383,7 +440,8 @@ def _train_summary(config, inputs, features, run_id, version, metrics, decision,
 @flow(name="build-features", validate_parameters=True, on_failure=[record_failure])
 def prepare_features(config: RunConfig) -> FeatureSet:
     """Load and validate the inputs; build (or reuse from cache) the feature set."""
-    return _features(config, "features")[1]
+    with _journaled(config, "build-features", "features"):
+        return _features(config, "features")[1]
 
 
 @flow(name="train", validate_parameters=True, on_failure=[record_failure])
@@ -394,33 +452,35 @@ def train(config: RunConfig) -> dict:
     inputs, config and as-of date as a finished run, nothing is refit or
     registered again: the earlier run and version are returned.
     """
-    started = time.time()
-    with _step("load and validate inputs", config):
-        inputs = load_inputs_task(config)
-    as_of = stages.resolved_as_of(config, inputs)
-    folder = _begin(config, "train", as_of)
-    key = run_keys.run_key(config, inputs.file_hashes, as_of, "train")
-    with _step("check the registry", config):
-        existing = find_run_task(config, key)
-    if existing is not None and (folder / "summary.json").is_file():
+    with _journaled(config, "train", "train"):
+        started = time.time()
+        with _step("load and validate inputs", config):
+            inputs = load_inputs_task(config)
+        as_of = stages.resolved_as_of(config, inputs)
+        folder = _begin(config, "train", as_of)
+        key = run_keys.run_key(config, inputs.file_hashes, as_of, "train")
+        with _step("check the registry", config):
+            existing = find_run_task(config, key)
+        if existing is not None and (folder / "summary.json").is_file():
+            _succeeded(folder)
+            return {**json.loads((folder / "summary.json").read_text()), "reused": True}
+        with _step("build features", config):
+            features = features_task(config, inputs)
+            _prune_feature_cache(config, inputs)
+        if existing is not None:  # tracked, but its summary is missing: write it, register nothing
+            with journal.publishing(_journal(), config, folder, registry=False) as out:
+                summary = _train_summary(config, inputs, features, existing["run_id"],
+                                         existing["version"], existing["metrics"],
+                                         existing["promotion"], started)
+                (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            _succeeded(folder)
+            return {**summary, "reused": True}
+        with _step("train forecast and potential models", config):
+            trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
+        with _step("register and gate", config):
+            summary = register_and_gate(config, inputs, features, trained, key, folder, started)
         _succeeded(folder)
-        return {**json.loads((folder / "summary.json").read_text()), "reused": True}
-    with _step("build features", config):
-        features = features_task(config, inputs)
-    if existing is not None:  # tracked, but its summary is missing: write it, register nothing
-        with atomic_directory(folder) as tmp:
-            summary = _train_summary(config, inputs, features, existing["run_id"],
-                                     existing["version"], existing["metrics"],
-                                     existing["promotion"], started)
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        _succeeded(folder)
-        return {**summary, "reused": True}
-    with _step("train forecast and potential models", config):
-        trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
-    with _step("register and gate", config):
-        summary = register_and_gate(config, inputs, features, trained, key, folder, started)
-    _succeeded(folder)
-    return {**summary, "reused": False}
+        return {**summary, "reused": False}
 
 
 @flow(name="nightly-forecast", validate_parameters=True, on_failure=[record_failure])
@@ -437,29 +497,30 @@ def nightly_forecast(
     recommendations, ``report.html``/``report.xlsx`` and a manifest naming the
     model version. Nothing is registered and no alias moves.
     """
-    started = time.time()
-    inputs, features, folder = _features(config, kind)
-    with _step("load the champion model", config):
-        model = load_model_task(config, model_version)
-    with _step("score units", config):
-        scores = score_task(config, features, model.trained)
-    with _step("recommend", config):
-        if inputs.alignment is not None:
-            design = current_alignment_task(config, inputs, features, scores)
-        else:
-            design = _timed(design_task, config.schedule.design_timeout_s)(
-                config, inputs, features, scores)
-        recs = recommend_task(config, inputs, features, scores, design)
-    with _step("write forecast, recommendations and report", config):
-        written = write_scored_outputs(config, folder, inputs, features, model, scores, design,
-                                       recs, started)
-        if kind == "nightly":
-            publish_artifacts(config, written["content"], recs, folder,
-                              prefix=f"{config.run_name}-nightly")
-    _succeeded(folder)
-    return {"folder": folder, "as_of": features.as_of, "model_version": model.version,
-            "model_run_id": model.run_id, "scores": scores.scores,
-            "metrics": {**model.trained.metrics, **scores.metrics}}
+    with _journaled(config, "nightly-forecast", kind):
+        started = time.time()
+        inputs, features, folder = _features(config, kind)
+        with _step("load the champion model", config):
+            model = load_model_task(config, model_version)
+        with _step("score units", config):
+            scores = score_task(config, features, model.trained)
+        with _step("recommend", config):
+            if inputs.alignment is not None:
+                design = current_alignment_task(config, inputs, features, scores)
+            else:
+                design = _timed(design_task, config.schedule.design_timeout_s)(
+                    config, inputs, features, scores)
+            recs = recommend_task(config, inputs, features, scores, design)
+        with _step("write forecast, recommendations and report", config):
+            written = write_scored_outputs(config, folder, inputs, features, model, scores, design,
+                                           recs, started)
+            if kind == "nightly":
+                publish_artifacts(config, written["content"], recs, folder,
+                                  prefix=f"{config.run_name}-nightly")
+        _succeeded(folder)
+        return {"folder": folder, "as_of": features.as_of, "model_version": model.version,
+                "model_run_id": model.run_id, "scores": scores.scores,
+                "metrics": {**model.trained.metrics, **scores.metrics}}
 
 
 SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -482,23 +543,24 @@ def design_scenario(
                          hint="use letters, digits, '-' and '_'")
     if scenario is not None:
         config = config.model_copy(update={"territories": scenario})
-    started = time.time()
-    inputs, features, folder = _features(config, "scenarios", scenario_name)
-    with _step("load the champion model", config):
-        model = load_model_task(config, None)
-    with _step("score units", config):
-        scores = score_task(config, features, model.trained)
-    with _step("design territories", config):
-        design = _timed(design_task, config.schedule.design_timeout_s)(
-            config, inputs, features, scores)
-        recs = recommend_task(config, inputs, features, scores, design)
-    with _step("write scenario outputs and report", config):
-        write_scored_outputs(config, folder, inputs, features, model, scores, design, recs,
-                             started, extra={"scenario": scenario_name})
-    _succeeded(folder)
-    return {"folder": folder, "as_of": features.as_of, "territories": design.overall,
-            "current_territories": design.current_overall, "violations": design.violations,
-            "diagnosis": design.diagnosis}
+    with _journaled(config, "design-territories", "scenarios"):
+        started = time.time()
+        inputs, features, folder = _features(config, "scenarios", scenario_name)
+        with _step("load the champion model", config):
+            model = load_model_task(config, None)
+        with _step("score units", config):
+            scores = score_task(config, features, model.trained)
+        with _step("design territories", config):
+            design = _timed(design_task, config.schedule.design_timeout_s)(
+                config, inputs, features, scores)
+            recs = recommend_task(config, inputs, features, scores, design)
+        with _step("write scenario outputs and report", config):
+            write_scored_outputs(config, folder, inputs, features, model, scores, design, recs,
+                                 started, extra={"scenario": scenario_name})
+        _succeeded(folder)
+        return {"folder": folder, "as_of": features.as_of, "territories": design.overall,
+                "current_territories": design.current_overall, "violations": design.violations,
+                "diagnosis": design.diagnosis}
 
 
 @flow(name="territory-pipeline", validate_parameters=True, on_failure=[record_failure])
@@ -509,22 +571,23 @@ def pipeline(config: RunConfig) -> dict:
     scores with the freshly trained models and designs territories like
     :func:`design_scenario`, and writes ``<workspace>/runs/<run_name>-<as_of>/``.
     """
-    started = time.time()
-    inputs, features, _ = _features(config, "runs")
-    key = run_keys.run_key(config, inputs.file_hashes, features.as_of, "pipeline")
-    with _step("train forecast and potential models", config):
-        trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
-    with _step("score units", config):
-        scores = score_task(config, features, trained)
-    with _step("design territories", config):
-        design = _timed(design_task, config.schedule.design_timeout_s)(
-            config, inputs, features, scores)
-    with _step("write outputs, report and MLflow run", config):
-        recs = recommend_task(config, inputs, features, scores, design)
-        result = publish_run(config, inputs, features, trained, scores, design, recs, started,
-                             key)
-    _succeeded(result["run_dir"])
-    return result
+    with _journaled(config, "territory-pipeline", "runs"):
+        started = time.time()
+        inputs, features, _ = _features(config, "runs")
+        key = run_keys.run_key(config, inputs.file_hashes, features.as_of, "pipeline")
+        with _step("train forecast and potential models", config):
+            trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
+        with _step("score units", config):
+            scores = score_task(config, features, trained)
+        with _step("design territories", config):
+            design = _timed(design_task, config.schedule.design_timeout_s)(
+                config, inputs, features, scores)
+        with _step("write outputs, report and MLflow run", config):
+            recs = recommend_task(config, inputs, features, scores, design)
+            result = publish_run(config, inputs, features, trained, scores, design, recs, started,
+                                 key)
+        _succeeded(result["run_dir"])
+        return result
 
 
 territory_pipeline = pipeline

@@ -377,6 +377,10 @@ TEMPLATE: list[tuple[str, Any, str]] = [
     ("schedule.nightly_cron", "0 2 * * *", "nightly forecast at 02:00 local time"),
     ("schedule.retrain_cron", "0 3 * * 0", "weekly retrain, Sundays 03:00"),
     ("schedule.work_pool", "territory-process", "Prefect work pool"),
+    ("schedule.lock_timeout_s", 600, "wait this long for a run publishing the same folder"),
+    ("cache", None, "the feature cache: one file per build, pruned after each"),
+    ("cache.max_size_gb", 20, "least recently used builds go past this size"),
+    ("cache.max_age_days", 30, "builds unused this long go"),
 ]
 SECTIONS = frozenset(k for k, v, _ in TEMPLATE if v is None and any(
     t.startswith(k + ".") for t, _, _ in TEMPLATE))

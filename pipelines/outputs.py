@@ -8,12 +8,14 @@ temporary folder and leaves the last good outputs untouched.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -25,17 +27,37 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def failure_record_path(folder: Path) -> Path:
+    """``<folder>.failed.json``: what a failed or dead run of ``folder`` left to say."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".failed.json")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
+def atomic_directory(final: Path, token: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``final`` only on success.
 
     The previous ``final`` is renamed aside first and deleted only after the
     new folder is in place, so at every instant either the old or the new
-    outputs are complete.
+    outputs are complete. ``token`` (default: a random one) names the
+    temporary folders, ``.<final>.tmp-<token>`` and ``.<final>.old-<token>``,
+    so a run's recovery can find its own.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
+    token = token or uuid.uuid4().hex[:8]
     tmp = final.parent / f".{final.name}.tmp-{token}"
     tmp.mkdir()
     try:

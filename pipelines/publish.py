@@ -24,14 +24,15 @@ from territory.models.recommend import Recommendations
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
 from territory.models.training import Trained
+from territory.pipelines import journal
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.report_content import report_content, summary_markdown
 from territory.pipelines.stages import Inputs
 
 __all__ = ["RegisteredModels", "artifact_key", "find_tracked_run", "load_registered_models",
-           "registry_transaction", "setup_tracking", "summary_markdown", "track_run",
-           "track_training", "tracking_uri", "write_outputs"]
+           "registered_models", "registry_transaction", "setup_tracking", "summary_markdown",
+           "track_run", "track_training", "tracking_uri", "write_outputs"]
 
 
 def tracking_uri(config: RunConfig) -> str:
@@ -125,6 +126,7 @@ def _log_training(
         trained.forecaster, features.score_table.head(5), config.tracking.registered_model)
     tracking.tag_model_version(config.tracking.registered_model, version, "as_of",
                                f"{features.as_of:%Y-%m-%d}")
+    journal.chaos_point("model-registered")  # the chaos test: registered, run still RUNNING
     tracking.log_potential_model(trained.potential, features.market_table)
     gate = _gate_metric(config, trained)
     decision = tracking.promote_if_better(
@@ -197,11 +199,17 @@ def find_tracked_run(config: RunConfig, key: str) -> dict | None:
                                      config.tracking.registered_model, key)
 
 
-def registry_transaction(config: RunConfig, key: str | None = None):
+def registered_models(config: RunConfig) -> list[str]:
+    """The registered models a run of ``config`` changes."""
+    return [config.tracking.registered_model, tracking.RECOMMENDER]
+
+
+def registry_transaction(config: RunConfig, token: str | None = None,
+                         before: dict | None = None):
     """:func:`territory.models.tracking.registry_transaction` on the config's models."""
     setup_tracking(config)
-    return tracking.registry_transaction(
-        config.tracking.experiment, [config.tracking.registered_model, tracking.RECOMMENDER], key)
+    return tracking.registry_transaction(config.tracking.experiment, registered_models(config),
+                                         token, before)
 
 
 @dataclass

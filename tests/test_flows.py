@@ -351,6 +351,9 @@ def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_ses
     from territory.pipelines.cli import app
 
     monkeypatch.setenv("PREFECT_HOME", str(prefect_session))  # the CLI keeps a set home
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # no server of its own
     path = Path(config.workspace).parent / f"{Path(config.workspace).name}.yaml"
     result = CliRunner().invoke(app, ["backfill", "--config", str(path), "--start", "2025-11",
                                       "--end", "2025-11"])

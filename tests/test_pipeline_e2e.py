@@ -305,6 +305,10 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         huge = rows.assign(unit_id=["9" * 1_000_000, *rows["unit_id"][1:]])
         status, body = _post(port, {"dataframe_split": huge.to_dict(orient="split")})
         assert 400 <= status < 500 and "9" * 101 not in json.dumps(body), len(json.dumps(body))
+
+        # A body over the limit (10 MiB by default) is refused before it is parsed
+        status, body = _post(port, "x" * (10 * 2**20 + 1))
+        assert status == 413 and "over the limit" in body["message"], body
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import socket
 from pathlib import Path
 
@@ -356,3 +357,68 @@ def test_report_mode_bar_has_no_network_button_in_chromium(tmp_path):
     assert "Share" not in titles and "Cloud" not in titles and "Chart Studio" not in titles
     assert links == 0
     assert page.requests == [] or all(r.startswith(("file:", "data:")) for r in page.requests)
+
+
+# --- 6. A request body limit on the scoring server ----------------------------------------------
+
+
+def _asgi(app, chunks: list[bytes], declared: bytes | None = None) -> tuple[int, bytes, int]:
+    """Call an ASGI ``app`` with a body sent in ``chunks``; returns the status, the body
+    and how many chunks were never read."""
+    import asyncio
+
+    headers = [] if declared is None else [(b"content-length", declared)]
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": headers}
+    inbox = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+             for i, c in enumerate(chunks)]
+    sent: list[dict] = []
+
+    async def receive():
+        return inbox.pop(0) if inbox else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, body, len(inbox)
+
+
+def _echo_app(seen: list):
+    async def app(scope, receive, send):
+        message = await receive()
+        seen.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def test_bodies_within_the_limit_reach_the_app_whole():
+    from territory.models.body_limit import BodyLimit
+
+    seen: list = []
+    status, body, _ = _asgi(BodyLimit(_echo_app(seen), 10), [b"abc", b"defg"], declared=b"7")
+    assert (status, body, seen) == (200, b"ok", [b"abcdefg"])
+
+
+@pytest.mark.parametrize("declared", [None, b"12", b"abc"], ids=["chunked", "declared", "bogus"])
+def test_bodies_over_the_limit_get_413_and_never_reach_the_app(declared):
+    from territory.models.body_limit import BodyLimit
+
+    seen: list = []
+    chunks = [b"x"] if declared == b"abc" else [b"x" * 6, b"x" * 6]
+    status, body, _ = _asgi(BodyLimit(_echo_app(seen), 10), chunks, declared=declared)
+    assert status == 413 and not seen
+    message = json.loads(body)["message"]
+    assert "over the limit of 10 bytes" in message and len(message) < 120
+
+
+def test_a_body_that_never_ends_is_cut_off():
+    from territory.models.body_limit import DRAIN_FACTOR, BodyLimit
+
+    seen: list = []
+    chunks = [b"x" * 10] * (DRAIN_FACTOR + 50)
+    status, _, unread = _asgi(BodyLimit(_echo_app(seen), 10), chunks)
+    assert status == 413 and not seen and unread >= 49  # it stopped reading at 4x the limit
