@@ -341,7 +341,7 @@ def _write_record(record: dict[str, Any], folder: Path, summary: dict[str, Any])
         "outputs": str(folder),
         "outputs_unchanged": True,
         "undone": {k: v for k, v in summary.items() if k in ("registry", "removed")},
-        "what_to_do": f"Nothing was changed: what the dead run had started was undone when "
-                      f"the next run began. Re-run {record.get('flow')} for the same as-of "
-                      "date; a successful re-run removes this record.",
+        "what_to_do": f"Nothing was changed: what the dead run had started was undone (by "
+                      f"the next run, or territory recover). Re-run {record.get('flow')} for "
+                      "the same as-of date; a successful re-run removes this record.",
     })
