@@ -80,9 +80,6 @@ class ChainSearch:
         territory), units kept per (partial chain, next territory).
     pairs
         Allow pair hops when no single-unit chain improves.
-    inner, inner_weight
-        Optional extra term ``inner_weight x V`` at tolerance ``inner x tau``
-        (off by default).
     quad
         Weight of ``sum dev^2`` in the escalation objective (0: no escalation).
     xy, radius
@@ -105,8 +102,6 @@ class ChainSearch:
         beam: int = 8,
         per_pair: int = 4,
         pairs: bool = True,
-        inner: float = 0.5,
-        inner_weight: float = 0.0,
         quad: float = 5.0,
         xy: np.ndarray | None = None,
         radius: float | None = None,
@@ -116,8 +111,6 @@ class ChainSearch:
         self.x = values
         self.t = targets
         self.tau = tau
-        self.tau_in = inner * tau
-        self.beta = float(inner_weight)
         self.quad_escalate = float(quad)
         self.quad = 0.0
         self.k, self.m = targets.shape
@@ -138,7 +131,6 @@ class ChainSearch:
         self.bnd: list[dict[int, list[int]] | None] = [None] * self.k
         self.cache: dict[tuple, object] = {}
         self.stats = {"chains": 0, "moves": 0, "searches": 0}
-        self.keep_best = True
         self.xy = xy
         self.radius = None if xy is None else radius
 
@@ -169,15 +161,9 @@ class ChainSearch:
         return db <= self.radius or db < float(np.hypot(*(self.xy[u] - self.xy[c[a]])))
 
     def pen(self, w: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Search objective: V plus ``inner_weight`` x V at the inner tolerance.
-
-        The inner term keeps slack inside the tolerance band, so later chains
-        can pass through a territory without pushing it over.
-        """
+        """Search objective: V, plus ``quad x sum dev^2`` while escalating."""
         dev = np.abs(w / t - 1.0)
         out = np.maximum(dev - self.tau, 0.0).sum(axis=-1)
-        if self.beta:
-            out = out + self.beta * np.maximum(dev - self.tau_in, 0.0).sum(axis=-1)
         if self.quad:
             out = out + self.quad * (dev**2).sum(axis=-1)
         return out
@@ -513,7 +499,7 @@ class ChainSearch:
                 best_v = vs
                 best_labels = self.s.labels.copy()
         self.quad = 0.0
-        if self.keep_best and float(self.viol().sum()) > best_v + 1e-12:
+        if float(self.viol().sum()) > best_v + 1e-12:
             self._reset(best_labels)
         self.stats["violation"] = float(self.viol().sum())
         return self.stats

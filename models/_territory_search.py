@@ -1,6 +1,6 @@
 """Building blocks of the territory design engine (internal).
 
-Seeding, balanced location-allocation by linear programming, contiguity
+Seeding, price-adjusted location-allocation, contiguity
 repair and the boundary-unit local search. See :mod:`territory.models.territories` for
 the algorithm overview and references; everything here works on plain numpy
 arrays with integer unit indices ``0..n-1`` and territory labels ``0..K-1``.
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
@@ -138,81 +137,6 @@ def weighted_medoids(
 
 
 # ------------------------------------------------------------------ allocation
-
-
-def lp_allocate(
-    xy: np.ndarray,
-    values: np.ndarray,
-    targets: np.ndarray,
-    tau: np.ndarray,
-    centres: np.ndarray,
-    forced: np.ndarray,
-    n_candidates: int,
-) -> np.ndarray:
-    """Balanced location-allocation as a transport LP (HiGHS), then rounding.
-
-    Each unit is split over its ``n_candidates`` nearest centres; every
-    territory and attribute must stay within ``[1 - tau, 1 + tau] x target``,
-    with penalised slack so the LP is always feasible. Cost is distance times
-    the first attribute. Fractional units go to their largest share.
-
-    Parameters
-    ----------
-    forced
-        ``forced[i] >= 0`` pins unit ``i`` to that territory (locked units, centres).
-    """
-    n, m = values.shape
-    k = len(centres)
-    c = min(k, n_candidates)
-    d, idx = cKDTree(xy[centres]).query(xy, k=c)
-    d, idx = d.reshape(n, c), idx.reshape(n, c)
-    valid = np.ones((n, c), dtype=bool)
-    pinned = np.flatnonzero(forced >= 0)
-    if len(pinned):
-        idx[pinned, 0] = forced[pinned]
-        d[pinned, 0] = np.linalg.norm(xy[pinned] - xy[centres[forced[pinned]]], axis=1)
-        valid[pinned, 1:] = False
-    ui, ci = np.nonzero(valid)
-    ti = idx[ui, ci]
-    dscale = d[valid].mean() + _EPS
-    w0 = values[:, 0]
-    wscale = w0.mean() + _EPS
-    cost = (d[ui, ci] / dscale) * (w0[ui] / wscale + 1e-3)
-    nv = len(ui)
-    n_rows = k * m
-    # inequality rows: upper (k, a) then lower (k, a)
-    rows_up = (ti[:, None] * m + np.arange(m)[None, :]).ravel()
-    cols = np.repeat(np.arange(nv), m)
-    vals = values[ui].ravel()
-    slack_cols = nv + np.arange(2 * n_rows)
-    tflat = np.maximum(targets.ravel(), _EPS)
-    a_ub = sp.csr_matrix(
-        (
-            np.concatenate([vals, -vals, -tflat, -tflat]),
-            (
-                np.concatenate(
-                    [rows_up, rows_up + n_rows, np.arange(n_rows), n_rows + np.arange(n_rows)]
-                ),
-                np.concatenate([cols, cols, slack_cols[:n_rows], slack_cols[n_rows:]]),
-            ),
-        ),
-        shape=(2 * n_rows, nv + 2 * n_rows),
-    )
-    tau_rep = np.tile(tau, k)
-    b_ub = np.concatenate([(1 + tau_rep) * tflat, -(1 - tau_rep) * tflat])
-    a_eq = sp.csr_matrix(
-        (np.ones(nv), (ui, np.arange(nv))), shape=(n, nv + 2 * n_rows)
-    )
-    penalty = 50.0 * cost.max() * max(n / k, 1.0)
-    obj = np.concatenate([cost, np.full(2 * n_rows, penalty)])
-    res = linprog(obj, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, None),
-                  method="highs")
-    if res.status != 0 or res.x is None:
-        share = np.where(valid, -d, -np.inf)
-    else:
-        share = np.full((n, c), -np.inf)
-        share[ui, ci] = res.x[:nv]
-    return idx[np.arange(n), np.argmax(share, axis=1)].astype(np.int64)
 
 
 def price_allocate(

@@ -19,8 +19,8 @@ literature:
    it has territories with a fixed centre.
 2. **Start B: seeds and location-allocation** (odd-numbered starts). Weighted
    k-means++ seeds (or the fixed centres), then a price-adjusted
-   nearest-centre allocation (default) or a transport LP solved by HiGHS
-   (Hess et al., 1965), alternated with weighted-medoid updates.
+   (Lagrangian) nearest-centre allocation in the spirit of Hess et al.'s
+   (1965) location-allocation, alternated with weighted-medoid updates.
 3. **Contiguity repair.** In every territory, the piece holding the centre
    (or the heaviest piece) stays; each detached piece goes to the adjacent
    territory whose balance suffers least.
@@ -160,7 +160,6 @@ from territory.models._territory_search import (
     components_by_label,
     kmeanspp_seeds,
     lagrangian_search,
-    lp_allocate,
     price_allocate,
     radius_repair,
     repair_contiguity,
@@ -176,6 +175,10 @@ from territory.models._territory_shape import (
     span_m,
     territory_elongations,
 )
+
+#: Location-allocation start: nearest centres a unit may be priced towards, and the
+#: alternations of allocation and medoid update.
+_NEAREST_CENTRES, _ALLOCATION_ROUNDS = 10, 3
 
 __all__ = [
     "DesignResult",
@@ -914,12 +917,8 @@ def design_territories(
     n_starts: int = 1,
     compactness_weight: float = 1.0,
     move_budget: float | None = None,
-    n_candidates: int = 10,
-    lp_rounds: int = 3,
-    allocation: str = "price",
     max_restarts: int = 4,
     move_cost: float = 1e-4,
-    start: str = "bisect",
     max_chains: int | None = None,
     max_radius_km: float | None = None,
     flow_rounds: int = 4,
@@ -973,22 +972,11 @@ def design_territories(
     move_budget
         Minimal-disruption mode only: maximum share (0-1) of the first attribute
         that may change territory.
-    n_candidates
-        Nearest centres each unit may be allocated to in the LP.
-    lp_rounds
-        Alternations of allocation and medoid update.
-    allocation
-        ``"price"`` (Lagrangian price-adjusted nearest centre, fast, default) or
-        ``"lp"`` (HiGHS transport LP on all attributes).
     max_restarts
         Extra starts, fresh design only, while the balance is violated.
     move_cost
         Rebalance mode: penalty per unit away from its current territory, in
         units of the squared relative deviation.
-    start
-        ``"bisect"`` (default): even-numbered starts use the multi-attribute
-        recursive bisection, odd-numbered ones the k-means++ /
-        location-allocation start; ``"allocate"``: every start uses the latter.
     max_chains
         Ejection chains applied per repair call; default ``n // 2``. A
         rebalance repeats the call while it still lowers the violation.
@@ -1042,10 +1030,6 @@ def design_territories(
     k = int(n_territories)
     if not 1 <= k <= n:
         raise ValueError(f"n_territories must be between 1 and the number of units ({n}), got {k}")
-    if start not in ("bisect", "allocate"):
-        raise ValueError(f"start must be 'bisect' or 'allocate', got {start!r}")
-    if allocation not in ("price", "lp"):
-        raise ValueError(f"allocation must be 'price' or 'lp', got {allocation!r}")
     if int(n_starts) < 1:
         raise ValueError(f"n_starts must be at least 1, got {n_starts}")
     if move_budget is not None and not 0 <= float(move_budget) <= 1:
@@ -1218,7 +1202,7 @@ def design_territories(
             """One start: seeds, allocation, contiguity, local search and chains."""
             s = start_seeds[start_no]
             rng = np.random.default_rng(s)
-            if start == "bisect" and start_no % 2 == 0:
+            if start_no % 2 == 0:  # even starts bisect, odd ones allocate
                 labels = bisect_partition(
                     xy, values, tgt, adjacency, fixed, rotation=float(rng.uniform(0, np.pi)),
                 )
@@ -1230,15 +1214,12 @@ def design_territories(
             else:
                 centres = kmeanspp_seeds(xy, values[:, 0], k, rng, presets, forced >= 0)
                 labels = None
-                lp_iter = max(1, lp_rounds)
+                lp_iter = _ALLOCATION_ROUNDS
             for _ in range(lp_iter):
                 pin = forced.copy()
                 pin[centres] = np.arange(k)
                 pin[forced >= 0] = forced[forced >= 0]
-                if allocation == "lp":
-                    labels = lp_allocate(xy, values, tgt, tau / 2, centres, pin, n_candidates)
-                else:
-                    labels = price_allocate(xy, values, tgt, centres, pin, n_candidates)
+                labels = price_allocate(xy, values, tgt, centres, pin, _NEAREST_CENTRES)
                 new_centres = weighted_medoids(xy, values[:, 0], labels, k, fixed)
                 new_centres = np.where(new_centres >= 0, new_centres, centres)
                 if np.array_equal(new_centres, centres):
