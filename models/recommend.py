@@ -14,37 +14,59 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 
-def match_territory_ids(
-    proposed: np.ndarray, current: np.ndarray, weight: np.ndarray, prefix: str = "N"
-) -> np.ndarray:
-    """Name proposed territories after the current ones they overlap most.
+def territory_ids_by_overlap(
+    proposed: np.ndarray, current: np.ndarray, weight: np.ndarray, n_territories: int | None = None,
+    prefix: str = "N",
+) -> list[str]:
+    """One id per proposed territory: the current territory it overlaps most, else a new id.
 
-    Overlap is measured in ``weight`` (potential), matched one to one with the
-    Hungarian algorithm; proposed territories left over get fresh ids.
+    Overlap is measured in ``weight`` (potential) and matched one to one with
+    the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`).
+    Proposed territories left over (more proposed than current territories,
+    or sharing nothing with any) get new ids ``<prefix>01``, ``<prefix>02``, ...
+    in territory order, skipping any id the current alignment uses.
 
     Parameters
     ----------
     proposed
-        Integer labels ``0..K-1`` per unit.
+        Integer labels ``0..K-1`` per unit (``-1``: unassigned).
     current
-        Current territory id per unit (str, or None where unassigned).
+        Current territory id per unit (str, or None/NaN where unassigned).
     weight
         Per-unit weight for the overlap.
+    n_territories
+        K; default ``proposed.max() + 1``.
     """
+    proposed = np.asarray(proposed)
     current = pd.Series(current, dtype="object")
-    current_ids = sorted(current.dropna().unique())
-    k = int(proposed.max()) + 1
+    known = current.notna().to_numpy() & (proposed >= 0)
+    current_ids = sorted(current[known].astype(str).unique())
+    k = int(n_territories if n_territories is not None else proposed.max() + 1)
     overlap = np.zeros((k, len(current_ids)))
+    shared = np.zeros((k, len(current_ids)), dtype=np.int64)  # units in common
     col = {t: j for j, t in enumerate(current_ids)}
-    for lab, cur, w in zip(proposed, current, weight, strict=True):
-        if cur is not None and cur == cur:
-            overlap[lab, col[cur]] += w
-    names = [f"{prefix}{i + 1:02d}" for i in range(k)]
+    cells = (proposed[known], [col[str(c)] for c in current[known]])
+    np.add.at(overlap, cells, np.asarray(weight, dtype=float)[known])
+    np.add.at(shared, cells, 1)
+    names: list[str | None] = [None] * k
     if current_ids:
-        rows, cols = linear_sum_assignment(-overlap)
-        for r, c in zip(rows, cols, strict=True):
-            names[r] = current_ids[c]
-    return np.asarray(names, dtype=object)[proposed]
+        for r, c in zip(*linear_sum_assignment(-overlap), strict=True):
+            if shared[r, c]:  # never the id of a territory it shares nothing with
+                names[r] = current_ids[c]
+    taken = set(current_ids)
+    fresh = (f"{prefix}{i:02d}" for i in range(1, k + len(taken) + 2))
+    for r in range(k):
+        if names[r] is None:
+            names[r] = next(n for n in fresh if n not in taken)
+    return [str(n) for n in names]
+
+
+def match_territory_ids(
+    proposed: np.ndarray, current: np.ndarray, weight: np.ndarray, prefix: str = "N"
+) -> np.ndarray:
+    """Territory id per unit: :func:`territory_ids_by_overlap` of each unit's territory."""
+    names = territory_ids_by_overlap(proposed, current, weight, prefix=prefix)
+    return np.asarray(names, dtype=object)[np.asarray(proposed)]
 
 
 def moves_table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -76,6 +77,53 @@ def test_golden_outputs_unchanged(first_run):
                  ["unit_id", "horizon"])
     check_golden(pd.read_csv(run_dir / "territory_summary.csv"), "slice_territory_summary",
                  ["territory"])
+
+
+TERRITORY_COLUMNS = {"territory", "territory_id", "current_territory", "proposed_territory",
+                     "from_territory", "to_territory", "Territory", "Current territory",
+                     "Proposed territory", "From territory", "To territory"}
+ID_LIKE = re.compile(r"\b[TN]\d{2,}\b")  # the slice's ids (T10, N01) and engine-style names
+
+
+def _ids_in(frame: pd.DataFrame) -> set[str]:
+    """Values of the territory columns, and id-like words in every other text cell."""
+    ids = {str(v) for c in frame.columns if c in TERRITORY_COLUMNS for v in frame[c].dropna()}
+    text = frame.drop(columns=[c for c in frame.columns if c in TERRITORY_COLUMNS])
+    return ids | {m for v in text.to_numpy().ravel() if isinstance(v, str)
+                  for m in ID_LIKE.findall(v)}
+
+
+def test_every_territory_id_in_every_output_is_in_the_alignment(first_run, tmp_path):
+    """One name per territory: CSVs, workbook, report, MLflow tables and the run's text."""
+    from html import unescape
+
+    config, result = first_run
+    run_dir = result["run_dir"]
+    alignment = pd.read_parquet(run_dir / "alignment.parquet")
+    published = set(alignment["territory_id"]) | set(alignment["current_territory"].dropna())
+    seen: dict[str, set[str]] = {}
+    for path in sorted(run_dir.glob("*.csv")):
+        seen[path.name] = _ids_in(pd.read_csv(path, dtype=str))
+    for name, sheet in pd.read_excel(run_dir / "report.xlsx", sheet_name=None, dtype=str).items():
+        seen[f"report.xlsx/{name}"] = _ids_in(sheet)
+    html = (run_dir / "report.html").read_text()
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", html, flags=re.S)
+    page = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", " ", html, flags=re.S))
+    seen["report.html text"] = set(ID_LIKE.findall(unescape(page)))
+    figures = [s for s in scripts if "Plotly.newPlot" in s and len(s) < 2_000_000]
+    seen["report.html figures"] = {m for s in figures for m in ID_LIKE.findall(unescape(s))}
+    seen["run text"] = {m for line in result["violations"] + result["diagnosis"]
+                        for m in ID_LIKE.findall(line)}
+    client = MlflowClient(tracking_uri=_uri(config))
+    for artifact in client.list_artifacts(result["mlflow_run_id"]):
+        if artifact.path.endswith(".csv"):
+            local = client.download_artifacts(result["mlflow_run_id"], artifact.path, tmp_path)
+            seen[f"mlflow/{artifact.path}"] = _ids_in(pd.read_csv(local, dtype=str))
+    stray = {where: sorted(ids - published) for where, ids in seen.items() if ids - published}
+    assert stray == {}, stray
+    assert set(alignment["territory_id"]) <= seen["territory_summary.csv"]
+    assert set(alignment["territory_id"]) <= seen["report.html text"]
+    assert seen["moves.csv"] and seen["recommendations.csv"]
 
 
 def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
@@ -239,7 +287,7 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     from territory.pipelines.publish import setup_tracking, tracking_uri
     from territory.pipelines.serving import score_all
 
-    config, _ = first_run
+    config, result = first_run
     csv_path, batch, _ = score_all(config, tmp_path / "scores")
     assert csv_path.is_file() and len(batch) == len(gpd.read_parquet(config.data.units))
     port = free_port()
@@ -276,6 +324,8 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         for col in ("forecast", "potential", "white_space"):
             assert served[col].to_numpy() == pytest.approx(expected[col].to_numpy(), rel=1e-6)
         assert list(served["action"]) == list(expected["action"])
+        published = pd.read_parquet(result["run_dir"] / "alignment.parquet")  # one name each
+        assert set(served["proposed_territory"]) <= set(published["territory_id"])
 
         status, body = _post(port, {"dataframe_records": rows.to_dict(orient="records")[:1]})
         assert status == 200 and len(body["predictions"]) == 1

@@ -68,7 +68,33 @@ def test_territory_and_rep_tables():
 def test_match_territory_ids_by_overlap():
     names = rec.match_territory_ids(np.array([1, 1, 0, 0, 2]), np.array(["A", "A", "B", "B", "B"]),
                                     np.ones(5))
-    assert list(names) == ["A", "A", "B", "B", "N03"]
+    assert list(names) == ["A", "A", "B", "B", "N01"]
+
+
+def test_new_territory_ids_never_clash_with_current_ones():
+    # the company already uses N01 and N02: the two new territories become N03 and N04
+    proposed = np.array([0, 0, 1, 2, 3, 3])
+    current = np.array(["N01", "N01", None, "N02", None, None], dtype=object)
+    names = rec.territory_ids_by_overlap(proposed, current, np.ones(6), n_territories=5)
+    assert names == ["N01", "N03", "N02", "N04", "N05"]  # territory 4 is empty: still named
+    assert len(set(names)) == 5
+
+
+def test_territory_ids_match_the_best_one_to_one_overlap():
+    """The matching maximises the total shared potential (brute-force oracle)."""
+    from itertools import permutations
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        proposed = rng.integers(0, 4, 40)
+        current = rng.choice(np.array(["A", "B", "C", "D"], dtype=object), 40)
+        weight = rng.uniform(0, 10, 40)
+        names = rec.territory_ids_by_overlap(proposed, current, weight, n_territories=4)
+        overlap = {(p, c): weight[(proposed == p) & (current == c)].sum()
+                   for p in range(4) for c in "ABCD"}
+        best = max(sum(overlap[p, c] for p, c in enumerate(perm))
+                   for perm in permutations("ABCD"))
+        assert sum(overlap.get((p, n), 0.0) for p, n in enumerate(names)) == pytest.approx(best)
 
 
 def test_served_bundle_validates_requests():
