@@ -82,7 +82,8 @@ def report_content(
         "Penetration": u["penetration"].fillna(0.0).reset_index(drop=True),
     }
     figures = {"Map": interactive_map(units.reset_index(drop=True), territory_layers,
-                                      value_layers, _hover_text(recs.units, uid))}
+                                      value_layers, _hover_text(recs.units, uid),
+                                      value_formats={"Penetration": "{:.0%}"})}
     if design.current_summary is not None:
         deviations = {}
         for attr in tc.balance_attributes:
