@@ -316,4 +316,6 @@ def recommend(
     uid = proposed.index.to_numpy()
     moves = moves_table(uid, current.reindex(uid).to_numpy(), proposed.to_numpy(),
                         totals["potential"].reindex(uid).to_numpy(), unit_col)
+    if unit_names is not None:
+        moves.insert(1, "name", unit_names.reindex(moves[unit_col]).to_numpy())
     return Recommendations(units, territories, rep_table, white_space_opportunities(units), moves)

@@ -61,6 +61,9 @@ class DataConfig(FrozenModel):
     ``date_format`` is the strptime format of the sales dates when they are
     not ISO (``"%d/%m/%Y"``); dates are never guessed.
     ``projected_crs`` must be a projected CRS (metres or feet) that pyproj knows.
+    ``name_columns`` are the units-file columns that name a unit in the moves,
+    the recommendations and the map, joined with ", " (``[name, region]``
+    gives "Story, Iowa"); by default the ``name`` column when there is one.
     """
 
     units: Path
@@ -71,6 +74,7 @@ class DataConfig(FrozenModel):
     truth: Path | None = None
     projected_crs: str | None = None
     date_format: str | None = None
+    name_columns: list[str] | None = None
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     table_columns: dict[TableName, TableColumns] = Field(default_factory=dict)
 
@@ -102,6 +106,14 @@ class DataConfig(FrozenModel):
                              f"({crs.name}), not a projected CRS in metres; give one such as "
                              "'EPSG:5070' (US) or 'EPSG:3035' (Europe), or null for the UTM "
                              "zone of the data")
+        return value
+
+    @field_validator("name_columns")
+    @classmethod
+    def _some_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError("name_columns must list one or more distinct columns of the units "
+                             "file, e.g. [name, region]; or null for the name column")
         return value
 
     def columns_for(self, table: TableName) -> ColumnsConfig:

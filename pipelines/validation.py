@@ -101,6 +101,9 @@ def check_run_inputs(config: RunConfig, inputs, today: pd.Timestamp | None = Non
                                     cols)
     checks.check_territory_count(config.territories.n_territories, len(inputs.units),
                                  str(data.units))
+    from territory.pipelines.stages import unit_names
+
+    unit_names(config, inputs.units)  # name_columns that the units file lacks stop here
     if config.runner == "local":  # a Dask cluster's memory is the cluster's
         memory = estimate_memory(config, inputs)
         checks.check_memory(memory.needed, memory.available, str(data.sales))

@@ -124,6 +124,8 @@ def test_every_territory_id_in_every_output_is_in_the_alignment(first_run, tmp_p
     assert set(alignment["territory_id"]) <= seen["territory_summary.csv"]
     assert set(alignment["territory_id"]) <= seen["report.html text"]
     assert seen["moves.csv"] and seen["recommendations.csv"]
+    moves = pd.read_csv(run_dir / "moves.csv", dtype=str)  # data.name_columns: county, state
+    assert moves["name"].str.fullmatch(r".+, (Iowa|Nebraska)").all(), moves["name"].head()
 
 
 def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
