@@ -166,8 +166,10 @@ def unit_recommendations(
             side = "over" if dev > 0 else "under"
             after = proposed_dev.get(new, np.nan)
             actions.append("move")
+            ends = (f"ends {after:+.0%} from balance" if round(abs(after), 2) >= 0.01
+                    else "ends within 1% of balance")
             reasons.append(f"move from {cur} to {new}: {cur} is {abs(dev):.0%} {side} potential "
-                           f"balance; {new} ends {after:+.0%} from balance")
+                           f"balance; {new} {ends}")
         elif pen == pen and peer == peer and pen < under_served_ratio * peer:
             actions.append("grow")
             reasons.append(
@@ -204,7 +206,7 @@ def territory_recommendations(
     label = recs["name"] if "name" in recs else pd.Series(recs.index, index=recs.index)
     ranked = recs.assign(_label=label.astype(str)).sort_values("white_space", ascending=False)
     frame["top_white_space_units"] = ranked.groupby(territory_col)["_label"].apply(
-        lambda s: ", ".join(s.head(top_units)))
+        lambda s: "; ".join(s.head(top_units)))  # names may hold commas ("Story, Iowa")
     keep = [c for c in summary.columns if c.endswith("_deviation") or c in
             ("n_components", "dispersion", "diameter_km", "polsby_popper", "moved_in",
              "moved_out")]

@@ -60,16 +60,20 @@ def run(
         result = with_runner(territory_pipeline, cfg)(cfg)
     except InputError as exc:
         _fail(exc)
-    _print_result(result)
+    from territory.pipelines.report_content import period_words
+
+    _print_result(result, period_words(cfg.features.frequency, cfg.forecast.validation_periods))
 
 
-def _print_result(result: dict) -> None:
+def _print_result(result: dict, held_out: str) -> None:
     m = result["metrics"]
     table = Table(title="Run summary", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("forecast WAPE (held-out 12 months)", f"{m['valid_wape']:.1%}")
-    table.add_row("seasonal naive WAPE (same window)", f"{m['valid_wape_seasonal_naive']:.1%}")
+    for label, key in ((f"forecast WAPE (held-out {held_out})", "valid_wape"),
+                       ("seasonal naive WAPE (same window)", "valid_wape_seasonal_naive")):
+        value = m.get(key)
+        table.add_row(label, f"{value:.1%}" if value is not None and value == value else "n/a")
     if "potential_spearman_vs_truth" in m:
         table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")
     for key, value in result["territories"].items():

@@ -225,18 +225,48 @@ def test_report_renders_in_headless_chromium(first_run):
         layer_buttons = page.evaluate(
             "Array.from(document.querySelectorAll('.updatemenu-button text'))"
             ".map(t => t.textContent)")
-        # Sorting works: click the 'potential' header of the territory table twice.
+        # Sorting works: click the 'Potential' header of the territory table twice.
         sorted_ok = page.evaluate("""(() => {
             const table = document.querySelector('table.sortable');
             const idx = Array.from(table.tHead.rows[0].cells)
-                .findIndex(c => c.textContent === 'potential');
+                .findIndex(c => c.textContent === 'Potential');
             const th = table.tHead.rows[0].cells[idx];
             th.click(); th.click();
             const vals = Array.from(table.tBodies[0].rows)
                 .map(r => parseFloat(r.cells[idx].textContent.replace(/,/g, '')));
             return vals.every((v, i) => i === 0 || vals[i - 1] >= v);
         })()""")
+        frozen = page.evaluate("getComputedStyle(document.querySelector('table.sortable td')"
+                               ").position")
+        fills = page.evaluate("""Object.fromEntries(document.querySelector('.js-plotly-plot')
+            .data.filter(t => t.fill === 'toself' && t.legendgroup === 'Proposed territories')
+            .map(t => [t.name, t.fillcolor]))""")
+        shown = page.evaluate("""(() => {
+            const h = Array.from(document.querySelectorAll('h2'))
+                .find(e => e.textContent === 'Territories');
+            const t = h.nextElementSibling.nextElementSibling.querySelector('table');
+            return Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.textContent));
+        })()""")
         shot = page.screenshot(ARTIFACTS / "report.png")
+    # every number of the territory table is the CSV's, formatted
+    table = pd.DataFrame(shown[1:], columns=shown[0]).set_index("Territory")
+    csv = pd.read_csv(result["run_dir"] / "territory_recommendations.csv").set_index("territory")
+    assert sorted(table.index) == sorted(csv.index)
+    for territory, row in csv.iterrows():
+        assert table.loc[territory, "Potential"] == f"{row['potential']:,.0f}"
+        assert table.loc[territory, "Forecast"] == f"{row['forecast']:,.0f}"
+        assert table.loc[territory, "Penetration"] == f"{100 * row['penetration']:.1f}%"
+        assert table.loc[territory, "Potential vs target"] == \
+            f"{100 * row['potential_deviation']:+.1f}%"
+        assert table.loc[territory, "Units"] == f"{row['units']:,.0f}"
+    assert frozen == "sticky"  # the first column stays when a wide table scrolls
+    territories = gpd.read_file(result["run_dir"] / "territories.geojson").set_index(
+        "territory_id").to_crs("EPSG:5070")
+    assert sorted(fills) == sorted(territories.index)
+    for a, geom in territories.geometry.items():  # what the browser draws: neighbours differ
+        for b, other in territories.geometry.items():
+            if a < b and geom.buffer(10.0).intersects(other):
+                assert fills[a] != fills[b], (a, b)
     assert title.startswith("Territory plan")
     assert n_maps >= 2 and n_tables >= 3
     assert {"Proposed territories", "Current alignment", "Potential", "White space"} <= set(
