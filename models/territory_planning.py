@@ -210,9 +210,7 @@ def choose_n_territories(
     workload_label
         Word for the workload in the explanation (default the column name).
     territory_names
-        A function ``(labels, K) -> K names`` naming each candidate's
-        territories in its report (see :func:`design_territories`); default
-        ``T01..TK``.
+        A function ``(labels, K) -> K names`` for each candidate's report; default T01..TK.
 
     Returns
     -------
@@ -553,8 +551,7 @@ def design_regions(
     params = {"time_limit_s": 20.0, "n_starts": 2, "max_restarts": 8, **dict(designer_params or {})}
     params.pop("n_territories", None)
     designer = TerritoryDesigner(n_territories=r, tolerance=tolerance, seed=seed, **params)
-    width = max(2, len(str(r)))
-    rnames = [f"R{i + 1:0{width}d}" for i in range(r)]
+    rnames = [f"R{i + 1:0{max(2, len(str(r)))}d}" for i in range(r)]
     designer.fit(pts, tgraph, agg, unit_ids=names, tolerances=taus, territory_names=rnames)
     t_region = designer.labels_.astype(np.int64)
     u_region = t_region[lab]
