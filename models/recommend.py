@@ -222,8 +222,9 @@ def rep_changes(
     xy: pd.DataFrame,
     territory_col: str = "territory_id",
     rep_col: str = "rep_id",
+    capacity: float | None = None,
 ) -> pd.DataFrame:
-    """What the realignment changes for each rep.
+    """What the realignment changes for each rep, and each rep's load against capacity.
 
     Parameters
     ----------
@@ -235,6 +236,10 @@ def rep_changes(
         Per-unit workload.
     xy
         Per-unit projected coordinates in metres, columns ``x`` and ``y``.
+    capacity
+        Workload one rep can carry, for reps without their own ``capacity``:
+        with either, ``load_before`` and ``load_after`` are the workload as a
+        share of the rep's capacity.
     """
     rows = []
     for _, rep in reps.iterrows():
@@ -266,6 +271,13 @@ def rep_changes(
     frame = pd.DataFrame(rows)
     frame["potential_change"] = frame["potential_after"] - frame["potential_before"]
     frame["workload_change"] = frame["workload_after"] - frame["workload_before"]
+    own = (pd.to_numeric(reps["capacity"], errors="coerce").to_numpy() if "capacity" in reps
+           else np.full(len(reps), np.nan))
+    cap = np.where(np.isfinite(own), own, np.nan if capacity is None else float(capacity))
+    if np.isfinite(cap).any():
+        frame["capacity"] = cap
+        frame["load_before"] = frame["workload_before"] / frame["capacity"]
+        frame["load_after"] = frame["workload_after"] / frame["capacity"]
     return frame.sort_values("potential_change")
 
 
@@ -298,13 +310,15 @@ def recommend(
     xy: pd.DataFrame | None = None,
     territory_col: str = "territory_id",
     rep_col: str = "rep_id",
+    rep_capacity: float | None = None,
 ) -> Recommendations:
     """Per unit, territory and rep recommendations, white space and moves.
 
     ``proposed`` and ``current`` give each unit's territory (no current
     alignment: the proposal is compared with itself); ``unit_names`` (by
     unit) labels the units; ``reps`` with ``workload`` and ``xy`` (by unit)
-    adds what the realignment changes for each rep.
+    adds what the realignment changes for each rep, and their load against
+    ``rep_capacity`` (or the reps' own ``capacity``).
     """
     current = current if current is not None else proposed
     totals = unit_totals if unit_names is None else unit_totals.join(unit_names.rename("name"))
@@ -314,7 +328,7 @@ def recommend(
     rep_table = None
     if reps is not None:
         rep_table = rep_changes(reps, units, workload, xy, territory_col=territory_col,
-                                rep_col=rep_col)
+                                rep_col=rep_col, capacity=rep_capacity)
     uid = proposed.index.to_numpy()
     moves = moves_table(uid, current.reindex(uid).to_numpy(), proposed.to_numpy(),
                         totals["potential"].reindex(uid).to_numpy(), unit_col)

@@ -140,6 +140,11 @@ def report_content(
         headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
                          if now is not None else _pct(new)))
     headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
+    if recs.reps is not None and "load_after" in recs.reps:
+        known = recs.reps["load_after"].dropna()
+        over = int((known > 1 + 1e-9).sum())
+        headline.append(("Reps over capacity", f"{over} of {len(known)} (busiest at "
+                                               f"{_pct(known.max())})"))
     if design.region_summary is not None:
         headline.append(("Regions", f"{len(design.region_summary)}"))
     tables = {

@@ -50,10 +50,12 @@ WORDS = {
     "max_span_km": "Longest span (km)", "total_dispersion": "Total dispersion",
     "units_moved_pct": "Units moved (%)", "cpu_s": "CPU time (s)",
     "violation": "Violation", "diagnosis": "Why", "why": "Why",
+    "capacity": "Capacity (workload)", "load_before": "Load before (% of capacity)",
+    "load_after": "Load after (% of capacity)",
 }
 
 SHARE_NAMES = {"penetration", "peer_penetration", "soft_tolerance", "mean_utilisation",
-               "max_utilisation"}
+               "max_utilisation", "load_before", "load_after"}
 DECIMAL_NAMES = {"elongation", "median_elongation", "max_elongation", "polsby_popper", "cpu_s"}
 
 

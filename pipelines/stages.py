@@ -186,7 +186,7 @@ def recommend_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, sco
         scores.unit_totals, design.proposed, design.current, design.summary, cols.unit_col,
         unit_names=unit_names(config, inputs.units), reps=inputs.reps,
         workload=features.workload, xy=xy, territory_col=cols.territory_col,
-        rep_col=cols.rep_col)
+        rep_col=cols.rep_col, rep_capacity=config.territories.rep_capacity)
 
 
 def unit_names(config: RunConfig, units: pd.DataFrame) -> pd.Series | None:

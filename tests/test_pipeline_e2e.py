@@ -28,7 +28,9 @@ def first_run(prefect_harness, demo_slice_dir, tmp_path_factory):
     from territory.pipelines.flows import territory_pipeline
 
     workspace = tmp_path_factory.mktemp("e2e") / "workspace"
-    config = load_config(write_slice_config(demo_slice_dir, workspace))
+    territories = {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10,
+                   "rep_capacity": 900.0}  # only reported here: K is given
+    config = load_config(write_slice_config(demo_slice_dir, workspace, territories=territories))
     return config, territory_pipeline(config)
 
 
@@ -124,6 +126,9 @@ def test_every_territory_id_in_every_output_is_in_the_alignment(first_run, tmp_p
     assert set(alignment["territory_id"]) <= seen["territory_summary.csv"]
     assert set(alignment["territory_id"]) <= seen["report.html text"]
     assert seen["moves.csv"] and seen["recommendations.csv"]
+    reps = pd.read_csv(run_dir / "rep_changes.csv")  # load against territories.rep_capacity
+    assert reps["load_after"].to_numpy() == pytest.approx(reps["workload_after"] / 900.0)
+    assert "Reps over capacity" in html and "Load after (% of capacity)" in html
     moves = pd.read_csv(run_dir / "moves.csv", dtype=str)  # data.name_columns: county, state
     assert moves["name"].str.fullmatch(r".+, (Iowa|Nebraska)").all(), moves["name"].head()
 

@@ -63,6 +63,21 @@ def test_territory_and_rep_tables():
     r2 = changes.set_index("rep_id").loc["R2"]
     assert r2["units_gained"] == 1 and r2["potential_change"] == 60.0
     assert r2["max_km_from_home_after"] == pytest.approx(3.0)
+    assert "load_after" not in changes  # no capacity anywhere: no load
+
+
+def test_rep_load_against_capacity():
+    units = rec.unit_recommendations(_totals(), CURRENT, PROPOSED)
+    # R1 says its own capacity; R2 gets the config's rep_capacity
+    reps = pd.DataFrame({"territory_id": ["A", "B"], "rep_id": ["R1", "R2"],
+                         "capacity": [2.0, np.nan]})
+    workload = pd.Series([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], index=_totals().index)
+    xy = pd.DataFrame({"x": np.arange(6) * 1000.0, "y": 0.0}, index=_totals().index)
+    load = rec.rep_changes(reps, units, workload, xy, capacity=4.0).set_index("rep_id")
+    assert load.loc["R1", "capacity"] == 2.0 and load.loc["R2", "capacity"] == 4.0
+    assert load.loc["R1", "load_before"] == pytest.approx(4 / 2)  # 4 units of workload
+    assert load.loc["R1", "load_after"] == pytest.approx(3 / 2)
+    assert load.loc["R2", "load_after"] == pytest.approx(3 / 4)
 
 
 def test_match_territory_ids_by_overlap():
