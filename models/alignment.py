@@ -112,6 +112,7 @@ def propose_alignment(
             workload_label=tc.workload_column or "workload",
             designer_params={"time_limit_s": tc.time_limit_s, "max_restarts": tc.max_restarts,
                              "max_chains": tc.max_chains},
+            territory_names=_namer(None, current, measures["potential"]),
         )
         n_terr = auto.n_territories
     current_codes = None
@@ -123,6 +124,7 @@ def propose_alignment(
         start_labels, rep_territory_ids, fixed = _rebalance_start(
             current, current_codes, tc.n_territories, reps, fixed, unit_ids, cols)
 
+    namer = _namer(rep_territory_ids, current, measures["potential"])
     if auto is not None and fixed is None:  # the auto-K design is already this one
         labels, centres, report = auto.labels, auto.centres, auto.report
     else:
@@ -134,21 +136,19 @@ def propose_alignment(
             soft_attributes=tc.soft_attributes, max_elongation=tc.max_elongation,
         ).fit(geography.xy, geography.adjacency, attributes, unit_ids=unit_ids,
               current_labels=start_labels, fixed_centres=fixed, tolerances=tc.tolerances,
-              areas=geography.areas)
+              areas=geography.areas, territory_names=namer)
         labels, centres, report = designer.labels_, designer.centres_, designer.report_
-    names = _territory_names(labels, n_terr, rep_territory_ids, current, measures["potential"])
-    proposed = pd.Series(names, index=unit_ids, name="proposed_territory")
+    territory_names = report.territories["name"].to_numpy(dtype=object)
+    proposed = pd.Series(territory_names[labels], index=unit_ids, name="proposed_territory")
 
     current_overall = current_summary = None
     if current_codes is not None and (current_codes >= 0).all():
-        rep_current = evaluate_alignment(current_codes, geography.xy, geography.adjacency,
-                                         attributes, tolerances=tc.tolerances,
-                                         areas=geography.areas)
-        current_overall, current_summary = rep_current.overall, rep_current.territories
-        current_summary["territory"] = list(pd.Categorical(current).categories)
-    summary = report.territories.copy()
-    summary["territory"] = [str(names[labels == k][0]) if (labels == k).any() else f"empty-{k}"
-                            for k in range(len(summary))]
+        rep_current = evaluate_alignment(
+            current_codes, geography.xy, geography.adjacency, attributes,
+            tolerances=tc.tolerances, areas=geography.areas,
+            territory_names=list(pd.Categorical(current).categories))
+        current_overall, current_summary = rep_current.overall, _named(rep_current.territories)
+    summary = _named(report.territories)
     overall = dict(report.overall)
     if geography.areas is not None:
         _add_elongation(summary, overall, geography.areas, labels, len(summary))
@@ -180,9 +180,9 @@ def describe_current_alignment(
     attributes = pd.DataFrame({a: measures[a] for a in config.balance_attributes})
     categories = pd.Categorical(current, categories=sorted(current.unique()))
     report = evaluate_alignment(categories.codes, geography.xy, geography.adjacency, attributes,
-                                tolerances=config.tolerances, areas=geography.areas)
-    summary = report.territories.copy()
-    summary["territory"] = list(categories.categories)
+                                tolerances=config.tolerances, areas=geography.areas,
+                                territory_names=list(categories.categories))
+    summary = _named(report.territories)
     summary, moved = _with_movement(summary, current, current, measures["potential"])
     overall = {**report.overall, **moved}
     proposed = current.rename("proposed_territory")
@@ -232,14 +232,22 @@ def _rebalance_start(current, current_codes, n_territories, reps, fixed, unit_id
     return current_codes, territory_ids, fixed
 
 
-def _territory_names(labels: np.ndarray, n_territories: int, rep_territory_ids,
-                     current: pd.Series | None, potential: np.ndarray) -> np.ndarray:
-    """Territory id per unit: the reps' ids, else current ids matched on potential, else T01.."""
+def _namer(rep_territory_ids, current: pd.Series | None, potential: np.ndarray):
+    """How the engine names the territories of its final labels: the reps' territory
+    ids, else the current ids matched one to one on shared potential (new ids for the
+    others), else None (``T01..TK``)."""
     if rep_territory_ids is not None:
-        return np.asarray(rep_territory_ids, dtype=object)[labels]
+        return list(rep_territory_ids)
     if current is not None:
-        return rec.match_territory_ids(labels, current.to_numpy(), potential)
-    return np.asarray([f"T{k + 1:02d}" for k in range(n_territories)], dtype=object)[labels]
+        values = current.to_numpy()
+        return lambda labels, k: rec.territory_ids_by_overlap(labels, values, potential, k)
+    return None
+
+
+def _named(table: pd.DataFrame) -> pd.DataFrame:
+    """The engine's territory table keyed by name: ``territory`` is the id a manager
+    reads, and the engine's 0-based index is dropped."""
+    return table.assign(territory=table["name"].astype(str)).drop(columns="name")
 
 
 def _with_movement(summary: pd.DataFrame, current: pd.Series, proposed: pd.Series,

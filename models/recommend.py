@@ -14,37 +14,59 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 
-def match_territory_ids(
-    proposed: np.ndarray, current: np.ndarray, weight: np.ndarray, prefix: str = "N"
-) -> np.ndarray:
-    """Name proposed territories after the current ones they overlap most.
+def territory_ids_by_overlap(
+    proposed: np.ndarray, current: np.ndarray, weight: np.ndarray, n_territories: int | None = None,
+    prefix: str = "N",
+) -> list[str]:
+    """One id per proposed territory: the current territory it overlaps most, else a new id.
 
-    Overlap is measured in ``weight`` (potential), matched one to one with the
-    Hungarian algorithm; proposed territories left over get fresh ids.
+    Overlap is measured in ``weight`` (potential) and matched one to one with
+    the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`).
+    Proposed territories left over (more proposed than current territories,
+    or sharing nothing with any) get new ids ``<prefix>01``, ``<prefix>02``, ...
+    in territory order, skipping any id the current alignment uses.
 
     Parameters
     ----------
     proposed
-        Integer labels ``0..K-1`` per unit.
+        Integer labels ``0..K-1`` per unit (``-1``: unassigned).
     current
-        Current territory id per unit (str, or None where unassigned).
+        Current territory id per unit (str, or None/NaN where unassigned).
     weight
         Per-unit weight for the overlap.
+    n_territories
+        K; default ``proposed.max() + 1``.
     """
+    proposed = np.asarray(proposed)
     current = pd.Series(current, dtype="object")
-    current_ids = sorted(current.dropna().unique())
-    k = int(proposed.max()) + 1
+    known = current.notna().to_numpy() & (proposed >= 0)
+    current_ids = sorted(current[known].astype(str).unique())
+    k = int(n_territories if n_territories is not None else proposed.max() + 1)
     overlap = np.zeros((k, len(current_ids)))
+    shared = np.zeros((k, len(current_ids)), dtype=np.int64)  # units in common
     col = {t: j for j, t in enumerate(current_ids)}
-    for lab, cur, w in zip(proposed, current, weight, strict=True):
-        if cur is not None and cur == cur:
-            overlap[lab, col[cur]] += w
-    names = [f"{prefix}{i + 1:02d}" for i in range(k)]
+    cells = (proposed[known], [col[str(c)] for c in current[known]])
+    np.add.at(overlap, cells, np.asarray(weight, dtype=float)[known])
+    np.add.at(shared, cells, 1)
+    names: list[str | None] = [None] * k
     if current_ids:
-        rows, cols = linear_sum_assignment(-overlap)
-        for r, c in zip(rows, cols, strict=True):
-            names[r] = current_ids[c]
-    return np.asarray(names, dtype=object)[proposed]
+        for r, c in zip(*linear_sum_assignment(-overlap), strict=True):
+            if shared[r, c]:  # never the id of a territory it shares nothing with
+                names[r] = current_ids[c]
+    taken = set(current_ids)
+    fresh = (f"{prefix}{i:02d}" for i in range(1, k + len(taken) + 2))
+    for r in range(k):
+        if names[r] is None:
+            names[r] = next(n for n in fresh if n not in taken)
+    return [str(n) for n in names]
+
+
+def match_territory_ids(
+    proposed: np.ndarray, current: np.ndarray, weight: np.ndarray, prefix: str = "N"
+) -> np.ndarray:
+    """Territory id per unit: :func:`territory_ids_by_overlap` of each unit's territory."""
+    names = territory_ids_by_overlap(proposed, current, weight, prefix=prefix)
+    return np.asarray(names, dtype=object)[np.asarray(proposed)]
 
 
 def moves_table(
@@ -150,8 +172,10 @@ def unit_recommendations(
             side = "over" if dev > 0 else "under"
             after = proposed_dev.get(new, np.nan)
             actions.append("move")
+            ends = (f"ends {after:+.0%} from balance" if round(abs(after), 2) >= 0.01
+                    else "ends within 1% of balance")
             reasons.append(f"move from {cur} to {new}: {cur} is {abs(dev):.0%} {side} potential "
-                           f"balance; {new} ends {after:+.0%} from balance")
+                           f"balance; {new} {ends}")
         elif isinstance(gap, str):
             actions.append("check data")
             reasons.append(f"{gap}: penetration is not known; check the data before acting")
@@ -191,7 +215,7 @@ def territory_recommendations(
     label = recs["name"] if "name" in recs else pd.Series(recs.index, index=recs.index)
     ranked = recs.assign(_label=label.astype(str)).sort_values("white_space", ascending=False)
     frame["top_white_space_units"] = ranked.groupby(territory_col)["_label"].apply(
-        lambda s: ", ".join(s.head(top_units)))
+        lambda s: "; ".join(s.head(top_units)))  # names may hold commas ("Story, Iowa")
     keep = [c for c in summary.columns if c.endswith("_deviation") or c in
             ("n_components", "dispersion", "diameter_km", "polsby_popper", "moved_in",
              "moved_out")]
@@ -207,8 +231,9 @@ def rep_changes(
     xy: pd.DataFrame,
     territory_col: str = "territory_id",
     rep_col: str = "rep_id",
+    capacity: float | None = None,
 ) -> pd.DataFrame:
-    """What the realignment changes for each rep.
+    """What the realignment changes for each rep, and each rep's load against capacity.
 
     Parameters
     ----------
@@ -222,6 +247,10 @@ def rep_changes(
         Per-unit workload.
     xy
         Per-unit projected coordinates in metres, columns ``x`` and ``y``.
+    capacity
+        Workload one rep can carry, for reps without their own ``capacity``:
+        with either, ``load_before`` and ``load_after`` are the workload as a
+        share of the rep's capacity.
     """
     rows = []
     for _, rep in reps.iterrows():
@@ -241,12 +270,6 @@ def rep_changes(
             "workload_before": float(workload.reindex(recs.index[before]).sum()),
             "workload_after": float(workload.reindex(recs.index[after]).sum()),
         }
-        raw = rep.get("capacity")
-        capacity = float(pd.to_numeric(raw, errors="coerce")) if raw is not None else np.nan
-        if capacity > 0:  # NaN compares False
-            row["capacity"] = float(capacity)
-            row["load_before"] = row["workload_before"] / float(capacity)
-            row["load_after"] = row["workload_after"] / float(capacity)
         home = rep.get("home_unit_id")
         if home is not None and home == home and home in xy.index:
             hx, hy = xy.loc[home, "x"], xy.loc[home, "y"]
@@ -259,6 +282,13 @@ def rep_changes(
     frame = pd.DataFrame(rows)
     frame["potential_change"] = frame["potential_after"] - frame["potential_before"]
     frame["workload_change"] = frame["workload_after"] - frame["workload_before"]
+    own = (pd.to_numeric(reps["capacity"], errors="coerce").to_numpy() if "capacity" in reps
+           else np.full(len(reps), np.nan))
+    cap = np.where(np.isfinite(own), own, np.nan if capacity is None else float(capacity))
+    if np.isfinite(cap).any():
+        frame["capacity"] = cap
+        frame["load_before"] = frame["workload_before"] / frame["capacity"]
+        frame["load_after"] = frame["workload_after"] / frame["capacity"]
     return frame.sort_values("potential_change")
 
 
@@ -292,13 +322,15 @@ def recommend(
     territory_col: str = "territory_id",
     rep_col: str = "rep_id",
     data_gaps: pd.Series | None = None,
+    rep_capacity: float | None = None,
 ) -> Recommendations:
     """Per unit, territory and rep recommendations, white space and moves.
 
     ``proposed`` and ``current`` give each unit's territory (no current
     alignment: the proposal is compared with itself); ``unit_names`` (by
     unit) labels the units; ``reps`` with ``workload`` and ``xy`` (by unit)
-    adds what the realignment changes for each rep; ``data_gaps`` (by unit, in
+    adds what the realignment changes for each rep, and their load against
+    ``rep_capacity`` (or the reps' own ``capacity``); ``data_gaps`` (by unit, in
     words) marks units whose penetration cannot be judged.
     """
     current = current if current is not None else proposed
@@ -309,8 +341,10 @@ def recommend(
     rep_table = None
     if reps is not None:
         rep_table = rep_changes(reps, units, workload, xy, territory_col=territory_col,
-                                rep_col=rep_col)
+                                rep_col=rep_col, capacity=rep_capacity)
     uid = proposed.index.to_numpy()
     moves = moves_table(uid, current.reindex(uid).to_numpy(), proposed.to_numpy(),
                         totals["potential"].reindex(uid).to_numpy(), unit_col)
+    if unit_names is not None:
+        moves.insert(1, "name", unit_names.reindex(moves[unit_col]).to_numpy())
     return Recommendations(units, territories, rep_table, white_space_opportunities(units), moves)

@@ -184,6 +184,7 @@ __all__ = [
     "DesignResult",
     "TerritoryDesigner",
     "TerritoryReport",
+    "default_territory_names",
     "design_territories",
     "evaluate_alignment",
     "rebalance_lower_bound",
@@ -304,8 +305,24 @@ def _target_matrix(targets, values: np.ndarray, k: int) -> np.ndarray:
     return t
 
 
-def _tname(k: int, width: int) -> str:
-    return f"T{k:0{width}d}"
+def default_territory_names(k: int) -> list[str]:
+    """The names of K unnamed territories: ``T01..TK`` (never the 0-based index)."""
+    width = max(2, len(str(k)))
+    return [f"T{t + 1:0{width}d}" for t in range(k)]
+
+
+def _territory_names(territory_names, labels: np.ndarray, k: int) -> list[str]:
+    """K names: ``territory_names`` (K names, or a function of the final labels and K
+    returning them), else :func:`default_territory_names`."""
+    if territory_names is None:
+        return default_territory_names(k)
+    names = territory_names(labels, k) if callable(territory_names) else territory_names
+    names = [str(name) for name in names]
+    if len(names) != k:
+        raise ValueError(f"territory_names has {len(names)} names, expected {k}")
+    if len(set(names)) != k:
+        raise ValueError("territory_names must be distinct: two territories share a name")
+    return names
 
 
 def pct_text(x: float) -> str:
@@ -440,6 +457,7 @@ def evaluate_alignment(
     max_radius_km: float | None = None,
     areas=None,
     max_elongation: float | None = None,
+    territory_names: Sequence[str] | None = None,
 ) -> TerritoryReport:
     """Quality report for any alignment (designed or the company's current one).
 
@@ -484,6 +502,9 @@ def evaluate_alignment(
     max_elongation
         With ``areas``: territories more elongated than this are listed in the
         violations (``overall["shape_over_limit"]`` counts them).
+    territory_names
+        K distinct names, used in the table's ``name`` column, the violations
+        and the diagnosis; default ``T01..TK``.
 
     Returns
     -------
@@ -541,8 +562,7 @@ def evaluate_alignment(
         reach[t] = float(dist.max()) / 1000.0
         if max_radius_km is not None:
             n_far[t] = int((dist > 1000.0 * float(max_radius_km) + 1e-6).sum())
-    width = max(2, len(str(k - 1)))
-    names = [_tname(t, width) for t in range(k)]
+    names = _territory_names(territory_names, labels, k)
     frame = {"territory": np.arange(k), "name": names, "n_units": counts}
     frame["centre"] = [ids[c] if c >= 0 else None for c in centres]
     for j, col in enumerate(cols):
@@ -845,7 +865,7 @@ def enclave_territories(adjacency, values: np.ndarray, tgt: np.ndarray, shares: 
     return enclaves, attached, out
 
 
-def _enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols, width
+def _enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols, names
                    ) -> list[str]:
     """One diagnosis line per pocket cut off behind giant units (:func:`enclave_territories`)."""
     if not enclaves:
@@ -859,7 +879,7 @@ def _enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols
         ratio = values[units].sum(axis=0) / np.maximum(tgt[ordinary[0]], 1e-300)
         j = int(np.flatnonzero(hard)[np.argmin(ratio[hard])])
         lines.append(
-            f"{_tname(t, width)} ({len(units)} unit{'s' * (len(units) > 1)}) is cut off behind "
+            f"{names[t]} ({len(units)} unit{'s' * (len(units) > 1)}) is cut off behind "
             f"giant unit {via}: it "
             f"holds {ratio[j]:.2f}× a territory's share of {cols[j]}, so it is a territory of "
             "its own (its target is its own total) and the other territories share the rest")
@@ -927,6 +947,7 @@ def design_territories(
     areas=None,
     max_elongation: float | None = None,
     shape_tries: int = 120,
+    territory_names=None,
 ) -> DesignResult:
     """Design K balanced, contiguous, compact territories (pure function).
 
@@ -1010,6 +1031,11 @@ def design_territories(
         (:func:`_territory_shape.shape_lns`, at most ``shape_tries`` groups),
         never adding a balance violation. Territories left above the limit are
         named in ``report.diagnosis``.
+    territory_names
+        The territories' names in the report (its ``name`` column, violations
+        and diagnosis): K distinct names, or a function ``(labels, K) -> names``
+        called on the final labels (e.g. to name each territory after the
+        current one it overlaps most); default ``T01..TK``.
 
     Returns
     -------
@@ -1309,14 +1335,15 @@ def design_territories(
     assert best is not None
     labels = best.labels.astype(np.int64)
     centres = best.centres
+    names = _territory_names(territory_names, labels, k)
     report = evaluate_alignment(
         labels, xy, adjacency, attributes, tolerances=dict(zip(cols, tau, strict=True)),
         current_labels=cur, targets=tgt, centres=centres, unit_ids=ids, n_territories=k,
         max_radius_km=max_radius_km, areas=areas, max_elongation=max_elongation,
+        territory_names=names,
     )
-    width = max(2, len(str(k - 1)))
     extra = [
-        f"unit {ids[u]} is locked to {_tname(t, width)} but ended in {_tname(labels[u], width)}"
+        f"unit {ids[u]} is locked to {names[t]} but ended in {names[labels[u]]}"
         for u, t in lock.items()
         if labels[u] != t
     ]
@@ -1325,7 +1352,7 @@ def design_territories(
         locked_here = [ids[u] for u, tt in lock.items() if tt == t]
         if locked_here:
             extra.append(
-                f"{_tname(t, width)}: its locked units ({', '.join(map(str, locked_here[:5]))}) "
+                f"{names[t]}: its locked units ({', '.join(map(str, locked_here[:5]))}) "
                 "cannot be joined into one contiguous territory"
             )
     if cur is not None:
@@ -1345,8 +1372,8 @@ def design_territories(
         ratio = values[u, j] / max(share[j], 1e-300)
         reps = int(np.ceil(ratio / (1 + tau[j]) - 1e-9))
         others = int((labels == labels[u]).sum()) - 1
-        where = (f"it is {_tname(labels[u], width)} on its own" if others == 0 else
-                 f"its territory {_tname(labels[u], width)} also holds {others} other units")
+        where = (f"it is {names[labels[u]]} on its own" if others == 0 else
+                 f"its territory {names[labels[u]]} also holds {others} other units")
         report.diagnosis.insert(0, (
             f"unit {ids[u]} alone holds {ratio:.1f}× a territory's share of {cols[j]}: {where}, "
             f"and the other territories share the rest "
@@ -1354,8 +1381,8 @@ def design_territories(
     behind = _behind_giants(graph, labels, k, giants, ids, report.territories, cols, tau, hard)
     report.overall["cut_off_behind_giants"] = sorted(set(behind) | set(enclaves))  # indices
     report.diagnosis[len(giants):len(giants)] = [
-        *_enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols, width),
-        *(f"{_tname(t, width)} is cut off behind giant unit {via}: it borders no other "
+        *_enclave_lines(graph, labels, giants, enclaves, values, tgt, hard, ids, cols, names),
+        *(f"{names[t]} is cut off behind giant unit {via}: it borders no other "
           f"territory, so its {', '.join(off)} cannot be balanced"
           for t, (via, off) in sorted(behind.items()))]
     report.overall["run_time_s"] = time.perf_counter() - t0
@@ -1571,6 +1598,7 @@ class TerritoryDesigner:
         tolerances: Mapping[str, float] | None = None,
         targets: np.ndarray | None = None,
         areas=None,
+        territory_names=None,
     ) -> TerritoryDesigner:
         """Design territories for the given units; see :func:`design_territories`."""
         result = design_territories(
@@ -1582,7 +1610,7 @@ class TerritoryDesigner:
             max_restarts=self.max_restarts, max_chains=self.max_chains,
             max_radius_km=self.max_radius_km, flow_rounds=self.flow_rounds,
             soft_attributes=tuple(self.soft_attributes), areas=areas,
-            max_elongation=self.max_elongation,
+            max_elongation=self.max_elongation, territory_names=territory_names,
         )
         self.labels_ = result.labels
         self.centres_ = result.centres

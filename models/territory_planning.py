@@ -26,7 +26,6 @@ Two pure functions, each returning a small dataclass, built on
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,6 +177,7 @@ def choose_n_territories(
     designer_params: Mapping | None = None,
     unit_ids=None,
     workload_label: str | None = None,
+    territory_names=None,
 ) -> AutoKResult:
     """Choose the number of territories from rep capacity, and explain it.
 
@@ -209,6 +209,8 @@ def choose_n_territories(
         Names used in the reports.
     workload_label
         Word for the workload in the explanation (default the column name).
+    territory_names
+        A function ``(labels, K) -> K names`` for each candidate's report; default T01..TK.
 
     Returns
     -------
@@ -224,7 +226,8 @@ def choose_n_territories(
         len(attributes), wl_name, int(max_extra))
     table, chosen, best = _try_candidates(
         range(lower, last + 1), xy, adjacency, attributes, wl, total_wl, total_pot,
-        rep_capacity, potential_per_rep, tolerance, tolerances, seed, params, unit_ids)
+        rep_capacity, potential_per_rep, tolerance, tolerances, seed, params, unit_ids,
+        territory_names)
     k, designer = chosen or best
     rep = designer.report_
     text = _verdict(text, table, k, rep, taus, chosen is not None, lower, last, notes)
@@ -292,7 +295,7 @@ def _capacity_story(total_wl, total_pot, rep_capacity, potential_per_rep, min_po
 
 def _try_candidates(candidates, xy, adjacency, attributes, wl, total_wl, total_pot,
                     rep_capacity, potential_per_rep, tolerance, tolerances, seed, params,
-                    unit_ids):
+                    unit_ids, territory_names=None):
     """Design each K in turn until one is feasible: (table of tries, feasible, closest)."""
     cols = list(attributes.columns)
     rows: list[dict] = []
@@ -300,7 +303,8 @@ def _try_candidates(candidates, xy, adjacency, attributes, wl, total_wl, total_p
     for k in candidates:
         t0 = time.perf_counter()
         designer = TerritoryDesigner(n_territories=k, tolerance=tolerance, seed=seed, **params)
-        designer.fit(xy, adjacency, attributes, unit_ids=unit_ids, tolerances=tolerances)
+        designer.fit(xy, adjacency, attributes, unit_ids=unit_ids, tolerances=tolerances,
+                     territory_names=territory_names)
         rep = designer.report_
         terr_wl = np.bincount(designer.labels_, weights=wl, minlength=k)
         mean_util = total_wl / k / rep_capacity
@@ -547,12 +551,13 @@ def design_regions(
     params = {"time_limit_s": 20.0, "n_starts": 2, "max_restarts": 8, **dict(designer_params or {})}
     params.pop("n_territories", None)
     designer = TerritoryDesigner(n_territories=r, tolerance=tolerance, seed=seed, **params)
-    designer.fit(pts, tgraph, agg, unit_ids=names, tolerances=taus)
+    rnames = [f"R{i + 1:0{max(2, len(str(r)))}d}" for i in range(r)]
+    designer.fit(pts, tgraph, agg, unit_ids=names, tolerances=taus, territory_names=rnames)
     t_region = designer.labels_.astype(np.int64)
     u_region = t_region[lab]
 
-    report, rnames, counts = _region_report(u_region, t_region, xy, adjacency, attributes,
-                                            taus, unit_ids, r, k, count_tau)
+    report, counts = _region_report(u_region, t_region, xy, adjacency, attributes, taus,
+                                    unit_ids, rnames, k, count_tau)
     report.overall["run_time_s"] = designer.report_.overall["run_time_s"]
     if links:
         report.overall["territory_links"] = len(links)
@@ -568,22 +573,20 @@ def design_regions(
     )
 
 
-def _region_report(u_region, t_region, xy, adjacency, attributes, taus, unit_ids, r: int,
-                   k: int, count_tau: float | None):
+def _region_report(u_region, t_region, xy, adjacency, attributes, taus, unit_ids,
+                   rnames: list[str], k: int, count_tau: float | None):
     """The region-level report, with region names in its violations and the count check."""
-    width = max(2, len(str(r)))
-    rnames = [f"R{i + 1:0{width}d}" for i in range(r)]
+    r = len(rnames)
     report = evaluate_alignment(
         u_region, xy, adjacency, attributes,
         tolerances={c: taus[c] for c in attributes.columns}, unit_ids=unit_ids, n_territories=r,
+        territory_names=rnames,
     )
     counts = np.bincount(t_region, minlength=r)
     table = report.territories.copy()
-    table["name"] = rnames
     table.insert(3, "n_territories", counts)
     report.territories = table
-    tname = re.compile(rf"^T(\d{{{max(2, len(str(r - 1)))},}}):")  # evaluate_alignment's names
-    violations = [tname.sub(lambda m: f"{rnames[int(m.group(1))]}:", v) for v in report.violations]
+    violations = list(report.violations)
     if count_tau is not None:
         for i in range(r):
             dev = counts[i] / (k / r) - 1
@@ -594,4 +597,4 @@ def _region_report(u_region, t_region, xy, adjacency, attributes, taus, unit_ids
     report.violations = violations
     report.overall["n_violations"] = len(violations)
     report.overall["n_regions"] = r
-    return report, rnames, counts
+    return report, counts

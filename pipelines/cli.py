@@ -86,8 +86,10 @@ def _print_result(result: dict, config) -> None:
     table = Table(title="Run summary", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row(f"forecast WAPE (held-out {held_out})", f"{m['valid_wape']:.1%}")
-    table.add_row("seasonal naive WAPE (same window)", f"{m['valid_wape_seasonal_naive']:.1%}")
+    for label, key in ((f"forecast WAPE (held-out {held_out})", "valid_wape"),
+                       ("seasonal naive WAPE (same window)", "valid_wape_seasonal_naive")):
+        value = m.get(key)
+        table.add_row(label, f"{value:.1%}" if value is not None and value == value else "n/a")
     if "potential_spearman_vs_truth" in m:
         table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")
     for key, value in result["territories"].items():

@@ -64,6 +64,9 @@ class DataConfig(FrozenModel):
     ``gaps`` says what a run does with units that have no sales history or no
     demographics (:data:`territory.features.gaps.GAP_CHOICES`): stop and list
     them, leave them out of the design, or estimate their potential.
+    ``name_columns`` are the units-file columns that name a unit in the moves,
+    the recommendations and the map, joined with ", " (``[name, region]``
+    gives "Story, Iowa"); by default the ``name`` column when there is one.
     """
 
     units: Path
@@ -76,6 +79,7 @@ class DataConfig(FrozenModel):
     date_format: str | None = None
     # units with no sales history or no demographics: stop | exclude | estimate
     gaps: Literal["stop", "exclude", "estimate"] = "stop"
+    name_columns: list[str] | None = None
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     table_columns: dict[TableName, TableColumns] = Field(default_factory=dict)
 
@@ -107,6 +111,14 @@ class DataConfig(FrozenModel):
                              f"({crs.name}), not a projected CRS in metres; give one such as "
                              "'EPSG:5070' (US) or 'EPSG:3035' (Europe), or null for the UTM "
                              "zone of the data")
+        return value
+
+    @field_validator("name_columns")
+    @classmethod
+    def _some_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError("name_columns must list one or more distinct columns of the units "
+                             "file, e.g. [name, region]; or null for the name column")
         return value
 
     def columns_for(self, table: TableName) -> ColumnsConfig:

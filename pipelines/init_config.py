@@ -292,7 +292,17 @@ def plan_config(tables: dict[str, pd.DataFrame], sources: dict[str, str]) -> Pla
             f"\"import geopandas as g; g.read_file('{sources['units']}').set_crs('EPSG:4326')"
             f".to_file('{fixed}')\" and pass --units {fixed} to territory init again")
     _territory_count(plan, tables, names, len(units))
+    _name_columns(plan, units, names["units"]["unit_col"])
     return plan
+
+
+def _name_columns(plan: Plan, units: pd.DataFrame, unit_col: str) -> None:
+    """The units file's text columns (at most three, e.g. county and state) name a unit."""
+    text = [c for c in units.columns if c not in (unit_col, "geometry")
+            and (pd.api.types.is_object_dtype(units[c]) or pd.api.types.is_string_dtype(units[c]))
+            and units[c].notna().any()][:3]
+    if text:
+        plan.set("data.name_columns", text, f"text columns of the units file: {', '.join(text)}")
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -312,6 +322,7 @@ TEMPLATE: list[tuple[str, Any, str]] = [
     ("data.truth", None, "evaluation only (simulated data); leave null for real data"),
     ("data.projected_crs", None, "metres, for distances and areas; null = the UTM zone"),
     ("data.date_format", None, "strptime format of the period column; null = ISO dates"),
+    ("data.name_columns", None, "units columns that name a unit, e.g. [name, region]"),
     ("data.gaps", "stop", "units with no sales or no demographics: stop | exclude | estimate"),
     ("data.columns", None, "names inside the run; a file's own names: table_columns"),
     ("data.columns.unit_col", "unit_id", "unit id"),
@@ -385,7 +396,7 @@ TEMPLATE: list[tuple[str, Any, str]] = [
 SECTIONS = frozenset(k for k, v, _ in TEMPLATE if v is None and any(
     t.startswith(k + ".") for t, _, _ in TEMPLATE))
 #: Keys added by issue #12, written only once this version's config models know them.
-NEW_KEYS = ("data.date_format", "data.table_columns", "data.gaps")
+NEW_KEYS = ("data.date_format", "data.table_columns", "data.gaps", "data.name_columns")
 _INLINE = 56  # longer comments go on their own line above the key
 
 

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from plotly.subplots import make_subplots
 
 from territory.features.spreadsheet_safe import inert_frame
+from territory.pipelines.report_format import EXCEL_FORMATS, as_text, present
 
 # The page is opened offline: no logo link to plotly.com and no "Share to Plotly Cloud"
 # button (plotly.js 3 shows it by default); zoom, pan and PNG download work offline and stay.
@@ -76,11 +77,13 @@ h1{margin-bottom:0} .sub{color:#666;margin-top:4px}
 .kpis{display:flex;gap:16px;flex-wrap:wrap;margin:16px 0}
 .kpi{background:#f4f6f8;border-radius:8px;padding:10px 14px;min-width:150px}
 .kpi b{display:block;font-size:1.3em}
-table{border-collapse:collapse;font-size:.85em;margin:8px 0 24px}
-th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right}
-th{background:#f4f6f8;cursor:pointer;position:sticky;top:0} th:hover{background:#e3e8ee}
-td:first-child,th:first-child{text-align:left}
-.scroll{max-height:420px;overflow:auto}
+table{border-collapse:separate;border-spacing:0;font-size:.85em;margin:8px 0 24px}
+th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
+.text{text-align:left} td.wrap{white-space:normal;min-width:24em}
+th{background:#f4f6f8;cursor:pointer;position:sticky;top:0;z-index:1} th:hover{background:#e3e8ee}
+td:first-child,th:first-child{text-align:left;position:sticky;left:0;background:#fff;z-index:2}
+th:first-child{background:#f4f6f8;z-index:3}
+.scroll{max-height:420px;overflow:auto;max-width:100%}
 </style></head><body>
 <h1>{{ c.title }}</h1><p class="sub">{{ c.subtitle }}</p>
 <div class="kpis">{% for k, v in c.headline %}<div class="kpi">{{ k }}<b>{{ v }}</b></div>{% endfor %}</div>
@@ -101,10 +104,28 @@ document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventL
 
 
 def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(
-        index=False, escape=True, classes="sortable", border=0, na_rep="",
-        float_format=lambda v: f"{v:,.2f}",
-    )
+    """Headers in words, numbers formatted by kind (:mod:`territory.pipelines.report_format`);
+    numbers and short text stay on one line (the table scrolls), long text wraps."""
+    presented = present(frame)
+    shown = as_text(presented)
+    text = [presented.kinds[c] == "text" for c in shown.columns]
+    wrap = [t and shown[c].astype(str).str.len().max() > 60 for t, c in zip(text, shown.columns,
+                                                                           strict=True)]
+    head = "".join(('<th class="text">' if t else "<th>") + f"{html.escape(str(c))}</th>"
+                   for c, t in zip(shown.columns, text, strict=True))
+    opening = ['<td class="text wrap">' if w else '<td class="text">' if t else "<td>"
+               for t, w in zip(text, wrap, strict=True)]
+    body = []
+    for row in shown.itertuples(index=False):
+        cells = "".join(f"{tag}{'' if _blank(v) else html.escape(str(v))}</td>"
+                        for v, tag in zip(row, opening, strict=True))
+        body.append(f"<tr>{cells}</tr>")
+    return (f'<table class="dataframe sortable"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _blank(value) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def render_html(content: ReportContent) -> str:
@@ -122,7 +143,9 @@ def render_html(content: ReportContent) -> str:
 
 
 def write_excel(tables: dict[str, pd.DataFrame], path: Path) -> None:
-    """One sheet per table, bold frozen header, sensible number formats and widths.
+    """One sheet per table, bold frozen header and first column, widths, and the
+    report's headers in words; numbers stay numbers, with an Excel format per kind
+    (:mod:`territory.pipelines.report_format`: 3.2% deviations, whole-number amounts).
 
     Text that a spreadsheet would run as a formula is written as inert text
     (:func:`territory.features.spreadsheet_safe.inert_frame`).
@@ -132,19 +155,21 @@ def write_excel(tables: dict[str, pd.DataFrame], path: Path) -> None:
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, frame in tables.items():
             sheet = re.sub(r"[\[\]:*?/\\]", "-", name)[:31]
-            frame = inert_frame(frame)
+            presented = present(frame)
+            frame = inert_frame(presented.frame)
+            shown = as_text(presented)  # as the report shows it, to size the columns
             frame.to_excel(writer, sheet_name=sheet, index=False)
             ws = writer.sheets[sheet]
-            ws.freeze_panes = "A2"
+            ws.freeze_panes = "B2"
             for cell in ws[1]:
                 cell.font = Font(bold=True)
                 cell.fill = PatternFill("solid", fgColor="DDE4EE")
-            for j, column in enumerate(frame.columns, start=1):
+            for j, column in enumerate(presented.frame.columns, start=1):  # names before inert
                 letter = ws.cell(row=1, column=j).column_letter
-                width = max([len(str(column)), *(len(str(v)) for v in frame[column].head(200)), 8])
+                width = max([len(str(column)), *(len(str(v)) for v in shown[column].head(200)),
+                             8])
                 ws.column_dimensions[letter].width = min(width + 2, 60)
-                if pd.api.types.is_float_dtype(frame[column]):
-                    percent = any(k in column for k in ("deviation", "penetration", "share"))
-                    fmt = "0.0%" if percent else "#,##0.00"
+                fmt = EXCEL_FORMATS.get(presented.kinds[column])
+                if fmt is not None:
                     for row in ws.iter_rows(min_row=2, min_col=j, max_col=j):
                         row[0].number_format = fmt

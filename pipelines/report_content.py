@@ -26,6 +26,20 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.0%}"
 
 
+def _finite(value) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
+def period_word(frequency: str) -> str:
+    """The calendar word of a frequency code: MS -> "month", W-MON -> "week"."""
+    return frequency_spec(frequency).singular
+
+
+def period_words(frequency: str, n: int) -> str:
+    """``n`` periods of ``frequency`` in words: ("QS", 4) -> "4 quarters"."""
+    return periods_in_words(int(n), frequency)
+
+
 def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray) -> pd.Series:
     r = recs.reindex(unit_ids)
     name = r["name"].astype(str) + " " if "name" in r else ""
@@ -37,29 +51,36 @@ def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray) -> pd.Series:
 
 
 def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> list[str]:
-    """Model quality in plain words."""
-    m = trained.metrics
-    freq = config.features.frequency
-    held_out = periods_in_words(config.forecast.validation_periods, freq)
-    naive = ("repeating the last year" if freq == "YS"
-             else f"repeating last year's {frequency_spec(freq).plural}")
-    sentences = [
-        f"Over the last {held_out} held out from training, "
-        f"forecasts were within ±{m['valid_wape']:.0%} of actual sales in total (WAPE), "
-        f"against ±{m['valid_wape_seasonal_naive']:.0%} for {naive}.",
-        f"Forecasts ran {abs(m['valid_bias']):.1%} "
-        f"{'high' if m['valid_bias'] > 0 else 'low'} overall on that window.",
-        f"Forecast ranges are built to hold {config.forecast.interval_level:.0%} of outcomes.",
-    ]
+    """Model quality in plain words; a measure that could not be computed is left out."""
+    m, freq = trained.metrics, config.features.frequency
+    held_out = period_words(freq, config.forecast.validation_periods)
+    wape, naive, bias = (m.get(k) for k in ("valid_wape", "valid_wape_seasonal_naive",
+                                            "valid_bias"))
+    if _finite(wape):
+        first = (f"Over the last {held_out} held out from training, forecasts were within "
+                 f"±{wape:.0%} of actual sales in total (WAPE)")
+        word = period_word(freq)
+        same = "last year's value" if word == "year" else f"last year's {word}s"
+        first += (f", against ±{naive:.0%} for repeating {same}." if _finite(naive) else
+                  "; the history is too short to compare with repeating last year.")
+        sentences = [first]
+    else:
+        sentences = [f"The forecast could not be scored on the last {held_out}: the history is "
+                     "too short to hold them out."]
+    if _finite(bias):
+        sentences.append(f"Forecasts ran {abs(bias):.1%} {'high' if bias > 0 else 'low'} "
+                         "overall on that window.")
+    sentences.append(
+        f"Forecast ranges are built to hold {config.forecast.interval_level:.0%} of outcomes.")
     for key, value in m.items():
-        if key.startswith("backtest_coverage") and np.isfinite(value):
+        if key.startswith("backtest_coverage") and _finite(value):
             sentences[-1] += f" In the backtest they held {value:.0%}."
             break
-    if "potential_spearman_vs_truth" in scores.metrics:
+    spearman = scores.metrics.get("potential_spearman_vs_truth")
+    if _finite(spearman):
         sentences.append(
             "On this simulated company, estimated potential ranks units with a rank "
-            f"correlation of {scores.metrics['potential_spearman_vs_truth']:.2f} against the "
-            "true potential.")
+            f"correlation of {spearman:.2f} against the true potential.")
     return sentences
 
 
@@ -87,7 +108,8 @@ def report_content(
         "Penetration": u["penetration"].fillna(0.0).reset_index(drop=True),
     }
     figures = {"Map": interactive_map(units.reset_index(drop=True), territory_layers,
-                                      value_layers, _hover_text(recs.units, uid))}
+                                      value_layers, _hover_text(recs.units, uid),
+                                      value_formats={"Penetration": "{:.0%}"})}
     if design.current_summary is not None:
         deviations = {}
         for attr in tc.balance_attributes:
@@ -99,9 +121,10 @@ def report_content(
             figures["Balance before and after"] = rpt.balance_chart(deviations, tc.tolerance)
 
     ov = design.overall
-    ahead = periods_in_words(config.forecast.horizon, config.features.frequency)
+    ahead = period_words(config.features.frequency, config.forecast.horizon)
+    monthly = period_word(config.features.frequency) in ("month", "quarter", "year")
     headline = [
-        ("As of", f"{features.as_of:%Y-%m}"),
+        ("As of", f"{features.as_of:%Y-%m}" if monthly else f"{features.as_of:%Y-%m-%d}"),
         ("Units", f"{len(uid):,}"),
         ("Territories", f"{design.n_territories or tc.n_territories}"),
         (f"Forecast, next {ahead}", f"{u['forecast'].sum():,.0f}"),
@@ -113,24 +136,29 @@ def report_content(
         headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
                          if now is not None else _pct(new)))
     headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
+    if recs.reps is not None and "load_after" in recs.reps:
+        known = recs.reps["load_after"].dropna()
+        over = int((known > 1 + 1e-9).sum())
+        headline.append(("Reps over capacity", f"{over} of {len(known)} (busiest at "
+                                               f"{_pct(known.max())})"))
     if design.region_summary is not None:
         headline.append(("Regions", f"{len(design.region_summary)}"))
     tables = {
-        "Territories": recs.territories.round(3),
+        "Territories": recs.territories,
         "White-space opportunities": recs.opportunities.head(100)[
             [c for c in ["rank", cols.unit_col, "name", "proposed_territory", "forecast",
                          "potential", "white_space", "penetration", "action", "reason",
                          "drivers"] if c in recs.opportunities]],
     }
     if recs.reps is not None:
-        tables["Reps: what changes"] = recs.reps.round(1)
+        tables["Reps: what changes"] = recs.reps
     tables["Moves"] = recs.moves.head(500)
     if inputs.gaps:
         tables["Data gaps"] = inputs.gaps.table(config.data.gaps, config.data.columns.unit_col)
     if design.region_summary is not None:
-        tables["Regions"] = design.region_summary.round(3)
+        tables["Regions"] = design.region_summary
     if design.plans is not None and len(design.plans) > 1:
-        tables["The price of balance: plans tried"] = design.plans.round(3)
+        tables["The price of balance: plans tried"] = design.plans
     if design.auto_k:
         tables["Number of territories"] = pd.DataFrame({"why": [design.auto_k]})
     if design.violations:

@@ -186,9 +186,28 @@ def recommend_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, sco
     xy = pd.DataFrame(features.xy, columns=["x", "y"], index=by_unit.index.to_numpy())
     return rec.recommend(
         scores.unit_totals, design.proposed, design.current, design.summary, cols.unit_col,
-        unit_names=by_unit["name"] if "name" in by_unit else None, reps=inputs.reps,
+        unit_names=unit_names(config, inputs.units), reps=inputs.reps,
         workload=features.workload, xy=xy, territory_col=cols.territory_col,
-        rep_col=cols.rep_col, data_gaps=inputs.gaps.by_unit())
+        rep_col=cols.rep_col, rep_capacity=config.territories.rep_capacity,
+        data_gaps=inputs.gaps.by_unit())
+
+
+def unit_names(config: RunConfig, units: pd.DataFrame) -> pd.Series | None:
+    """Each unit's name, by unit id: ``data.name_columns`` joined with ", " (blank parts
+    left out), else the ``name`` column, else None."""
+    columns = config.data.name_columns or (["name"] if "name" in units else [])
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in units]
+    if missing:
+        raise InputError(str(config.data.units), "name columns not in the units file",
+                         column=", ".join(missing), key="data.name_columns",
+                         hint="list columns of the units file "
+                              f"({', '.join(map(str, units.columns[:12]))}), or set it to null")
+    parts = units[columns].astype("string").apply(lambda col: col.str.strip())
+    names = parts.apply(lambda row: ", ".join(v for v in row if isinstance(v, str) and v), axis=1)
+    return pd.Series(names.to_numpy(dtype=object),
+                     index=units[config.data.columns.unit_col].to_numpy(), name="name")
 
 
 def market_table(config: RunConfig, inputs: Inputs, graph) -> pd.DataFrame:

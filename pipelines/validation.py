@@ -111,6 +111,9 @@ def check_run_inputs(config: RunConfig, inputs, today: pd.Timestamp | None = Non
                 column="capacity",
                 hint="add a capacity column (workload one rep carries) to the reps file, or set "
                      "territories.rep_capacity, or set n_territories to a number")
+    from territory.pipelines.stages import unit_names
+
+    unit_names(config, inputs.units)  # name_columns that the units file lacks stop here
     if config.runner == "local":  # a Dask cluster's memory is the cluster's
         memory = estimate_memory(config, inputs)
         checks.check_memory(memory.needed, memory.available, str(data.sales))

@@ -67,6 +67,7 @@ def write_slice_config(slice_dir: Path, workspace: Path, **overrides) -> Path:
             "reps": str(slice_dir / "reps.csv"),
             "truth": str(slice_dir / "truth.parquet"),
             "projected_crs": "EPSG:5070",
+            "name_columns": ["name", "region"],
         },
         "forecast": {"n_estimators": 60, "learning_rate": 0.15, "max_train_rows": 20000,
                      "early_stopping_rounds": 10},

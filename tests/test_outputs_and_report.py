@@ -71,12 +71,33 @@ def test_report_has_map_and_sortable_table():
 
 def test_excel_has_one_sheet_per_table_with_formats(tmp_path):
     path = tmp_path / "r.xlsx"
-    tables = {"Territory summary": pd.DataFrame({"territory": ["T1"], "potential_deviation": [0.1],
-                                                 "potential_total": [1234.5]})}
+    tables = {"Territory summary": pd.DataFrame({
+        "territory": ["T1"], "potential_deviation": [0.1], "potential_total": [10_028_417.07],
+        "diameter_km": [312.46], "disruption_units_pct": [12.5], "n_components": [1]})}
     rpt.write_excel(tables, path)
     ws = load_workbook(path)["Territory summary"]
-    assert ws["A1"].font.bold and ws.freeze_panes == "A2"
-    assert ws["B2"].number_format == "0.0%" and ws["C2"].number_format == "#,##0.00"
+    assert ws["A1"].font.bold and ws.freeze_panes == "B2"  # header row and first column
+    assert [c.value for c in ws[1]] == ["Territory", "Potential vs target", "Potential",
+                                        "Span (km)", "Disruption units (%)", "Pieces"]
+    assert ws["B2"].value == 0.1 and ws["C2"].value == 10_028_417.07  # numbers stay numbers
+    assert ws["B2"].number_format == "+0.0%;-0.0%;0.0%" and ws["C2"].number_format == "#,##0"
+    assert ws["D2"].number_format == "#,##0.0#" and ws["E2"].number_format == '0.0"%"'
+    assert ws["F2"].number_format == "#,##0"
+
+
+def test_report_tables_read_in_words_with_units_and_rounded_numbers():
+    table = pd.DataFrame({"territory": ["T1", "T2"], "potential_deviation": [0.0312, -0.05],
+                          "potential": [10_028_417.07, 9_000_000.0], "penetration": [0.5, 0.25],
+                          "diameter_km": [312.46, 8.123], "units_gained": [3, 0],
+                          "reason": ["x" * 80, "short"]})
+    html = rpt._table_html(table)
+    for text in ('<th class="text">Territory</th>', "<th>Potential vs target</th>",
+                 "<th>Span (km)</th>", "<th>Units gained</th>", "+3.1%", "-5.0%", "10,028,417",
+                 "50.0%", "312.5", "8.12", '<td class="text wrap">' + "x" * 80,
+                 '<th class="text">Reason'):
+        assert text in html, text
+    assert "10,028,417.07" not in html and "0.0312" not in html
+    assert "potential_deviation" not in html
 
 
 def test_hostile_names_render_as_text_in_chromium(tmp_path):

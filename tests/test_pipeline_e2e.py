@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -27,7 +28,9 @@ def first_run(prefect_harness, demo_slice_dir, tmp_path_factory):
     from territory.pipelines.flows import territory_pipeline
 
     workspace = tmp_path_factory.mktemp("e2e") / "workspace"
-    config = load_config(write_slice_config(demo_slice_dir, workspace))
+    territories = {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10,
+                   "rep_capacity": 900.0}  # only reported here: K is given
+    config = load_config(write_slice_config(demo_slice_dir, workspace, territories=territories))
     return config, territory_pipeline(config)
 
 
@@ -76,6 +79,58 @@ def test_golden_outputs_unchanged(first_run):
                  ["unit_id", "horizon"])
     check_golden(pd.read_csv(run_dir / "territory_summary.csv"), "slice_territory_summary",
                  ["territory"])
+
+
+TERRITORY_COLUMNS = {"territory", "territory_id", "current_territory", "proposed_territory",
+                     "from_territory", "to_territory", "Territory", "Current territory",
+                     "Proposed territory", "From territory", "To territory"}
+ID_LIKE = re.compile(r"\b[TN]\d{2,}\b")  # the slice's ids (T10, N01) and engine-style names
+
+
+def _ids_in(frame: pd.DataFrame) -> set[str]:
+    """Values of the territory columns, and id-like words in every other text cell."""
+    ids = {str(v) for c in frame.columns if c in TERRITORY_COLUMNS for v in frame[c].dropna()}
+    text = frame.drop(columns=[c for c in frame.columns if c in TERRITORY_COLUMNS])
+    return ids | {m for v in text.to_numpy().ravel() if isinstance(v, str)
+                  for m in ID_LIKE.findall(v)}
+
+
+def test_every_territory_id_in_every_output_is_in_the_alignment(first_run, tmp_path):
+    """One name per territory: CSVs, workbook, report, MLflow tables and the run's text."""
+    from html import unescape
+
+    config, result = first_run
+    run_dir = result["run_dir"]
+    alignment = pd.read_parquet(run_dir / "alignment.parquet")
+    published = set(alignment["territory_id"]) | set(alignment["current_territory"].dropna())
+    seen: dict[str, set[str]] = {}
+    for path in sorted(run_dir.glob("*.csv")):
+        seen[path.name] = _ids_in(pd.read_csv(path, dtype=str))
+    for name, sheet in pd.read_excel(run_dir / "report.xlsx", sheet_name=None, dtype=str).items():
+        seen[f"report.xlsx/{name}"] = _ids_in(sheet)
+    html = (run_dir / "report.html").read_text()
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", html, flags=re.S)
+    page = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", " ", html, flags=re.S))
+    seen["report.html text"] = set(ID_LIKE.findall(unescape(page)))
+    figures = [s for s in scripts if "Plotly.newPlot" in s and len(s) < 2_000_000]
+    seen["report.html figures"] = {m for s in figures for m in ID_LIKE.findall(unescape(s))}
+    seen["run text"] = {m for line in result["violations"] + result["diagnosis"]
+                        for m in ID_LIKE.findall(line)}
+    client = MlflowClient(tracking_uri=_uri(config))
+    for artifact in client.list_artifacts(result["mlflow_run_id"]):
+        if artifact.path.endswith(".csv"):
+            local = client.download_artifacts(result["mlflow_run_id"], artifact.path, tmp_path)
+            seen[f"mlflow/{artifact.path}"] = _ids_in(pd.read_csv(local, dtype=str))
+    stray = {where: sorted(ids - published) for where, ids in seen.items() if ids - published}
+    assert stray == {}, stray
+    assert set(alignment["territory_id"]) <= seen["territory_summary.csv"]
+    assert set(alignment["territory_id"]) <= seen["report.html text"]
+    assert seen["moves.csv"] and seen["recommendations.csv"]
+    reps = pd.read_csv(run_dir / "rep_changes.csv")  # load against territories.rep_capacity
+    assert reps["load_after"].to_numpy() == pytest.approx(reps["workload_after"] / 900.0)
+    assert "Reps over capacity" in html and "Load after (% of capacity)" in html
+    moves = pd.read_csv(run_dir / "moves.csv", dtype=str)  # data.name_columns: county, state
+    assert moves["name"].str.fullmatch(r".+, (Iowa|Nebraska)").all(), moves["name"].head()
 
 
 def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
@@ -175,18 +230,48 @@ def test_report_renders_in_headless_chromium(first_run):
         layer_buttons = page.evaluate(
             "Array.from(document.querySelectorAll('.updatemenu-button text'))"
             ".map(t => t.textContent)")
-        # Sorting works: click the 'potential' header of the territory table twice.
+        # Sorting works: click the 'Potential' header of the territory table twice.
         sorted_ok = page.evaluate("""(() => {
             const table = document.querySelector('table.sortable');
             const idx = Array.from(table.tHead.rows[0].cells)
-                .findIndex(c => c.textContent === 'potential');
+                .findIndex(c => c.textContent === 'Potential');
             const th = table.tHead.rows[0].cells[idx];
             th.click(); th.click();
             const vals = Array.from(table.tBodies[0].rows)
                 .map(r => parseFloat(r.cells[idx].textContent.replace(/,/g, '')));
             return vals.every((v, i) => i === 0 || vals[i - 1] >= v);
         })()""")
+        frozen = page.evaluate("getComputedStyle(document.querySelector('table.sortable td')"
+                               ").position")
+        fills = page.evaluate("""Object.fromEntries(document.querySelector('.js-plotly-plot')
+            .data.filter(t => t.fill === 'toself' && t.legendgroup === 'Proposed territories')
+            .map(t => [t.name, t.fillcolor]))""")
+        shown = page.evaluate("""(() => {
+            const h = Array.from(document.querySelectorAll('h2'))
+                .find(e => e.textContent === 'Territories');
+            const t = h.nextElementSibling.nextElementSibling.querySelector('table');
+            return Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.textContent));
+        })()""")
         shot = page.screenshot(ARTIFACTS / "report.png")
+    # every number of the territory table is the CSV's, formatted
+    table = pd.DataFrame(shown[1:], columns=shown[0]).set_index("Territory")
+    csv = pd.read_csv(result["run_dir"] / "territory_recommendations.csv").set_index("territory")
+    assert sorted(table.index) == sorted(csv.index)
+    for territory, row in csv.iterrows():
+        assert table.loc[territory, "Potential"] == f"{row['potential']:,.0f}"
+        assert table.loc[territory, "Forecast"] == f"{row['forecast']:,.0f}"
+        assert table.loc[territory, "Penetration"] == f"{100 * row['penetration']:.1f}%"
+        assert table.loc[territory, "Potential vs target"] == \
+            f"{100 * row['potential_deviation']:+.1f}%"
+        assert table.loc[territory, "Units"] == f"{row['units']:,.0f}"
+    assert frozen == "sticky"  # the first column stays when a wide table scrolls
+    territories = gpd.read_file(result["run_dir"] / "territories.geojson").set_index(
+        "territory_id").to_crs("EPSG:5070")
+    assert sorted(fills) == sorted(territories.index)
+    for a, geom in territories.geometry.items():  # what the browser draws: neighbours differ
+        for b, other in territories.geometry.items():
+            if a < b and geom.buffer(10.0).intersects(other):
+                assert fills[a] != fills[b], (a, b)
     assert title.startswith("Territory plan")
     assert n_maps >= 2 and n_tables >= 3
     assert {"Proposed territories", "Current alignment", "Potential", "White space"} <= set(
@@ -239,7 +324,7 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     from territory.pipelines.publish import setup_tracking, tracking_uri
     from territory.pipelines.serving import score_all
 
-    config, _ = first_run
+    config, result = first_run
     csv_path, batch, _ = score_all(config, tmp_path / "scores")
     assert csv_path.is_file() and len(batch) == len(gpd.read_parquet(config.data.units))
     port = free_port()
@@ -276,6 +361,8 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         for col in ("forecast", "potential", "white_space"):
             assert served[col].to_numpy() == pytest.approx(expected[col].to_numpy(), rel=1e-6)
         assert list(served["action"]) == list(expected["action"])
+        published = pd.read_parquet(result["run_dir"] / "alignment.parquet")  # one name each
+        assert set(served["proposed_territory"]) <= set(published["territory_id"])
 
         status, body = _post(port, {"dataframe_records": rows.to_dict(orient="records")[:1]})
         assert status == 200 and len(body["predictions"]) == 1

@@ -63,12 +63,53 @@ def test_territory_and_rep_tables():
     r2 = changes.set_index("rep_id").loc["R2"]
     assert r2["units_gained"] == 1 and r2["potential_change"] == 60.0
     assert r2["max_km_from_home_after"] == pytest.approx(3.0)
+    assert "load_after" not in changes  # no capacity anywhere: no load
+
+
+def test_rep_load_against_capacity():
+    units = rec.unit_recommendations(_totals(), CURRENT, PROPOSED)
+    # R1 says its own capacity; R2 gets the config's rep_capacity
+    reps = pd.DataFrame({"territory_id": ["A", "B"], "rep_id": ["R1", "R2"],
+                         "capacity": [2.0, np.nan]})
+    workload = pd.Series([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], index=_totals().index)
+    xy = pd.DataFrame({"x": np.arange(6) * 1000.0, "y": 0.0}, index=_totals().index)
+    load = rec.rep_changes(reps, units, workload, xy, capacity=4.0).set_index("rep_id")
+    assert load.loc["R1", "capacity"] == 2.0 and load.loc["R2", "capacity"] == 4.0
+    assert load.loc["R1", "load_before"] == pytest.approx(4 / 2)  # 4 units of workload
+    assert load.loc["R1", "load_after"] == pytest.approx(3 / 2)
+    assert load.loc["R2", "load_after"] == pytest.approx(3 / 4)
 
 
 def test_match_territory_ids_by_overlap():
     names = rec.match_territory_ids(np.array([1, 1, 0, 0, 2]), np.array(["A", "A", "B", "B", "B"]),
                                     np.ones(5))
-    assert list(names) == ["A", "A", "B", "B", "N03"]
+    assert list(names) == ["A", "A", "B", "B", "N01"]
+
+
+def test_new_territory_ids_never_clash_with_current_ones():
+    # the company already uses N01 and N02: the two new territories become N03 and N04
+    proposed = np.array([0, 0, 1, 2, 3, 3])
+    current = np.array(["N01", "N01", None, "N02", None, None], dtype=object)
+    names = rec.territory_ids_by_overlap(proposed, current, np.ones(6), n_territories=5)
+    assert names == ["N01", "N03", "N02", "N04", "N05"]  # territory 4 is empty: still named
+    assert len(set(names)) == 5
+
+
+def test_territory_ids_match_the_best_one_to_one_overlap():
+    """The matching maximises the total shared potential (brute-force oracle)."""
+    from itertools import permutations
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        proposed = rng.integers(0, 4, 40)
+        current = rng.choice(np.array(["A", "B", "C", "D"], dtype=object), 40)
+        weight = rng.uniform(0, 10, 40)
+        names = rec.territory_ids_by_overlap(proposed, current, weight, n_territories=4)
+        overlap = {(p, c): weight[(proposed == p) & (current == c)].sum()
+                   for p in range(4) for c in "ABCD"}
+        best = max(sum(overlap[p, c] for p, c in enumerate(perm))
+                   for perm in permutations("ABCD"))
+        assert sum(overlap.get((p, n), 0.0) for p, n in enumerate(names)) == pytest.approx(best)
 
 
 def test_served_bundle_validates_requests():

@@ -17,6 +17,7 @@ from territory.features.errors import InputError
 from territory.features.spreadsheet_safe import inert_frame, inert_text, write_csv
 from territory.pipelines import report as rpt
 from territory.pipelines.config import load_config
+from territory.pipelines.report_format import present
 
 HOSTILE = ['=HYPERLINK("http://x","y")', "=CMD|' /C calc'!A0", "+1+1", "@SUM(A1)", "-2+3",
            "\t=1+1", "\r=1+1"]
@@ -67,11 +68,11 @@ def test_excel_cells_are_inert_text_and_numbers_read_back(tmp_path):
     assert ws["E1"].value == "'=evil header"
     assert ws["C2"].data_type == "n" and ws["C2"].value == pytest.approx(-0.3)
     back = pd.read_excel(path, sheet_name="Territory summary")
-    expected = inert_frame(table)
+    expected = inert_frame(present(table).frame)  # the report's headers in words
     assert list(back.columns) == list(expected.columns)
-    assert list(back["territory"]) == [t.replace("\r", "\n") for t in expected["territory"]]
-    np.testing.assert_allclose(back["potential_deviation"], table["potential_deviation"])
-    assert back["units"].tolist() == table["units"].tolist()
+    assert list(back["Territory"]) == [t.replace("\r", "\n") for t in expected["Territory"]]
+    np.testing.assert_allclose(back["Potential vs target"], table["potential_deviation"])
+    assert back["Units"].tolist() == table["units"].tolist()
 
 
 def test_csv_cells_are_inert_text_and_numbers_read_back(tmp_path):

@@ -183,7 +183,7 @@ def test_a_territory_cut_off_behind_a_giant_is_named():
 def test_locked_units_that_cannot_be_joined_are_reported():
     xy, adj = lattice(8, 8)
     values = attrs(len(xy), 2)
-    wall = {3 + 8 * r: 0 for r in range(8)}  # column 3 belongs to T00 and cuts the lattice
+    wall = {3 + 8 * r: 0 for r in range(8)}  # column 3 belongs to T01 and cuts the lattice
     res = design_territories(xy, adj, values, 3, seed=0, locked={**wall, 0: 2, 7: 2})
     assert res.labels[0] == 2 and res.labels[7] == 2
     assert all(res.labels[u] == 0 for u in wall)
@@ -255,8 +255,8 @@ def test_evaluate_alignment_hand_computed():
     assert o["disruption_units_pct"] == pytest.approx(20.0)
     assert o["disruption_potential_pct"] == pytest.approx(100 * 2 / 12)
     assert o["total_dispersion"] == pytest.approx(10000.0)
-    assert "T00: potential 16.7% under target (τ=5%)" in rep.violations
-    assert "T00: not contiguous (2 separate pieces)" in rep.violations
+    assert "T01: potential 16.7% under target (τ=5%)" in rep.violations
+    assert "T01: not contiguous (2 separate pieces)" in rep.violations
 
 
 def test_evaluate_alignment_polsby_popper_square():
@@ -554,7 +554,7 @@ def test_evaluate_alignment_reports_radius_hand_computed():
     labels = np.zeros(5, dtype=int)
     rep = evaluate_alignment(labels, xy, adj, values, centres=np.array([1]), max_radius_km=2.5)
     assert rep.territories["radius_km"].tolist() == [3.0]
-    assert rep.violations == ["T00: 1 units farther than 2.5 km from the centre (up to 3.0 km)"]
+    assert rep.violations == ["T01: 1 units farther than 2.5 km from the centre (up to 3.0 km)"]
     assert evaluate_alignment(labels, xy, adj, values, centres=np.array([1]),
                               max_radius_km=3.0).violations == []
 
@@ -650,14 +650,14 @@ def test_diagnosis_names_a_block_that_cannot_balance_both_attributes_alone():
     values = pd.DataFrame({"potential": np.where(left, 2.0, 1.0),
                            "workload": np.where(left, 1.0, 2.0)})
     rep = evaluate_alignment(_strips(), xy, adj, values, 0.05)
-    # T00 and T01 are +33% / -33%: ratio 2, so alone they balance only at (2-1)/(2+1) = 33.3%
+    # T01 and T02 are +33% / -33%: ratio 2, so alone they balance only at (2-1)/(2+1) = 33.3%
     assert len(rep.diagnosis) == 2, rep.diagnosis
     left_block = rep.diagnosis[0]
-    assert left_block.startswith("T00, T01 (2 territories, 32 units): together potential +33.3%, "
+    assert left_block.startswith("T01, T02 (2 territories, 32 units): together potential +33.3%, "
                                  "workload -33.3% of target")
     assert "only at a tolerance of ±33.3% or more" in left_block
-    assert "1 of the 1 territories around them deviate the other way (T02)" in left_block
-    assert rep.diagnosis[1].startswith("T02, T03 (2 territories, 32 units)")
+    assert "1 of the 1 territories around them deviate the other way (T03)" in left_block
+    assert rep.diagnosis[1].startswith("T03, T04 (2 territories, 32 units)")
     assert rep.overall["n_violations"] == 8  # the diagnosis explains, it does not count
 
 
@@ -665,7 +665,7 @@ def test_diagnosis_is_empty_when_balanced_or_when_a_neighbour_can_take_the_surpl
     xy, adj = lattice(8, 8)
     even = pd.DataFrame({"potential": np.ones(64), "workload": np.ones(64)})
     assert evaluate_alignment(_strips(), xy, adj, even, 0.05).diagnosis == []
-    # one attribute, T00 over and its neighbour T01 under: an ordinary surplus, no diagnosis
+    # one attribute, T01 over and its neighbour T02 under: an ordinary surplus, no diagnosis
     one = pd.DataFrame({"potential": np.where(xy[:, 0] < 2000, 1.5, 1.0)})
     rep = evaluate_alignment(_strips(), xy, adj, one, 0.05)
     assert rep.violations and rep.diagnosis == []
@@ -678,7 +678,7 @@ def test_diagnosis_when_nobody_around_can_take_the_surplus():
     rep = evaluate_alignment(_strips(), xy, adj, values, 0.05, targets=np.full((4, 1), 10.0),
                              n_territories=4)
     assert rep.diagnosis == [
-        "T00, T01, T02, T03 (4 territories, 64 units): together potential +60% of target; "
+        "T01, T02, T03, T04 (4 territories, 64 units): together potential +60% of target; "
         "none of the 0 territories around them deviates the other way. If this persists: "
         "widen a tolerance, change the number of territories, or balance fewer attributes"
     ]
