@@ -70,8 +70,9 @@ def main() -> None:
     print(table.round(4).to_string())
     ours, naive = table.loc["forecast", "wape"], table.loc["seasonal_naive", "wape"]
     print(f"LightGBM WAPE vs seasonal naive: {ours / naive - 1:+.1%}")
-    if "ets" in table.index:
-        print(f"ETS fallbacks to seasonal naive: {res.ets_fallbacks}/{res.ets_series}")
+    if res.member_series:
+        print(f"statistical members' per-unit fallbacks (ADIDA/CrostonSBA): "
+              f"{res.member_fallbacks}/{res.member_series}")
     per_h = res.table().query("horizon != 'all'")
     per_h = per_h.pivot(index="horizon", columns="model", values="wape").join(
         res.interval_table().query("horizon != 'all'").set_index("horizon")["coverage"])

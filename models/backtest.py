@@ -15,11 +15,12 @@ baselines, computed from the history up to the origin only:
   value, for annual data); the season is the data's (12 months, 4 quarters,
   52 weeks, 1 year);
 * moving average: the mean of the last ``ma_window`` observed values;
-* ETS: a damped-trend Holt-Winters model per series (additive or
-  multiplicative seasonality, chosen by AICc; no season for annual data).
-  A series that is too short, has gaps, or whose fit fails or explodes
-  falls back to seasonal naive; the number of fallbacks is counted and
-  reported.
+* the statistical members of :mod:`territory.models.statistical`
+  (statsforecast's AutoETS, AutoTheta and AutoARIMA, seasonal with the
+  data's season), each with its interval (``<member>_lo``, ``<member>_hi``).
+  A unit too short or intermittent for them gets the library's ADIDA or
+  CrostonSBA forecast instead; the number of such units is counted and
+  reported. ``"ets"`` is read as ``"auto_ets"``.
 
 MASE divides each absolute error by the series' in-sample seasonal-naive MAE
 (from the history up to the origin, so it too never looks ahead), so a MASE
@@ -42,8 +43,11 @@ from territory.features.build import build_forecast_table, training_origins
 from territory.features.config import ColumnsConfig, FeaturesConfig
 from territory.features.errors import InputError
 from territory.features.panel import to_wide
+from territory.models.statistical import MEMBERS, statistical_forecasts
 
-BASELINES = ("seasonal_naive", "moving_average", "ets")
+BASELINES = ("seasonal_naive", "moving_average", *MEMBERS)
+#: Older names of a baseline, still accepted.
+BASELINE_ALIASES = {"ets": "auto_ets"}
 
 
 # -- metrics -----------------------------------------------------------------
@@ -175,89 +179,6 @@ def moving_average_forecast(history: np.ndarray, horizon: int, window: int = 12)
     return np.repeat(level[:, None], horizon, axis=1)
 
 
-def ets_forecast(
-    series: np.ndarray,
-    horizon: int,
-    season: int = 12,
-    seasonal: str = "auto",
-    max_history: int | None = 120,
-) -> tuple[np.ndarray, bool]:
-    """Damped-trend Holt-Winters forecast of one series, or seasonal naive.
-
-    Parameters
-    ----------
-    series
-        The history up to the origin, oldest first.
-    horizon
-        Periods to forecast.
-    seasonal
-        ``"add"``, ``"mul"`` or ``"auto"`` (multiplicative and additive both
-        fitted when every value is positive, the lower AICc kept).
-    max_history
-        Use at most this many recent periods (None: all).
-
-    Returns
-    -------
-    forecast, fell_back
-        ``fell_back`` is True when seasonal naive was used instead: the
-        series has gaps or fewer than two seasons plus a few periods, or
-        every fit failed or gave a non-finite or absurd forecast.
-    """
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-    y = np.asarray(series, dtype=float)
-    if max_history is not None:
-        y = y[-max_history:]
-    naive = seasonal_naive_forecast(y[None, :], horizon, season)[0]
-    if len(y) < 2 * season + 4 or np.isnan(y).any():
-        return naive, True
-    if np.allclose(y, y[0]):
-        return np.full(horizon, y[0]), False
-    kinds = [seasonal] if seasonal in ("add", "mul") else ["mul", "add"]
-    if (y <= 0).any():
-        kinds = [k for k in kinds if k != "mul"] or ["add"]
-    if season <= 1:  # annual data: damped trend, no season
-        kinds = [None]
-    best, best_ic = None, np.inf
-    for kind in kinds:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit = ExponentialSmoothing(
-                    y, trend="add", damped_trend=True, seasonal=kind,
-                    seasonal_periods=season if kind else None,
-                    initialization_method="estimated",
-                ).fit()
-                fc = np.asarray(fit.forecast(horizon), dtype=float)
-        except Exception:  # noqa: BLE001 - any numerical failure means: fall back
-            continue
-        ic = getattr(fit, "aicc", np.inf)
-        ic = ic if np.isfinite(ic) else getattr(fit, "aic", np.inf)
-        sane = np.isfinite(fc).all() and np.abs(fc).max() <= 10 * np.abs(y).max() + 1e-9
-        if sane and (best is None or ic < best_ic):
-            best, best_ic = fc, ic
-    if best is None:
-        return naive, True
-    return np.maximum(best, 0.0), False
-
-
-def ets_forecasts(
-    history: np.ndarray, horizon: int, season: int = 12, max_history: int | None = 120
-) -> tuple[np.ndarray, int]:
-    """:func:`ets_forecast` of every row of ``history`` (units × periods).
-
-    Returns the forecasts (units × horizon) and the number of series that
-    fell back to seasonal naive.
-    """
-    history = np.asarray(history, dtype=float)
-    out = np.full((history.shape[0], horizon), np.nan)
-    fallbacks = 0
-    for i in range(history.shape[0]):
-        out[i], fell_back = ets_forecast(history[i], horizon, season, max_history=max_history)
-        fallbacks += int(fell_back)
-    return out, fallbacks
-
-
 # -- rolling-origin backtest ---------------------------------------------------------
 def backtest_origins(
     periods: pd.DatetimeIndex, n_windows: int, step: int, horizon: int
@@ -290,8 +211,8 @@ class BacktestResult:
     horizon: int
     interval_level: float
     models: list[str]
-    ets_fallbacks: int = 0
-    ets_series: int = 0
+    member_fallbacks: int = 0
+    member_series: int = 0
     fit_seconds: float = 0.0
     baseline_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -348,10 +269,11 @@ class BacktestResult:
             else:
                 out[f"{prefix}coverage_h{int(row['horizon']):02d}"] = float(row["coverage"])
         out[f"{prefix}windows"] = float(len(self.origins))
-        if "ets" in self.models:
-            out[f"{prefix}ets_fallbacks"] = float(self.ets_fallbacks)
-            out[f"{prefix}ets_fallback_share"] = (
-                self.ets_fallbacks / self.ets_series if self.ets_series else float("nan"))
+        if any(m in self.models for m in MEMBERS):
+            out[f"{prefix}member_fallbacks"] = float(self.member_fallbacks)
+            out[f"{prefix}member_fallback_share"] = (
+                self.member_fallbacks / self.member_series if self.member_series
+                else float("nan"))
         out[f"{prefix}fit_seconds"] = self.fit_seconds
         return out
 
@@ -371,7 +293,8 @@ def rolling_origin_backtest(
     ma_window: int | None = None,
     interval_level: float | None = None,
     table: pd.DataFrame | None = None,
-    ets_max_history: int | None = 120,
+    member_max_history: int | None = None,
+    n_jobs: int = 1,
 ) -> BacktestResult:
     """Refit an estimator at each of ``n_windows`` origins and score it against baselines.
 
@@ -391,9 +314,10 @@ def rolling_origin_backtest(
     demographics, graph
         Passed to :func:`territory.features.build.build_forecast_table`.
     baselines
-        Any of ``"seasonal_naive"``, ``"moving_average"``, ``"ets"``.
+        Any of ``"seasonal_naive"``, ``"moving_average"`` and the statistical
+        members ``"auto_ets"``, ``"auto_theta"``, ``"auto_arima"``.
     season, ma_window
-        Periods of a season (seasonal naive, its MASE scale and ETS) and of the
+        Periods of a season (seasonal naive, its MASE scale and the members) and of the
         moving average; by default the features' season (12 monthly, 4
         quarterly, 52 weekly, 1 annual) and level window.
     interval_level
@@ -403,6 +327,11 @@ def rolling_origin_backtest(
         save rebuilding it. Temporal and spatial features of origin ``t``
         use data up to ``t`` only (tested in ``tests/test_features.py``), so
         slicing it by origin equals rebuilding it on the truncated panel.
+    member_max_history
+        The statistical members fit on at most this many recent periods
+        (default: ten seasons, or all of an annual history).
+    n_jobs
+        Processes the statistical members use.
 
     Returns
     -------
@@ -411,6 +340,7 @@ def rolling_origin_backtest(
     cols = columns or ColumnsConfig()
     season = features.season if season is None else season
     ma_window = features.level_window if ma_window is None else ma_window
+    baselines = tuple(dict.fromkeys(BASELINE_ALIASES.get(b, b) for b in baselines))
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
@@ -427,7 +357,10 @@ def rolling_origin_backtest(
     unit = cols.unit_col
     frames = []
     fit_seconds = baseline_seconds = 0.0
-    ets_fallbacks = ets_series = 0
+    member_fallbacks = member_series = 0
+    members = tuple(m for m in MEMBERS if m in baselines)
+    if member_max_history is None and season > 1:
+        member_max_history = 10 * season
     level = interval_level
     for origin in origins:
         t = periods.get_loc(origin)
@@ -468,14 +401,19 @@ def rolling_origin_backtest(
         if "moving_average" in baselines:
             average = moving_average_forecast(history, horizon, ma_window)
             frame["moving_average"] = average[row, hcol]
-        if "ets" in baselines:
-            ets = np.full((len(wide), horizon), np.nan)
+        if members:
             used = np.unique(row)
-            ets[used], fell_back = ets_forecasts(history[used], horizon, season,
-                                                 max_history=ets_max_history)
-            ets_fallbacks += fell_back
-            ets_series += len(used)
-            frame["ets"] = ets[row, hcol]
+            stat = statistical_forecasts(
+                history[used], origin, horizon, season, features.frequency, members,
+                level=level if level is not None and np.isfinite(level) else 0.8,
+                max_history=member_max_history, n_jobs=n_jobs)
+            member_fallbacks += int((stat.fallback != "").sum())
+            member_series += len(used)
+            where = np.searchsorted(used, row)
+            for m in members:
+                frame[m] = stat.point[m][where, hcol]
+                frame[f"{m}_lo"] = stat.lo[m][where, hcol]
+                frame[f"{m}_hi"] = stat.hi[m][where, hcol]
         baseline_seconds += time.perf_counter() - started
         frames.append(frame)
     predictions = pd.concat(frames, ignore_index=True)
@@ -483,7 +421,7 @@ def rolling_origin_backtest(
     return BacktestResult(
         predictions=predictions, origins=origins, horizon=horizon,
         interval_level=float(level) if level is not None else float("nan"), models=models,
-        ets_fallbacks=ets_fallbacks, ets_series=ets_series,
+        member_fallbacks=member_fallbacks, member_series=member_series,
         fit_seconds=fit_seconds, baseline_seconds=baseline_seconds,
     )
 

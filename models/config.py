@@ -18,7 +18,9 @@ class BacktestConfig(FrozenModel):
 
     windows: int = Field(2, ge=0, le=24)
     step: int = Field(3, ge=1)
-    baselines: list[Literal["seasonal_naive", "moving_average", "ets"]] = Field(
+    # "ets" is the older name of "auto_ets" (statsforecast's AutoETS)
+    baselines: list[Literal["seasonal_naive", "moving_average", "auto_ets", "auto_theta",
+                            "auto_arima", "ets"]] = Field(
         default_factory=lambda: ["seasonal_naive", "moving_average"]
     )
 

@@ -440,6 +440,86 @@ def tune(
     console.print(f"MLflow parent run: {result.parent_run_id}")
 
 
+@app.command("backtest")
+def backtest_command(
+    sales: Annotated[Path, typer.Option(
+        help="Sales history, one row per unit and period: CSV or Parquet.")],
+    frequency: Annotated[str, typer.Option(
+        help="Pandas frequency of the periods: YS, QS, MS or W-MON.")],
+    horizon: Annotated[int, typer.Option(help="Periods forecast from each origin.")],
+    windows: Annotated[int, typer.Option(help="Scored origins; the last window ends at the "
+                                              "last period.")] = 4,
+    out: Annotated[Path, typer.Option(help="Folder for metrics.csv, forecasts.csv, "
+                                           "skipped.csv and weights.csv.")] = Path("results"),
+    step: Annotated[int | None, typer.Option(
+        help="Periods between origins (default: the horizon).")] = None,
+    unit_col: Annotated[str, typer.Option(help="Unit id column.")] = "unit_id",
+    time_col: Annotated[str, typer.Option(help="Period column.")] = "period",
+    target_col: Annotated[str, typer.Option(help="Sales column.")] = "sales",
+    date_format: Annotated[str | None, typer.Option(
+        help="strptime format of non-ISO dates, e.g. '%d/%m/%Y' (ISO dates need none).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="LightGBM's seed.")] = 42,
+    jobs: Annotated[int, typer.Option(help="Processes for the statistical models.")] = 1,
+) -> None:
+    """Backtest LightGBM, AutoETS/Theta/ARIMA and their combination on a sales file alone."""
+    from territory.features.config import ColumnsConfig
+    from territory.features.frequency import FREQUENCIES
+    from territory.pipelines.sales_backtest import run_sales_backtest
+
+    if frequency not in FREQUENCIES:
+        _fail(InputError("--frequency", f"must be one of {', '.join(FREQUENCIES)}, got "
+                         f"{shorten(frequency)!r}", hint="e.g. --frequency QS for quarters"))
+    columns = ColumnsConfig(unit_col=unit_col, time_col=time_col, target_col=target_col)
+    try:
+        with err_console.status("[bold]backtest…") as status:
+            result, written = run_sales_backtest(
+                sales, out, frequency, horizon, windows, step, columns, date_format, seed,
+                jobs, progress=lambda line: status.update(f"[bold]{line}…"))
+    except InputError as exc:
+        _fail(exc)
+    _print_backtest(result, written)
+
+
+def _print_backtest(result, written: dict) -> None:
+    table = result.table
+    overall = table[table["horizon"] == "all"].set_index("method")
+    origins = ", ".join(f"{o:%Y-%m-%d}" for o in result.origins)
+    summary = Table(title=f"Backtest, origins {origins}")
+    for name in ("method", "MASE", "WAPE", "80% coverage", "rows"):
+        summary.add_column(name, justify="left" if name == "method" else "right")
+    for method, row in overall.iterrows():
+        coverage = "" if row["coverage"] != row["coverage"] else f"{row['coverage']:.3f}"
+        summary.add_row(method, f"{row['mase']:.3f}", f"{row['wape']:.2%}", coverage,
+                        str(int(row["rows"])))
+    console.print(summary)
+    per_h = table[table["horizon"] != "all"].pivot(index="horizon", columns="method",
+                                                   values="mase")
+    per_h = per_h.loc[sorted(per_h.index, key=int), result.methods]
+    by_h = Table(title="MASE by horizon")
+    by_h.add_column("h", justify="right")
+    for method in result.methods:
+        by_h.add_column(method, justify="right")
+    for h, row in per_h.iterrows():
+        by_h.add_row(str(h), *[f"{v:.3f}" for v in row])
+    console.print(by_h)
+    gate = result.gate
+    verdict = "[green]passes[/green]" if gate["passed"] else "[yellow]does not pass[/yellow]"
+    console.print(f"territory MASE {gate['territory_mase']:.3f} vs best single member "
+                  f"{gate['best_member']} {gate['best_member_mase']:.3f} "
+                  f"({gate['gap']:+.1%}): the gate {verdict}", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    if len(result.skipped):
+        console.print(f"[yellow]{len(result.skipped)} series-windows left out[/yellow] "
+                      f"(reasons in {written['skipped.csv']}):", highlight=False)
+        for _, row in result.skipped.head(10).iterrows():
+            console.print(f"  {row['unit_id']} at {row['origin']:%Y-%m-%d}: {row['reason']}",
+                          highlight=False, soft_wrap=True)
+    for name, path in written.items():
+        console.print(f"{name}: {path}", highlight=False)
+
+
 INIT_LABELS = {
     "data.columns.unit_col": "unit id", "data.columns.time_col": "period column",
     "data.columns.target_col": "target", "data.date_format": "date format",

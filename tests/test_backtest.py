@@ -10,6 +10,7 @@ from territory.features.errors import InputError
 from territory.features.panel import make_panel
 from territory.models import backtest
 from territory.models.forecast import SalesForecaster
+from territory.models.statistical import MEMBERS, statistical_forecasts
 
 FEATURES = FeaturesConfig(lags=[1, 2, 12], rolling_windows=[3, 12], rolling_stats=["mean"],
                           spatial_lag_columns=[])
@@ -108,41 +109,49 @@ def test_pinball_rmse_and_naive_forecasts_against_hand_computed_values():
     np.testing.assert_array_equal(ma, [[12.5, 12.5]])
 
 
-def test_ets_on_a_short_seasonal_series_and_its_fallbacks():
-    t = np.arange(40)
+def test_statistical_members_forecast_a_seasonal_series_and_fall_back_per_unit():
+    t = np.arange(60)  # AutoTheta's seasonality test needs about five seasons
     y = 100 + 0.5 * t + 20 * np.sin(2 * np.pi * t / 12)
-    forecast, fell_back = backtest.ets_forecast(y, 12)
-    assert not fell_back
+    history = np.vstack([y, y, y, y, y])
+    history[1, :48] = np.nan  # 12 periods: too short for a seasonal model
+    history[2, ::2] = 0.0  # intermittent
+    history[3, 5] = np.nan  # a gap inside the history
+    history[4, -1] = np.nan  # no value at the origin
+    stat = statistical_forecasts(history, pd.Timestamp("2024-12-01"), 12, 12, "MS")
     truth = 100 + 0.5 * (t[-1] + 1 + np.arange(12)) + 20 * np.sin(
         2 * np.pi * (t[-1] + 1 + np.arange(12)) / 12)
-    assert np.abs(forecast - truth).mean() < 3.0
-    short, fell_back = backtest.ets_forecast(y[:20], 6)
-    assert fell_back
-    np.testing.assert_allclose(short, y[8:14])  # seasonal naive
-    zeros = y.copy()
-    zeros[::5] = 0.0  # no multiplicative seasonality with zeros; still a forecast
-    forecast, _ = backtest.ets_forecast(zeros, 12)
-    assert np.isfinite(forecast).all() and (forecast >= 0).all()
-    gappy = y.copy()
-    gappy[3] = np.nan
-    assert backtest.ets_forecast(gappy, 12)[1]
+    for member in MEMBERS:
+        assert np.abs(stat.point[member][0] - truth).mean() < 3.0, member
+        assert (stat.lo[member][:4] <= stat.point[member][:4]).all()
+        assert (stat.point[member][:4] <= stat.hi[member][:4]).all()
+        assert np.isnan(stat.point[member][4]).all()
+        assert (stat.point[member][:4] >= 0).all()
+    assert list(stat.fallback) == ["", "adida", "croston_sba", "", ""]
+    assert stat.interpolated == 1 and list(stat.no_history) == [False] * 4 + [True]
+    # the fallback is the same for every member (one per-unit model)
+    np.testing.assert_array_equal(stat.point["auto_ets"][1], stat.point["auto_theta"][1])
+    with pytest.raises(ValueError, match="unknown statistical members"):
+        statistical_forecasts(history, pd.Timestamp("2023-04-01"), 3, 12, "MS", ("prophet",))
 
 
-def test_backtest_counts_ets_fallbacks_and_scores_every_model():
+def test_backtest_counts_member_fallbacks_and_scores_every_model():
     SpyEstimator.fits = []
     sales = _sales(n_units=3, n_periods=40)
     panel = make_panel(sales, ["u0", "u1", "u2", "ghost"], "MS")  # ghost never sold
     result = backtest.rolling_origin_backtest(
         panel, FEATURES, 3, SpyEstimator, n_windows=2, step=2,
-        baselines=("seasonal_naive", "moving_average", "ets"))
-    assert result.ets_series == 2 * 4
-    assert result.ets_fallbacks == 2  # the ghost, once per window
+        baselines=("seasonal_naive", "moving_average", "ets", "auto_theta"))
+    assert result.member_series == 2 * 4
+    assert result.member_fallbacks == 0  # the ghost has no history: no forecast at all
+    assert result.predictions.loc[result.predictions["unit_id"] == "ghost", "auto_ets"].isna().all()
     table = result.table(by=None).set_index("model")
-    assert set(table.index) == {"forecast", "seasonal_naive", "moving_average", "ets"}
+    assert set(table.index) == {"forecast", "seasonal_naive", "moving_average", "auto_ets",
+                                "auto_theta"}
     assert np.isfinite(table["mase"]).all()
+    assert {"auto_ets_lo", "auto_theta_hi"} <= set(result.predictions.columns)
     summary = result.summary()
-    assert {"backtest_wape", "backtest_mase_ets", "backtest_wape_h03",
-            "backtest_ets_fallbacks"} <= set(summary)
+    assert {"backtest_wape", "backtest_mase_auto_ets", "backtest_wape_h03",
+            "backtest_member_fallbacks"} <= set(summary)
     assert result.windows_key.startswith("backtest[") and result.windows_key.endswith("]h3")
 
 

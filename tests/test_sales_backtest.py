@@ -1,0 +1,177 @@
+"""`territory backtest`: the combination's weights, every frequency end to end, bad inputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from territory.features.errors import InputError
+from territory.models import combination
+from territory.models.sales_backtest import backtest_sales
+from territory.pipelines.cli import app
+
+SEASON = {"YS": 1, "QS": 4, "MS": 12, "W-MON": 52}
+
+
+def _sales(frequency: str, n_periods: int, n_units: int = 4, seed: int = 0,
+           short_unit: int | None = None) -> pd.DataFrame:
+    """Trend × season × noise per unit; ``short_unit`` periods of history for one more unit."""
+    rng = np.random.default_rng(seed)
+    periods = pd.date_range("2001-01-01", periods=n_periods, freq=frequency)
+    t = np.arange(n_periods)
+    season = max(SEASON[frequency], 2)
+    rows = []
+    for u in range(n_units):
+        y = (rng.lognormal(3, 0.5) * (1 + 0.01 * t) * (1 + 0.2 * np.sin(2 * np.pi * t / season))
+             * rng.lognormal(0, 0.05, n_periods))
+        rows.append(pd.DataFrame({"unit_id": f"u{u}", "period": periods, "sales": y}))
+    if short_unit:
+        rows.append(pd.DataFrame({"unit_id": "short", "period": periods[-short_unit:],
+                                  "sales": rng.lognormal(3, 0.1, short_unit)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _predictions(errors: dict[str, list[float]]) -> pd.DataFrame:
+    """Two origins × one unit × horizon 1; member errors per origin, actual 10, scale 1."""
+    origins = pd.to_datetime(["2020-01-01", "2021-01-01"])
+    frame = pd.DataFrame({"unit_id": "a", "origin": origins, "horizon": 1, "actual": 10.0,
+                          "scale": 1.0})
+    for member, errs in errors.items():
+        frame[member] = 10.0 + np.asarray(errs)
+        lo, hi = combination.bounds(member)
+        frame[lo], frame[hi] = frame[member] - 1, frame[member] + 1
+    return frame
+
+
+def test_weights_are_inverse_mase_per_horizon_trimmed_and_equal_without_history():
+    history = pd.DataFrame({"horizon": [1, 1, 2, 2], "actual": 10.0, "scale": 1.0,
+                            "a": [11.0, 9.0, 12.0, 8.0], "b": [12.0, 8.0, 11.0, 9.0],
+                            "c": [20.0, 0.0, 20.0, 0.0]})
+    weights = combination.combination_weights(history, ["a", "b", "c"], 3, trim=2.5)
+    # horizon 1: MASE a 1, b 2, c 10 (> 2.5 × best: no weight)
+    np.testing.assert_allclose(weights.loc[1], [2 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(weights.loc[2], [1 / 3, 2 / 3, 0.0])
+    # horizon 3 has no rows: the weights of all horizons together (a and b both MASE 1.5)
+    np.testing.assert_allclose(weights.loc[3], [0.5, 0.5, 0.0])
+    empty = combination.combination_weights(history.iloc[:0], ["a", "b"], 2)
+    np.testing.assert_allclose(empty.to_numpy(), 0.5)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+
+
+def test_an_origin_is_combined_with_weights_from_earlier_origins_only():
+    # a is perfect at the second origin and bad at the first; b the other way round
+    frame = _predictions({"a": [4.0, 0.0], "b": [1.0, 3.0]})
+    out, weights = combination.add_combination(frame, ["a", "b"], 1, trim=5.0)
+    first, second = sorted(weights)
+    np.testing.assert_allclose(weights[first].loc[1], [0.5, 0.5])  # nothing earlier
+    np.testing.assert_allclose(weights[second].loc[1], [0.2, 0.8])  # from the first only
+    assert out["territory"].iloc[0] == pytest.approx(10 + 0.5 * 4 + 0.5 * 1)
+    assert out["territory"].iloc[1] == pytest.approx(10 + 0.2 * 0 + 0.8 * 3)
+    assert out["territory_lo"].iloc[1] == pytest.approx(out["territory"].iloc[1] - 1)
+    _, trimmed = combination.add_combination(frame, ["a", "b"], 1)  # a: 4 × b's MASE
+    np.testing.assert_allclose(trimmed[second].loc[1], [0.0, 1.0])
+    gate = combination.promotion_gate(out, ["a", "b"])
+    assert gate["best_member"] == "a" and gate["passed"] is False
+
+
+def test_a_member_without_a_forecast_leaves_the_combination_to_the_others():
+    frame = _predictions({"a": [1.0, 1.0], "b": [2.0, 2.0]})
+    frame.loc[1, "b"] = np.nan
+    point, _, _ = combination.combine(frame, pd.DataFrame({"a": [0.5], "b": [0.5]}, index=[1]))
+    np.testing.assert_allclose(point, [11.5, 11.0])
+
+
+@pytest.mark.parametrize("frequency, n_periods, horizon, windows", [
+    ("YS", 40, 3, 2), ("QS", 64, 4, 2), ("MS", 120, 6, 2), ("W-MON", 200, 8, 1),
+])
+def test_every_frequency_scores_every_method_on_the_same_rows(frequency, n_periods, horizon,
+                                                              windows):
+    sales = _sales(frequency, n_periods, short_unit=2)
+    result = backtest_sales(sales, frequency, horizon, windows)
+    assert len(result.origins) == windows
+    assert result.origins[-1] == sorted(sales["period"].unique())[-1 - horizon]
+    table = result.table
+    assert set(table["method"]) == set(result.methods)
+    assert {"territory", "lightgbm", "seasonal_naive", "auto_ets"} <= set(result.methods)
+    assert set(table["horizon"]) == {"all", *map(str, range(1, horizon + 1))}
+    assert table.groupby("horizon")["rows"].nunique().eq(1).all()  # the same rows for all
+    assert np.isfinite(table.loc[table["method"] != "seasonal_naive", "coverage"]).all()
+    fc = result.forecasts
+    assert {"unit_id", "origin", "period", "method", "forecast", "lo", "hi"} <= set(fc.columns)
+    # the combination is a weighted mean of the members: within their range
+    wide = fc.pivot_table(index=["unit_id", "origin", "period"], columns="method",
+                          values="forecast")
+    members = wide[[m for m in result.methods if m not in ("territory", "seasonal_naive")]]
+    assert (wide["territory"] >= members.min(axis=1) - 1e-9).all()
+    assert (wide["territory"] <= members.max(axis=1) + 1e-9).all()
+    # nothing dropped silently: every unit and origin is scored or listed with a reason
+    scored = set(map(tuple, fc[["unit_id", "origin"]].drop_duplicates().to_numpy()))
+    listed = set(map(tuple, result.skipped[["unit_id", "origin"]].to_numpy()))
+    units = sales["unit_id"].unique()
+    assert scored | listed == {(u, o) for u in units for o in result.origins}
+    assert ("short", result.origins[-1]) in listed
+    assert result.skipped["reason"].str.len().gt(10).all()
+    for weights in result.weights.values():
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+
+
+def test_too_short_a_history_for_the_windows_is_a_clear_error():
+    with pytest.raises(InputError, match="too few for 4 windows of horizon 8"):
+        backtest_sales(_sales("QS", 30), "QS", 8, 4)
+
+
+def _write(tmp_path, frame: pd.DataFrame, name: str = "sales.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_path):
+    sales = _sales("QS", 48)
+    own = pd.DataFrame({"store": sales["unit_id"],
+                        "quarter": sales["period"].dt.strftime("%d/%m/%Y"),
+                        "revenue": sales["sales"]})
+    path = _write(tmp_path, own)
+    out = tmp_path / "results"
+    args = ["backtest", "--sales", str(path), "--frequency", "QS", "--horizon", "4",
+            "--windows", "2", "--out", str(out), "--unit-col", "store", "--time-col", "quarter",
+            "--target-col", "revenue"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "date_format" in refused.output
+    result = CliRunner().invoke(app, [*args, "--date-format", "%d/%m/%Y"])
+    assert result.exit_code == 0, result.output
+    assert "territory" in result.output and "MASE by horizon" in result.output
+    for name in ("metrics.csv", "forecasts.csv", "skipped.csv", "weights.csv"):
+        assert (out / name).is_file()
+    forecasts = pd.read_csv(out / "forecasts.csv")
+    assert set(forecasts["method"]) >= {"territory", "lightgbm", "auto_ets", "auto_theta"}
+    assert forecasts["unit_id"].str.startswith("u").all()
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == len(set(forecasts["method"])) * 5  # all + 4 horizons
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns="sales"), "sales"),
+    (lambda f: f.assign(sales=-1.0), "sales"),
+    (lambda f: f.assign(period="not a date"), "period"),
+])
+def test_cli_bad_files_are_refused_with_the_file_and_column(tmp_path, change, message):
+    path = _write(tmp_path, change(_sales("QS", 40)))
+    result = CliRunner().invoke(app, ["backtest", "--sales", str(path), "--frequency", "QS",
+                                      "--horizon", "4", "--windows", "1",
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert str(path) in result.output and message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_refuses_an_unknown_frequency_and_bad_numbers(tmp_path):
+    path = _write(tmp_path, _sales("QS", 40))
+    base = ["backtest", "--sales", str(path), "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(app, [*base, "--frequency", "Q", "--horizon", "4"])
+    assert result.exit_code == 2 and "YS, QS, MS, W-MON" in result.output
+    result = CliRunner().invoke(app, [*base, "--frequency", "QS", "--horizon", "0"])
+    assert result.exit_code == 2 and "--horizon" in result.output
+    missing = CliRunner().invoke(app, ["backtest", "--sales", str(tmp_path / "nope.csv"),
+                                       "--frequency", "QS", "--horizon", "4"])
+    assert missing.exit_code == 2 and "file not found" in missing.output
