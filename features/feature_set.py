@@ -34,6 +34,9 @@ class FeatureSet:
     market_table: pd.DataFrame
     annual_sales: pd.Series
     workload: pd.Series
+    # current territory per unit (the alignment file; NaN: unassigned), None without one:
+    # the potential model's rep effect
+    territory: pd.Series | None = None
 
 
 def resolve_as_of(as_of: str | None, sales: pd.DataFrame, time_col: str) -> pd.Timestamp:

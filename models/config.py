@@ -61,10 +61,24 @@ class ForecastConfig(FrozenModel):
 
 
 class PotentialConfig(FrozenModel):
-    """LightGBM quantile model of annual sales on market features only."""
+    """The potential model: what a unit's market could sell.
 
+    ``method: rep_adjusted`` (default) models log annual sales as a market
+    part (LightGBM on market features) plus a territory (rep) effect, and
+    states potential as the market part at the ``reference_quantile`` of the
+    rep effects (see ``territory.models.potential_rep``); it needs the
+    current alignment and falls back to ``quantile`` without one.
+    ``method: quantile`` is the ``quantile`` conditional quantile of sales
+    given market features (the rep's effect stays in it).
+    """
+
+    method: Literal["rep_adjusted", "quantile"] = "rep_adjusted"
     quantile: float = Field(0.8, gt=0.0, lt=1.0)
-    n_estimators: int = Field(500, ge=1)
+    n_rounds: int = Field(6, ge=1, le=50)  # rep_adjusted: backfitting rounds
+    shrinkage: float = Field(0.0, ge=0.0)  # rep_adjusted: pseudo-units of a zero rep effect
+    relaxation: float = Field(1.5, gt=0.0, lt=2.0)  # rep_adjusted: step of each round's update
+    reference_quantile: float = Field(0.9, gt=0.0, le=1.0)  # rep_adjusted: the "good rep"
+    n_estimators: int | None = Field(None, ge=1)  # null: 250 (rep_adjusted) or 500 (quantile)
     learning_rate: float = Field(0.03, gt=0.0, le=1.0)
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(20, ge=1)

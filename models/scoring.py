@@ -23,6 +23,8 @@ class Scores:
     scores: pd.DataFrame
     unit_totals: pd.DataFrame
     metrics: dict[str, float] = field(default_factory=dict)
+    # per current territory: estimated and true potential share (only with a truth file)
+    territory_truth: pd.DataFrame | None = None
 
 
 def annual_potential(trained: Trained, market_table: pd.DataFrame) -> pd.Series:
@@ -30,8 +32,24 @@ def annual_potential(trained: Trained, market_table: pd.DataFrame) -> pd.Series:
     return pd.Series(trained.potential.predict(market_table), index=market_table.index)
 
 
-def truth_metrics(potential: pd.Series, truth: pd.DataFrame | None) -> dict[str, float]:
-    """Rank correlation and WAPE of the estimated potential against a known true potential.
+def territory_share_error(estimated: pd.Series, actual: pd.Series,
+                          territory: pd.Series) -> pd.Series:
+    """Per territory, ``|estimated share - actual share| / actual share`` of the total.
+
+    All three are indexed by unit; units without a territory or a value are left out.
+    """
+    frame = pd.DataFrame({"est": estimated, "actual": actual,
+                          "territory": territory.reindex(estimated.index)}).dropna()
+    sums = frame.groupby("territory")[["est", "actual"]].sum()
+    actual_share = sums["actual"] / sums["actual"].sum()
+    return ((sums["est"] / sums["est"].sum() - actual_share).abs() / actual_share).rename(
+        "potential_share_error")
+
+
+def truth_metrics(potential: pd.Series, truth: pd.DataFrame | None,
+                  territory: pd.Series | None = None) -> dict[str, float]:
+    """Rank correlation and WAPE of the estimated potential against a known true potential,
+    and (with the current ``territory`` of each unit) the territories' share errors.
 
     ``truth`` is indexed by unit; without a ``true_potential`` column (or
     without a truth table) there is nothing to compare and the dict is empty.
@@ -39,10 +57,31 @@ def truth_metrics(potential: pd.Series, truth: pd.DataFrame | None) -> dict[str,
     if truth is None or "true_potential" not in truth:
         return {}
     est = potential.reindex(truth.index).to_numpy()
-    return {
+    out = {
         "potential_spearman_vs_truth": backtest.spearman(est, truth["true_potential"].to_numpy()),
         "potential_wape_vs_truth": backtest.wape(truth["true_potential"], est),
     }
+    if territory is not None and territory.notna().any():
+        error = territory_share_error(potential, truth["true_potential"], territory)
+        out["potential_share_error_p50_vs_truth"] = float(error.quantile(0.5))
+        out["potential_share_error_p90_vs_truth"] = float(error.quantile(0.9))
+    return out
+
+
+def territory_truth_table(potential: pd.Series, truth: pd.DataFrame | None,
+                          territory: pd.Series | None) -> pd.DataFrame | None:
+    """Per current territory: its share of estimated and of true potential, and the error."""
+    if truth is None or "true_potential" not in truth or territory is None:
+        return None
+    frame = pd.DataFrame({"est": potential, "true": truth["true_potential"],
+                          "territory": territory.reindex(potential.index)}).dropna()
+    sums = frame.groupby("territory")[["est", "true"]].sum()
+    return pd.DataFrame({
+        "potential_share": sums["est"] / sums["est"].sum(),
+        "true_potential_share": sums["true"] / sums["true"].sum(),
+        "share_error_vs_truth": territory_share_error(frame["est"], frame["true"],
+                                                      frame["territory"]),
+    }).rename_axis("territory").reset_index()
 
 
 def score_units(
@@ -89,7 +128,8 @@ def score_units(
     totals["forecast_drivers"] = forecast_drivers.reindex(totals.index)
     # A unit without recent history still gets its potential; its forecast is 0.
     totals["forecast"] = totals["forecast"].fillna(0.0)
-    return Scores(scores, totals, truth_metrics(potential, truth))
+    return Scores(scores, totals, truth_metrics(potential, truth, features.territory),
+                  territory_truth_table(potential, truth, features.territory))
 
 
 def forecast_accuracy(

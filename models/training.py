@@ -18,6 +18,7 @@ from territory.models import backtest
 from territory.models.config import ForecastConfig, PotentialConfig
 from territory.models.forecast import SalesForecaster, forecaster_from_config
 from territory.models.potential import PotentialEstimator
+from territory.models.potential_rep import RepAdjustedPotential, fit_potential
 
 FitForecaster = Callable[[SalesForecaster, pd.DataFrame], SalesForecaster]
 
@@ -25,25 +26,13 @@ FitForecaster = Callable[[SalesForecaster, pd.DataFrame], SalesForecaster]
 @dataclass
 class Trained:
     forecaster: SalesForecaster
-    potential: PotentialEstimator
+    potential: PotentialEstimator | RepAdjustedPotential
     metrics: dict[str, float]
     validation: pd.DataFrame
     evaluation_windows: str
     backtest: backtest.BacktestResult | None = None
-
-
-def potential_factory(config: PotentialConfig) -> Callable[[], PotentialEstimator]:
-    """A function that makes an unfitted potential model from ``config``."""
-
-    def make_potential() -> PotentialEstimator:
-        return PotentialEstimator(
-            quantile=config.quantile, n_estimators=config.n_estimators,
-            learning_rate=config.learning_rate, num_leaves=config.num_leaves,
-            min_child_samples=config.min_child_samples,
-            feature_fraction=config.feature_fraction, random_state=config.seed,
-        )
-
-    return make_potential
+    # rep_adjusted potential: per current territory, its rep effect and held-out sales error
+    potential_territories: pd.DataFrame | None = None
 
 
 def validation_metrics(forecaster: SalesForecaster) -> dict[str, float]:
@@ -91,16 +80,14 @@ def train_models(
 
     forecaster = (fit_forecaster(make_forecaster(), features.train_table) if fit_forecaster
                   else make_forecaster().fit(features.train_table))
-    make_potential = potential_factory(potential)
-    fitted_potential = make_potential().fit(features.market_table,
-                                            features.annual_sales.to_numpy())
+    fitted_potential, potential_metrics, by_territory = fit_potential(
+        potential, features.market_table, features.annual_sales.to_numpy(),
+        features.territory, features.xy)
 
     val = forecaster.validation_
     metrics = validation_metrics(forecaster)
     windows = f"{val['target_period'].min():%Y-%m}..{val['target_period'].max():%Y-%m}"
-    metrics.update(backtest.potential_cross_validation(
-        make_potential, features.market_table, features.annual_sales.to_numpy(),
-        potential.quantile, n_folds=3, seed=potential.seed))
+    metrics.update(potential_metrics)
 
     result = None
     if fc.backtest.windows > 0:
@@ -112,4 +99,4 @@ def train_models(
         )
         metrics.update(result.summary())
         windows = result.windows_key
-    return Trained(forecaster, fitted_potential, metrics, val, windows, result)
+    return Trained(forecaster, fitted_potential, metrics, val, windows, result, by_territory)

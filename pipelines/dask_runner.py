@@ -247,4 +247,6 @@ def partitioned_scores(config: RunConfig, features: FeatureSet, trained: Trained
     scores = scores.take(order).reset_index(drop=True)
     totals = pd.concat([p.unit_totals for p in parts]).sort_index()
     potential = scoring.annual_potential(trained, market)
-    return Scores(scores, totals, scoring.truth_metrics(potential, stages.read_truth(config)))
+    truth = stages.read_truth(config)
+    return Scores(scores, totals, scoring.truth_metrics(potential, truth, features.territory),
+                  scoring.territory_truth_table(potential, truth, features.territory))

@@ -81,7 +81,42 @@ def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> li
         sentences.append(
             "On this simulated company, estimated potential ranks units with a rank "
             f"correlation of {spearman:.2f} against the true potential.")
-    return sentences
+    return sentences + potential_accuracy_sentences(trained, scores)
+
+
+def potential_accuracy_sentences(trained: Trained, scores: Scores) -> list[str]:
+    """How far each territory's share of potential can be trusted, in words."""
+    m, sm = trained.metrics, scores.metrics
+    if not m.get("potential_rep_adjusted", 0.0):
+        words = ["Potential is a high quantile of comparable markets' sales, so the reps' "
+                 "effect on sales stays in it (no current alignment was given, or "
+                 "potential.method is quantile)."]
+    else:
+        words = [f"Potential takes each rep's effect out of sales: held-out sales are "
+                 f"predicted within {m['potential_cv_log_rmse_rep']:.2f} (log RMSE) with the "
+                 f"rep's effect, against {m['potential_cv_log_rmse_market']:.2f} from the "
+                 f"market alone; each territory's share of held-out sales is off by "
+                 f"{m['potential_cv_sales_share_error_p90']:.0%} or less in 9 territories "
+                 "of 10."]
+    if "potential_share_error_p90_vs_truth" in sm:
+        words.append(f"Against the true potential, each current territory's share of potential "
+                     f"is off by {sm['potential_share_error_p50_vs_truth']:.1%} at the median "
+                     f"and {sm['potential_share_error_p90_vs_truth']:.1%} at the 90th "
+                     "percentile: balance within a tighter tolerance than that is not real.")
+    else:
+        words.append("The territories' potential share error against true potential is not "
+                     "measured (real data has no true potential).")
+    return words
+
+
+def potential_accuracy_table(trained: Trained, scores: Scores) -> pd.DataFrame | None:
+    """Per current territory: its rep's index, held-out sales error and (demo) truth error."""
+    table = trained.potential_territories
+    if table is None:
+        return scores.territory_truth
+    if scores.territory_truth is not None:
+        table = table.merge(scores.territory_truth, on="territory", how="left")
+    return table
 
 
 def report_content(
@@ -153,6 +188,9 @@ def report_content(
     if recs.reps is not None:
         tables["Reps: what changes"] = recs.reps
     tables["Moves"] = recs.moves.head(500)
+    accuracy = potential_accuracy_table(trained, scores)
+    if accuracy is not None:
+        tables["Potential by current territory"] = accuracy.round(3)
     if inputs.gaps:
         tables["Data gaps"] = inputs.gaps.table(config.data.gaps, config.data.columns.unit_col)
     if design.region_summary is not None:

@@ -125,8 +125,13 @@ def read_truth(config: RunConfig) -> pd.DataFrame | None:
 
 
 def feature_stage(config: RunConfig, inputs: Inputs) -> FeatureSet:
-    """Adjacency, forecast tables, market table, annual sales and workload as of the as-of date."""
-    return backend(config).features(config, inputs)
+    """Adjacency, forecast tables, market table, annual sales and workload as of the as-of
+    date, with each unit's current territory (for the potential model's rep effect)."""
+    features = backend(config).features(config, inputs)
+    unit_ids = features.market_table.index.to_numpy()
+    features.territory = alignment.current_territories(inputs.alignment, unit_ids,
+                                                       config.data.columns)
+    return features
 
 
 def train_stage(config: RunConfig, features: FeatureSet) -> Trained:
