@@ -27,6 +27,7 @@ from territory.features.io import validate_sales
 from territory.features.panel import make_panel
 from territory.models import backtest
 from territory.models.forecast import SalesForecaster, readable_feature
+from territory.models.statistical import statistical_forecasts
 from territory.pipelines.cli import app
 from territory.pipelines.config import load_config
 
@@ -119,11 +120,13 @@ def test_backtest_scale_and_naive_use_the_data_season():
     np.testing.assert_allclose(h1["seasonal_naive"], wide[:, t + 1 - 4])
 
 
-def test_annual_ets_is_a_damped_trend_without_season():
+def test_annual_members_follow_the_trend_without_season():
     series = 100 + 3.0 * np.arange(40) + np.random.default_rng(1).normal(0, 1, 40)
-    forecast, fell_back = backtest.ets_forecast(series, 3, season=1)
-    assert not fell_back
-    assert np.all(forecast > series[-1] - 5) and np.all(np.diff(forecast) > 0)
+    stat = statistical_forecasts(series[None, :], pd.Timestamp("2020-01-01"), 3, 1, "YS")
+    assert stat.fallback[0] == ""
+    for member, forecast in stat.point.items():
+        forecast = forecast[0]
+        assert np.all(forecast > series[-1] - 5) and np.all(np.diff(forecast) > 0), member
     naive = backtest.seasonal_naive_forecast(series[None, :], 3, season=1)[0]
     np.testing.assert_allclose(naive, series[-1])
 
