@@ -143,28 +143,36 @@ def _apply(state, values, areas, area, unit: int, src: int, dst: int) -> None:
     area[dst] += areas[unit]
 
 
-def _best_change(state, graph, values, xy, areas, movable, balance, area, span, shape,
-                 t: int, limit: float):
-    """(u, b, v, new span of t, new span of b) of the move or swap that lowers ``t``'s
-    elongation most, v = -1 for a move; None when none qualifies."""
+def _edge_units(state, graph, xy, movable, centres, members, middle, t: int):
+    """The first :data:`_CANDIDATES` outlying units of ``t`` (farthest from ``middle``)
+    that may leave it, each with the territories it borders: movable, not a centre, and
+    leaving ``t`` in one piece."""
     lab, nbrs = state.lab, graph.nbrs
-    members = np.flatnonzero(state.labels == t)
-    if len(members) < 2:
-        return None
-    middle = xy[members].mean(0)
     far = members[np.argsort(-np.linalg.norm(xy[members] - middle, axis=1), kind="stable")]
-    centres = set(state.centres.tolist())
-    best, best_key = None, (np.inf, shape[t] - 1e-6)
     tried = 0
     for u in far.tolist():
         if tried >= _CANDIDATES:
-            break
+            return
         outside = sorted({lab[j] for j in nbrs[u] if lab[j] != t})
         if not outside or not movable[u] or u in centres:
             continue
         if not removal_keeps_pieces(u, lab, nbrs):
             continue
         tried += 1
+        yield u, outside
+
+
+def _best_change(state, graph, values, xy, areas, movable, balance, area, span, shape,
+                 t: int, limit: float):
+    """(u, b, v, new span of t, new span of b) of the move or swap that lowers ``t``'s
+    elongation most, v = -1 for a move; None when none qualifies."""
+    members = np.flatnonzero(state.labels == t)
+    if len(members) < 2:
+        return None
+    middle = xy[members].mean(0)
+    centres = set(state.centres.tolist())
+    best, best_key = None, (np.inf, shape[t] - 1e-6)
+    for u, outside in _edge_units(state, graph, xy, movable, centres, members, middle, t):
         rest = members[members != u]
         span_t = span_m(xy[rest])
         for b in outside:
@@ -374,24 +382,14 @@ def span_descent(
 def _span_move(state, graph, values, xy, movable, balance, span, area, areas, limit, t):
     """(u, b, v, new span of t, new span of b) of the best edge move (v = -1) or swap out
     of ``t``; None if none."""
-    lab, nbrs = state.lab, graph.nbrs
     members = np.flatnonzero(state.labels == t)
     if len(members) < 2:
         return None
     middle = xy[members].mean(0)
-    far = members[np.argsort(-np.linalg.norm(xy[members] - middle, axis=1), kind="stable")]
     centres = set(state.centres.tolist())
     shaped = area is not None and limit is not None
-    best, best_key, tried = None, None, 0
-    for u in far.tolist():
-        if tried >= _CANDIDATES:
-            break
-        outside = sorted({lab[j] for j in nbrs[u] if lab[j] != t})
-        if not outside or not movable[u] or u in centres:
-            continue
-        if not removal_keeps_pieces(u, lab, nbrs):
-            continue
-        tried += 1
+    best, best_key = None, None
+    for u, outside in _edge_units(state, graph, xy, movable, centres, members, middle, t):
         span_t = span_m(xy[members[members != u]])
         if span_t >= span[t] - 1e-6:
             continue
