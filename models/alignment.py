@@ -28,6 +28,7 @@ from territory.models import recommend as rec
 from territory.models.config import TerritoryConfig
 from territory.models.territories import (
     TerritoryDesigner,
+    Violation,
     evaluate_alignment,
     territory_elongation,
 )
@@ -49,6 +50,7 @@ class Design:
     region_summary: pd.DataFrame | None = None
     diagnosis: list[str] = field(default_factory=list)  # why balance violations remain
     plans: pd.DataFrame | None = None  # the price of balance (territory.models.plans)
+    records: list[Violation] = field(default_factory=list)  # violations[:len(records)]
 
 
 @dataclass
@@ -163,7 +165,7 @@ def propose_alignment(
     overall["n_territories"] = n_terr
     return Design(proposed, current, summary, overall, current_overall,
                   current_summary, violations, n_terr, auto.explanation if auto else None,
-                  region, region_summary, list(report.diagnosis))
+                  region, region_summary, list(report.diagnosis), records=list(report.records))
 
 
 def describe_current_alignment(
@@ -187,7 +189,8 @@ def describe_current_alignment(
     overall = {**report.overall, **moved}
     proposed = current.rename("proposed_territory")
     return Design(proposed, current, summary, overall, dict(report.overall),
-                  summary.copy(), list(report.violations), diagnosis=list(report.diagnosis))
+                  summary.copy(), list(report.violations), diagnosis=list(report.diagnosis),
+                  records=list(report.records))
 
 
 def _add_elongation(summary: pd.DataFrame, overall: dict, areas, labels, k: int) -> None:

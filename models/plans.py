@@ -160,10 +160,12 @@ def publishable_design(
     design.plans = plans_table(plans, config, published)
     design.overall["hard_violations"] = published.hard_violations
     design.overall["shape_over_limit"] = published.shape_over_limit
-    soft = [f": {a} " for a in config.soft_attributes]
-    soft_lines = [v for v in design.violations if "target (" in v and any(a in v for a in soft)]
-    design.violations = [v for v in design.violations if v not in soft_lines]
-    design.overall["soft_out_of_tolerance"] = len(soft_lines)  # reported, not violations
+    soft = set(config.soft_attributes)
+    out = {i for i, record in enumerate(design.records)
+           if record.kind == "balance" and record.attribute in soft}
+    design.violations = [v for i, v in enumerate(design.violations) if i not in out]
+    design.records = [r for i, r in enumerate(design.records) if i not in out]
+    design.overall["soft_out_of_tolerance"] = len(out)  # reported, not violations
     if published.soft_tolerance is not None:
         design.overall["soft_tolerance"] = published.soft_tolerance
     return design

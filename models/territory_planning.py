@@ -38,6 +38,7 @@ from territory.features.spatial import link_islands
 from territory.models.territories import (
     TerritoryDesigner,
     TerritoryReport,
+    Violation,
     evaluate_alignment,
     pct_text,
 )
@@ -586,15 +587,10 @@ def _region_report(u_region, t_region, xy, adjacency, attributes, taus, unit_ids
     table = report.territories.copy()
     table.insert(3, "n_territories", counts)
     report.territories = table
-    violations = list(report.violations)
     if count_tau is not None:
-        for i in range(r):
-            dev = counts[i] / (k / r) - 1
-            if abs(dev) > count_tau + 1e-9:
-                violations.append(f"{rnames[i]}: {counts[i]} territories, "
-                                  f"{pct_text(abs(dev))} {'over' if dev > 0 else 'under'} "
-                                  f"{k / r:.3g} (τ={pct_text(count_tau)})")
-    report.violations = violations
-    report.overall["n_violations"] = len(violations)
+        report.add([Violation("region_count", territory=i, count=int(counts[i]),
+                              deviation=counts[i] / (k / r) - 1, tolerance=count_tau,
+                              value=k / r)
+                    for i in range(r) if abs(counts[i] / (k / r) - 1) > count_tau + 1e-9])
     report.overall["n_regions"] = r
     return report, counts

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from territory.models._territory_search import Graph, SearchState
-from territory.models._territory_shape import (
+from territory.models.territories import design_territories, evaluate_alignment
+from territory.models.territories.search import Graph, SearchState
+from territory.models.territories.shape import (
     largest_span_m,
     shape_repair,
     span_descent,
     territory_elongations,
 )
-from territory.models.territories import design_territories, evaluate_alignment
 from tests.lattice import lattice
 
 

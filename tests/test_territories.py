@@ -329,7 +329,7 @@ def test_property_random_planar_graphs_assign_once_and_contiguous(n, k, seed):
 
 
 def test_articulation_points_match_bfs_oracle():
-    from territory.models._territory_search import Graph, articulation_points, removal_keeps_pieces
+    from territory.models.territories.search import Graph, articulation_points, removal_keeps_pieces
 
     xy, adj = delaunay(400, 3)
     labels = np.floor(xy[:, 0] / 25_000).astype(np.int64) + 4 * np.floor(xy[:, 1] / 50_000).astype(
@@ -382,7 +382,7 @@ def test_bisection_start_balances_non_proportional_attributes():
 
 
 def test_bisection_partition_respects_fixed_centres_and_contiguity():
-    from territory.models._territory_bisect import bisect_partition
+    from territory.models.territories.bisect import bisect_partition
 
     xy, adj, values = city_instance()
     rng = np.random.default_rng(1)
@@ -416,8 +416,8 @@ def test_chain_carries_surplus_where_single_moves_cannot():
     Any single move or pair move only shifts violation into the saturated middle
     territory; a chain through it lowers the total.
     """
-    from territory.models._territory_chains import ChainSearch
-    from territory.models._territory_search import Graph, SearchState
+    from territory.models.territories.chains import ChainSearch
+    from territory.models.territories.search import Graph, SearchState
 
     _, adj = lattice(1, 30)
     vals = np.repeat([[13.0, 7.0], [10.5, 9.5], [6.5, 13.5]], 10, axis=0)
@@ -480,8 +480,8 @@ def test_rebalance_with_chains_reaches_zero_violations_and_moves_little():
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(60, 160), k=st.integers(2, 6), seed=st.integers(0, 1000))
 def test_property_chains_keep_contiguity_and_never_raise_violation(n, k, seed):
-    from territory.models._territory_chains import ChainSearch
-    from territory.models._territory_search import Graph, SearchState
+    from territory.models.territories.chains import ChainSearch
+    from territory.models.territories.search import Graph, SearchState
 
     xy, adj = delaunay(n, seed)
     vals = attrs(n, seed).to_numpy()
@@ -489,7 +489,7 @@ def test_property_chains_keep_contiguity_and_never_raise_violation(n, k, seed):
     n_comp, comp = connected_components(adj, directed=False)
     assert n_comp == 1
     # make the strips contiguous with the engine's own repair before chaining
-    from territory.models._territory_search import repair_contiguity
+    from territory.models.territories.search import repair_contiguity
 
     targets = np.tile(vals.sum(0) / k, (k, 1))
     labels = repair_contiguity(
@@ -609,8 +609,8 @@ def test_rebalance_lower_bound_holds_for_the_engine_and_is_reported():
 
 
 def test_flow_plan_conserves_at_intermediates_and_execution_keeps_contiguity():
-    from territory.models._territory_flow import execute_flows, plan_flows
-    from territory.models._territory_search import Graph, SearchState, weighted_medoids
+    from territory.models.territories.flow import execute_flows, plan_flows
+    from territory.models.territories.search import Graph, SearchState, weighted_medoids
 
     xy, adj = lattice(6, 9)  # three vertical strips of 3 columns: T0 | T1 | T2
     labels = (np.arange(54) % 9) // 3
@@ -713,8 +713,8 @@ def _engine_solver(xy, adj, values: pd.DataFrame, targets, seed=0):
 
 
 def test_lns_polish_repairs_unbalanced_strips_and_keeps_them_contiguous():
-    from territory.models._territory_lns import lns_polish
-    from territory.models._territory_search import Graph
+    from territory.models.territories.lns import lns_polish
+    from territory.models.territories.search import Graph
 
     xy, adj = lattice(12, 12)
     values = pd.DataFrame({"potential": 1.0 + (xy[:, 0] < 6000)})
@@ -732,7 +732,7 @@ def test_lns_polish_repairs_unbalanced_strips_and_keeps_them_contiguous():
 
 
 def test_grow_group_returns_adjacent_territories_that_offset_the_seed():
-    from territory.models._territory_lns import grow_group
+    from territory.models.territories.lns import grow_group
 
     nbrs = [{1, 2}, {0, 3}, {0, 3}, {1, 2}]  # a 2x2 block of territories
     dev = np.array([[0.2], [-0.1], [-0.3], [0.0]])
@@ -779,8 +779,8 @@ def test_group_repair_balances_north_east_counties_the_local_search_cannot():
 
 
 def test_lns_polish_stops_when_only_rounding_excess_is_left():
-    from territory.models._territory_lns import lns_polish
-    from territory.models._territory_search import Graph
+    from territory.models.territories.lns import lns_polish
+    from territory.models.territories.search import Graph
 
     adj = sp.csr_matrix(np.array([[0, 1], [1, 0]]))
     values = np.array([[1.05 + 5e-10], [1.0]])  # 5e-10 over the bound: not a violated pair

@@ -55,13 +55,10 @@ from collections import deque
 
 import numpy as np
 
-from territory.models._territory_search import Graph, SearchState, articulation_points
+from territory.models.territories.objective import penalty, totals_violation
+from territory.models.territories.search import Graph, SearchState, articulation_points
 
 _EPS = 1e-12
-
-
-def _vio(w: np.ndarray, t: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    return np.maximum(np.abs(w / t - 1.0) - tau, 0.0).sum(axis=-1)
 
 
 class ChainSearch:
@@ -161,15 +158,11 @@ class ChainSearch:
         return db <= self.radius or db < float(np.hypot(*(self.xy[u] - self.xy[c[a]])))
 
     def pen(self, w: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Search objective: V, plus ``quad x sum dev^2`` while escalating."""
-        dev = np.abs(w / t - 1.0)
-        out = np.maximum(dev - self.tau, 0.0).sum(axis=-1)
-        if self.quad:
-            out = out + self.quad * (dev**2).sum(axis=-1)
-        return out
+        """Search objective (:func:`objective.penalty`): V, plus ``quad x sum dev^2``."""
+        return penalty(w, t, self.tau, self.quad)
 
     def viol(self) -> np.ndarray:
-        return _vio(self.s.totals, self.t, self.tau)
+        return totals_violation(self.s.totals, self.t, self.tau)
 
     def _apply(self, moves: list[tuple[int, int, int]]) -> None:
         touched = set()
@@ -261,7 +254,6 @@ class ChainSearch:
         """
         self.stats["searches"] += 1
         x, tg, tot = self.x, self.t, self.s.totals
-        lab, nbrs = self.s.lab, self.g.nbrs
         m = self.m
         pen = self.pen
         v_now = pen(tot, tg)
@@ -273,76 +265,7 @@ class ChainSearch:
         best = None
         gtab: list[tuple[int, ...]] = []  # pair groups, referenced as -1 - index
         for _depth in range(self.max_len):
-            c_state: list[int] = []
-            c_id: list[int] = []
-            c_s: list[int] = []
-            c_close: list[bool] = []
-            for bi, (_fin, path, groups, _open_w, _away) in enumerate(beam):
-                t = path[-1]
-                last = groups[-1] if groups else ()
-                lastset = set(last)
-                first = set(groups[0]) if groups else set()
-                anchors: set[int] = set()
-                adj_last: set[int] = set()
-                anchors0: set[int] = set()
-                if last and forward:
-                    anchors = {v for u in last for v in nbrs[u] if lab[v] == t}
-                if last and not forward:
-                    adj_last = {v for u in last for v in nbrs[u]}
-                if len(path) >= 2 and not forward:
-                    anchors0 = {v for u in first for v in nbrs[u] if lab[v] == t0}
-                for s in sorted(self.boundary(t)):
-                    closing = s == t0 and len(path) >= 2
-                    if s in path and not closing:
-                        continue
-                    donor, recv = (t, s) if forward else (s, t)
-                    units = self._singles(donor, recv)
-                    ids = units.tolist()
-                    if ids and (last or closing):
-                        good = []
-                        for u in ids:
-                            if forward:
-                                if last and len(anchors) == 1 and u in anchors:
-                                    continue
-                                if closing and not any(
-                                    lab[v] == t0 and v not in first for v in nbrs[u]
-                                ):
-                                    continue
-                            else:
-                                if last and u in adj_last and not any(
-                                    lab[v] == t and v not in lastset for v in nbrs[u]
-                                ):
-                                    continue
-                                if closing and not (anchors0 - {u}):
-                                    continue
-                            good.append(u)
-                        ids = good
-                    if pairs:
-                        for c in self._pairs(donor, recv):
-                            cs_ = set(c)
-                            if forward:
-                                if last and not (anchors - cs_):
-                                    continue
-                                if closing and not any(
-                                    lab[v] == t0 and v not in first for u in c for v in nbrs[u]
-                                ):
-                                    continue
-                            else:
-                                if last and not any(
-                                    lab[v] == t and v not in lastset for u in c for v in nbrs[u]
-                                ):
-                                    continue
-                                if closing and not (anchors0 - cs_):
-                                    continue
-                            ids.append(-1 - len(gtab))
-                            gtab.append(c)
-                    if not ids:
-                        continue
-                    nn = len(ids)
-                    c_state += [bi] * nn
-                    c_id += ids
-                    c_s += [s] * nn
-                    c_close += [closing] * nn
+            c_state, c_id, c_s, c_close = self._hops(beam, t0, forward, pairs, gtab)
             if not c_id:
                 break
             st_i = np.array(c_state, dtype=np.int64)
@@ -411,6 +334,82 @@ class ChainSearch:
                 break
             beam = new_beam
         return best
+
+    def _hops(self, beam, t0: int, forward: bool, pairs: bool, gtab: list):
+        """Every next hop of every beam entry that keeps the territories contiguous:
+        ``(beam entry, unit or -1 - pair index, next territory, closes the cycle)``."""
+        lab, nbrs = self.s.lab, self.g.nbrs
+        c_state: list[int] = []
+        c_id: list[int] = []
+        c_s: list[int] = []
+        c_close: list[bool] = []
+        for bi, (_fin, path, groups, _open_w, _away) in enumerate(beam):
+            t = path[-1]
+            last = groups[-1] if groups else ()
+            lastset = set(last)
+            first = set(groups[0]) if groups else set()
+            anchors: set[int] = set()
+            adj_last: set[int] = set()
+            anchors0: set[int] = set()
+            if last and forward:
+                anchors = {v for u in last for v in nbrs[u] if lab[v] == t}
+            if last and not forward:
+                adj_last = {v for u in last for v in nbrs[u]}
+            if len(path) >= 2 and not forward:
+                anchors0 = {v for u in first for v in nbrs[u] if lab[v] == t0}
+            for s in sorted(self.boundary(t)):
+                closing = s == t0 and len(path) >= 2
+                if s in path and not closing:
+                    continue
+                donor, recv = (t, s) if forward else (s, t)
+                units = self._singles(donor, recv)
+                ids = units.tolist()
+                if ids and (last or closing):
+                    good = []
+                    for u in ids:
+                        if forward:
+                            if last and len(anchors) == 1 and u in anchors:
+                                continue
+                            if closing and not any(
+                                lab[v] == t0 and v not in first for v in nbrs[u]
+                            ):
+                                continue
+                        else:
+                            if last and u in adj_last and not any(
+                                lab[v] == t and v not in lastset for v in nbrs[u]
+                            ):
+                                continue
+                            if closing and not (anchors0 - {u}):
+                                continue
+                        good.append(u)
+                    ids = good
+                if pairs:
+                    for c in self._pairs(donor, recv):
+                        cs_ = set(c)
+                        if forward:
+                            if last and not (anchors - cs_):
+                                continue
+                            if closing and not any(
+                                lab[v] == t0 and v not in first for u in c for v in nbrs[u]
+                            ):
+                                continue
+                        else:
+                            if last and not any(
+                                lab[v] == t and v not in lastset for u in c for v in nbrs[u]
+                            ):
+                                continue
+                            if closing and not (anchors0 - cs_):
+                                continue
+                        ids.append(-1 - len(gtab))
+                        gtab.append(c)
+                if not ids:
+                    continue
+                nn = len(ids)
+                c_state += [bi] * nn
+                c_id += ids
+                c_s += [s] * nn
+                c_close += [closing] * nn
+        return c_state, c_id, c_s, c_close
 
     @staticmethod
     def _group(g: int, gtab) -> tuple[int, ...]:
@@ -543,7 +542,7 @@ def undo_moves(
     rounds: int = 5,
 ) -> int:
     """Send moved units back home when that adds no violation and splits nothing."""
-    from territory.models._territory_search import removal_keeps_pieces
+    from territory.models.territories.search import removal_keeps_pieces
 
     lab, nbrs = state.lab, graph.nbrs
     tot = state.totals
@@ -556,10 +555,10 @@ def undo_moves(
                 continue
             if not any(lab[v] == b for v in nbrs[u]):
                 continue
-            before = _vio(tot[[a, b]], targets[[a, b]], tau).sum()
+            before = totals_violation(tot[[a, b]], targets[[a, b]], tau).sum()
             wa = tot[a] - values[u]
             wb = tot[b] + values[u]
-            after = _vio(wa, targets[a], tau) + _vio(wb, targets[b], tau)
+            after = totals_violation(wa, targets[a], tau) + totals_violation(wb, targets[b], tau)
             if after > before + 1e-12:
                 continue
             if not removal_keeps_pieces(u, lab, nbrs):

@@ -25,48 +25,19 @@ unit index.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
-from territory.models._territory_lns import _violation, territory_neighbours
-from territory.models._territory_search import Graph, SearchState, removal_keeps_pieces
+from territory.models.territories.geometry import (  # noqa: F401 (re-exported)
+    elongation,
+    largest_span_m,
+    span_m,
+    territory_elongations,
+)
+from territory.models.territories.lns import territory_neighbours
+from territory.models.territories.objective import violated_pairs
+from territory.models.territories.search import Graph, SearchState, removal_keeps_pieces
 
 _CANDIDATES = 12  # outlying units of the worst territory tried per step
 _PARTNERS = 16  # units of the neighbour tried in a swap
-
-
-def span_m(pts: np.ndarray) -> float:
-    """Largest distance between two points (metres), over their convex hull."""
-    if len(pts) < 2:
-        return 0.0
-    if len(pts) > 3:
-        try:
-            pts = pts[ConvexHull(pts).vertices]
-        except QhullError:
-            pass
-    best = 0.0
-    for s in range(0, len(pts), 1024):  # chunks: a degenerate hull keeps every point
-        best = max(best, float(((pts[s:s + 1024, None, :] - pts[None, :, :]) ** 2).sum(-1).max()))
-    return float(np.sqrt(best))
-
-
-def elongation(span: float, area_km2: float) -> float:
-    """Span (metres) over the diameter (km) of the circle with ``area_km2``."""
-    circle_km = 2.0 * np.sqrt(max(area_km2, 0.0) / np.pi)
-    return span / 1000.0 / circle_km if circle_km > 0 else 1.0
-
-
-def largest_span_m(labels: np.ndarray, xy: np.ndarray, k: int) -> float:
-    """The largest span of the ``k`` territories of ``labels`` (metres)."""
-    order = np.argsort(labels, kind="stable")
-    cuts = np.searchsorted(labels[order], np.arange(1, k))
-    return max((span_m(xy[part]) for part in np.split(order, cuts)), default=0.0)
-
-
-def territory_elongations(labels: np.ndarray, xy: np.ndarray, areas: np.ndarray, k: int
-                          ) -> np.ndarray:
-    """Elongation of each of the ``k`` territories of ``labels``."""
-    area = np.bincount(labels, weights=areas, minlength=k)
-    return np.array([elongation(span_m(xy[labels == t]), area[t]) for t in range(k)])
 
 
 class _Balance:
@@ -259,7 +230,7 @@ def shape_lns(
 
     For when single moves cannot help (two strips side by side along a coast
     become two bands across it). ``solve(units, group) -> local labels | None`` is
-    the engine on the group's units (see :mod:`territory.models._territory_lns`).
+    the engine on the group's units (see :mod:`territory.models.territories.lns`).
     A new group is accepted when its largest elongation falls and its hard
     balance is no worse (no more violated territory-attribute pairs, no larger
     summed excess); of those, the one under the limit with the least soft
@@ -305,7 +276,7 @@ def shape_lns(
             new_shape = np.array([_group_shape(trial, xy, areas, g) for g in group])
             if new_shape.max() >= shape[group_arr].max() - 1e-6:
                 continue
-            soft = _violation(after[:, ~hard], targets[group_arr][:, ~hard], tau[~hard])[1]
+            soft = violated_pairs(after[:, ~hard], targets[group_arr][:, ~hard], tau[~hard])[1]
             key = (max(new_shape.max(), max_elongation), soft)
             if best is None or key < best[0]:
                 best = (key, group_arr, new_shape, trial, trial_totals)
@@ -326,7 +297,7 @@ def _group_shape(labels: np.ndarray, xy: np.ndarray, areas: np.ndarray, t: int) 
 
 def _no_worse(before: np.ndarray, after: np.ndarray, targets: np.ndarray, tau: np.ndarray
               ) -> bool:
-    (n0, e0), (n1, e1) = _violation(before, targets, tau), _violation(after, targets, tau)
+    (n0, e0), (n1, e1) = violated_pairs(before, targets, tau), violated_pairs(after, targets, tau)
     return n1 <= n0 and e1 <= e0 + 1e-9
 
 

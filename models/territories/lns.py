@@ -31,15 +31,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from territory.models._territory_search import Graph
+from territory.models.territories.objective import violated_pairs
+from territory.models.territories.search import Graph
 
 Solver = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
-
-
-def _violation(totals: np.ndarray, targets: np.ndarray, tau: np.ndarray) -> tuple[int, float]:
-    """(violated territory-attribute pairs, summed excess over the tolerance)."""
-    excess = np.clip(np.abs(totals / targets - 1) - tau, 0, None)
-    return int((excess > 1e-9).sum()), float(excess.sum())
 
 
 def territory_neighbours(graph: Graph, labels: np.ndarray, k: int) -> list[set[int]]:
@@ -103,7 +98,7 @@ def lns_polish(
     labels = labels.copy()
     totals = np.zeros_like(targets)
     np.add.at(totals, labels, values)
-    best = _violation(totals, targets, tau)
+    best = violated_pairs(totals, targets, tau)
     tries = accepted = stall = 0
     while best[0] > 0 and tries < max_tries and stall < patience:  # so `bad` is not empty
         if time.perf_counter() > deadline:
@@ -125,7 +120,7 @@ def lns_polish(
         trial = totals.copy()
         trial[group_arr] = 0.0
         np.add.at(trial, group_arr[local], values[units])
-        v = _violation(trial, targets, tau)
+        v = violated_pairs(trial, targets, tau)
         if v[0] <= best[0] and v[1] < best[1] - 1e-9:
             labels[units] = group_arr[local]
             totals, best = trial, v

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from territory.models._territory_search import articulation_points
+from territory.models.territories.search import articulation_points
 
 _EPS = 1e-12
 

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from territory.models._territory_search import Graph, SearchState, articulation_points
+from territory.models.territories.search import Graph, SearchState, articulation_points
 
 
 def plan_flows(
