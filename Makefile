@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean browser
+.PHONY: demo test test-slow install lint clean browser
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PYTHON=...)"; exit 1; }
@@ -20,8 +20,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/territory run --config configs/demo.yaml
 
+# `make test`: everything but the tests that start servers or kill processes (marked slow);
+# `make test-slow` runs those, and CI (.ci/run) runs both.
 test: install browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+test-slow: install browser
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
 
 # The report's browser test needs Debian's chromium; install it when missing.
 browser:

@@ -63,16 +63,35 @@ class Geography:
     areas: np.ndarray | None = None  # km² per unit: adds each territory's elongation
 
 
-def unit_measures(unit_totals: pd.DataFrame, workload: pd.Series, unit_ids: np.ndarray
-                  ) -> dict[str, np.ndarray]:
-    """What a territory can be balanced on, per unit in ``unit_ids`` order."""
+def unit_measures(unit_totals: pd.DataFrame, workload: pd.Series, unit_ids: np.ndarray,
+                  index: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """What a territory can be balanced on, per unit in ``unit_ids`` order; with ``index``
+    (``territory.index``) also the composite :func:`composite_index` as ``index``."""
     totals = unit_totals.reindex(unit_ids)
-    return {
+    measures = {
         "potential": totals["potential"].fillna(0.0).to_numpy(),
         "forecast": totals["forecast"].fillna(0.0).to_numpy(),
         "workload": workload.reindex(unit_ids).fillna(0.0).to_numpy(),
         "units": np.ones(len(unit_ids)),
     }
+    if index:
+        measures["index"] = composite_index(measures, index)
+    return measures
+
+
+def composite_index(measures: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """A weighted sum of normalised measures: each measure over its mean across the units,
+    weights scaled to sum to 1, so an average unit scores 1 (a workload index)."""
+    total = sum(weights.values())
+    out = np.zeros(len(next(iter(measures.values()))))
+    for name, weight in weights.items():
+        values = np.asarray(measures[name], dtype=float)
+        mean = values.mean()
+        if not mean > 0:
+            raise InputError("territory.index", f"the measure {name} is zero for every unit",
+                             column=name, hint=f"drop {name} from territory.index")
+        out += (weight / total) * values / mean
+    return out
 
 
 def current_territories(alignment: pd.DataFrame | None, unit_ids: np.ndarray,

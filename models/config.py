@@ -86,7 +86,9 @@ class PotentialConfig(FrozenModel):
     seed: int = 42
 
 
-Attribute = Literal["potential", "workload", "forecast", "units"]
+Measure = Literal["potential", "workload", "forecast", "units"]
+#: What a territory can be balanced on: a unit measure, or ``index`` (``territory.index``).
+Attribute = Literal["potential", "workload", "forecast", "units", "index"]
 
 
 class BalanceRule(FrozenModel):
@@ -154,6 +156,10 @@ class TerritoryConfig(FrozenModel):
     auto_max_extra: int = Field(5, ge=0)  # auto: candidates tried above the capacity bound
     regions: int | None = Field(None, ge=1)  # nest territories into this many regions
     region_tolerance: float = Field(0.10, gt=0.0, lt=1.0)
+    # a composite index to balance as the attribute ``index``: weights of unit measures, each
+    # measure divided by its mean over the units (so 1 is an average unit), e.g. a workload
+    # index {workload: 0.7, units: 0.3}
+    index: dict[Measure, Annotated[float, Field(gt=0.0)]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +209,13 @@ class TerritoryConfig(FrozenModel):
     @property
     def hard_attributes(self) -> list[str]:
         return [r.attribute for r in self.balance if r.role == "hard"]
+
+    @model_validator(mode="after")
+    def _index_is_defined(self) -> TerritoryConfig:
+        if "index" in self.balance_attributes and not self.index:
+            raise ValueError("balance names the attribute index: define it with territory.index, "
+                             "the weight of each measure, e.g. {workload: 0.7, units: 0.3}")
+        return self
 
     @model_validator(mode="after")
     def _auto_and_regions(self) -> TerritoryConfig:

@@ -158,7 +158,8 @@ def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores
                  ) -> Design:
     """A proposed alignment balanced on the configured attributes."""
     geo = _geography(config, inputs, features)
-    measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids)
+    measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids,
+                                       config.territories.index)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, config.data.columns)
     return plans.publishable_design(geo, measures, config.territories, current, inputs.reps,
                                     config.data.columns)
@@ -179,7 +180,8 @@ def current_alignment_stage(config: RunConfig, inputs: Inputs, features: Feature
         raise InputError(str(config.data.alignment), "units without a territory",
                          column=cols.territory_col, rows=missing,
                          hint="assign every unit to a territory in the alignment file")
-    measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids)
+    measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids,
+                                       config.territories.index)
     return alignment.describe_current_alignment(geo, measures, config.territories, current)
 
 

@@ -161,3 +161,32 @@ def test_elongation_is_span_over_the_equal_area_circle():
 def test_without_a_plan_that_holds_the_fewest_hard_violations_win():
     tried = [plans.Plan(0.99, None, 0.1, 3), plans.Plan(0.5, None, 0.1, 2)]
     assert plans.chosen_plan(tried, _config()) is tried[1]
+
+
+def test_a_composite_index_is_balanced_as_one_attribute():
+    from territory.features.errors import InputError
+    from territory.models.alignment import composite_index, unit_measures
+
+    geo, measures = _diverging_instance()
+    index = composite_index(measures, {"workload": 3.0, "units": 1.0})
+    expected = 0.75 * measures["workload"] / measures["workload"].mean() + 0.25
+    np.testing.assert_allclose(index, expected)
+    assert index.mean() == pytest.approx(1.0)  # an average unit scores 1
+    config = _config(balance=[{"attribute": "potential", "tolerance": 0.05, "role": "hard"},
+                              {"attribute": "index", "tolerance": 0.05, "role": "soft"}],
+                     index={"workload": 3.0, "units": 1.0}, frontier=[0.5, 0.3])
+    design = plans.publishable_design(geo, {**measures, "index": index}, config)
+    assert "index_deviation" in design.summary.columns
+    assert design.summary["potential_deviation"].abs().max() <= 0.05 + 1e-9
+    assert set(design.plans.columns) >= {"index_max_abs_deviation"}
+    totals = pd.DataFrame({"potential": measures["potential"], "forecast": measures["potential"]},
+                          index=geo.unit_ids)
+    built = unit_measures(totals, pd.Series(measures["workload"], index=geo.unit_ids),
+                          geo.unit_ids, {"workload": 3.0, "units": 1.0})
+    np.testing.assert_allclose(built["index"], index)
+    with pytest.raises(ValidationError, match="define it with territory.index"):
+        _config(balance=[{"attribute": "potential"}, {"attribute": "index", "role": "soft"}])
+    with pytest.raises(ValidationError, match="greater than 0"):
+        _config(index={"workload": 0.0})
+    with pytest.raises(InputError, match="zero for every unit"):
+        composite_index({"workload": np.zeros(3), "units": np.ones(3)}, {"workload": 1.0})
