@@ -144,7 +144,8 @@ def score_stage(config: RunConfig, features: FeatureSet, trained: Trained) -> Sc
     return backend(config).score(config, features, trained)
 
 
-def _geography(config: RunConfig, inputs: Inputs, features: FeatureSet) -> Geography:
+def unit_geography(config: RunConfig, inputs: Inputs, features: FeatureSet) -> Geography:
+    """Unit ids, projected coordinates, contiguity and areas (km², when the data has them)."""
     unit_ids = inputs.units[config.data.columns.unit_col].to_numpy()
     market = features.market_table if features.market_table is not None else pd.DataFrame()
     area = next((c for c in ("unit_area_km2", "area_km2") if c in market), None)
@@ -157,7 +158,7 @@ def _geography(config: RunConfig, inputs: Inputs, features: FeatureSet) -> Geogr
 def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores
                  ) -> Design:
     """A proposed alignment balanced on the configured attributes."""
-    geo = _geography(config, inputs, features)
+    geo = unit_geography(config, inputs, features)
     measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids,
                                        config.territories.index)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, config.data.columns)
@@ -173,7 +174,7 @@ def current_alignment_stage(config: RunConfig, inputs: Inputs, features: Feature
         raise InputError("config", "the nightly forecast needs the current alignment",
                          column="data.alignment",
                          hint="set data.alignment, or run the design flow for a fresh design")
-    geo = _geography(config, inputs, features)
+    geo = unit_geography(config, inputs, features)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, cols)
     if current.isna().any():
         missing = list(current.index[current.isna()][:5])

@@ -93,3 +93,17 @@ def test_every_phase_scores_balance_with_the_one_objective():
     assert violated_pairs(totals, targets, tau) == (int((over > 1e-9).sum()),
                                                     pytest.approx(over.sum()))
     assert squared_excess(dev, tau) == pytest.approx((over**2).sum())
+
+
+def test_the_safety_net_clock_counts_this_threads_work_not_waiting():
+    import threading
+    import time
+
+    from territory.models.territories.clock import clock
+
+    start = clock()
+    time.sleep(0.3)  # a busy machine: the thread waits, its budget does not run down
+    busy = threading.Thread(target=lambda: sum(i * i for i in range(3_000_000)))
+    busy.start()
+    busy.join()  # another thread's work is not this design's either
+    assert clock() - start < 0.1

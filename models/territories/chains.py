@@ -50,11 +50,11 @@ territory whenever that adds no violation and splits nothing.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import numpy as np
 
+from territory.models.territories.clock import clock
 from territory.models.territories.objective import penalty, totals_violation
 from territory.models.territories.search import Graph, SearchState, articulation_points
 
@@ -448,7 +448,7 @@ class ChainSearch:
         best_v = float(self.viol().sum())
         level_v = best_v
         best_labels = self.s.labels.copy()
-        while n < max_chains and time.perf_counter() < deadline:
+        while n < max_chains and clock() < deadline:
             v = self.viol()
             if v.sum() <= 1e-12:
                 break
@@ -465,7 +465,7 @@ class ChainSearch:
                     found = min(cands, key=lambda c: c[0])
                     break
                 stuck.add(t0)
-                if time.perf_counter() > deadline:
+                if clock() > deadline:
                     break
             if found is None:
                 stuck.clear()

@@ -150,6 +150,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from territory.models.territories.bounds import rebalance_lower_bound
+from territory.models.territories.clock import clock
 from territory.models.territories.diagnosis import behind_giants, enclave_lines, giant_lines
 from territory.models.territories.fresh import fresh_design
 from territory.models.territories.problem import Problem, Settings, build_problem, resolve_names
@@ -233,7 +234,8 @@ def design_territories(
     max_iter
         Iteration cap of each local-search phase.
     time_limit_s
-        Wall-clock budget over all starts; the best alignment so far is returned.
+        Safety net in CPU seconds of the calling thread (machine load does not move
+        it; :mod:`.clock`) over all starts; the best alignment so far is returned.
     n_starts
         Independent starts (different seeds drawn from ``seed``); best kept.
         While the best alignment still violates the balance, up to
@@ -298,7 +300,7 @@ def design_territories(
         For malformed arguments only (shapes, K, negative attributes, bad
         indices); infeasible requests are reported in ``report.violations``.
     """
-    t0 = time.perf_counter()
+    t0, started = clock(), time.perf_counter()
     problem = build_problem(
         xy, adjacency, attributes, n_territories, tolerance, unit_ids=unit_ids,
         current_labels=current_labels, fixed_centres=fixed_centres, locked=locked,
@@ -311,14 +313,14 @@ def design_territories(
                         shape_tries=shape_tries)
     settings.check()
     best = solve_problem(problem, settings, t0)
-    return _result(problem, settings, best, t0, territory_names)
+    return _result(problem, settings, best, started, territory_names)
 
 
 def solve_problem(problem: Problem, settings: Settings, t0: float | None = None) -> SearchState:
     """The best alignment found for ``problem``: a rebalance when it has a current
     alignment, else a fresh design. Deterministic for a seed; ``time_limit_s`` (from
     ``t0``) is only a safety net."""
-    t0 = time.perf_counter() if t0 is None else t0
+    t0 = clock() if t0 is None else t0
     deadline = t0 + (settings.time_limit_s if settings.time_limit_s is not None else np.inf)
     restarts = 0 if problem.current is not None else int(settings.max_restarts)
     start_seeds = np.random.default_rng(settings.seed).integers(
@@ -340,7 +342,7 @@ def solve_problem(problem: Problem, settings: Settings, t0: float | None = None)
     return fresh_design(problem, settings, deadline, solvers, start_seeds)
 
 
-def _result(problem: Problem, settings: Settings, best: SearchState, t0: float,
+def _result(problem: Problem, settings: Settings, best: SearchState, started: float,
             territory_names) -> DesignResult:
     """The labels, centres and report of the best alignment, with the rules that only a
     design knows (locks, the move budget, giant units) added."""
@@ -384,7 +386,7 @@ def _result(problem: Problem, settings: Settings, best: SearchState, t0: float,
         *(f"{names[t]} is cut off behind giant unit {via}: it borders no other "
           f"territory, so its {', '.join(off)} cannot be balanced"
           for t, (via, off) in sorted(behind.items()))]
-    report.overall["run_time_s"] = time.perf_counter() - t0
+    report.overall["run_time_s"] = time.perf_counter() - started
     return DesignResult(labels=labels, centres=best.centres, report=report)
 
 
@@ -409,7 +411,7 @@ def group_solver(xy, adjacency, values, tgt, tau, cols, fixed, lock, rng, deadli
             fixed_centres={gpos[t]: pos[u] for t, u in fixed.items() if t in gpos} or None,
             locked={pos[u]: gpos[t] for u, t in lock.items() if u in pos} or None,
             max_restarts=0, flow_rounds=0, lns_tries=0, max_chains=max_chains,
-            time_limit_s=max(0.5, min(10.0, deadline - time.perf_counter())),
+            time_limit_s=max(0.5, min(10.0, deadline - clock())),
             max_radius_km=max_radius_km, soft_attributes=soft,
             areas=None if areas is None else areas[units], max_elongation=max_elongation,
             shape_tries=0,

@@ -27,7 +27,7 @@ class TerritoryDesigner:
     max_iter
         Iteration cap of each local-search phase.
     time_limit_s
-        Wall-clock budget of one fit.
+        Safety net of one fit, in CPU seconds of the calling thread.
     n_starts
         Independent starts; the best is kept.
     compactness_weight

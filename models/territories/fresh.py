@@ -10,7 +10,6 @@ left, then the shape limit, the span descent and the radius repair. See
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from territory.models.territories import objective
 from territory.models.territories.bisect import bisect_partition
 from territory.models.territories.chains import chain_repair
+from territory.models.territories.clock import clock
 from territory.models.territories.flow import execute_flows, plan_flows
 from territory.models.territories.lns import lns_polish, territory_neighbours
 from territory.models.territories.problem import Problem, Settings
@@ -75,21 +75,21 @@ def fresh_design(problem: Problem, settings: Settings, deadline: float, solvers:
     restarts (``max_restarts``) only while a hard rule is broken."""
     built = []
     for start_no in range(int(settings.n_starts)):
-        if built and time.perf_counter() > deadline:
+        if built and clock() > deadline:
             break
         state, rng = construct(problem, settings, deadline, start_seeds[start_no], start_no)
         built.append((objective.start_rank(problem, state), start_no, state, rng))
     built.sort(key=lambda c: (c[0], c[1]))
     best, best_rank = None, (np.inf, np.inf)
     for rank_no, (_rank, _no, state, rng) in enumerate(built[:2]):
-        if rank_no and (objective.held(best_rank) or time.perf_counter() > deadline):
+        if rank_no and (objective.held(best_rank) or clock() > deadline):
             break
         state = polish(problem, settings, deadline, solvers, state, rng)
         rank = objective.start_rank(problem, state)
         if rank < best_rank:
             best, best_rank = state, rank
     for start_no in range(int(settings.n_starts), len(start_seeds)):
-        if best_rank[0] <= objective.BALANCED or time.perf_counter() > deadline:
+        if best_rank[0] <= objective.BALANCED or clock() > deadline:
             break  # extra restarts only while the balance is violated
         state, rng = construct(problem, settings, deadline, start_seeds[start_no], start_no)
         state = polish(problem, settings, deadline, solvers, state, rng)
@@ -157,7 +157,7 @@ def construct(problem: Problem, settings: Settings, deadline: float, seed, start
                        max_iter=settings.max_iter, deadline=deadline, budget_ok=_any_budget,
                        max_radius=p.radius)
         new_centres = valid_centres(p, state.labels, state.centres)
-        if np.array_equal(new_centres, state.centres) or time.perf_counter() > deadline:
+        if np.array_equal(new_centres, state.centres) or clock() > deadline:
             break
         state.centres = new_centres
     return state, rng
@@ -195,7 +195,7 @@ def flow_polish(problem: Problem, settings: Settings, deadline: float, state: Se
             return within_reach(p.xy, state.centres, units, np.full(len(units), a),
                                 np.full(len(units), b), p.radius)
     for _ in range(settings.flow_rounds):
-        if time.perf_counter() > deadline:
+        if clock() > deadline:
             break
         flows = plan_flows(state, p.graph, p.values, tgt, cap_scale=0.5)
         if not flows or execute_flows(state, p.graph, p.values, tgt, movable, flows,

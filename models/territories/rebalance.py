@@ -10,12 +10,11 @@ See :mod:`territory.models.territories.design`.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from territory.models.territories import objective
 from territory.models.territories.chains import chain_repair, undo_moves
+from territory.models.territories.clock import clock
 from territory.models.territories.fresh import Solvers, group_repair
 from territory.models.territories.problem import Problem, Settings
 from territory.models.territories.search import SearchState, lagrangian_search, radius_repair
@@ -50,7 +49,7 @@ def _chains_then_groups(p: Problem, settings: Settings, deadline: float, solvers
     movable, cur = p.movable, p.current
     max_chains = p.n // 2 if settings.max_chains is None else int(settings.max_chains)
     v_prev = np.inf
-    while time.perf_counter() < deadline:
+    while clock() < deadline:
         stats = chain_repair(
             state, p.graph, p.values, p.targets, p.tau, movable, home=cur, deadline=deadline,
             max_chains=max_chains, move_weight=settings.move_cost * 20, xy=p.xy,

@@ -8,10 +8,9 @@ indices ``0..n-1`` and territory labels ``0..K-1``.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from territory.models.territories.clock import clock
 from territory.models.territories.graph import (  # noqa: F401 (re-exported)
     Graph,
     SearchState,
@@ -168,7 +167,7 @@ def compact_search(
     k = targets.shape[0]
     w0 = values[:, 0] + 1e-9
     it = 0
-    while it < max_iter and time.perf_counter() < deadline:
+    while it < max_iter and clock() < deadline:
         it += 1
         mov = movable.copy()
         mov[state.centres[state.centres >= 0]] = False
@@ -287,7 +286,7 @@ def lagrangian_search(
     dirty = set(range(k))
 
     it = 0
-    while it < max_iter and time.perf_counter() < deadline:
+    while it < max_iter and clock() < deadline:
         it += 1
         dev = state.totals * inv_t - 1
         viol = violation(dev, tau)
