@@ -154,6 +154,8 @@ class TerritoryConfig(FrozenModel):
     auto_max_extra: int = Field(5, ge=0)  # auto: candidates tried above the capacity bound
     regions: int | None = Field(None, ge=1)  # nest territories into this many regions
     region_tolerance: float = Field(0.10, gt=0.0, lt=1.0)
+    # also design the smallest change to the current alignment, for the compare table
+    minimal_change: bool = True
 
     @model_validator(mode="before")
     @classmethod
