@@ -249,11 +249,15 @@ def plan_editor(config: RunConfig, features: FeatureSet, scores: Scores, design:
                 recs: Recommendations, unit_ids: np.ndarray, map_figure: str) -> dict | None:
     """The editor's data: the published plan, its targets and tolerances, the graph.
 
-    None when the summary lacks a target of a balanced attribute (nothing to edit against).
+    None when the summary lacks a target of a balanced attribute, or a unit has no
+    territory of the summary (nothing to edit against).
     """
     tc = config.territories
     attributes = tc.balance_attributes
     if any(f"{a}_target" not in design.summary for a in attributes):
+        return None
+    if not set(design.proposed.reindex(unit_ids).astype(str)) <= set(
+            design.summary["territory"].astype(str)):
         return None
     measures = alignment.unit_measures(scores.unit_totals, features.workload, unit_ids)
     tolerances = with_soft_tolerance(tc, design.overall.get("soft_tolerance")).tolerances
