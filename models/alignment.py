@@ -12,7 +12,8 @@ rebalance from the current alignment, runs the
 :class:`~territory.models.territories.TerritoryDesigner`, names the
 territories (the reps' territory ids, else the current ids matched on shared
 potential, else ``T01..TK``), compares with the current alignment and
-optionally nests the territories into regions.
+optionally nests the territories into regions. A manager's :class:`Locks`
+(``territory run --edits``) keep their units in the territories they name.
 """
 
 from __future__ import annotations
@@ -312,6 +313,11 @@ def lock_territories(locks: Locks, unit_ids: np.ndarray, n_territories: int, nam
                          f"has {n_territories}", column=locks.column,
                          hint="lock units to at most n_territories territories")
     position = {u: i for i, u in enumerate(unit_ids)}
+    outside = [u for u in wanted.index if u not in position]
+    if outside:
+        raise InputError(locks.source, "locked units that are not in this design (left out "
+                         "by data.gaps)", column=locks.column, rows=outside[:5],
+                         hint="remove them from the edits, or give them sales and demographics")
     if isinstance(namer, list):
         return {position[u]: namer.index(t) for u, t in wanted.items()}, namer
     index = {t: i for i, t in enumerate(names)}
