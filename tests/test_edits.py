@@ -97,3 +97,11 @@ def test_revert_inert_undoes_only_the_spreadsheet_quote():
 
     for text in ("=SUM(A1)", "-T1", "T01", "'plain", "@x"):
         assert revert_inert(inert_text(text)) == text
+
+
+def test_locks_on_units_outside_the_design_say_so():
+    geo, measures = _geography()
+    locks = Locks(pd.Series({"u00": "T01", "gone": "T02"}), "edits.csv")
+    with pytest.raises(InputError, match="not in this design") as err:
+        alignment.propose_alignment(geo, measures, CONFIG, locks=locks)
+    assert "gone" in str(err.value) and "edits.csv" in str(err.value)
