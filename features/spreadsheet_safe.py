@@ -31,6 +31,13 @@ def inert_text(value: Any) -> Any:
     return value
 
 
+def revert_inert(value: Any) -> Any:
+    """Undo :func:`inert_text`: ``'=x`` -> ``=x`` (a file this project wrote, read back)."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
+    return value
+
+
 def inert_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells and column names are inert; numbers unchanged."""
     out = frame.copy(deep=False)

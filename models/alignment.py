@@ -12,7 +12,8 @@ rebalance from the current alignment, runs the
 :class:`~territory.models.territories.TerritoryDesigner`, names the
 territories (the reps' territory ids, else the current ids matched on shared
 potential, else ``T01..TK``), compares with the current alignment and
-optionally nests the territories into regions.
+optionally nests the territories into regions. A manager's :class:`Locks`
+(``territory run --edits``) keep their units in the territories they name.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from territory.models.config import TerritoryConfig
 from territory.models.territories import (
     TerritoryDesigner,
     Violation,
+    default_territory_names,
     evaluate_alignment,
     territory_elongation,
 )
@@ -51,6 +53,17 @@ class Design:
     diagnosis: list[str] = field(default_factory=list)  # why balance violations remain
     plans: pd.DataFrame | None = None  # the price of balance (territory.models.plans)
     records: list[Violation] = field(default_factory=list)  # violations[:len(records)]
+    locked: pd.Series | None = None  # territory a manager locked, by unit id (``--edits``)
+    comparison: pd.DataFrame | None = None  # current, minimal change and plans (``plans``)
+
+
+@dataclass(frozen=True)
+class Locks:
+    """Units a manager locked to a territory (``territory run --edits``)."""
+
+    territory: pd.Series  # territory id by unit id
+    source: str = "edits"  # the file they came from, named in errors
+    column: str = "territory_id"  # its territory column, named in errors
 
 
 @dataclass
@@ -117,8 +130,13 @@ def propose_alignment(
     current: pd.Series | None = None,
     reps: pd.DataFrame | None = None,
     columns: ColumnsConfig | None = None,
+    locks: Locks | None = None,
 ) -> Design:
-    """Propose an alignment balanced on ``config.balance_attributes`` (see the module doc)."""
+    """Propose an alignment balanced on ``config.balance_attributes`` (see the module doc).
+
+    ``locks`` keeps the units a manager locked in their territory (:func:`lock_territories`
+    says which territory ids they may name) and redesigns the rest.
+    """
     cols = columns or ColumnsConfig()
     tc, unit_ids = config, geography.unit_ids
     attributes = pd.DataFrame({a: measures[a] for a in tc.balance_attributes})
@@ -146,7 +164,10 @@ def propose_alignment(
             current, current_codes, tc.n_territories, reps, fixed, unit_ids, cols)
 
     namer = _namer(rep_territory_ids, current, measures["potential"])
-    if auto is not None and fixed is None:  # the auto-K design is already this one
+    locked = None
+    if locks is not None and len(locks.territory):
+        locked, namer = lock_territories(locks, unit_ids, n_terr, namer, current)
+    if auto is not None and fixed is None and locked is None:  # the auto-K design is this one
         labels, centres, report = auto.labels, auto.centres, auto.report
     else:
         designer = TerritoryDesigner(
@@ -156,8 +177,8 @@ def propose_alignment(
             compactness_weight=tc.compactness_weight, max_radius_km=tc.max_radius_km,
             soft_attributes=tc.soft_attributes, max_elongation=tc.max_elongation,
         ).fit(geography.xy, geography.adjacency, attributes, unit_ids=unit_ids,
-              current_labels=start_labels, fixed_centres=fixed, tolerances=tc.tolerances,
-              areas=geography.areas, territory_names=namer)
+              current_labels=start_labels, fixed_centres=fixed, locked=locked,
+              tolerances=tc.tolerances, areas=geography.areas, territory_names=namer)
         labels, centres, report = designer.labels_, designer.centres_, designer.report_
     territory_names = report.territories["name"].to_numpy(dtype=object)
     proposed = pd.Series(territory_names[labels], index=unit_ids, name="proposed_territory")
@@ -182,9 +203,14 @@ def propose_alignment(
         region, region_summary = _nest_regions(geography, attributes, labels, centres, n_terr,
                                                tc, summary, overall, violations)
     overall["n_territories"] = n_terr
-    return Design(proposed, current, summary, overall, current_overall,
-                  current_summary, violations, n_terr, auto.explanation if auto else None,
-                  region, region_summary, list(report.diagnosis), records=list(report.records))
+    design = Design(proposed, current, summary, overall, current_overall,
+                    current_summary, violations, n_terr, auto.explanation if auto else None,
+                    region, region_summary, list(report.diagnosis),
+                    records=list(report.records))
+    if locked is not None:
+        design.locked = locks.territory.astype(str)
+        overall["units_locked"] = len(locked)
+    return design
 
 
 def describe_current_alignment(
@@ -264,6 +290,73 @@ def _namer(rep_territory_ids, current: pd.Series | None, potential: np.ndarray):
         values = current.to_numpy()
         return lambda labels, k: rec.territory_ids_by_overlap(labels, values, potential, k)
     return None
+
+
+def lockable_names(n_territories: int, namer, current: pd.Series | None) -> list[str]:
+    """The territory ids a lock may name: the reps' territory ids when they name the
+    territories, else the current ids and the new ids a plan can add (``N01``...), else
+    ``T01..TK``."""
+    if isinstance(namer, list):
+        return list(namer)
+    if current is None:
+        return default_territory_names(n_territories)
+    taken = sorted(current.dropna().astype(str).unique())
+    m = n_territories + len(taken)  # new ids skip the current ones: draw enough of them
+    fresh = rec.territory_ids_by_overlap(np.arange(m), np.full(m, None), np.ones(m), m)
+    return taken + [f for f in fresh if f not in taken][:n_territories]
+
+
+def lock_territories(locks: Locks, unit_ids: np.ndarray, n_territories: int, namer,
+                     current: pd.Series | None) -> tuple[dict[int, int], object]:
+    """The engine's ``locked`` (``{unit index: territory index}``) and a namer that gives
+    each territory holding locked units the id they were locked to.
+
+    With the reps' ids the index is the id's place in that list; otherwise the locked ids
+    take the first indices and the final names are the usual ones (overlap with the
+    current alignment, or ``T01..``) with the locked ids swapped into place.
+
+    Raises
+    ------
+    InputError
+        A lock names a territory the plan cannot have, or more territories than K.
+    """
+    wanted = locks.territory.astype(str)
+    allowed = lockable_names(n_territories, namer, current)
+    unknown = wanted[~wanted.isin(allowed)]
+    if len(unknown):
+        shown = ", ".join(allowed[:12]) + (" ..." if len(allowed) > 12 else "")
+        raise InputError(
+            locks.source, f"territory ids this plan does not have: "
+            f"{', '.join(sorted(set(unknown))[:5])}", column=locks.column,
+            rows=list(unknown.index[:5]),
+            hint=f"use the territory ids of the report ({shown})")
+    names = sorted(set(wanted))
+    if len(names) > n_territories:
+        raise InputError(locks.source, f"the edits name {len(names)} territories but the plan "
+                         f"has {n_territories}", column=locks.column,
+                         hint="lock units to at most n_territories territories")
+    position = {u: i for i, u in enumerate(unit_ids)}
+    outside = [u for u in wanted.index if u not in position]
+    if outside:
+        raise InputError(locks.source, "locked units that are not in this design (left out "
+                         "by data.gaps)", column=locks.column, rows=outside[:5],
+                         hint="remove them from the edits, or give them sales and demographics")
+    if isinstance(namer, list):
+        return {position[u]: namer.index(t) for u, t in wanted.items()}, namer
+    index = {t: i for i, t in enumerate(names)}
+
+    def named(labels, k):
+        given = namer(labels, k) if callable(namer) else default_territory_names(k)
+        given = list(given)
+        for t, name in enumerate(names):  # a swap keeps the ids distinct
+            if name in given:
+                other = given.index(name)
+                given[t], given[other] = given[other], given[t]
+            else:
+                given[t] = name
+        return given
+
+    return {position[u]: index[t] for u, t in wanted.items()}, named
 
 
 def _named(table: pd.DataFrame) -> pd.DataFrame:

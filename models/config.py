@@ -160,6 +160,8 @@ class TerritoryConfig(FrozenModel):
     # measure divided by its mean over the units (so 1 is an average unit), e.g. a workload
     # index {workload: 0.7, units: 0.3}
     index: dict[Measure, Annotated[float, Field(gt=0.0)]] | None = None
+    # also design the smallest change to the current alignment, for the compare table
+    minimal_change: bool = True
 
     @model_validator(mode="before")
     @classmethod

@@ -25,7 +25,7 @@ import pandas as pd
 
 from territory.features.config import ColumnsConfig
 from territory.models import alignment
-from territory.models.alignment import Design, Geography
+from territory.models.alignment import Design, Geography, Locks
 from territory.models.config import BalanceRule, TerritoryConfig
 
 UNCONSTRAINED = 0.99  # the loosest rung: a soft attribute is only measured
@@ -82,15 +82,17 @@ def price_of_balance(
     current: pd.Series | None = None,
     reps: pd.DataFrame | None = None,
     columns: ColumnsConfig | None = None,
+    locks: Locks | None = None,
 ) -> list[Plan]:
-    """Design one plan per rung of :func:`soft_ladder` (see the module doc)."""
+    """Design one plan per rung of :func:`soft_ladder` (see the module doc); ``locks``
+    holds in every plan."""
     wanted = None if config.plan == "best" else float(config.plan)
     plans: list[Plan] = []
     for tolerance in soft_ladder(config):
         t0 = time.process_time()
         plan_config = with_soft_tolerance(config, tolerance)
         design = alignment.propose_alignment(geography, measures, plan_config, current, reps,
-                                            columns)
+                                             columns, locks)
         broken = hard_violations(design, plan_config)
         plans.append(Plan(tolerance, design, time.process_time() - t0, broken,
                           shape_over_limit(design, plan_config)))
@@ -152,12 +154,18 @@ def publishable_design(
     current: pd.Series | None = None,
     reps: pd.DataFrame | None = None,
     columns: ColumnsConfig | None = None,
+    locks: Locks | None = None,
 ) -> Design:
     """The published plan's design, carrying the table of every plan tried."""
-    plans = price_of_balance(geography, measures, config, current, reps, columns)
+    plans = price_of_balance(geography, measures, config, current, reps, columns, locks)
     published = chosen_plan(plans, config)
     design = published.design
     design.plans = plans_table(plans, config, published)
+    minimal = (minimal_change(geography, measures,
+                              with_soft_tolerance(config, published.soft_tolerance), current,
+                              reps, columns, locks)
+               if config.minimal_change else None)
+    design.comparison = comparison_table(plans, published, config, minimal)
     design.overall["hard_violations"] = published.hard_violations
     design.overall["shape_over_limit"] = published.shape_over_limit
     soft = set(config.soft_attributes)
@@ -169,6 +177,86 @@ def publishable_design(
     if published.soft_tolerance is not None:
         design.overall["soft_tolerance"] = published.soft_tolerance
     return design
+
+
+def minimal_change(
+    geography: Geography,
+    measures: dict[str, np.ndarray],
+    config: TerritoryConfig,
+    current: pd.Series | None,
+    reps: pd.DataFrame | None = None,
+    columns: ColumnsConfig | None = None,
+    locks: Locks | None = None,
+) -> Design | None:
+    """The smallest change to the current alignment that balances it: a rebalance of
+    today's territories (their number and ids), with the locks that name one of them.
+
+    None without a current alignment covering every unit, or when the run already is a
+    rebalance (its plans are minimal changes).
+    """
+    if current is None or current.isna().any() or config.mode == "rebalance":
+        return None
+    ids = sorted(current.astype(str).unique())
+    rebalance = config.model_copy(update={"mode": "rebalance", "n_territories": len(ids),
+                                          "regions": None})
+    if locks is not None:
+        kept = locks.territory[locks.territory.astype(str).isin(ids)]
+        locks = Locks(kept, locks.source, locks.column) if len(kept) else None
+    return alignment.propose_alignment(geography, measures, rebalance, current, reps, columns,
+                                       locks)
+
+
+def plan_measures(design: Design, config: TerritoryConfig) -> dict:
+    """A plan's balance per attribute (against ``config``'s tolerances), compactness, units
+    moved and rep travel: the mean over territories of the workload-weighted distance from
+    the territory centre to its units."""
+    summary = design.summary
+    row: dict = {"territories": len(summary)}
+    tolerances = config.tolerances
+    for rule in config.balance:
+        dev = summary[f"{rule.attribute}_deviation"].abs()
+        row[f"{rule.attribute}_max_abs_deviation"] = float(dev.max())
+        row[f"{rule.attribute}_within_tolerance"] = float(
+            (dev <= tolerances[rule.attribute] + 1e-9).mean())
+    row["hard_violations"] = hard_violations(design, config)
+    row["contiguous"] = bool((summary["n_components"] <= 1).all())
+    row["total_dispersion"] = float(summary["dispersion"].sum())
+    row["max_span_km"] = float(summary["diameter_km"].max())
+    row["median_elongation"] = (float(summary["elongation"].median())
+                                if "elongation" in summary else np.nan)
+    moved = 0
+    if design.current is not None:
+        moved = int((design.current.reindex(design.proposed.index).astype(str)
+                     != design.proposed.astype(str)).sum())
+    row["units_moved"] = moved
+    row["units_moved_pct"] = 100.0 * moved / max(len(design.proposed), 1)
+    row["rep_travel_km"] = float(summary["mean_distance_km"].mean())
+    return row
+
+
+def comparison_table(plans: list[Plan], published: Plan, config: TerritoryConfig,
+                     minimal: Design | None = None) -> pd.DataFrame:
+    """The current alignment, the minimal change and every plan tried, side by side
+    (:func:`plan_measures`); the current alignment and the minimal change are measured
+    against the published plan's tolerances."""
+    rows = []
+    tolerances = with_soft_tolerance(config, published.soft_tolerance)
+    design = published.design
+    if design.current_summary is not None:
+        current = Design(design.current, design.current, design.current_summary,
+                         dict(design.current_overall or {}), None, None, [])
+        rows.append({"plan": "current alignment", "published": False,
+                     **plan_measures(current, tolerances)})
+    if minimal is not None:
+        rows.append({"plan": "minimal change", "published": False,
+                     **plan_measures(minimal, tolerances)})
+    for plan in plans:
+        name = _plan_name(plan.soft_tolerance)
+        rows.append({"plan": f"proposed ({name})" if plan is published else name,
+                     "published": plan is published,
+                     **plan_measures(plan.design, with_soft_tolerance(config,
+                                                                      plan.soft_tolerance))})
+    return pd.DataFrame(rows)
 
 
 def _plan_name(soft_tolerance: float | None) -> str:

@@ -53,13 +53,18 @@ def prepare_environment(workspace: Path, verbose: bool = False,
 def run(
     config: ConfigOption = Path("configs/demo.yaml"),
     as_of: Annotated[str | None, typer.Option(help="As-of date (YYYY-MM-DD).")] = None,
+    edits: Annotated[Path | None, typer.Option(
+        help="A manager's edits (CSV of unit and territory ids, as the report's editor "
+             "exports them): those units stay locked, the rest is redesigned.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the whole pipeline and print where the outputs are."""
-    from territory.pipelines.config import load_config
+    from territory.pipelines.config import load_config, with_edits
 
     try:
         cfg = load_config(config, {"as_of": as_of} if as_of else None)
+        if edits is not None:
+            cfg = with_edits(cfg, edits)
     except InputError as exc:
         _fail(exc)
     prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
@@ -76,7 +81,7 @@ def run(
 
 
 def _input_files(cfg) -> list[Path]:
-    names = ("units", "sales", "demographics", "alignment", "reps", "truth")
+    names = ("units", "sales", "demographics", "alignment", "reps", "truth", "edits")
     return [getattr(cfg.data, name) for name in names if getattr(cfg.data, name) is not None]
 
 

@@ -38,7 +38,8 @@ def check_safe_name(value: str, key: str) -> str:
     return value
 
 
-TableName = Literal["units", "sales", "demographics", "alignment", "reps", "truth"]
+TableName = Literal["units", "sales", "demographics", "alignment", "reps", "truth", "edits"]
+FILES = ("units", "sales", "demographics", "alignment", "reps", "truth", "edits")
 
 
 class TableColumns(FrozenModel):
@@ -67,6 +68,9 @@ class DataConfig(FrozenModel):
     ``name_columns`` are the units-file columns that name a unit in the moves,
     the recommendations and the map, joined with ", " (``[name, region]``
     gives "Story, Iowa"); by default the ``name`` column when there is one.
+    ``edits`` is a manager's CSV of ``unit_col, territory_col`` (the report's editor
+    exports it; ``territory run --edits`` sets it): those units stay locked in those
+    territories and the design redesigns the rest.
     """
 
     units: Path
@@ -75,6 +79,7 @@ class DataConfig(FrozenModel):
     alignment: Path | None = None
     reps: Path | None = None
     truth: Path | None = None
+    edits: Path | None = None
     projected_crs: str | None = None
     date_format: str | None = None
     # units with no sales history or no demographics: stop | exclude | estimate
@@ -316,10 +321,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     data = config.data.model_copy(
         update={
             name: _resolve(base, getattr(config.data, name))
-            for name in ("units", "sales", "demographics", "alignment", "reps", "truth")
+            for name in FILES
         }
     )
-    for name in ("units", "sales", "demographics", "alignment", "reps", "truth"):
+    for name in FILES:
         file = getattr(data, name)
         if file is not None and not Path(file).is_file():
             what = "not a file (a folder)" if Path(file).exists() else "file not found"
@@ -331,6 +336,16 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
                      f"folder, {base}",
             )
     return config.model_copy(update={"data": data, "workspace": _resolve(base, config.workspace)})
+
+
+def with_edits(config: RunConfig, edits: Path) -> RunConfig:
+    """``config`` with ``data.edits`` set to ``edits`` (``territory run --edits``)."""
+    edits = Path(edits).expanduser().resolve()
+    if not edits.is_file():
+        what = "not a file (a folder)" if edits.exists() else "file not found"
+        raise InputError(str(edits), what, key="--edits",
+                         hint="pass the CSV the report's editor exported (Export edits)")
+    return config.model_copy(update={"data": config.data.model_copy(update={"edits": edits})})
 
 
 def _plain_error(path: Path, exc: ValidationError) -> InputError:

@@ -81,6 +81,8 @@ def write_outputs(
     write_csv(design.summary, out / "territory_summary.csv")
     if design.plans is not None:
         write_csv(design.plans, out / "plans.csv")
+    if design.comparison is not None:
+        write_csv(design.comparison, out / "plan_comparison.csv")
     if design.region_summary is not None:
         write_csv(design.region_summary, out / "region_summary.csv")
     write_csv(recs.moves, out / "moves.csv")
@@ -177,6 +179,8 @@ def track_run(
         tracking.log_table(scores.unit_totals.reset_index(), "unit_drivers.csv")
         if design.plans is not None:
             tracking.log_table(design.plans, "plans.csv")
+        if design.comparison is not None:
+            tracking.log_table(design.comparison, "plan_comparison.csv")
         fc = config.forecast
         gate = _gate_metric(config, trained)
         if recs is not None:

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from plotly.subplots import make_subplots
 
 from territory.features.spreadsheet_safe import inert_frame
+from territory.pipelines.report_editor import editor_html
 from territory.pipelines.report_format import EXCEL_FORMATS, as_text, present
 
 # The page is opened offline: no logo link to plotly.com and no "Share to Plotly Cloud"
@@ -38,6 +39,7 @@ class ReportContent:
     quality_sentences: list[str]
     figures: dict[str, go.Figure]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    editor: dict | None = None  # the plan editor's data (:mod:`territory.pipelines.report_editor`)
 
 
 def balance_chart(deviations: dict[str, tuple[pd.Series, pd.Series]], tolerance: float) -> go.Figure:
@@ -84,11 +86,15 @@ th{background:#f4f6f8;cursor:pointer;position:sticky;top:0;z-index:1} th:hover{b
 td:first-child,th:first-child{text-align:left;position:sticky;left:0;background:#fff;z-index:2}
 th:first-child{background:#f4f6f8;z-index:3}
 .scroll{max-height:420px;overflow:auto;max-width:100%}
+.editor-bar{display:flex;gap:12px;flex-wrap:wrap;align-items:center;background:#f4f6f8;padding:8px;border-radius:8px}
+.editor-status{font-weight:600} td.off{color:#b3262a;font-weight:600}
+.figure,.editor{contain:layout paint}
 </style></head><body>
 <h1>{{ c.title }}</h1><p class="sub">{{ c.subtitle }}</p>
 <div class="kpis">{% for k, v in c.headline %}<div class="kpi">{{ k }}<b>{{ v }}</b></div>{% endfor %}</div>
 <h2>Model quality</h2><ul>{% for s in c.quality_sentences %}<li>{{ s }}</li>{% endfor %}</ul>
 {% for name in c.figures %}<h2>{{ name }}</h2><div class="figure" id="figure-{{ loop.index }}">{{ figures_html[name] }}</div>{% endfor %}
+{% if editor_html %}{{ editor_html }}{% endif %}
 {% for name in c.tables %}<h2>{{ name }}</h2><p class="sub">Click a column header to sort.</p><div class="scroll">{{ tables_html[name] }}</div>{% endfor %}
 <script>
 document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',function(){
@@ -139,7 +145,9 @@ def render_html(content: ReportContent) -> str:
             config=PLOTLY_CONFIG,
         ))
     tables_html = {k: Markup(_table_html(v)) for k, v in content.tables.items()}
-    return template.render(c=content, tables_html=tables_html, figures_html=figures_html)
+    editor = Markup(editor_html(content.editor)) if content.editor is not None else None
+    return template.render(c=content, tables_html=tables_html, figures_html=figures_html,
+                           editor_html=editor)
 
 
 def write_excel(tables: dict[str, pd.DataFrame], path: Path) -> None:

@@ -12,12 +12,15 @@ import pandas as pd
 
 from territory.features.feature_set import FeatureSet
 from territory.features.frequency import frequency_spec, periods_in_words
+from territory.models import alignment
 from territory.models.alignment import Design
+from territory.models.plans import with_soft_tolerance
 from territory.models.recommend import Recommendations
 from territory.models.scoring import Scores
 from territory.models.training import Trained
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
+from territory.pipelines.report_editor import editor_payload
 from territory.pipelines.report_map import interactive_map
 from territory.pipelines.stages import Inputs
 
@@ -40,14 +43,33 @@ def period_words(frequency: str, n: int) -> str:
     return periods_in_words(int(n), frequency)
 
 
-def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray) -> pd.Series:
+def _hover_text(recs: pd.DataFrame, unit_ids: np.ndarray,
+                locked: pd.Series | None = None) -> pd.Series:
     r = recs.reindex(unit_ids)
     name = r["name"].astype(str) + " " if "name" in r else ""
-    return (name + "(" + r.index.astype(str) + ") · " + r["proposed_territory"].astype(str)
+    text = (name + "(" + r.index.astype(str) + ") · " + r["proposed_territory"].astype(str)
             + " (now " + r["current_territory"].astype(str) + ")"
             + " · forecast " + r["forecast"].map("{:,.0f}".format)
             + " · potential " + r["potential"].map("{:,.0f}".format)
             + " · " + r["action"].astype(str))
+    if locked is not None:
+        text = text.where(~r.index.isin(locked.index), text + " · locked by a manager")
+    return text
+
+
+def locked_table(design: Design, recs: Recommendations, unit_col: str) -> pd.DataFrame | None:
+    """The units a manager locked: where they were locked to and where the plan put them."""
+    if design.locked is None:
+        return None
+    units = recs.units.reindex(design.locked.index)
+    table = pd.DataFrame({unit_col: design.locked.index,
+                          "locked_to": design.locked.to_numpy(),
+                          "proposed_territory": design.proposed.reindex(
+                              design.locked.index).to_numpy()})
+    if "name" in units:
+        table.insert(1, "name", units["name"].to_numpy())
+    table["kept"] = np.where(table["locked_to"] == table["proposed_territory"], "yes", "no")
+    return table
 
 
 def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> list[str]:
@@ -143,7 +165,7 @@ def report_content(
         "Penetration": u["penetration"].fillna(0.0).reset_index(drop=True),
     }
     figures = {"Map": interactive_map(units.reset_index(drop=True), territory_layers,
-                                      value_layers, _hover_text(recs.units, uid),
+                                      value_layers, _hover_text(recs.units, uid, design.locked),
                                       value_formats={"Penetration": "{:.0%}"})}
     if design.current_summary is not None:
         deviations = {}
@@ -178,8 +200,13 @@ def report_content(
                                                f"{_pct(known.max())})"))
     if design.region_summary is not None:
         headline.append(("Regions", f"{len(design.region_summary)}"))
+    locked = locked_table(design, recs, cols.unit_col)
+    if locked is not None:
+        kept = int((locked["kept"] == "yes").sum())
+        headline.append(("Units locked by a manager", f"{len(locked):,} ({kept:,} kept)"))
     tables = {
         "Territories": recs.territories,
+        **({"Compare plans": design.comparison} if design.comparison is not None else {}),
         "White-space opportunities": recs.opportunities.head(100)[
             [c for c in ["rank", cols.unit_col, "name", "proposed_territory", "forecast",
                          "potential", "white_space", "penetration", "action", "reason",
@@ -188,6 +215,8 @@ def report_content(
     if recs.reps is not None:
         tables["Reps: what changes"] = recs.reps
     tables["Moves"] = recs.moves.head(500)
+    if locked is not None:
+        tables["Locked by a manager"] = locked
     accuracy = potential_accuracy_table(trained, scores)
     if accuracy is not None:
         tables["Potential by current territory"] = accuracy.round(3)
@@ -195,7 +224,7 @@ def report_content(
         tables["Data gaps"] = inputs.gaps.table(config.data.gaps, config.data.columns.unit_col)
     if design.region_summary is not None:
         tables["Regions"] = design.region_summary
-    if design.plans is not None and len(design.plans) > 1:
+    if design.plans is not None and len(design.plans) > 1 and design.comparison is None:
         tables["The price of balance: plans tried"] = design.plans
     if design.auto_k:
         tables["Number of territories"] = pd.DataFrame({"why": [design.auto_k]})
@@ -204,6 +233,8 @@ def report_content(
     if design.diagnosis:
         tables["Why balance is not reached"] = pd.DataFrame({"diagnosis": design.diagnosis})
     return rpt.ReportContent(
+        editor=plan_editor(config, features, scores, design, recs, uid,
+                           f"figure-{list(figures).index('Map') + 1}"),
         title=f"Territory plan: {config.run_name}",
         subtitle=f"As of {features.as_of:%Y-%m-%d}; {len(uid):,} units; "
                  f"balanced on {_balance_words(tc, design)}.",
@@ -212,6 +243,31 @@ def report_content(
         figures=figures,
         tables=tables,
     )
+
+
+def plan_editor(config: RunConfig, features: FeatureSet, scores: Scores, design: Design,
+                recs: Recommendations, unit_ids: np.ndarray, map_figure: str) -> dict | None:
+    """The editor's data: the published plan, its targets and tolerances, the graph.
+
+    None when the summary lacks a target of a balanced attribute, or a unit has no
+    territory of the summary (nothing to edit against).
+    """
+    tc = config.territories
+    attributes = tc.balance_attributes
+    if any(f"{a}_target" not in design.summary for a in attributes):
+        return None
+    if not set(design.proposed.reindex(unit_ids).astype(str)) <= set(
+            design.summary["territory"].astype(str)):
+        return None
+    measures = alignment.unit_measures(scores.unit_totals, features.workload, unit_ids)
+    tolerances = with_soft_tolerance(tc, design.overall.get("soft_tolerance")).tolerances
+    names = recs.units["name"] if "name" in recs.units else None
+    cols = config.data.columns
+    return editor_payload(
+        unit_ids, design.proposed, design.summary, {a: measures[a] for a in attributes},
+        tolerances, features.graph.matrix, soft=tc.soft_attributes, unit_names=names,
+        locked=design.locked, map_figure=map_figure, unit_col=cols.unit_col,
+        territory_col=cols.territory_col)
 
 
 def _balance_words(tc, design) -> str:

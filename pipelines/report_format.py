@@ -53,6 +53,8 @@ WORDS = {
     "violation": "Violation", "diagnosis": "Why", "why": "Why",
     "capacity": "Capacity (workload)", "load_before": "Load before (% of capacity)",
     "load_after": "Load after (% of capacity)",
+    "locked_to": "Locked to territory", "kept": "Kept", "units_moved": "Units moved",
+    "rep_travel_km": "Rep travel: mean distance to the centre, by workload (km)",
 }
 
 SHARE_NAMES = {"penetration", "peer_penetration", "soft_tolerance", "mean_utilisation",

@@ -65,7 +65,8 @@ def features_cache_key(config: RunConfig, file_hashes: dict[str, str]) -> str:
         "features": config.features.model_dump(mode="json"),
         "horizon": config.forecast.horizon,
         "workload_column": config.territories.workload_column,
-        "inputs": dict(sorted(file_hashes.items())),
+        # a manager's edits change the design, not the features
+        "inputs": dict(sorted((k, v) for k, v in file_hashes.items() if k != "edits")),
         "code": _code_fingerprint(),
     }
     payload = json.dumps(relevant, sort_keys=True, default=str)

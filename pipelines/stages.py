@@ -22,6 +22,7 @@ from territory.features import io as fio
 from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.features.gaps import DataGaps
+from territory.features.spreadsheet_safe import revert_inert
 from territory.models import alignment, plans, scoring, training
 from territory.models import recommend as rec
 from territory.models.alignment import Design, Geography
@@ -42,6 +43,7 @@ class Inputs:
     reps: pd.DataFrame | None
     file_hashes: dict[str, str]
     gaps: DataGaps = field(default_factory=DataGaps)  # found and handled (``data.gaps``)
+    edits: pd.DataFrame | None = None  # a manager's locks (``data.edits``)
 
 
 def load_inputs(config: RunConfig) -> Inputs:
@@ -62,12 +64,14 @@ def load_inputs(config: RunConfig) -> Inputs:
     )
     reps = (fio.load_reps(data.reps, unit_ids, territory_ids, cols, data.columns_for("reps"))
             if data.reps else None)
+    edits = (fio.load_alignment(data.edits, unit_ids, cols, data.columns_for("edits"))
+             if data.edits else None)
     hashes = {
         name: file_sha256(Path(path))
-        for name in ("units", "sales", "demographics", "alignment", "reps")
+        for name in ("units", "sales", "demographics", "alignment", "reps", "edits")
         if (path := getattr(data, name)) is not None and Path(path).is_file()
     }
-    inputs = Inputs(units, sales, demographics, alignment, reps, hashes)
+    inputs = Inputs(units, sales, demographics, alignment, reps, hashes, edits=edits)
     check_run_inputs(config, inputs)  # dates, as-of, K and memory, before any feature
     return handle_data_gaps(config, inputs, resolved_as_of(config, inputs))
 
@@ -163,7 +167,16 @@ def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores
                                        config.territories.index)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, config.data.columns)
     return plans.publishable_design(geo, measures, config.territories, current, inputs.reps,
-                                    config.data.columns)
+                                    config.data.columns, locks(config, inputs))
+
+
+def locks(config: RunConfig, inputs: Inputs) -> alignment.Locks | None:
+    """The manager's edits (``data.edits``) as locks, or None."""
+    if inputs.edits is None:
+        return None
+    cols, file_cols = config.data.columns, config.data.columns_for("edits")
+    territory = inputs.edits.set_index(cols.unit_col)[cols.territory_col].map(revert_inert)
+    return alignment.Locks(territory, str(config.data.edits), file_cols.territory_col)
 
 
 def current_alignment_stage(config: RunConfig, inputs: Inputs, features: FeatureSet,

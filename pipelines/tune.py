@@ -35,7 +35,7 @@ import yaml
 from territory.features.errors import InputError
 from territory.models import backtest, tracking
 from territory.models.forecast import forecaster_from_config
-from territory.pipelines.config import RunConfig, load_config
+from territory.pipelines.config import FILES, RunConfig, load_config
 from territory.pipelines.outputs import atomic_file
 
 # name -> ("float" | "int", low, high, log) or ("categorical", choices)
@@ -136,7 +136,7 @@ def tuned_config_text(config: RunConfig, source: Path, out: Path, best: dict[str
             return value
 
     raw["workspace"] = rel(raw["workspace"])
-    for name in ("units", "sales", "demographics", "alignment", "reps", "truth"):
+    for name in FILES:
         raw["data"][name] = rel(raw["data"][name])
     body = yaml.safe_dump(raw, sort_keys=False)
     return f"{header}# tuned from {source}\n{body}"

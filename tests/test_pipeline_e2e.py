@@ -133,6 +133,41 @@ def test_every_territory_id_in_every_output_is_in_the_alignment(first_run, tmp_p
     assert moves["name"].str.fullmatch(r".+, (Iowa|Nebraska)").all(), moves["name"].head()
 
 
+def test_edits_are_kept_as_locks_and_marked_in_the_report(first_run, tmp_path):
+    """``data.edits`` (what ``territory run --edits`` sets) on the design flow: the locked
+    units stay where the manager put them, the report and the workbook say so."""
+    from territory.pipelines.config import with_edits
+    from territory.pipelines.flows import design_scenario
+
+    config, result = first_run
+    first = pd.read_parquet(result["run_dir"] / "alignment.parquet").set_index("unit_id")
+    names = sorted(first["territory_id"].unique())
+    # two units of the first territory, locked into the second
+    moved = first.index[first["territory_id"] == names[0]][:2]
+    edits = pd.DataFrame({"unit_id": moved, "territory_id": names[1]})
+    edits.loc[len(edits)] = [first.index[first["territory_id"] == names[2]][0], names[2]]
+    edits.to_csv(tmp_path / "edits.csv", index=False)
+    out = design_scenario(with_edits(config, tmp_path / "edits.csv"), scenario_name="edits")
+    folder = out["folder"]
+    proposed = pd.read_parquet(folder / "alignment.parquet").set_index("unit_id")
+    for unit, territory in zip(edits["unit_id"], edits["territory_id"], strict=True):
+        assert proposed.loc[unit, "territory_id"] == territory, unit
+    assert out["territories"]["units_locked"] == 3
+    html = (folder / "report.html").read_text()
+    assert "Locked by a manager" in html and "locked by a manager" in html  # table, hover
+    data = json.loads(re.search(r'id="editor-data">(.*?)</script>', html, re.S).group(1))
+    assert sorted(data["units"][i] for i, _ in data["locked"]) == sorted(edits["unit_id"])
+    sheet = pd.read_excel(folder / "report.xlsx", sheet_name="Locked by a manager", dtype=str)
+    assert set(sheet["Kept"]) == {"yes"} and len(sheet) == 3
+    compare = pd.read_csv(folder / "plan_comparison.csv").set_index("plan")
+    assert {"current alignment", "minimal change"} <= set(compare.index)
+    published = compare[compare["published"]]
+    assert len(published) == 1 and published.index[0].startswith("proposed")
+    assert published["units_moved"].iloc[0] == int(
+        (proposed["territory_id"] != proposed["current_territory"]).sum())
+    assert "Compare plans" in html and "Rep travel" in html
+
+
 def test_territories_are_contiguous_and_better_balanced_than_today(first_run):
     _, result = first_run
     assert result["territories"]["contiguous"]
@@ -253,6 +288,12 @@ def test_report_renders_in_headless_chromium(first_run):
             return Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.textContent));
         })()""")
         shot = page.screenshot(ARTIFACTS / "report.png")
+        editor = page.evaluate("JSON.parse(document.getElementById('editor-data').textContent)")
+        before = page.evaluate("territoryEditor.state()")
+        unit = editor["units"][0]
+        to = next(t for t in editor["territories"]
+                  if t != editor["territories"][editor["plan"][0]])
+        after = page.evaluate(f"territoryEditor.assign({json.dumps(unit)}, {json.dumps(to)})")
     # every number of the territory table is the CSV's, formatted
     table = pd.DataFrame(shown[1:], columns=shown[0]).set_index("Territory")
     csv = pd.read_csv(result["run_dir"] / "territory_recommendations.csv").set_index("territory")
@@ -272,6 +313,7 @@ def test_report_renders_in_headless_chromium(first_run):
         for b, other in territories.geometry.items():
             if a < b and geom.buffer(10.0).intersects(other):
                 assert fills[a] != fills[b], (a, b)
+    _editor_matches_python(result["run_dir"], editor, before, after, to)
     assert title.startswith("Territory plan")
     assert n_maps >= 2 and n_tables >= 3
     assert {"Proposed territories", "Current alignment", "Potential", "White space"} <= set(
@@ -281,6 +323,42 @@ def test_report_renders_in_headless_chromium(first_run):
     offline = [u for u in page.requests if not u.startswith(("file:", "data:", "about:"))]
     assert offline == []
     assert shot.stat().st_size > 20_000
+
+
+def _editor_matches_python(run_dir, editor, before, after, to):
+    """The report's editor starts from the published plan's numbers (territory_summary.csv)
+    and, after moving the first unit to ``to``, shows what evaluate_alignment computes."""
+    import numpy as np
+
+    from territory.models.territories import evaluate_alignment
+
+    summary = pd.read_csv(run_dir / "territory_summary.csv").set_index("territory")
+    for t, name in enumerate(editor["territories"]):
+        for j, attr in enumerate(editor["attributes"]):
+            assert before["totals"][t][j] == pytest.approx(summary.loc[name, f"{attr}_total"],
+                                                           rel=1e-9)
+            assert before["deviations"][t][j] == pytest.approx(
+                summary.loc[name, f"{attr}_deviation"], rel=1e-6, abs=1e-12)
+    labels = np.array(editor["plan"])
+    labels[0] = editor["territories"].index(to)
+    n = len(labels)
+    indptr, indices = np.array(editor["indptr"]), np.array(editor["indices"])
+    import scipy.sparse as sp
+
+    adjacency = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(n, n))
+    report = evaluate_alignment(
+        labels, np.zeros((n, 2)), adjacency,
+        pd.DataFrame(dict(zip(editor["attributes"], editor["values"], strict=True))),
+        tolerances=dict(zip(editor["attributes"], editor["tolerances"], strict=True)),
+        targets=np.array(editor["targets"]), territory_names=editor["territories"],
+        n_territories=len(editor["territories"]))
+    columns = [f"{a}_deviation" for a in editor["attributes"]]
+    np.testing.assert_allclose(after["deviations"], report.territories[columns], rtol=1e-9)
+    assert after["pieces"] == report.territories["n_components"].tolist()
+    soft = [f": {a} " for a in editor["soft"]]
+    hard = [v for v in report.violations
+            if not ("target (" in v and any(s in v for s in soft))]
+    assert after["violations"] == hard
 
 
 def test_prefect_artifacts_published_under_stable_keys(first_run):
