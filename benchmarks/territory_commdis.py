@@ -80,13 +80,15 @@ def paper_results(path: Path = PAPER) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(n: int, k: int, seed: int, time_limit: float, n_starts: int) -> dict:
+def run(n: int, k: int, seed: int, time_limit: float, n_starts: int,
+        compactness: float | None = None) -> dict:
     from territory.models.territories import TerritoryDesigner
 
     xy, adj, acts = commdis_instance(n, seed)
     t0, c0 = time.perf_counter(), time.process_time()
+    extra = {} if compactness is None else {"compactness_weight": compactness}
     d = TerritoryDesigner(n_territories=k, tolerance=0.05, seed=0, time_limit_s=time_limit,
-                          n_starts=n_starts)
+                          n_starts=n_starts, **extra)
     d.fit(xy, adj, acts)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ov, terr = d.report_.overall, d.report_.territories
@@ -106,6 +108,8 @@ def main() -> None:
                         help="n:K pairs (default: every size); seeds from the default list or 0")
     parser.add_argument("--time-limit", type=float, default=300.0)
     parser.add_argument("--n-starts", type=int, default=4)
+    parser.add_argument("--compactness", type=float, default=None,
+                        help="compactness_weight (default: the designer's)")
     args = parser.parse_args()
     sizes = SIZES
     if args.sizes:
@@ -115,7 +119,7 @@ def main() -> None:
     rows = []
     for n, k, seeds in sizes:
         for seed in seeds:
-            row = run(n, k, seed, args.time_limit, args.n_starts)
+            row = run(n, k, seed, args.time_limit, args.n_starts, args.compactness)
             rows.append(row)
             print(f"n={n} K={k} seed={seed}: {row['violations']} violations, "
                   f"diameter {row['diameter']:.1f}, {row['wall_s']:.1f} s", flush=True)
