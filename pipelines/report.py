@@ -38,6 +38,8 @@ class ReportContent:
     quality_sentences: list[str]
     figures: dict[str, go.Figure]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # titled lists of sentences after "Model quality" (the nightly run's monitoring)
+    sections: dict[str, list[str]] = field(default_factory=dict)
 
 
 def balance_chart(deviations: dict[str, tuple[pd.Series, pd.Series]], tolerance: float) -> go.Figure:
@@ -88,6 +90,7 @@ th:first-child{background:#f4f6f8;z-index:3}
 <h1>{{ c.title }}</h1><p class="sub">{{ c.subtitle }}</p>
 <div class="kpis">{% for k, v in c.headline %}<div class="kpi">{{ k }}<b>{{ v }}</b></div>{% endfor %}</div>
 <h2>Model quality</h2><ul>{% for s in c.quality_sentences %}<li>{{ s }}</li>{% endfor %}</ul>
+{% for name, sentences in c.sections.items() %}<h2>{{ name }}</h2><ul>{% for s in sentences %}<li>{{ s }}</li>{% endfor %}</ul>{% endfor %}
 {% for name in c.figures %}<h2>{{ name }}</h2><div class="figure" id="figure-{{ loop.index }}">{{ figures_html[name] }}</div>{% endfor %}
 {% for name in c.tables %}<h2>{{ name }}</h2><p class="sub">Click a column header to sort.</p><div class="scroll">{{ tables_html[name] }}</div>{% endfor %}
 <script>
