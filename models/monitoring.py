@@ -80,19 +80,35 @@ def promise_table(promises: dict[tuple[str, str, str], dict]) -> pd.DataFrame:
 
 
 def _joined(forecasts: pd.DataFrame, actuals: pd.DataFrame, columns: ColumnsConfig,
-            through: pd.Timestamp) -> pd.DataFrame:
+            through: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Forecast rows with their actual, as integer keys and numbers (fast to group).
+
+    Returns the rows (``_k`` forecast key, ``_t`` territory code, -1 for none,
+    ``horizon``, ``target_period`` and the sums), the forecast keys by ``_k``
+    (with their model version) and the territory ids by code.
+    """
     u, t, y = columns.unit_col, columns.time_col, columns.target_col
     truth = actuals.loc[actuals[t] <= through, [u, t, y]].rename(
         columns={t: "target_period", y: "actual"})
-    rows = forecasts[forecasts["target_period"] <= through].merge(
-        truth, on=[u, "target_period"], how="inner").dropna(subset=["actual", "forecast"])
-    rows["abs_error"] = (rows["actual"] - rows["forecast"]).abs()
-    rows["error"] = rows["forecast"] - rows["actual"]
-    has = rows["forecast_lo"].notna() & rows["forecast_hi"].notna()
-    rows["has_interval"] = has.astype(float)
-    rows["inside"] = (has & (rows["actual"] >= rows["forecast_lo"])
-                      & (rows["actual"] <= rows["forecast_hi"])).astype(float)
-    return rows
+    later = forecasts["target_period"] > through
+    rows = (forecasts[~later] if later.any() else forecasts).merge(
+        truth, on=[u, "target_period"], how="inner")
+    known = rows["actual"].notna() & rows["forecast"].notna()
+    rows = rows if known.all() else rows[known]
+    key = rows.groupby(KEYS, sort=False).ngroup().to_numpy()
+    keys = rows[[*KEYS, "model_version"]].assign(_k=key).drop_duplicates("_k") \
+        .set_index("_k").sort_index()
+    territory, territories = pd.factorize(rows["territory_id"])
+    actual, forecast = rows["actual"].to_numpy(float), rows["forecast"].to_numpy(float)
+    lo, hi = rows["forecast_lo"].to_numpy(float), rows["forecast_hi"].to_numpy(float)
+    has = ~np.isnan(lo) & ~np.isnan(hi)
+    frame = pd.DataFrame({
+        "_k": key, "_t": territory, "horizon": rows["horizon"].to_numpy(),
+        "target_period": rows["target_period"].to_numpy(), "actual": actual,
+        "forecast": forecast, "abs_error": np.abs(actual - forecast), "error": forecast - actual,
+        "inside": (has & (actual >= lo) & (actual <= hi)).astype(float),
+        "has_interval": has.astype(float)})
+    return frame, keys, np.asarray(territories, dtype=object)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -126,29 +142,34 @@ def realised_accuracy(forecasts: pd.DataFrame, actuals: pd.DataFrame, columns: C
         :data:`ACCURACY_COLUMNS`, one row per forecast key, level, horizon and
         territory that has at least one actual; empty when none has.
     """
-    rows = _joined(forecasts, actuals, columns, pd.Timestamp(through))
+    rows, keys, territories = _joined(forecasts, actuals, columns, pd.Timestamp(through))
     sums = ["actual", "forecast", "abs_error", "error", "inside", "has_interval"]
     parts = []
-    by_territory = rows.dropna(subset=["territory_id"])
-    totals = by_territory.groupby([*KEYS, "territory_id", "horizon", "target_period"],
-                                  observed=True)[["actual", "forecast"]].sum().reset_index()
+    by_territory = rows[rows["_t"] >= 0]
+    totals = by_territory.groupby(["_k", "_t", "horizon", "target_period"])[
+        ["actual", "forecast"]].sum().reset_index()
     totals["total_error"] = (totals["actual"] - totals["forecast"]).abs()
     for level, extra in LEVELS.items():
-        source = by_territory if "territory_id" in extra else rows
+        extra = ["_t" if c == "territory_id" else c for c in extra]
+        source = by_territory if "_t" in extra else rows
         if source.empty:
             continue
-        grouped = source.groupby([*KEYS, *extra], observed=True)
+        grouped = source.groupby(["_k", *extra])
         part = grouped[sums].sum()
-        part["model_version"] = grouped["model_version"].first()
         part["n_rows"] = grouped.size()
         part["months_observed"] = grouped["target_period"].nunique()
-        total = totals.groupby([*KEYS, *extra], observed=True)[["total_error", "actual"]].sum()
+        total = totals.groupby(["_k", *extra])[["total_error", "actual"]].sum()
         part["territory_wape"] = _ratio(total["total_error"], total["actual"]).reindex(part.index)
         part = part.reset_index().assign(level=level)
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=ACCURACY_COLUMNS)
     table = pd.concat(parts, ignore_index=True)
+    table = table.join(keys, on="_k")
+    codes = table["_t"].to_numpy() if "_t" in table else np.full(len(table), np.nan)
+    table["territory_id"] = pd.Series(
+        [territories[int(c)] if c == c and c >= 0 else None for c in codes], dtype=object)
+    table = table.drop(columns=["_k", "_t"], errors="ignore")
     table["wape"] = _ratio(table["abs_error"], table["actual"])
     table["bias"] = _ratio(table["error"], table["actual"])
     table["coverage"] = _ratio(table["inside"], table["has_interval"])

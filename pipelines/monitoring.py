@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock
 
@@ -210,21 +211,46 @@ def log_accuracy(config: RunConfig, history: pd.DataFrame, as_of: pd.Timestamp) 
 # --- Drift: the champion's training data against this run's inputs -----------------------
 
 
+SEASON = "season_position"  # of a reference row's origin: month of year, quarter, week
+MIN_SEASON_ROWS = 100
+
+
+def season_position(origins, config: RunConfig) -> np.ndarray:
+    """Each origin's place in the year (0 .. season-1): month, quarter or week of the year."""
+    periods = pd.DatetimeIndex(origins).to_period(config.features.frequency.split("-")[0][0])
+    return np.asarray(periods.asi8 % max(config.features.season, 1))
+
+
 def drift_tables(config: RunConfig, features: FeatureSet, training: bool
                  ) -> dict[str, pd.DataFrame]:
     """The feature rows drift is measured on: the sales features of one row per unit and
-    origin (``forecast``; the training origins of the last year, or this run's origin) and
-    the market table (``market``). Calendar features (month, trend index) are left out:
-    they move by design."""
+    origin (``forecast``: every training origin, tagged with its place in the year, or this
+    run's origin) and the market table (``market``). Calendar features (month, trend index)
+    are left out: they move by design."""
     target = config.data.columns.target_col
     table = features.train_table if training else features.score_table
     rows = table[table["horizon"] == table["horizon"].min()]
+    forecast = rows[[c for c in rows.columns if c.startswith(f"{target}_")]]
     if training:
-        step = pd.tseries.frequencies.to_offset(config.features.frequency)
-        start = features.as_of - config.features.season * step
-        rows = rows[rows["origin"] > start]
-    sales_features = [c for c in rows.columns if c.startswith(f"{target}_")]
-    return {"forecast": rows[sales_features], "market": features.market_table}
+        forecast = forecast.assign(**{SEASON: season_position(rows["origin"], config)})
+    return {"forecast": forecast, "market": features.market_table}
+
+
+def same_season(reference: drift.Reference, config: RunConfig, as_of: pd.Timestamp
+                ) -> drift.Reference:
+    """The reference with its sales features from training origins at the same place in the
+    year as ``as_of`` (December against Decembers: seasonality is not drift), when it holds
+    at least ``MIN_SEASON_ROWS`` of them."""
+    table = reference.tables.get("forecast")
+    if table is None or SEASON not in table:
+        return reference
+    same = table[table[SEASON] == season_position([as_of], config)[0]]
+    chosen = same if len(same) >= MIN_SEASON_ROWS else table
+    tables = {**reference.tables, "forecast": chosen.drop(columns=SEASON)}
+    columns = {**reference.columns,
+               "forecast": {k: v for k, v in reference.columns["forecast"].items()
+                            if k != SEASON}}
+    return drift.Reference(reference.as_of, tables, columns, reference.units, reference.quality)
 
 
 def schema_tables(inputs) -> dict[str, pd.DataFrame | None]:
@@ -302,6 +328,7 @@ def check_inputs(config: RunConfig, inputs, features: FeatureSet,
     """Drift per feature, schema changes and data quality against ``reference``."""
     mc = config.monitoring
     current = drift_tables(config, features, training=False)
+    reference = same_season(reference, config, features.as_of)
     table = drift.drift_table(reference, current, mc.reference_rows, mc.seed)
     schema = drift.schema_changes(reference, {**schema_tables(inputs), **current},
                                   inputs.units[config.data.columns.unit_col].to_numpy())

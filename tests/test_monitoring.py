@@ -283,3 +283,25 @@ def test_history_finds_the_published_forecasts_and_measures_each_once(tmp_path, 
     monitoring.accuracy_path(config).write_text("not parquet")
     with pytest.raises(InputError, match="delete it"):
         monitoring.read_accuracy(config)
+
+
+def test_sales_features_are_compared_with_the_same_season_of_training(tmp_path, demo_slice_dir):
+    from territory.pipelines.config import load_config
+    from tests.conftest import write_slice_config
+
+    config = load_config(write_slice_config(demo_slice_dir, tmp_path / "ws"))
+    origins = pd.date_range("2023-01-01", periods=36, freq="MS")
+    assert list(monitoring.season_position(origins[:13], config)) == [*range(12), 0]
+    rng = np.random.default_rng(0)
+    # December sales twice the rest of the year: seasonality, not drift
+    level = np.where(np.repeat(origins.month, 200) == 12, 2.0, 1.0)
+    rows = pd.DataFrame({"sales_lag_1": level * rng.gamma(5, 100, len(level)),
+                         monitoring.SEASON: monitoring.season_position(
+                             np.repeat(origins, 200), config)})
+    ref = drift.build_reference({"forecast": rows}, [], {}, origins[-1], 10_000, seed=0)
+    december = {"forecast": pd.DataFrame({"sales_lag_1": 2.0 * rng.gamma(5, 100, 200)})}
+    whole_year = drift.drift_table(ref, december, 10_000, seed=0)
+    assert whole_year["psi"].iloc[0] > 1.0  # against every month: looks like a huge shift
+    seasonal = drift.drift_table(monitoring.same_season(ref, config, pd.Timestamp("2025-12-01")),
+                                 december, 10_000, seed=0)
+    assert seasonal["psi"].iloc[0] < 0.1 and list(seasonal["feature"]) == ["sales_lag_1"]
