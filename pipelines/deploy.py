@@ -294,7 +294,8 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
                      "model_reused": summary["reused"], **accuracy,
                      "folder": str(result["folder"])})
     table = pd.DataFrame(rows).reindex(columns=BACKFILL_COLUMNS)
-    monitoring.publish_watch(config, monitoring.accuracy_watch(config, full.sales, last))
+    if config.monitoring.enabled:  # every actual known: the history a new install starts with
+        monitoring.publish_watch(config, monitoring.accuracy_watch(config, full.sales, last))
     csv = (Path(config.workspace) / "backfill"
            / f"{config.run_name}-{months[0]:%Y-%m}-{months[-1]:%Y-%m}.csv")
     with atomic_file(csv) as tmp:

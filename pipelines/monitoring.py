@@ -35,7 +35,6 @@ from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import atomic_file
 
 BACKFILL_SUFFIX = "-backfill"
-SOURCES = ("nightly", "backfill")
 SCORE_COLUMNS = ["as_of", "horizon", "target_period", "forecast", "forecast_lo", "forecast_hi"]
 
 
@@ -98,7 +97,7 @@ def read_accuracy(config: RunConfig) -> pd.DataFrame | None:
                               "rebuilds it from the published forecasts") from None
 
 
-def _already_measured(history: pd.DataFrame | None, through: pd.Timestamp
+def _already_measured(history: pd.DataFrame | None
                       ) -> dict[tuple, tuple[pd.Timestamp, int, str]]:
     """Per forecast key: the actuals it was last measured with, the months observed and
     the model version of the forecast measured."""
@@ -142,7 +141,7 @@ def measure(config: RunConfig, sales: pd.DataFrame, through: pd.Timestamp) -> pd
     """Realised accuracy of the earlier forecasts that have actuals up to ``through`` and
     were not yet measured with them (the rows that change the history)."""
     through = pd.Timestamp(through)
-    done = _already_measured(read_accuracy(config), through)
+    done = _already_measured(read_accuracy(config))
     runs = []
     for run in published_forecasts(config, through):
         manifest = json.loads((run.folder / "manifest.json").read_text())
