@@ -229,3 +229,55 @@ class TerritoryConfig(FrozenModel):
             raise ValueError(f"regions ({self.regions}) cannot exceed n_territories "
                              f"({self.n_territories})")
         return self
+
+
+class AlertRules(FrozenModel):
+    """When the nightly run raises an alert; a threshold set to null turns its rule off.
+
+    - ``wape_excess`` and ``wape_runs``: realised WAPE (all horizons) worse than
+      the backtest promised by more than this share (0.25: 25% worse) for each
+      of the last ``wape_runs`` forecasts measured;
+    - ``coverage_floor``: the latest forecast measured held fewer of its
+      actuals inside the forecast ranges than this share;
+    - ``drift_psi``: a feature's PSI against the champion's training data is
+      above this (0.25 is the usual "major shift");
+    - ``zero_share_increase``: the share of exact zeros in the last year of
+      sales rose by more than this (0.05: 5 points) since training, or more
+      units now end in a year of zeros after years of sales;
+    - ``schema_changes``: columns or units are new, missing or changed type since training.
+    """
+
+    wape_excess: float | None = Field(0.25, ge=0.0)
+    wape_runs: int = Field(2, ge=1)
+    coverage_floor: float | None = Field(0.5, gt=0.0, lt=1.0)
+    drift_psi: float | None = Field(0.25, gt=0.0)
+    zero_share_increase: float | None = Field(0.05, gt=0.0, lt=1.0)
+    schema_changes: bool = True
+
+
+class MonitoringConfig(FrozenModel):
+    """What the nightly run watches, and what it does when a rule fires.
+
+    ``reference_rows`` rows of the champion's training data (drawn with
+    ``seed``) are kept with its training run, and as many of the new inputs
+    are compared with them. An alert is written to
+    ``<workspace>/monitoring/alerts.jsonl`` and a Prefect artifact; with
+    ``webhook`` set it is also POSTed there as JSON (``webhook_timeout_s``);
+    with ``retrain_on_alert`` the run starts the retrain deployment, whose
+    model still passes the promotion gate before it becomes champion.
+    """
+
+    enabled: bool = True
+    reference_rows: int = Field(20_000, ge=100)
+    seed: int = 0
+    alerts: AlertRules = Field(default_factory=AlertRules)
+    webhook: str | None = None
+    webhook_timeout_s: float = Field(10.0, gt=0.0)
+    retrain_on_alert: bool = False
+
+    @model_validator(mode="after")
+    def _http_webhook(self) -> MonitoringConfig:
+        if self.webhook is not None and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError(f"monitoring.webhook '{self.webhook}' is not an http(s) URL; give "
+                             "one such as https://hooks.example.com/territory, or null for none")
+        return self

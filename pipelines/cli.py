@@ -401,6 +401,7 @@ def backfill(
                       pct(row.coverage), row.status)
     console.print(table)
     console.print(f"accuracy table: {csv}")
+    console.print(f"monitoring history: {Path(cfg.workspace) / 'monitoring' / 'accuracy.parquet'}")
 
 
 @app.command()

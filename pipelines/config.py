@@ -22,7 +22,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from territory.features.config import ColumnsConfig, FeaturesConfig, FrozenModel
 from territory.features.errors import InputError, shorten
-from territory.models.config import ForecastConfig, PotentialConfig, TerritoryConfig
+from territory.models.config import (
+    ForecastConfig,
+    MonitoringConfig,
+    PotentialConfig,
+    TerritoryConfig,
+)
 from territory.pipelines.config_errors import describe_errors, problem_text
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
@@ -255,6 +260,7 @@ class RunConfig(FrozenModel):
     runner: Literal["local", "dask"] = "local"
     dask: DaskConfig = Field(default_factory=DaskConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @field_validator("run_name")
     @classmethod
@@ -267,6 +273,15 @@ class RunConfig(FrozenModel):
         if tc.n_territories == "auto" and tc.rep_capacity is None and self.data.reps is None:
             raise ValueError("territories.n_territories: auto needs a capacity per rep: set "
                              "territories.rep_capacity, or give data.reps with a capacity column")
+        return self
+
+    @model_validator(mode="after")
+    def _coverage_floor_below_the_level(self) -> RunConfig:
+        floor = self.monitoring.alerts.coverage_floor
+        if floor is not None and floor >= self.forecast.interval_level:
+            raise ValueError(f"monitoring.alerts.coverage_floor {floor} must be below "
+                             f"forecast.interval_level {self.forecast.interval_level}: the "
+                             "ranges are built to hold that share, so the rule would always fire")
         return self
 
     @model_validator(mode="after")

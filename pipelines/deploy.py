@@ -157,6 +157,64 @@ def serve(config: RunConfig, config_path: str | Path, limit: int | None = 1) -> 
     prefect_serve(*deployments, limit=limit, print_starting_message=False)
 
 
+# --- Alerts: record, artifact, webhook, retrain -------------------------------------------
+
+
+def start_retrain(config: RunConfig) -> dict:
+    """Start a run of the retrain deployment (``<run_name>-weekly-retrain``) now.
+
+    The deployment runs the train flow, so the new model passes the same
+    promotion gate as every weekly retrain before it can become champion.
+    Returns what happened, as a record; nothing here fails the nightly run.
+    """
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    name = f"territory-retrain/{config.run_name}-weekly-retrain"
+    try:
+        run = run_deployment(name, timeout=0, as_subflow=False, tags=["territory", "alert"])
+    except ObjectNotFound:
+        return {"deployment": name, "started": False,
+                "why": "no such deployment: register it with `territory deploy` (or serve it "
+                       "with `territory schedule`)"}
+    except Exception as exc:  # the Prefect API is down: the alert is still recorded
+        return {"deployment": name, "started": False, "why": str(exc)[:300]}
+    return {"deployment": name, "started": True, "flow_run_id": str(run.id)}
+
+
+def publish_monitoring(config: RunConfig, found, folder: Path, kind: str) -> dict:
+    """Save the monitoring history; for a nightly run, act on the alerts that fired.
+
+    Each alert becomes a line of ``<workspace>/monitoring/alerts.jsonl`` and
+    the run's alerts one Prefect markdown artifact (``<run_name>-alerts``);
+    with ``monitoring.webhook`` they are POSTed there as JSON, and with
+    ``monitoring.retrain_on_alert`` the retrain deployment starts.
+    """
+    from prefect.artifacts import create_markdown_artifact
+
+    from territory.pipelines import alerts, monitoring
+    from territory.pipelines.publish import artifact_key
+
+    out = monitoring.publish_watch(config, found)
+    if found is None or kind != "nightly" or not found.alerts:
+        return {**out, "alerts": []}
+    mc = config.monitoring
+    new = alerts.records(config, found.alerts, found.as_of, folder / "report.html")
+    extra = {}
+    if mc.webhook:
+        extra["webhook"] = alerts.post_webhook(
+            mc.webhook, {"run_name": config.run_name, "as_of": new[0]["as_of"], "alerts": new},
+            mc.webhook_timeout_s)
+    if mc.retrain_on_alert:
+        extra["retrain"] = start_retrain(config)
+    new = [{**r, **extra} for r in new]
+    alerts.append_records(config, new)
+    create_markdown_artifact(key=artifact_key(config.run_name, "alerts"),
+                             markdown=alerts.markdown(new),
+                             description=f"Monitoring alerts of {config.run_name}")
+    return {**out, "alerts": new}
+
+
 # --- Backfill -----------------------------------------------------------------------------
 
 
@@ -181,10 +239,12 @@ def backfill_config(config: RunConfig, as_of: pd.Timestamp) -> RunConfig:
     Backfill models go to ``<registered_model>-backfill``, never to the
     production model, so a backfill cannot move the production champion.
     """
+    from territory.pipelines.monitoring import BACKFILL_SUFFIX
+
     tracking = config.tracking.model_copy(
-        update={"registered_model": f"{config.tracking.registered_model}-backfill"})
+        update={"registered_model": f"{config.tracking.registered_model}{BACKFILL_SUFFIX}"})
     return config.model_copy(update={"as_of": f"{as_of:%Y-%m-%d}", "tracking": tracking,
-                                     "run_name": f"{config.run_name}-backfill"})
+                                     "run_name": f"{config.run_name}{BACKFILL_SUFFIX}"})
 
 
 def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Path]:
@@ -198,9 +258,13 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     without enough history is reported as skipped; the others still run.
 
     Returns the accuracy table (one row per as-of date) and the CSV it was
-    written to, ``<workspace>/backfill/<run_name>-<start>-<end>.csv``.
+    written to, ``<workspace>/backfill/<run_name>-<start>-<end>.csv``. The
+    forecasts are also measured into the monitoring history,
+    ``<workspace>/monitoring/accuracy.parquet``, with every actual known
+    (:mod:`territory.pipelines.monitoring`), so a new install has a history.
     """
     from territory.models.scoring import forecast_accuracy
+    from territory.pipelines import monitoring
     from territory.pipelines.flows import nightly_forecast, train, with_runner
     from territory.pipelines.outputs import atomic_file
     from territory.pipelines.stages import load_inputs
@@ -230,6 +294,8 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
                      "model_reused": summary["reused"], **accuracy,
                      "folder": str(result["folder"])})
     table = pd.DataFrame(rows).reindex(columns=BACKFILL_COLUMNS)
+    if config.monitoring.enabled:  # every actual known: the history a new install starts with
+        monitoring.publish_watch(config, monitoring.accuracy_watch(config, full.sales, last))
     csv = (Path(config.workspace) / "backfill"
            / f"{config.run_name}-{months[0]:%Y-%m}-{months[-1]:%Y-%m}.csv")
     with atomic_file(csv) as tmp:

@@ -46,7 +46,7 @@ from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import cache, journal, publish, run_keys, stages
+from territory.pipelines import cache, deploy, journal, monitoring, publish, run_keys, stages
 from territory.pipelines.config import RunConfig, check_safe_name
 from territory.pipelines.outputs import failure_record_path, write_json
 from territory.pipelines.progress import stage
@@ -155,22 +155,6 @@ def _step(name: str, config: RunConfig) -> Iterator[None]:
         yield
 
 
-def _what_to_do(error: BaseException | None, stage_name: str, flow_name: str) -> str:
-    if isinstance(error, journal.WorkspaceBusy):
-        return ("Another run was publishing the same folder. Wait for it to finish (or raise "
-                "schedule.lock_timeout_s), then re-run; nothing was changed.")
-    if isinstance(error, InputError):
-        return ("Fix the input or config named in the error, then re-run the same command; "
-                "nothing was changed.")
-    if isinstance(error, TimeoutError) or "timed out" in str(error).lower():
-        return (f"'{stage_name}' ran past its timeout (schedule.*_timeout_s). Raise the "
-                "timeout or shrink the problem, then re-run; nothing was changed.")
-    return (f"Nothing was changed: the last good outputs, registry versions and aliases are as "
-            f"they were. Check the error and the Prefect logs of this flow run, then re-run "
-            f"{flow_name} for the same as-of date; a successful re-run replaces that date's "
-            "outputs and removes this record.")
-
-
 def record_failure(flow_obj, flow_run, state) -> None:
     """``on_failure`` hook: write ``<folder>.failed.json`` and a Prefect markdown artifact."""
     info = _RUNS.pop(str(flow_run.id), {})
@@ -199,7 +183,7 @@ def record_failure(flow_obj, flow_run, state) -> None:
         "as_of": info.get("as_of", config.as_of),
         "outputs": str(folder),
         "outputs_unchanged": True,
-        "what_to_do": _what_to_do(error, stage_name, flow_obj.name),
+        "what_to_do": journal.what_to_do(error, stage_name, flow_obj.name),
         "traceback": "".join(traceback.format_exception(error))[-4000:] if error else None,
     }
     path = failure_record_path(Path(folder))
@@ -293,6 +277,9 @@ find_run_task = task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIE
     publish.find_tracked_run)
 load_model_task = task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)(
     publish.load_registered_models)
+watch_task = task(name="monitor", cache_policy=NO_CACHE)(monitoring.watch)
+publish_watch_task = task(name="publish-monitoring", cache_policy=NO_CACHE, **IO_RETRIES)(
+    deploy.publish_monitoring)
 
 
 def _features(config: RunConfig, kind: str, suffix: str = ""
@@ -395,17 +382,20 @@ def publish_artifacts(config: RunConfig, content, recs, run_dir: Path,
 @task(name="write-forecast", cache_policy=NO_CACHE, **IO_RETRIES)
 def write_scored_outputs(
     config: RunConfig, folder: Path, inputs, features, model: publish.RegisteredModels, scores,
-    design, recs, started: float, extra: dict | None = None,
+    design, recs, started: float, extra: dict | None = None, watch=None,
 ) -> dict:
-    """Write a scoring run's outputs (scores, recommendations, report) atomically."""
+    """Write a scoring run's outputs (scores, recommendations, report, what the model
+    promised, for later runs to measure the forecast against) atomically."""
     with journal.publishing(_journal(), config, folder, registry=False) as out:
         tmp = out.tmp
         content = publish.write_outputs(tmp, config, inputs, features, model.trained, scores,
-                                        design, recs)
+                                        design, recs, watch)
         manifest = run_keys.manifest(config, inputs.file_hashes, model.run_id, started)
         manifest["model"] = {"name": model.name, "version": model.version,
                              "run_id": model.run_id, **(extra or {})}
         manifest["as_of"] = f"{features.as_of:%Y-%m-%d}"
+        manifest["monitoring"] = monitoring.promise(model.trained.metrics,
+                                                    config.forecast.horizon)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return {"content": content, "folder": folder}
 
@@ -511,15 +501,23 @@ def nightly_forecast(
                 design = _timed(design_task, config.schedule.design_timeout_s)(
                     config, inputs, features, scores)
             recs = recommend_task(config, inputs, features, scores, design)
+        with _step("measure earlier forecasts", config):
+            watched = watch_task(config, inputs, features, model.run_id)
         with _step("write forecast, recommendations and report", config):
             written = write_scored_outputs(config, folder, inputs, features, model, scores, design,
-                                           recs, started)
+                                           recs, started, watch=watched)
             if kind == "nightly":
                 publish_artifacts(config, written["content"], recs, folder,
                                   prefix=f"{config.run_name}-nightly")
+        with _step("publish monitoring and alerts", config):
+            try:
+                watched_out = publish_watch_task(config, watched, folder, kind)
+            except Exception as exc:  # the forecast is out; the next run measures again
+                get_run_logger().warning("the monitoring table was not updated: %s", exc)
+                watched_out = {"error": str(exc)}
         _succeeded(folder)
         return {"folder": folder, "as_of": features.as_of, "model_version": model.version,
-                "model_run_id": model.run_id, "scores": scores.scores,
+                "model_run_id": model.run_id, "scores": scores.scores, "monitoring": watched_out,
                 "metrics": {**model.trained.metrics, **scores.metrics}}
 
 

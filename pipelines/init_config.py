@@ -395,6 +395,20 @@ TEMPLATE: list[tuple[str, Any, str]] = [
     ("cache", None, "the feature cache: one file per build, pruned after each"),
     ("cache.max_size_gb", 20, "least recently used builds go past this size"),
     ("cache.max_age_days", 30, "builds unused this long go"),
+    ("monitoring", None, "the nightly run measures earlier forecasts and watches its inputs"),
+    ("monitoring.enabled", True, "measure, compare with training, raise alerts"),
+    ("monitoring.reference_rows", 20000, "rows of the champion's training data kept"),
+    ("monitoring.seed", 0, "randomness is explicit"),
+    ("monitoring.alerts", None, "a rule set to null is off"),
+    ("monitoring.alerts.wape_excess", 0.25, "realised WAPE this much worse than promised..."),
+    ("monitoring.alerts.wape_runs", 2, "...for the last 2 forecasts measured"),
+    ("monitoring.alerts.coverage_floor", 0.5, "fewer actuals than this inside the ranges"),
+    ("monitoring.alerts.drift_psi", 0.25, "a feature moved this far from training (PSI)"),
+    ("monitoring.alerts.zero_share_increase", 0.05, "more points of zeros in the last year"),
+    ("monitoring.alerts.schema_changes", True, "columns or units new, missing or changed"),
+    ("monitoring.webhook", None, "POST each alert as JSON here"),
+    ("monitoring.webhook_timeout_s", 10, "seconds"),
+    ("monitoring.retrain_on_alert", False, "true: an alert starts the retrain deployment"),
 ]
 SECTIONS = frozenset(k for k, v, _ in TEMPLATE if v is None and any(
     t.startswith(k + ".") for t, _, _ in TEMPLATE))

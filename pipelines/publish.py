@@ -24,7 +24,7 @@ from territory.models.recommend import Recommendations
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
 from territory.models.training import Trained
-from territory.pipelines import journal
+from territory.pipelines import journal, monitoring
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.report_content import report_content, summary_markdown
@@ -61,8 +61,13 @@ def write_outputs(
     scores: Scores,
     design: Design,
     recs: Recommendations,
+    watch=None,
 ) -> rpt.ReportContent:
-    """Write every output file of a run into ``out`` (a temporary folder)."""
+    """Write every output file of a run into ``out`` (a temporary folder).
+
+    ``watch``: the nightly run's monitoring (:class:`territory.pipelines.monitoring.Watch`),
+    shown in the report.
+    """
     cols = config.data.columns
     scores.scores.to_parquet(out / "scores.parquet", index=False)
     alignment = pd.DataFrame({
@@ -93,7 +98,7 @@ def write_outputs(
     write_csv(recs.opportunities, out / "opportunities.csv")
     if recs.reps is not None:
         write_csv(recs.reps, out / "rep_changes.csv")
-    content = report_content(config, inputs, features, trained, scores, design, recs)
+    content = report_content(config, inputs, features, trained, scores, design, recs, watch)
     (out / "report.html").write_text(rpt.render_html(content), encoding="utf-8")
     rpt.write_excel({**content.tables, "Units": recs.units.reset_index(),
                      "Territory summary": design.summary}, out / "report.xlsx")
@@ -118,6 +123,7 @@ def _log_training(
     for name, digest in inputs.file_hashes.items():
         tracking.log_tags({f"input_sha256.{name}": digest})
     tracking.log_metrics(trained.metrics)
+    monitoring.log_reference(config, inputs, features)  # what later inputs are compared with
     tracking.log_table(trained.forecaster.feature_importance().rename("gain").reset_index()
                        .rename(columns={"index": "feature"}), "forecast_importance.csv")
     tracking.log_table(trained.potential.feature_importance().rename("gain").reset_index()

@@ -40,6 +40,8 @@ class ReportContent:
     figures: dict[str, go.Figure]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     editor: dict | None = None  # the plan editor's data (:mod:`territory.pipelines.report_editor`)
+    # titled lists of sentences after "Model quality" (the nightly run's monitoring)
+    sections: dict[str, list[str]] = field(default_factory=dict)
 
 
 def balance_chart(deviations: dict[str, tuple[pd.Series, pd.Series]], tolerance: float) -> go.Figure:
@@ -93,6 +95,7 @@ th:first-child{background:#f4f6f8;z-index:3}
 <h1>{{ c.title }}</h1><p class="sub">{{ c.subtitle }}</p>
 <div class="kpis">{% for k, v in c.headline %}<div class="kpi">{{ k }}<b>{{ v }}</b></div>{% endfor %}</div>
 <h2>Model quality</h2><ul>{% for s in c.quality_sentences %}<li>{{ s }}</li>{% endfor %}</ul>
+{% for name, sentences in c.sections.items() %}<h2>{{ name }}</h2><ul>{% for s in sentences %}<li>{{ s }}</li>{% endfor %}</ul>{% endfor %}
 {% for name in c.figures %}<h2>{{ name }}</h2><div class="figure" id="figure-{{ loop.index }}">{{ figures_html[name] }}</div>{% endfor %}
 {% if editor_html %}{{ editor_html }}{% endif %}
 {% for name in c.tables %}<h2>{{ name }}</h2><p class="sub">Click a column header to sort.</p><div class="scroll">{{ tables_html[name] }}</div>{% endfor %}

@@ -149,8 +149,13 @@ def report_content(
     scores: Scores,
     design: Design,
     recs: Recommendations,
+    watch=None,
 ) -> rpt.ReportContent:
-    """Assemble the map, charts, headline numbers, sentences and tables for the report."""
+    """Assemble the map, charts, headline numbers, sentences and tables for the report.
+
+    ``watch`` (a :class:`territory.pipelines.monitoring.Watch`, nightly runs) adds the
+    monitoring sections: how earlier forecasts did and what moved in the inputs.
+    """
     cols, tc = config.data.columns, config.territories
     units = inputs.units.to_crs(config.data.projected_crs or inputs.units.estimate_utm_crs())
     uid = units[cols.unit_col].to_numpy()
@@ -232,6 +237,13 @@ def report_content(
         tables["Violations"] = pd.DataFrame({"violation": design.violations})
     if design.diagnosis:
         tables["Why balance is not reached"] = pd.DataFrame({"diagnosis": design.diagnosis})
+    sections: dict[str, list[str]] = {}
+    if watch is not None:
+        from territory.pipelines.report_monitoring import monitoring_content
+
+        sections, more_figures, more_tables = monitoring_content(
+            watch, config.forecast.interval_level, config.monitoring.alerts.drift_psi)
+        figures, tables = {**figures, **more_figures}, {**more_tables, **tables}
     return rpt.ReportContent(
         editor=plan_editor(config, features, scores, design, recs, uid,
                            f"figure-{list(figures).index('Map') + 1}"),
@@ -242,6 +254,7 @@ def report_content(
         quality_sentences=quality_sentences(config, trained, scores),
         figures=figures,
         tables=tables,
+        sections=sections,
     )
 
 

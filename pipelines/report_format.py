@@ -55,18 +55,30 @@ WORDS = {
     "load_after": "Load after (% of capacity)",
     "locked_to": "Locked to territory", "kept": "Kept", "units_moved": "Units moved",
     "rep_travel_km": "Rep travel: mean distance to the centre, by workload (km)",
+    "as_of": "Forecast as of", "source": "Run", "model_version": "Model version",
+    "months_observed": "Months with actuals", "wape": "WAPE", "promised_wape": "WAPE promised",
+    "wape_vs_promised": "WAPE vs promised", "bias": "Bias", "coverage": "Interval coverage",
+    "promised_coverage": "Coverage promised", "territory_wape": "WAPE of territory totals",
+    "horizon": "Horizon", "psi": "PSI", "ks": "KS", "feature": "Feature", "table": "Table",
+    "reference_mean": "Mean in training", "current_mean": "Mean now",
+    "mean_change": "Mean change", "change": "Change", "rule": "Rule", "value": "Value",
+    "threshold": "Threshold", "message": "What happened",
 }
 
 SHARE_NAMES = {"penetration", "peer_penetration", "soft_tolerance", "mean_utilisation",
                "max_utilisation", "load_before", "load_after"}
-DECIMAL_NAMES = {"elongation", "median_elongation", "max_elongation", "polsby_popper", "cpu_s"}
+SHARE_NAMES |= {"wape", "promised_wape", "coverage", "promised_coverage", "territory_wape",
+                "reference_missing", "current_missing"}
+SIGNED_NAMES = {"bias", "wape_vs_promised", "mean_change"}
+DECIMAL_NAMES = {"psi", "ks", "elongation", "median_elongation", "max_elongation",
+                 "polsby_popper", "cpu_s"}
 
 
 def column_kind(name: str, values: pd.Series) -> str:
     """The kind of a column, from its code name and its dtype."""
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
         return TEXT
-    if name.endswith(("_deviation", "_change_pct")):
+    if name in SIGNED_NAMES or name.endswith(("_deviation", "_change_pct")):
         return SIGNED_SHARE
     if name in SHARE_NAMES or name.endswith(("_within_tolerance", "_share", "_utilisation")):
         return SHARE

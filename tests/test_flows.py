@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -121,6 +123,10 @@ def test_nightly_scores_with_the_champion(nightly, trained, config):
     assert scores["target_period"].min() == pd.Timestamp("2026-01-01")
     assert pd.read_csv(folder / "moves.csv").empty  # nightly recommends, it does not redesign
     assert (folder / "report.html").stat().st_size > 10_000
+    # monitoring: the inputs are the champion's training data, so no rule fires
+    assert nightly["monitoring"]["alerts"] == [] and "No alert rule fired" in (
+        folder / "report.html").read_text()
+    assert manifest["monitoring"]["promised"]["wape"] > 0
 
 
 def test_nightly_rerun_replaces_that_dates_outputs(nightly, config):
@@ -342,6 +348,22 @@ def test_backfill_trains_per_as_of_and_reports_accuracy(trained, config):
         scores = pd.read_parquet(Path(row.folder) / "scores.parquet")
         assert scores["target_period"].min() == pd.Timestamp(row.as_of) + pd.DateOffset(months=1)
     assert registry_state(config)["flows-forecaster"] == before["flows-forecaster"]
+    # the same forecasts, measured into the monitoring history (December has no actual yet)
+    history = pd.read_parquet(Path(config.workspace) / "monitoring" / "accuracy.parquet")
+    overall = history[(history["level"] == "overall") & (history["source"] == "backfill")]
+    assert list(overall["as_of"]) == [pd.Timestamp("2025-11-01")]
+    nov = overall.iloc[0]
+    assert nov["months_observed"] == 1 and nov["wape"] == pytest.approx(table["wape"][0])
+    assert nov["territory_wape"] == pytest.approx(table["wape_territory"][0])
+    assert nov["coverage"] == pytest.approx(table["coverage"][0])
+    assert nov["promised_wape"] > 0 and nov["model_version"] == table["model_version"][0]
+    assert set(history["level"]) == {"overall", "horizon", "territory", "horizon_territory"}
+    report = (Path(table["folder"][1]) / "report.html").read_text()  # December's backfill
+    assert "How our forecasts did" in report and "as of 2025-11 now has 1 month" in report
+    exp = client.get_experiment_by_name(config.tracking.experiment)
+    measured = client.search_runs([exp.experiment_id], "tags.flow = 'monitoring'")
+    points = client.get_metric_history(measured[0].info.run_id, "realised_wape")
+    assert [p.value for p in points] == pytest.approx([nov["wape"]])
 
 
 def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_session,
@@ -364,3 +386,73 @@ def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_ses
     bad = CliRunner().invoke(app, ["backfill", "--config", str(path), "--start", "2025-13",
                                    "--end", "2025-11"])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+
+
+def _drifted_inputs(slice_dir: Path, out: Path) -> tuple[Path, Path]:
+    """The slice with median age 25% higher and 30 units reporting zeros for the last year."""
+    demo = pd.read_parquet(slice_dir / "demographics.parquet")
+    demo["median_age"] = demo["median_age"] * 1.25
+    demo.to_parquet(out / "demographics.parquet")
+    sales = pd.read_parquet(slice_dir / "sales.parquet")
+    units = sorted(sales["unit_id"].unique())[:30]
+    sales.loc[sales["unit_id"].isin(units) & (sales["period"] > "2024-12-01"), "sales"] = 0.0
+    sales.to_parquet(out / "sales.parquet")
+    return out / "demographics.parquet", out / "sales.parquet"
+
+
+@pytest.mark.slow
+def test_injected_drift_fires_the_right_rules_posts_and_starts_the_retrain(
+        trained, config, demo_slice_dir, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from territory.pipelines import alerts
+    from territory.pipelines.deploy import scheduled_retrain
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    demographics, sales = _drifted_inputs(demo_slice_dir, tmp_path)
+    drifted = config.model_copy(update={
+        "run_name": "flows-drift",
+        "data": config.data.model_copy(update={"demographics": demographics, "sales": sales}),
+        "monitoring": config.monitoring.model_copy(update={"retrain_on_alert": True})})
+    deployment = scheduled_retrain.to_deployment(
+        name="flows-drift-weekly-retrain", parameters={"config_path": str(tmp_path / "c.yaml")})
+    deployment.apply()  # registered, no worker: the alert's run waits as Scheduled
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_port}/territory"
+        drifted = drifted.model_copy(update={"monitoring": drifted.monitoring.model_copy(
+            update={"webhook": hook})})
+        result = flows.nightly_forecast(drifted)
+    finally:
+        server.shutdown()
+    fired = result["monitoring"]["alerts"]
+    rules = {(a["rule"], a["subject"]) for a in fired}
+    assert ("drift", "market.median_age") in rules
+    assert all("median_age" in subject for rule, subject in rules
+               if rule == "drift" and subject.startswith("market."))  # no other demographic
+    assert {rule for rule, _ in rules} == {"drift", "zeros", "zero_coded"}
+    assert next(a for a in fired if a["rule"] == "zero_coded")["value"] >= 30
+    assert [r["rule"] for r in alerts.read_records(drifted)] == [a["rule"] for a in fired]
+    assert len(received) == 1 and [a["rule"] for a in received[0]["alerts"]] == \
+        [a["rule"] for a in fired]
+    assert fired[0]["webhook"] == {"url": hook, "status": 204}
+    started = fired[0]["retrain"]
+    assert started["started"], started
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(started["flow_run_id"])
+        assert run.state.is_scheduled() and "alert" in run.tags
+        client.delete_flow_run(run.id)
+    report = (result["folder"] / "report.html").read_text()
+    assert "What moved in the inputs" in report and "market.median_age" in report
+    assert "units end in a year of zeros" in report
