@@ -46,7 +46,7 @@ from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import cache, journal, publish, run_keys, stages
+from territory.pipelines import cache, forces, journal, publish, run_keys, stages
 from territory.pipelines.config import RunConfig, check_safe_name
 from territory.pipelines.outputs import failure_record_path, write_json
 from territory.pipelines.progress import stage
@@ -155,22 +155,6 @@ def _step(name: str, config: RunConfig) -> Iterator[None]:
         yield
 
 
-def _what_to_do(error: BaseException | None, stage_name: str, flow_name: str) -> str:
-    if isinstance(error, journal.WorkspaceBusy):
-        return ("Another run was publishing the same folder. Wait for it to finish (or raise "
-                "schedule.lock_timeout_s), then re-run; nothing was changed.")
-    if isinstance(error, InputError):
-        return ("Fix the input or config named in the error, then re-run the same command; "
-                "nothing was changed.")
-    if isinstance(error, TimeoutError) or "timed out" in str(error).lower():
-        return (f"'{stage_name}' ran past its timeout (schedule.*_timeout_s). Raise the "
-                "timeout or shrink the problem, then re-run; nothing was changed.")
-    return (f"Nothing was changed: the last good outputs, registry versions and aliases are as "
-            f"they were. Check the error and the Prefect logs of this flow run, then re-run "
-            f"{flow_name} for the same as-of date; a successful re-run replaces that date's "
-            "outputs and removes this record.")
-
-
 def record_failure(flow_obj, flow_run, state) -> None:
     """``on_failure`` hook: write ``<folder>.failed.json`` and a Prefect markdown artifact."""
     info = _RUNS.pop(str(flow_run.id), {})
@@ -199,7 +183,7 @@ def record_failure(flow_obj, flow_run, state) -> None:
         "as_of": info.get("as_of", config.as_of),
         "outputs": str(folder),
         "outputs_unchanged": True,
-        "what_to_do": _what_to_do(error, stage_name, flow_obj.name),
+        "what_to_do": journal.what_to_do(error, stage_name, flow_obj.name),
         "traceback": "".join(traceback.format_exception(error))[-4000:] if error else None,
     }
     path = failure_record_path(Path(folder))
@@ -289,6 +273,9 @@ design_task = task(name="design-territories", cache_policy=NO_CACHE)(stages.desi
 current_alignment_task = task(name="current-alignment", cache_policy=NO_CACHE)(
     stages.current_alignment_stage)
 recommend_task = task(name="recommend", cache_policy=NO_CACHE)(stages.recommend_stage)
+segment_task = task(name="potential-per-segment", cache_policy=NO_CACHE)(forces.segment_stage)
+publish_forces_task = task(name="publish", cache_policy=NO_CACHE, **IO_RETRIES)(
+    publish.publish_forces)
 find_run_task = task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIES)(
     publish.find_tracked_run)
 load_model_task = task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)(
@@ -298,6 +285,7 @@ load_model_task = task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)(
 def _features(config: RunConfig, kind: str, suffix: str = ""
               ) -> tuple[stages.Inputs, FeatureSet, Path]:
     """Load inputs, note this run's folder (now that the as-of date is known), build features."""
+    forces.check_flow_takes_forces(config, kind)
     with _step("load and validate inputs", config):
         inputs = load_inputs_task(config)
     folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
@@ -420,18 +408,10 @@ def register_and_gate(config: RunConfig, inputs, features, trained, key: str, fo
     """
     with journal.publishing(_journal(), config, folder) as out:
         run_id, decision = publish.track_training(config, inputs, features, trained, key)
-        summary = _train_summary(config, inputs, features, run_id, decision["version"],
-                                 trained.metrics, decision, started)
+        summary = run_keys.train_summary(config, inputs, features, run_id,
+                                         decision["version"], trained.metrics, decision, started)
         (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
-
-
-def _train_summary(config, inputs, features, run_id, version, metrics, decision,
-                   started) -> dict:
-    manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
-    return {**manifest, "as_of": f"{features.as_of:%Y-%m-%d}" if features else None,
-            "registered_model": config.tracking.registered_model, "version": version,
-            "metrics": metrics, "promotion": decision}
 
 
 # --- Flows --------------------------------------------------------------------------------
@@ -469,9 +449,9 @@ def train(config: RunConfig) -> dict:
             _prune_feature_cache(config, inputs)
         if existing is not None:  # tracked, but its summary is missing: write it, register nothing
             with journal.publishing(_journal(), config, folder, registry=False) as out:
-                summary = _train_summary(config, inputs, features, existing["run_id"],
-                                         existing["version"], existing["metrics"],
-                                         existing["promotion"], started)
+                summary = run_keys.train_summary(
+                    config, inputs, features, existing["run_id"], existing["version"],
+                    existing["metrics"], existing["promotion"], started)
                 (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
             _succeeded(folder)
             return {**summary, "reused": True}
@@ -579,6 +559,8 @@ def pipeline(config: RunConfig) -> dict:
             trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
         with _step("score units", config):
             scores = score_task(config, features, trained)
+        if config.forces is not None:  # one design per sales force
+            return _design_forces(config, inputs, features, trained, scores, started, key)
         with _step("design territories", config):
             design = _timed(design_task, config.schedule.design_timeout_s)(
                 config, inputs, features, scores)
@@ -588,6 +570,31 @@ def pipeline(config: RunConfig) -> dict:
                                  key)
         _succeeded(result["run_dir"])
         return result
+
+
+def _design_forces(config: RunConfig, inputs, features, trained, scores, started: float,
+                   key: str) -> dict:
+    """The pipeline's end with ``forces:``: potential per segment, then one design per
+    force, submitted side by side to the task runner, then one publication."""
+    with _step("potential per segment", config):
+        segments = segment_task(config, inputs, features)
+        views = forces.force_views(config, inputs, features, scores, segments)
+    with _step("design territories", config):
+        design = _timed(design_task, config.schedule.design_timeout_s)
+        futures = [design.with_options(task_run_name=f"design-territories-{v.name}").submit(
+            v.config, v.inputs, v.features, v.scores) for v in views]
+        designs = [future.result() for future in futures]
+    with _step("write outputs, report and MLflow run", config):
+        recs = [recommend_task(v.config, v.inputs, v.features, v.scores, d)
+                for v, d in zip(views, designs, strict=True)]
+        run_dir = output_dir(config, "runs", features.as_of)
+        result = publish_forces_task(_journal(), config, run_dir, inputs, features, trained,
+                                     segments, views, designs, recs, started, key)
+    for view, rec in zip(views, recs, strict=True):
+        publish_artifacts(view.config, result["contents"].pop(view.name), rec,
+                          run_dir / "forces" / view.name, f"{config.run_name}-{view.name}")
+    _succeeded(run_dir)
+    return result
 
 
 territory_pipeline = pipeline

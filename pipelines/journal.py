@@ -345,3 +345,20 @@ def _write_record(record: dict[str, Any], folder: Path, summary: dict[str, Any])
                       f"the next run, or territory recover). Re-run {record.get('flow')} for "
                       "the same as-of date; a successful re-run removes this record.",
     })
+
+
+def what_to_do(error: BaseException | None, stage_name: str, flow_name: str) -> str:
+    """What a failed flow's record tells the user to do, by the kind of error."""
+    if isinstance(error, WorkspaceBusy):
+        return ("Another run was publishing the same folder. Wait for it to finish (or raise "
+                "schedule.lock_timeout_s), then re-run; nothing was changed.")
+    if isinstance(error, InputError):
+        return ("Fix the input or config named in the error, then re-run the same command; "
+                "nothing was changed.")
+    if isinstance(error, TimeoutError) or "timed out" in str(error).lower():
+        return (f"'{stage_name}' ran past its timeout (schedule.*_timeout_s). Raise the "
+                "timeout or shrink the problem, then re-run; nothing was changed.")
+    return (f"Nothing was changed: the last good outputs, registry versions and aliases are as "
+            f"they were. Check the error and the Prefect logs of this flow run, then re-run "
+            f"{flow_name} for the same as-of date; a successful re-run replaces that date's "
+            "outputs and removes this record.")
