@@ -225,3 +225,42 @@ def with_force(frame: pd.DataFrame, force: str) -> pd.DataFrame:
         out = out.drop(columns=FORCE_COL)
     out.insert(0, FORCE_COL, force)
     return out
+
+
+def overlay(
+    proposed: Mapping[str, pd.Series],
+    reps: Mapping[str, pd.DataFrame | None],
+    sold: pd.DataFrame,
+    xy: pd.DataFrame,
+    territory_col: str = "territory_id",
+    rep_col: str = "rep_id",
+    home_col: str = "home_unit_id",
+) -> pd.DataFrame:
+    """Per unit, which territory and rep of each force covers it, and the shared customers.
+
+    A unit is ``shared`` when every force sold there over the last year
+    (``sold``: unit x force), so reps of each force work it. A rep keeps
+    their territory's id (as in the rep changes), so a proposed territory's
+    rep and home come from the force's reps table; for each pair of forces
+    with homes, ``homes_km_<a>_<b>`` is how far apart the two reps covering
+    the unit live (straight line, km; ``xy`` in metres, indexed by unit).
+    """
+    out = pd.DataFrame(index=xy.index)
+    homes = {}
+    for force, labels in proposed.items():
+        out[f"{force}_territory"] = labels.reindex(out.index)
+        table = reps.get(force)
+        if table is None:
+            continue
+        by_territory = table.drop_duplicates(territory_col).set_index(territory_col)
+        out[f"{force}_rep"] = out[f"{force}_territory"].map(by_territory[rep_col])
+        if home_col in by_territory:
+            homes[force] = out[f"{force}_territory"].map(by_territory[home_col])
+    out["shared"] = (sold.reindex(out.index).fillna(0.0) > 0).all(axis=1).to_numpy()
+    names = list(homes)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pa, pb = xy.reindex(homes[a].to_numpy()), xy.reindex(homes[b].to_numpy())
+            out[f"homes_km_{a}_{b}"] = np.hypot(pa["x"].to_numpy() - pb["x"].to_numpy(),
+                                                 pa["y"].to_numpy() - pb["y"].to_numpy()) / 1e3
+    return out

@@ -105,6 +105,8 @@ def _print_result(result: dict, config) -> None:
     table.add_row("champion", "promoted" if result["promotion"]["promoted"] else "kept")
     console.print(table)
     console.print(f"outputs:  {result['run_dir']}")
+    if result.get("forces"):
+        console.print(f"report:   {result['report_html']} (every force, and the overlay)")
     for force, design in (result.get("forces") or {"": result}).items():
         which = f" ({force})" if force else ""
         console.print(f"report:   {design['report_html']}{which}")

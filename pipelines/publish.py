@@ -20,7 +20,7 @@ from territory.features.feature_set import FeatureSet
 from territory.features.spreadsheet_safe import write_csv
 from territory.models import tracking
 from territory.models.alignment import Design
-from territory.models.forces import with_force
+from territory.models.forces import overlay, with_force
 from territory.models.recommend import Recommendations
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
@@ -29,7 +29,8 @@ from territory.pipelines import journal, run_keys
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.report_content import report_content, summary_markdown
-from territory.pipelines.stages import Inputs
+from territory.pipelines.report_forces import forces_index_html
+from territory.pipelines.stages import Inputs, unit_names
 
 __all__ = ["RegisteredModels", "artifact_key", "find_tracked_run", "load_registered_models",
            "registered_models", "registry_transaction", "setup_tracking", "summary_markdown",
@@ -230,9 +231,40 @@ def write_force_outputs(out: Path, config: RunConfig, trained: Trained, views, d
             frame.to_parquet(out / name, index=False)
         else:
             write_csv(frame, out / name)
+    _write_run_report(out, config, views, designs, segments)
     write_csv(segments.by_segment.rename_axis(config.data.columns.unit_col).reset_index(),
               out / "segment_potential.csv")
     return contents
+
+
+def _write_run_report(out: Path, config: RunConfig, views, designs, segments) -> None:
+    """``overlay.csv`` (who covers each unit) and ``report.html`` (a force selector and the
+    overlay) at the top of a run with sales forces."""
+    cols, first = config.data.columns, views[0]
+    unit_ids = first.inputs.units[cols.unit_col].to_numpy()
+    xy = pd.DataFrame(first.features.xy, columns=["x", "y"], index=unit_ids)
+    cover = overlay({v.name: d.proposed for v, d in zip(views, designs, strict=True)},
+                    {v.name: v.inputs.reps for v in views}, segments.annual, xy,
+                    cols.territory_col, cols.rep_col)
+    names = unit_names(config, first.inputs.units)
+    if names is not None:
+        cover.insert(0, "name", names.reindex(cover.index).to_numpy())
+    cover = cover.rename_axis(cols.unit_col)
+    write_csv(cover.reset_index(), out / "overlay.csv")
+    forces = {}
+    for view, design in zip(views, designs, strict=True):
+        overall = design.overall
+        headline = {"territories": len(design.summary),
+                    **{f"{k.removeprefix('max_abs_deviation_')}: largest deviation": f"{v:.1%}"
+                       for k, v in overall.items() if k.startswith("max_abs_deviation_")},
+                    "contiguous": overall.get("contiguous"),
+                    "violations": len(design.violations),
+                    "segments": ", ".join(next(f.segments for f in config.forces
+                                               if f.name == view.name))}
+        forces[view.name] = (headline, design.summary)
+    page = forces_index_html(f"{config.run_name}: {len(views)} sales forces",
+                             f"as of {first.features.as_of:%Y-%m-%d}", forces, cover)
+    (out / "report.html").write_text(page, encoding="utf-8")
 
 
 def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained,
@@ -284,7 +316,7 @@ def publish_forces(entry, config: RunConfig, run_dir: Path, inputs: Inputs,
         (out.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     first = run_dir / "forces" / views[0].name
     return {
-        "run_dir": run_dir, "report_html": first / "report.html",
+        "run_dir": run_dir, "report_html": run_dir / "report.html",
         "report_xlsx": first / "report.xlsx", "mlflow_run_id": run_id, "promotion": decision,
         "metrics": {**trained.metrics, **segments.metrics},
         "territories": designs[0].overall, "current_territories": designs[0].current_overall,

@@ -58,6 +58,31 @@ def test_segment_potential_follows_each_segments_own_market():
     assert metrics["potential_cv_pinball_per_segment"] < metrics["potential_cv_pinball_global"]
 
 
+def test_overlay_names_each_forces_rep_and_the_distance_between_homes():
+    xy = pd.DataFrame({"x": [0.0, 3000.0, 6000.0], "y": [0.0, 4000.0, 0.0]},
+                      index=["a", "b", "c"])
+    proposed = {"one": pd.Series({"a": "T1", "b": "T1", "c": "T2"}),
+                "two": pd.Series({"a": "S1", "b": "S1", "c": "S1"})}
+    reps = {"one": pd.DataFrame({"territory_id": ["T1", "T2"], "rep_id": ["r1", "r2"],
+                                 "home_unit_id": ["a", "c"]}),
+            "two": pd.DataFrame({"territory_id": ["S1"], "rep_id": ["s1"],
+                                 "home_unit_id": ["b"]})}
+    sold = pd.DataFrame({"one": [5.0, 0.0, 2.0], "two": [1.0, 3.0, 4.0]}, index=xy.index)
+    out = mf.overlay(proposed, reps, sold, xy)
+    assert out["one_rep"].tolist() == ["r1", "r1", "r2"] and set(out["two_rep"]) == {"s1"}
+    assert out["shared"].tolist() == [True, False, True]
+    np.testing.assert_allclose(out["homes_km_one_two"], [5.0, 5.0, 5.0])  # 3-4-5 triangles
+
+    from territory.pipelines.report_forces import forces_index_html
+
+    page = forces_index_html("Run <x>", "as of", {
+        "one": ({"territories": 2}, pd.DataFrame({"territory": ["T1", "T2"]})),
+        "two": ({"territories": 1}, pd.DataFrame({"territory": ["S1"]}))}, out)
+    assert '<option value="one">' in page and 'href="forces/two/report.html"' in page
+    assert "Run &lt;x&gt;" in page and "2 of 3 units are shared" in page
+    assert "5 km apart at the median" in page and "http:" not in page and "https:" not in page
+
+
 # --- 4. One alignment per force, end to end ---------------------------------------------------
 
 
@@ -108,6 +133,12 @@ def test_two_forces_run_end_to_end(prefect_session, demo_slice_dir, tmp_path):
         assert result["forces"][force]["territories"]["contiguous"]
         assert (run_dir / "forces" / force / "report.html").is_file()
     assert alignment.loc[alignment["force"] == "feed-team", "current_territory"].isna().all()
+    cover = pd.read_csv(run_dir / "overlay.csv", dtype=str)
+    assert sorted(cover["unit_id"]) == sorted(units)
+    assert {"devices-team_territory", "devices-team_rep", "feed-team_territory",
+            "shared"} <= set(cover.columns)
+    page = (run_dir / "report.html").read_text()
+    assert '<option value="feed-team">' in page and "shared customers" in page
     for name in ("scores.parquet", "territory_summary.csv", "moves.csv", "recommendations.csv"):
         table = (pd.read_parquet if name.endswith(".parquet") else pd.read_csv)(run_dir / name)
         assert set(table["force"]) <= {"devices-team", "feed-team"}, name
@@ -122,3 +153,30 @@ def test_two_forces_run_end_to_end(prefect_session, demo_slice_dir, tmp_path):
     np.testing.assert_allclose(devices.to_numpy(), expected.to_numpy(), rtol=1e-6)
     # one force has a current alignment, the other not: one potential model per segment
     assert result["metrics"]["segment_potential_per_segment_models"] == 1.0
+
+
+# --- 5. The two-line demo --------------------------------------------------------------------
+
+
+def test_committed_product_lines_regenerate_and_lead_where_they_should():
+    import geopandas as gpd
+
+    from territory.features.demo_lines import LINES, simulate_product_lines
+    from territory.pipelines.demo_data import DEFAULT_SEED
+
+    demo = Path(__file__).resolve().parents[1] / "data" / "demo"
+    lines_dir = demo.parent / "demo_lines"
+    counties = gpd.read_parquet(demo / "counties.parquet")
+    demographics = pd.read_parquet(demo / "demographics.parquet")
+    lines = simulate_product_lines(counties, demographics, DEFAULT_SEED)
+    pd.testing.assert_frame_equal(lines.sales, pd.read_parquet(lines_dir / "sales.parquet"))
+    pd.testing.assert_frame_equal(lines.truth, pd.read_parquet(lines_dir / "truth.parquet"))
+    for line, (_, k) in LINES.items():
+        committed = pd.read_csv(lines_dir / f"alignment_{line}.csv", dtype=str)
+        pd.testing.assert_frame_equal(lines.alignments[line], committed)
+        assert committed["territory_id"].nunique() == k
+    density = np.log(demographics.set_index("unit_id")["population_density"])
+    by_line = lines.truth.set_index("unit_id")
+    urban = by_line["true_potential_diagnostics"] / (
+        by_line["true_potential_diagnostics"] + by_line["true_potential_animal-health"])
+    assert urban.corr(density.reindex(urban.index), method="spearman") > 0.8
