@@ -47,7 +47,7 @@ def _config_copy(source: Path, workspace: Path) -> Path:
     for force in raw.get("forces") or []:
         for key in ("alignment", "reps"):
             force[key] = absolute(force.get(key))
-    raw["workspace"], raw["progress"] = str(workspace), "none"
+    raw["workspace"], raw["progress"] = str(workspace), "rich"  # stage times on stderr
     path = workspace.parent / source.name
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -68,8 +68,9 @@ def run_once(name: str, tmp: Path) -> dict:
         sys.exit(f"{name}: territory run failed\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     run_dir = next((workspace / "runs").glob("*-*"))
+    stages = [line.strip() for line in done.stderr.splitlines() if "✓" in line]
     return {"name": name, "wall_s": wall, "cpu_s": cpu, "run_dir": run_dir,
-            "stdout": done.stdout}
+            "stdout": done.stdout, "stages": stages}
 
 
 def plan_numbers(folder: Path, label: str, truth: pd.Series | None) -> dict:
@@ -118,6 +119,7 @@ def main() -> None:
         rows = []
         for name, run in runs.items():
             print(f"{name} force(s): wall {run['wall_s']:.1f} s, CPU {run['cpu_s']:.1f} s")
+            print("\n".join(f"  {line}" for line in run["stages"]))
             if name == "one":
                 rows.append(plan_numbers(run["run_dir"], "one force (demo.yaml)", None))
             else:

@@ -73,8 +73,30 @@ def _criterion(metrics: dict[str, float]) -> tuple[str, float]:
     return name, float(metrics[name])
 
 
+def pool_metrics(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
+    """Several segments' potential metrics as one (``parts``: metrics and units per segment).
+
+    Out-of-sample measures are means over units, so they pool as means
+    weighted by units (an RMSE as the root of the weighted mean square).
+    Segments whose models use different methods do not pool: only
+    ``potential_rep_adjusted`` (0 for the quantile) comes back.
+    """
+    methods = {m["potential_rep_adjusted"] for m, _ in parts}
+    out = {"potential_rep_adjusted": min(methods)}
+    if len(methods) > 1:
+        return out
+    weights = np.array([w for _, w in parts], dtype=float)
+    shared = set.intersection(*(set(m) for m, _ in parts)) - set(out)
+    for key in sorted(k for k in shared if k.startswith("potential_cv_")):
+        values = np.array([m[key] for m, _ in parts], dtype=float)
+        out[key] = float(np.sqrt(np.sum(weights * values**2) / weights.sum()) if "rmse" in key
+                         else np.sum(weights * values) / weights.sum())
+    return out
+
+
 def _global_potential(config, market, annual, territory_by_segment, xy):
-    """One model over every segment, the segment a feature: potential, drivers, metrics."""
+    """One model over every segment, the segment a feature: potential, drivers, metrics
+    (the same for every segment)."""
     segments = list(annual.columns)
     X = stacked_market(market, segments)
     y = np.concatenate([annual[s].reindex(market.index).to_numpy(float) for s in segments])
@@ -88,13 +110,14 @@ def _global_potential(config, market, annual, territory_by_segment, xy):
         potential[segment] = pd.Series(model.predict(rows), index=market.index)
         contributions = model.contributions(rows).drop(columns=SEGMENT_CODE)
         drivers[segment] = describe_drivers(contributions.set_axis(market.index))
-    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics
+    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics, dict.fromkeys(segments,
+                                                                                  metrics)
 
 
 def _per_segment_potential(config, market, annual, territory_by_segment, xy):
-    """One model per segment: potential, drivers, and metrics pooled over the segments
-    (the criterion: a mean over units, so RMSE pools as the root of the weighted squares)."""
-    potential, drivers, counts, each = {}, {}, {}, {}
+    """One model per segment: potential, drivers, the metrics pooled over the segments
+    (with each segment's under ``<name>_<segment>``), and each segment's metrics."""
+    potential, drivers, parts, each = {}, {}, [], {}
     for segment in annual.columns:
         y = annual[segment].reindex(market.index).to_numpy(float)
         groups = _groups(segment, territory_by_segment.get(segment), market.index)
@@ -102,20 +125,13 @@ def _per_segment_potential(config, market, annual, territory_by_segment, xy):
                                           xy)
         potential[segment] = pd.Series(model.predict(market), index=market.index)
         drivers[segment] = describe_drivers(model.contributions(market))
-        counts[segment], each[segment] = float(np.isfinite(y).sum()), metrics
-    methods = {m["potential_rep_adjusted"] for m in each.values()}
-    metrics = {"potential_rep_adjusted": min(methods)}
-    if len(methods) == 1:  # one method: its loss pools over the segments' units
-        name, _ = _criterion(next(iter(each.values())))
-        weights = np.array(list(counts.values()))
-        values = np.array([_criterion(m)[1] for m in each.values()])
-        metrics[name] = float(np.sqrt(np.sum(weights * values**2) / weights.sum())
-                              if name.endswith("rmse_rep")
-                              else np.sum(weights * values) / weights.sum())
+        parts.append((metrics, float(np.isfinite(y).sum())))
+        each[segment] = metrics
+    metrics = pool_metrics(parts)
     for segment, seg_metrics in each.items():
         metrics |= {f"{k}_{segment}": v for k, v in seg_metrics.items()
                     if k.startswith("potential_cv_")}
-    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics
+    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics, each
 
 
 def fit_segment_potential(
@@ -125,7 +141,7 @@ def fit_segment_potential(
     territory_by_segment: Mapping[str, pd.Series | None],
     xy: np.ndarray,
     models: str = "auto",
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], dict[str, dict[str, float]]]:
     """Annual potential per unit and segment: one global model with the segment as a
     feature, one model per segment, or (``auto``) the one of the two with the lower
     out-of-sample loss of ``potential.method`` (spatial-block cross-validation).
@@ -148,11 +164,12 @@ def fit_segment_potential(
 
     Returns
     -------
-    potential, drivers, metrics
+    potential, drivers, metrics, by_segment
         Annual potential and its top drivers per unit (rows) and segment
         (columns); the chosen models' out-of-sample metrics, both candidates'
         criterion (``potential_cv_<criterion>_global`` / ``_per_segment``) and
-        ``potential_per_segment_models`` (1: one model per segment).
+        ``potential_per_segment_models`` (1: one model per segment); and per
+        segment the metrics of the model that made its potential.
     """
     if models not in SEGMENT_MODELS:
         raise ValueError(f"models must be one of {SEGMENT_MODELS}, got {models!r}")
@@ -168,12 +185,12 @@ def fit_segment_potential(
     scores = {kind: _criterion(result[2]) for kind, result in candidates.items()
               if CRITERIA[result[2]["potential_rep_adjusted"]] in result[2]}
     chosen = min(scores, key=lambda kind: scores[kind][1]) if scores else next(iter(candidates))
-    potential, drivers, metrics = candidates[chosen]
+    potential, drivers, metrics, by_segment = candidates[chosen]
     metrics = dict(metrics)
     for kind, (name, value) in scores.items():
         metrics[f"{name}_{kind}"] = value
     metrics["potential_per_segment_models"] = float(chosen == "per_segment")
-    return potential, drivers, metrics
+    return potential, drivers, metrics, by_segment
 
 
 def force_share(annual_force: pd.Series, annual_total: pd.Series) -> pd.Series:

@@ -51,7 +51,8 @@ class SegmentModels:
     potential: pd.DataFrame  # unit x force: annual potential (sum over its segments)
     drivers: pd.DataFrame  # unit x force: the top drivers of its largest segment
     by_segment: pd.DataFrame  # unit x segment: annual potential
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the segment models' (``segment_potential_*``)
+    force_metrics: dict[str, dict[str, float]]  # per force: its potential's (``potential_*``)
 
 
 def check_flow_takes_forces(config: RunConfig, kind: str) -> None:
@@ -135,8 +136,10 @@ def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentMod
         current = alignment.current_territories(tables.alignment, unit_ids, cols)
         for segment in next(f for f in config.forces if f.name == force).segments:
             territory[segment] = current
-    potential, drivers, metrics = mf.fit_segment_potential(
+    potential, drivers, metrics, own = mf.fit_segment_potential(
         config.potential, features.market_table, seg_annual, territory, features.xy)
+    force_metrics = {f.name: mf.pool_metrics([(own[s], float(seg_annual[s].notna().sum()))
+                                              for s in f.segments]) for f in config.forces}
     by_force, force_drivers = {}, {}
     for force in config.forces:
         by_force[force.name] = potential[force.segments].sum(axis=1)
@@ -145,7 +148,8 @@ def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentMod
             [drivers.at[u, s] for u, s in largest.items()], index=unit_ids)
     metrics = {f"segment_{k}": v for k, v in metrics.items()}
     return SegmentModels(pd.DataFrame(annual).fillna(0.0), pd.DataFrame(workload),
-                         pd.DataFrame(by_force), pd.DataFrame(force_drivers), potential, metrics)
+                         pd.DataFrame(by_force), pd.DataFrame(force_drivers), potential, metrics,
+                         force_metrics)
 
 
 @dataclass

@@ -203,16 +203,15 @@ def write_force_outputs(out: Path, config: RunConfig, trained: Trained, views, d
     with their designs and recommendations in the same order.
     """
     contents, tables = {}, {}
-    # the reports state the potential model the forces' potential came from
-    own_potential = {k.removeprefix("segment_"): v for k, v in segments.metrics.items()}
-    trained = replace(trained, metrics={**trained.metrics, **own_potential},
-                      potential_territories=None)
+    forecast_only = {k: v for k, v in trained.metrics.items() if not k.startswith("potential_")}
     for view, design, recs in zip(views, designs, recs_list, strict=True):
         folder = out / "forces" / view.name
         folder.mkdir(parents=True)
+        # the force's report states the model its potential came from, not the total's
+        own = replace(trained, potential_territories=None,
+                      metrics={**forecast_only, **segments.force_metrics[view.name]})
         contents[view.name] = write_outputs(folder, view.config, view.inputs, view.features,
-                                            trained, view.scores,
-                                            design, recs)
+                                            own, view.scores, design, recs)
         own = {
             "alignment.parquet": pd.read_parquet(folder / "alignment.parquet"),
             "scores.parquet": view.scores.scores,

@@ -46,7 +46,7 @@ def test_segment_potential_follows_each_segments_own_market():
     annual = pd.DataFrame({"urban": urban, "rural": rural})
     from territory.models.config import PotentialConfig
 
-    potential, drivers, metrics = mf.fit_segment_potential(
+    potential, drivers, metrics, by_segment = mf.fit_segment_potential(
         PotentialConfig(method="quantile", n_estimators=100), market, annual,
         {"urban": None, "rural": None}, rng.uniform(0, 1000, (n, 2)))
     dense = market["density"] > 0.5
@@ -56,6 +56,9 @@ def test_segment_potential_follows_each_segments_own_market():
     # pooled, density predicts nothing (the two lines cancel): one model per segment wins
     assert metrics["potential_per_segment_models"] == 1.0
     assert metrics["potential_cv_pinball_per_segment"] < metrics["potential_cv_pinball_global"]
+    assert set(by_segment) == {"urban", "rural"} and "potential_cv_pinball" in by_segment["rural"]
+    pooled = mf.pool_metrics([(by_segment["urban"], 300.0), (by_segment["rural"], 300.0)])
+    assert pooled["potential_cv_pinball"] == pytest.approx(metrics["potential_cv_pinball"])
 
 
 def test_overlay_names_each_forces_rep_and_the_distance_between_homes():
