@@ -86,7 +86,7 @@ def plan_numbers(folder: Path, label: str, truth: pd.Series | None) -> dict:
            "median / max elongation": f"{plan['median_elongation']:.2f} / "
                                       f"{plan['max_elongation']:.2f}",
            "over shape limit": int(plan["shape_over_limit"]),
-           "units moved": f"{plan['units_moved_pct']:.0%}",
+           "units moved": f"{plan['units_moved_pct'] / 100:.0%}",
            "design CPU s (all plans)": f"{plans['cpu_s'].sum():.1f}"}
     if truth is not None:
         alignment = pd.read_parquet(folder / "alignment.parquet").set_index("unit_id")
