@@ -404,6 +404,7 @@ def simulate_company(
     start: str = "2021-01-01",
     n_territories: int = 50,
     projected_crs: str = PROJECTED_CRS,
+    market_tilt: np.ndarray | None = None,
 ) -> DemoData:
     """Simulate a company selling in the given counties.
 
@@ -426,6 +427,10 @@ def simulate_company(
         Number of territories (and reps) in the current alignment.
     projected_crs
         CRS for contiguity and distances.
+    market_tilt
+        Optional log multiplier of demand per unit (in ``unit_id`` order), added
+        to the market index: how one product line's demand differs
+        (:mod:`territory.features.demo_lines`). None: the company's one line.
 
     Returns
     -------
@@ -441,6 +446,8 @@ def simulate_company(
     graph = build_adjacency(counties, "unit_id", "queen", projected_crs)
     xy = projected_xy(counties, projected_crs)
     index, growth, nbr = _market(demo, ids, graph)
+    if market_tilt is not None:
+        index = index + np.asarray(market_tilt, dtype=float)
 
     # Full-capture monthly demand at t = 0.
     idio = rng.normal(0.0, IDIOSYNCRATIC_SD, len(ids))

@@ -32,6 +32,7 @@ from territory.features.schemas import (
     validate_sales,
     validate_units,
 )
+from territory.features.segments import SEGMENT_COL, split_segments, total_sales
 
 SPATIAL_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
 SUPPORTED_SUFFIXES = (".csv", ".parquet", *SPATIAL_SUFFIXES)
@@ -232,6 +233,35 @@ def load_sales(
     """
     return _load(path, columns, validate_sales, unit_ids, frequency=frequency,
                  date_format=date_format, file_columns=file_columns)
+
+
+def load_sales_by_segment(
+    path: str | Path,
+    unit_ids: Iterable[str],
+    columns: ColumnsConfig | None = None,
+    frequency: str = "MS",
+    date_format: str | None = None,
+    file_columns: ColumnsConfig | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The sales history as :func:`load_sales` reads it, and per segment when the file has
+    a ``segment`` column (:mod:`territory.features.segments`; else None).
+
+    With segments, each segment's rows are validated on their own and the
+    first table is their sum per unit and period.
+    """
+    columns = columns or ColumnsConfig()
+    own = file_columns or columns
+    frame = read_table(path, [*id_columns(own), SEGMENT_COL])
+
+    def validate(rows: pd.DataFrame) -> pd.DataFrame:
+        out = validate_sales(rows, str(path), unit_ids, columns=own, frequency=frequency,
+                             date_format=date_format)
+        return _to_contract_names(out, str(path), own, columns)
+
+    if SEGMENT_COL not in frame.columns:
+        return validate(frame), None
+    by_segment = split_segments(frame, str(path), validate)
+    return total_sales(by_segment, columns), by_segment
 
 
 def load_alignment(

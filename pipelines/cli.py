@@ -97,18 +97,25 @@ def _print_result(result: dict, config) -> None:
         table.add_row(label, f"{value:.1%}" if value is not None and value == value else "n/a")
     if "potential_spearman_vs_truth" in m:
         table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")
-    for key, value in result["territories"].items():
-        if key.startswith("max_abs_deviation_"):
-            cur = (result["current_territories"] or {}).get(key)
-            cur_text = f" (current {cur:.1%})" if cur is not None else ""
-            table.add_row(key.replace("_", " "), f"{value:.1%}{cur_text}")
-    table.add_row("contiguous", str(result["territories"].get("contiguous")))
-    table.add_row("violations", str(len(result["violations"])))
+    designs = result.get("forces") or {"": result}  # with forces:, one block per force
+    for force, design in designs.items():
+        label = f"{force}: " if force else ""
+        for key, value in design["territories"].items():
+            if key.startswith("max_abs_deviation_"):
+                cur = (design["current_territories"] or {}).get(key)
+                cur_text = f" (current {cur:.1%})" if cur is not None else ""
+                table.add_row(label + key.replace("_", " "), f"{value:.1%}{cur_text}")
+        table.add_row(f"{label}contiguous", str(design["territories"].get("contiguous")))
+        table.add_row(f"{label}violations", str(len(design["violations"])))
     table.add_row("champion", "promoted" if result["promotion"]["promoted"] else "kept")
     console.print(table)
     console.print(f"outputs:  {result['run_dir']}")
-    console.print(f"report:   {result['report_html']}")
-    console.print(f"workbook: {result['report_xlsx']}")
+    if result.get("forces"):
+        console.print(f"report:   {result['report_html']} (every force, and the overlay)")
+    for force, design in (result.get("forces") or {"": result}).items():
+        which = f" ({force})" if force else ""
+        console.print(f"report:   {design['report_html']}{which}")
+        console.print(f"workbook: {Path(design['report_html']).with_suffix('.xlsx')}{which}")
     console.print(f"MLflow run: {result['mlflow_run_id']}")
     for line in result.get("diagnosis", []):
         console.print(f"[yellow]why balance is not reached:[/yellow] {line}")
@@ -579,12 +586,16 @@ def make_demo_data(
     nat_dir: Annotated[Path, typer.Option(help="Folder with NAT.shp from libpysal 4.1.1.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/demo"),
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 20261127,
+    product_lines: Annotated[bool, typer.Option(
+        help="Two product lines (urban-led, rural-led), one sales force each, for "
+             "configs/demo_two_forces.yaml (write them to data/demo_lines).")] = False,
 ) -> None:
     """Regenerate the embedded demo data from PySAL's NAT files."""
-    from territory.pipelines.demo_data import write_demo_data
+    from territory.pipelines.demo_data import write_demo_data, write_product_line_data
 
     try:
-        written = write_demo_data(nat_dir, out, seed)
+        write = write_product_line_data if product_lines else write_demo_data
+        written = write(nat_dir, out, seed)
     except InputError as exc:
         _fail(exc)
     for name, path in written.items():

@@ -29,6 +29,7 @@ from territory.models.config import (
     TerritoryConfig,
 )
 from territory.pipelines.config_errors import describe_errors, problem_text
+from territory.pipelines.forces_config import ForceConfig, check_forces, merged_forces
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SAFE_NAME_RULE = ("letters, digits, '-', '_' and '.', not starting with '.', without '..', "
@@ -261,6 +262,25 @@ class RunConfig(FrozenModel):
     dask: DaskConfig = Field(default_factory=DaskConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    # sales forces (territory.pipelines.forces_config); None: one force selling everything
+    forces: list[ForceConfig] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _force_territories(cls, data):
+        """Each force's ``territories`` laid over the top-level ``territories:`` section."""
+        if isinstance(data, dict) and data.get("forces") is not None:
+            data = {**data, "forces": merged_forces(data["forces"], data.get("territories"))}
+        return data
+
+    @model_validator(mode="after")
+    def _forces_agree(self) -> RunConfig:
+        if self.forces is not None:
+            if not self.forces:
+                raise ValueError("forces: list at least one sales force, or leave the key out "
+                                 "for one force that sells every segment")
+            check_forces(self.forces)
+        return self
 
     @field_validator("run_name")
     @classmethod
@@ -296,9 +316,16 @@ class RunConfig(FrozenModel):
         return self
 
     def fingerprint(self) -> str:
-        """Stable hash of the resolved config."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Stable hash of the resolved config (``forces`` counts only when given, so a
+        config without it keeps the hash it always had)."""
+        payload = json.dumps(self.model_dump(mode="json", exclude=self.unset_keys()),
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+    def unset_keys(self) -> set[str]:
+        """Keys that take no part in hashes while they are left out (``forces``)."""
+        return {"forces"} if self.forces is None else set()
 
 
 def _resolve(base: Path, value: object) -> object:
@@ -350,7 +377,22 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
                 hint=f"check the path; relative paths are resolved from the config file's "
                      f"folder, {base}",
             )
-    return config.model_copy(update={"data": data, "workspace": _resolve(base, config.workspace)})
+    forces = None if config.forces is None else [
+        _resolved_force(path, base, force) for force in config.forces]
+    return config.model_copy(update={"data": data, "workspace": _resolve(base, config.workspace),
+                                     "forces": forces})
+
+
+def _resolved_force(path: Path, base: Path, force: ForceConfig) -> ForceConfig:
+    """``force`` with its alignment and reps paths resolved and checked."""
+    files = {name: _resolve(base, getattr(force, name)) for name in ("alignment", "reps")}
+    for name, file in files.items():
+        if file is not None and not Path(file).is_file():
+            raise InputError(str(path), f"file not found: {file}",
+                             key=f"forces.{force.name}.{name}",
+                             hint=f"check the path; relative paths are resolved from the config "
+                                  f"file's folder, {base}")
+    return force.model_copy(update=files)
 
 
 def with_edits(config: RunConfig, edits: Path) -> RunConfig:

@@ -24,6 +24,7 @@ from territory.features.demo import (
     derive_counties_and_demographics,
     simulate_company,
 )
+from territory.features.demo_lines import LINES, ProductLines, simulate_product_lines
 from territory.features.spatial import build_adjacency, contiguity_matrix
 
 DEFAULT_SEED = 20261127
@@ -202,6 +203,67 @@ def write_demo_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> d
         (tmp / "README.md").write_text(_readme(stats, sizes, lost, pairs, seed), encoding="utf-8")
         paths = {}
         for name in FILES:
+            os.replace(tmp / name, out_dir / name)
+            paths[name] = out_dir / name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
+def _lines_readme(lines: ProductLines, seed: int) -> str:
+    """The two-line folder's README, with the numbers of this build."""
+    rows = []
+    for line, (direction, k) in LINES.items():
+        sales = lines.sales[lines.sales["segment"] == line]["sales"].sum()
+        rows.append(f"| `{line}` | {'urban' if direction > 0 else 'rural'}-led | {k} | "
+                    f"{sales / 1e6:,.0f} |")
+    table = "\n".join(rows)
+    return f"""# Demo data: two product lines, two sales forces, one map
+
+Simulated by `features/demo_lines.py` (its docstring has the formulas) on the
+geography and demographics of `data/demo/` (shared: the config reads them
+from there). Regenerate (deterministic) with:
+
+```
+territory make-demo-data --product-lines \\
+    --nat-dir <libpysal-4.1.1>/libpysal/examples/nat --out data/demo_lines --seed {seed}
+```
+
+| line (segment) | demand | territories | sales, 5 years (million USD) |
+|---|---|---:|---:|
+{table}
+
+- `sales.parquet`: `segment`, `unit_id`, `period`, `sales`, `accounts`, `visits`;
+  one row per line, unit and month.
+- `alignment_<line>.csv`, `reps_<line>.csv`: each line's sales force: its current
+  alignment (hand-drawn on its own potential, deliberately unbalanced) and reps.
+- `truth.parquet`: `true_potential_<line>` and `rep_penetration_<line>` per unit,
+  for evaluation only.
+"""
+
+
+def write_product_line_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED
+                            ) -> dict[str, Path]:
+    """The two-line demo (:mod:`territory.features.demo_lines`), written atomically."""
+    nat = gpd.read_file(Path(nat_dir) / "NAT.shp")
+    if nat.crs is None:
+        nat = nat.set_crs("EPSG:4326")
+    counties, demographics = derive_counties_and_demographics(nat)
+    lines = simulate_product_lines(counties, demographics, seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".demo_tmp_", dir=out_dir.parent))
+    try:
+        lines.sales.to_parquet(tmp / "sales.parquet", index=False, compression="zstd")
+        lines.truth.to_parquet(tmp / "truth.parquet", index=False, compression="zstd")
+        names = ["sales.parquet", "truth.parquet", "README.md"]
+        for line in LINES:
+            lines.alignments[line].to_csv(tmp / f"alignment_{line}.csv", index=False)
+            lines.reps[line].to_csv(tmp / f"reps_{line}.csv", index=False)
+            names += [f"alignment_{line}.csv", f"reps_{line}.csv"]
+        (tmp / "README.md").write_text(_lines_readme(lines, seed), encoding="utf-8")
+        paths = {}
+        for name in names:
             os.replace(tmp / name, out_dir / name)
             paths[name] = out_dir / name
     finally:

@@ -46,7 +46,8 @@ from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import cache, deploy, journal, monitoring, publish, run_keys, stages
+from territory.pipelines import cache, deploy, forces, journal, monitoring, publish  # noqa: I001
+from territory.pipelines import run_keys, stages
 from territory.pipelines.config import RunConfig, check_safe_name
 from territory.pipelines.outputs import failure_record_path, write_json
 from territory.pipelines.progress import stage
@@ -273,6 +274,9 @@ design_task = task(name="design-territories", cache_policy=NO_CACHE)(stages.desi
 current_alignment_task = task(name="current-alignment", cache_policy=NO_CACHE)(
     stages.current_alignment_stage)
 recommend_task = task(name="recommend", cache_policy=NO_CACHE)(stages.recommend_stage)
+segment_task = task(name="potential-per-segment", cache_policy=NO_CACHE)(forces.segment_stage)
+publish_forces_task = task(name="publish", cache_policy=NO_CACHE, **IO_RETRIES)(
+    publish.publish_forces)
 find_run_task = task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIES)(
     publish.find_tracked_run)
 load_model_task = task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)(
@@ -285,6 +289,7 @@ publish_watch_task = task(name="publish-monitoring", cache_policy=NO_CACHE, **IO
 def _features(config: RunConfig, kind: str, suffix: str = ""
               ) -> tuple[stages.Inputs, FeatureSet, Path]:
     """Load inputs, note this run's folder (now that the as-of date is known), build features."""
+    forces.check_flow_takes_forces(config, kind)
     with _step("load and validate inputs", config):
         inputs = load_inputs_task(config)
     folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
@@ -410,18 +415,10 @@ def register_and_gate(config: RunConfig, inputs, features, trained, key: str, fo
     """
     with journal.publishing(_journal(), config, folder) as out:
         run_id, decision = publish.track_training(config, inputs, features, trained, key)
-        summary = _train_summary(config, inputs, features, run_id, decision["version"],
-                                 trained.metrics, decision, started)
+        summary = run_keys.train_summary(config, inputs, features, run_id,
+                                         decision["version"], trained.metrics, decision, started)
         (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
-
-
-def _train_summary(config, inputs, features, run_id, version, metrics, decision,
-                   started) -> dict:
-    manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
-    return {**manifest, "as_of": f"{features.as_of:%Y-%m-%d}" if features else None,
-            "registered_model": config.tracking.registered_model, "version": version,
-            "metrics": metrics, "promotion": decision}
 
 
 # --- Flows --------------------------------------------------------------------------------
@@ -459,9 +456,9 @@ def train(config: RunConfig) -> dict:
             _prune_feature_cache(config, inputs)
         if existing is not None:  # tracked, but its summary is missing: write it, register nothing
             with journal.publishing(_journal(), config, folder, registry=False) as out:
-                summary = _train_summary(config, inputs, features, existing["run_id"],
-                                         existing["version"], existing["metrics"],
-                                         existing["promotion"], started)
+                summary = run_keys.train_summary(
+                    config, inputs, features, existing["run_id"], existing["version"],
+                    existing["metrics"], existing["promotion"], started)
                 (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
             _succeeded(folder)
             return {**summary, "reused": True}
@@ -577,6 +574,8 @@ def pipeline(config: RunConfig) -> dict:
             trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
         with _step("score units", config):
             scores = score_task(config, features, trained)
+        if config.forces is not None:  # one design per sales force
+            return _design_forces(config, inputs, features, trained, scores, started, key)
         with _step("design territories", config):
             design = _timed(design_task, config.schedule.design_timeout_s)(
                 config, inputs, features, scores)
@@ -586,6 +585,31 @@ def pipeline(config: RunConfig) -> dict:
                                  key)
         _succeeded(result["run_dir"])
         return result
+
+
+def _design_forces(config: RunConfig, inputs, features, trained, scores, started: float,
+                   key: str) -> dict:
+    """The pipeline's end with ``forces:``: potential per segment, then one design per
+    force, submitted side by side to the task runner, then one publication."""
+    with _step("potential per segment", config):
+        segments = segment_task(config, inputs, features)
+        views = forces.force_views(config, inputs, features, scores, segments)
+    with _step("design territories", config):
+        design = _timed(design_task, config.schedule.design_timeout_s)
+        futures = [design.with_options(task_run_name=f"design-territories-{v.name}").submit(
+            v.config, v.inputs, v.features, v.scores) for v in views]
+        designs = [future.result() for future in futures]
+    with _step("write outputs, report and MLflow run", config):
+        recs = [recommend_task(v.config, v.inputs, v.features, v.scores, d)
+                for v, d in zip(views, designs, strict=True)]
+        run_dir = output_dir(config, "runs", features.as_of)
+        result = publish_forces_task(_journal(), config, run_dir, inputs, features, trained,
+                                     segments, views, designs, recs, started, key)
+    for view, rec in zip(views, recs, strict=True):
+        publish_artifacts(view.config, result["contents"].pop(view.name), rec,
+                          run_dir / "forces" / view.name, f"{config.run_name}-{view.name}")
+    _succeeded(run_dir)
+    return result
 
 
 territory_pipeline = pipeline

@@ -13,11 +13,13 @@ _console = Console(stderr=True)
 
 @contextmanager
 def stage(name: str, show: bool = True) -> Iterator[None]:
-    """Show a spinner while ``name`` runs and a tick with its duration when done."""
+    """Show a spinner while ``name`` runs and a tick with its duration when done (wall
+    time, and the CPU time of this process)."""
     if not show:
         yield
         return
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with _console.status(f"[bold]{name}…"):
         yield
-    _console.print(f"[green]✓[/green] {name} [dim]({time.perf_counter() - start:.1f} s)[/dim]")
+    _console.print(f"[green]✓[/green] {name} [dim]({time.perf_counter() - start:.1f} s, "
+                   f"{time.process_time() - cpu:.1f} s CPU)[/dim]")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +20,17 @@ from territory.features.feature_set import FeatureSet
 from territory.features.spreadsheet_safe import write_csv
 from territory.models import tracking
 from territory.models.alignment import Design
+from territory.models.forces import overlay, with_force
 from territory.models.recommend import Recommendations
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
 from territory.models.training import Trained
-from territory.pipelines import journal, monitoring
+from territory.pipelines import journal, monitoring, run_keys
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.report_content import report_content, summary_markdown
-from territory.pipelines.stages import Inputs
+from territory.pipelines.report_forces import forces_index_html
+from territory.pipelines.stages import Inputs, unit_names
 
 __all__ = ["RegisteredModels", "artifact_key", "find_tracked_run", "load_registered_models",
            "registered_models", "registry_transaction", "setup_tracking", "summary_markdown",
@@ -200,6 +202,142 @@ def track_run(
         if key is not None:
             tracking.log_tags({"run_key": key, "flow": "pipeline"})
     return run_id, decision
+
+
+def write_force_outputs(out: Path, config: RunConfig, trained: Trained, views, designs,
+                        recs_list, segments) -> dict[str, rpt.ReportContent]:
+    """A run with sales forces: each force's full outputs in ``forces/<force>/``, and the
+    tables of every force together at the top, each row carrying its ``force``.
+
+    ``views`` are the forces' views of the run (:func:`territory.pipelines.forces.force_views`),
+    with their designs and recommendations in the same order.
+    """
+    contents, tables = {}, {}
+    forecast_only = {k: v for k, v in trained.metrics.items() if not k.startswith("potential_")}
+    for view, design, recs in zip(views, designs, recs_list, strict=True):
+        folder = out / "forces" / view.name
+        folder.mkdir(parents=True)
+        # the force's report states the model its potential came from, not the total's
+        own = replace(trained, potential_territories=None,
+                      metrics={**forecast_only, **segments.force_metrics[view.name]})
+        contents[view.name] = write_outputs(folder, view.config, view.inputs, view.features,
+                                            own, view.scores, design, recs)
+        own = {
+            "alignment.parquet": pd.read_parquet(folder / "alignment.parquet"),
+            "scores.parquet": view.scores.scores,
+            "territory_summary.csv": design.summary,
+            "plans.csv": design.plans,
+            "moves.csv": recs.moves,
+            "recommendations.csv": recs.units.reset_index(),
+            "territory_recommendations.csv": recs.territories,
+        }
+        for name, frame in own.items():
+            if frame is not None:
+                tables.setdefault(name, []).append(with_force(frame, view.name))
+    for name, frames in tables.items():
+        frame = pd.concat(frames, ignore_index=True)
+        if name.endswith(".parquet"):
+            frame.to_parquet(out / name, index=False)
+        else:
+            write_csv(frame, out / name)
+    _write_run_report(out, config, views, designs, segments)
+    write_csv(segments.by_segment.rename_axis(config.data.columns.unit_col).reset_index(),
+              out / "segment_potential.csv")
+    return contents
+
+
+def _write_run_report(out: Path, config: RunConfig, views, designs, segments) -> None:
+    """``overlay.csv`` (who covers each unit) and ``report.html`` (a force selector and the
+    overlay) at the top of a run with sales forces."""
+    cols, first = config.data.columns, views[0]
+    unit_ids = first.inputs.units[cols.unit_col].to_numpy()
+    xy = pd.DataFrame(first.features.xy, columns=["x", "y"], index=unit_ids)
+    cover = overlay({v.name: d.proposed for v, d in zip(views, designs, strict=True)},
+                    {v.name: v.inputs.reps for v in views}, segments.annual, xy,
+                    cols.territory_col, cols.rep_col)
+    names = unit_names(config, first.inputs.units)
+    if names is not None:
+        cover.insert(0, "name", names.reindex(cover.index).to_numpy())
+    cover = cover.rename_axis(cols.unit_col)
+    write_csv(cover.reset_index(), out / "overlay.csv")
+    forces = {}
+    for view, design in zip(views, designs, strict=True):
+        overall = design.overall
+        headline = {"territories": len(design.summary),
+                    **{f"{k.removeprefix('max_abs_deviation_')}: largest deviation": f"{v:.1%}"
+                       for k, v in overall.items() if k.startswith("max_abs_deviation_")},
+                    "contiguous": overall.get("contiguous"),
+                    "violations": len(design.violations),
+                    "segments": ", ".join(next(f.segments for f in config.forces
+                                               if f.name == view.name))}
+        forces[view.name] = (headline, design.summary)
+    page = forces_index_html(f"{config.run_name}: {len(views)} sales forces",
+                             f"as of {first.features.as_of:%Y-%m-%d}", forces, cover)
+    (out / "report.html").write_text(page, encoding="utf-8")
+
+
+def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained,
+                     views, designs, segment_metrics: dict[str, float], out: Path,
+                     key: str | None = None) -> tuple[str, dict]:
+    """Log a run with sales forces: the forecaster as :func:`track_run` does, the segment
+    potential's metrics, and each force's territory measures as ``<force>_territory_*``.
+
+    No recommender is registered: the served recommender answers for one
+    alignment, and a run with forces has one per force.
+    """
+    setup_tracking(config)
+    with tracking.training_run(f"{config.run_name}-{features.as_of:%Y-%m}") as run_id:
+        _, decision = _log_training(config, inputs, features, trained)
+        metrics = dict(segment_metrics)
+        for view, design in zip(views, designs, strict=True):
+            metrics |= {f"{view.name}_territory_{k}": v for k, v in design.overall.items()
+                        if isinstance(v, int | float | np.floating | np.integer)
+                        and not isinstance(v, bool)}
+            metrics |= {f"{view.name}_{k}": v for k, v in view.scores.metrics.items()
+                        if k.startswith("potential_") and k not in trained.metrics}
+            if design.plans is not None:
+                tracking.log_table(design.plans, f"plans_{view.name}.csv")
+        tracking.log_metrics(metrics)
+        tracking.log_table(pd.read_csv(out / "segment_potential.csv"), "segment_potential.csv")
+        if key is not None:
+            tracking.log_tags({"run_key": key, "flow": "pipeline", "forces": ",".join(
+                v.name for v in views)})
+    return run_id, decision
+
+
+def publish_forces(entry, config: RunConfig, run_dir: Path, inputs: Inputs,
+                   features: FeatureSet, trained: Trained, segments, views, designs, recs,
+                   started: float, key: str | None = None) -> dict:
+    """Publish a run with sales forces like the pipeline's publish task does a run without:
+    same lock, registry transaction and atomic folder (``entry``: the flow run's journal
+    entry). The result carries each force's measures under ``forces`` and its report's
+    content under ``contents``."""
+    existing = find_tracked_run(config, key) if key else None
+    with journal.publishing(entry, config, run_dir) as out:
+        contents = write_force_outputs(out.tmp, config, trained, views, designs, recs, segments)
+        if existing is None:
+            run_id, decision = track_forces_run(config, inputs, features, trained, views,
+                                                designs, segments.metrics, out.tmp, key)
+        else:
+            run_id, decision = existing["run_id"], existing["promotion"]
+        manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)
+        manifest["forces"] = [view.name for view in views]
+        (out.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    first = run_dir / "forces" / views[0].name
+    return {
+        "run_dir": run_dir, "report_html": run_dir / "report.html",
+        "report_xlsx": first / "report.xlsx", "mlflow_run_id": run_id, "promotion": decision,
+        "metrics": {**trained.metrics, **segments.metrics},
+        "territories": designs[0].overall, "current_territories": designs[0].current_overall,
+        "violations": [v for d in designs for v in d.violations],
+        "diagnosis": [line for d in designs for line in d.diagnosis],
+        "forces": {view.name: {
+            "territories": design.overall, "current_territories": design.current_overall,
+            "violations": design.violations, "diagnosis": design.diagnosis,
+            "report_html": run_dir / "forces" / view.name / "report.html"}
+            for view, design in zip(views, designs, strict=True)},
+        "contents": contents,
+    }
 
 
 def find_tracked_run(config: RunConfig, key: str) -> dict | None:

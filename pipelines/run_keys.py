@@ -81,9 +81,18 @@ def run_key(config: RunConfig, file_hashes: dict[str, str], as_of: pd.Timestamp,
     duplicate model version. Settings that do not change results (progress
     display, schedules, the runner) are left out.
     """
-    cfg = config.model_dump(mode="json",
-                            exclude={"progress", "schedule", "runner", "dask", "cache"})
+    cfg = config.model_dump(mode="json", exclude={"progress", "schedule", "runner", "dask",
+                                                  "cache", *config.unset_keys()})
     payload = json.dumps({"kind": kind, "as_of": f"{as_of:%Y-%m-%d}", "config": cfg,
                           "inputs": dict(sorted(file_hashes.items()))}, sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def train_summary(config: RunConfig, inputs, features, run_id: str | None, version, metrics,
+                  decision, started: float) -> dict:
+    """The train flow's ``summary.json``: the manifest, the model version, metrics, decision."""
+    manifest_ = manifest(config, inputs.file_hashes, run_id, started)
+    return {**manifest_, "as_of": f"{features.as_of:%Y-%m-%d}" if features else None,
+            "registered_model": config.tracking.registered_model, "version": version,
+            "metrics": metrics, "promotion": decision}

@@ -9,7 +9,7 @@ the backend the config names, chosen once in :func:`backend`: this process
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +44,10 @@ class Inputs:
     file_hashes: dict[str, str]
     gaps: DataGaps = field(default_factory=DataGaps)  # found and handled (``data.gaps``)
     edits: pd.DataFrame | None = None  # a manager's locks (``data.edits``)
+    # sales per segment (the sales file's ``segment`` column), None without one
+    segment_sales: pd.DataFrame | None = None
+    # with ``forces:``, each force's alignment and reps (territory.pipelines.forces)
+    force_tables: dict | None = None
 
 
 def load_inputs(config: RunConfig) -> Inputs:
@@ -51,8 +55,9 @@ def load_inputs(config: RunConfig) -> Inputs:
     data, cols = config.data, config.data.columns
     units = fio.load_units(data.units, cols, data.columns_for("units"))
     unit_ids = units[cols.unit_col].to_numpy()
-    sales = fio.load_sales(data.sales, unit_ids, cols, config.features.frequency,
-                           data.date_format, data.columns_for("sales"))
+    sales, by_segment = fio.load_sales_by_segment(
+        data.sales, unit_ids, cols, config.features.frequency, data.date_format,
+        data.columns_for("sales"))
     demographics = (
         fio.load_demographics(data.demographics, unit_ids, cols, data.columns_for("demographics"))
         if data.demographics else None
@@ -71,9 +76,18 @@ def load_inputs(config: RunConfig) -> Inputs:
         for name in ("units", "sales", "demographics", "alignment", "reps", "edits")
         if (path := getattr(data, name)) is not None and Path(path).is_file()
     }
-    inputs = Inputs(units, sales, demographics, alignment, reps, hashes, edits=edits)
+    for force in config.forces or []:
+        hashes |= {f"{name}:{force.name}": file_sha256(Path(path))
+                   for name in ("alignment", "reps") if (path := getattr(force, name))}
+    inputs = Inputs(units, sales, demographics, alignment, reps, hashes, edits=edits,
+                    segment_sales=by_segment)
     check_run_inputs(config, inputs)  # dates, as-of, K and memory, before any feature
-    return handle_data_gaps(config, inputs, resolved_as_of(config, inputs))
+    inputs = handle_data_gaps(config, inputs, resolved_as_of(config, inputs))
+    if config.forces is not None:
+        from territory.pipelines.forces import load_force_tables
+
+        inputs = replace(inputs, force_tables=load_force_tables(config, inputs))
+    return inputs
 
 
 def resolved_as_of(config: RunConfig, inputs: Inputs) -> pd.Timestamp:
