@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from territory.features.errors import InputError
 from territory.features.spreadsheet_safe import write_csv
@@ -301,3 +301,21 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     with atomic_file(csv) as tmp:
         write_csv(table, tmp)
     return table, csv
+
+
+def mark_crashed(recovered: list[dict]) -> None:
+    """The Prefect flow runs of dead runs say Crashed, not Running forever."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        for item in recovered:
+            if not item.get("flow_run_id"):
+                continue
+            try:
+                client.set_flow_run_state(
+                    item["flow_run_id"], Crashed(message=(
+                        f"the process died during '{item['stage']}'; a later run undid what "
+                        "it had started")), force=True)
+            except Exception as exc:  # another Prefect API than the dead run's
+                get_run_logger().warning("flow run %s: %s", item["flow_run_id"], exc)

@@ -44,10 +44,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
-from territory.models import tracking
 from territory.models.config import TerritoryConfig
-from territory.pipelines import cache, deploy, forces, journal, monitoring, publish  # noqa: I001
-from territory.pipelines import run_keys, stages
+from territory.pipelines import (
+    cache,
+    deploy,
+    forces,
+    journal,
+    monitoring,
+    publish,
+    run_keys,
+    stages,
+)
 from territory.pipelines.config import RunConfig, check_safe_name
 from territory.pipelines.outputs import failure_record_path, write_json
 from territory.pipelines.progress import stage
@@ -124,27 +131,9 @@ def _journaled(config: RunConfig, flow_name: str, kind: str) -> Iterator[None]:
     """Recover what dead runs left, then journal this flow run until it ends."""
     folder = output_dir(config, kind, config.as_of or "latest")
     with journal.run_journal(config, flow_name, _flow_run_id(), folder,
-                             on_recovered=_mark_crashed) as entry:
+                             on_recovered=deploy.mark_crashed) as entry:
         _note(journal=entry)
         yield
-
-
-def _mark_crashed(recovered: list[dict]) -> None:
-    """The Prefect flow runs of dead runs say Crashed, not Running forever."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
-
-    with get_client(sync_client=True) as client:
-        for item in recovered:
-            if not item.get("flow_run_id"):
-                continue
-            try:
-                client.set_flow_run_state(
-                    item["flow_run_id"], Crashed(message=(
-                        f"the process died during '{item['stage']}'; a later run undid what "
-                        "it had started")), force=True)
-            except Exception as exc:  # another Prefect API than the dead run's
-                get_run_logger().warning("flow run %s: %s", item["flow_run_id"], exc)
 
 
 @contextmanager
@@ -222,27 +211,12 @@ def _begin(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
 # --- Tasks --------------------------------------------------------------------------------
 
 
-def is_transient(error: BaseException) -> bool:
-    """An error worth retrying: I/O, network, the tracking server. Never bad input or a bug."""
-    if isinstance(error, InputError):
-        return False
-    transient: tuple[type[BaseException], ...] = (OSError, *tracking.transient_error_types())
-    try:
-        import httpx
-        import requests
-
-        transient += (httpx.TransportError, requests.exceptions.RequestException)
-    except ImportError:  # pragma: no cover - both come with MLflow and Prefect
-        pass
-    return isinstance(error, transient)
-
-
 def _retry_unless_input_error(task, task_run, state) -> bool:
     """Retry I/O hiccups (disk, network, MLflow), never a user's bad input or a bug."""
     try:
         state.result()
     except Exception as exc:
-        return is_transient(exc)
+        return journal.is_transient(exc)
     return False
 
 

@@ -362,3 +362,18 @@ def what_to_do(error: BaseException | None, stage_name: str, flow_name: str) -> 
             f"they were. Check the error and the Prefect logs of this flow run, then re-run "
             f"{flow_name} for the same as-of date; a successful re-run replaces that date's "
             "outputs and removes this record.")
+
+
+def is_transient(error: BaseException) -> bool:
+    """An error worth retrying: I/O, network, the tracking server. Never bad input or a bug."""
+    if isinstance(error, InputError):
+        return False
+    transient: tuple[type[BaseException], ...] = (OSError, *tracking.transient_error_types())
+    try:
+        import httpx
+        import requests
+
+        transient += (httpx.TransportError, requests.exceptions.RequestException)
+    except ImportError:  # pragma: no cover - both come with MLflow and Prefect
+        pass
+    return isinstance(error, transient)
