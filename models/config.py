@@ -85,6 +85,10 @@ class PotentialConfig(FrozenModel):
     # unit's sampling noise: weights, and the credit of a unit's own sales
     market_variance: float = Field(0.03, gt=0.0)
     own_sales: bool = True  # rep_adjusted: credit each unit's own sales (rep taken out)
+    # rep_adjusted: per unit and territory, the interval of potential at this level, and
+    # the probability of balance within the potential tolerance, from this many joint draws
+    interval_level: float = Field(0.8, gt=0.0, lt=1.0)
+    n_draws: int = Field(500, ge=10)
     n_estimators: int | None = Field(None, ge=1)  # null: 250 (rep_adjusted) or 500 (quantile)
     learning_rate: float = Field(0.03, gt=0.0, le=1.0)
     num_leaves: int = Field(15, ge=2)

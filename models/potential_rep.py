@@ -273,6 +273,25 @@ def sampling_variance(log_sales: np.ndarray, split: np.ndarray, n_bins: int = 10
     return np.exp(np.interp(level, middle, np.log(variance)))
 
 
+def shared_log_variance(actual: np.ndarray, predicted: np.ndarray, groups: np.ndarray,
+                        split: np.ndarray, market_variance: float) -> float:
+    """Variance of a territory's log error that its units share, from held-out sales.
+
+    Per territory, ``log(sum actual / sum predicted)`` over its held-out
+    units; its variance across territories, less what independent unit errors
+    (``market_variance`` plus each unit's sampling noise, weighted by its
+    predicted share of the territory) would give, is the part they share (the
+    rep effect's error, and market-model errors that are alike in a region).
+    """
+    noise = np.nan_to_num(sampling_variance(np.log1p(actual), split))
+    frame = pd.DataFrame({"territory": groups, "actual": actual, "pred": predicted,
+                          "pred_var": predicted**2 * (market_variance + noise)})
+    sums = frame.groupby("territory").sum()
+    ratio = np.log(sums["actual"] / sums["pred"])
+    independent = sums["pred_var"] / sums["pred"] ** 2
+    return float(max(np.mean((ratio - ratio.mean()) ** 2) - independent.mean(), 0.0))
+
+
 def spatial_folds(xy: np.ndarray, n_folds: int, n_blocks: int, seed: int) -> np.ndarray:
     """Fold per unit: k-means blocks of nearby units, blocks dealt to folds at random."""
     n_blocks = max(n_folds, min(n_blocks, len(xy)))
@@ -301,6 +320,8 @@ def rep_effect_cross_validation(
     with the territory effect and with the market part alone (effect 0),
     and per territory the relative error of its share of held-out sales.
     A territory effect that is real lowers the first below the second.
+    ``potential_cv_shared_log_var`` is :func:`shared_log_variance` of the
+    held-out predictions: the error a whole territory shares.
     ``split`` (split-half log ratios) is passed to each fold's fit.
 
     Returns
@@ -323,6 +344,8 @@ def rep_effect_cross_validation(
         with_effect[test] = np.log1p(model.predict_sales(X.iloc[test], groups[test]))
     keep = ~np.isnan(y) & pd.notna(groups)
     z = np.log1p(y[keep])
+    shared = shared_log_variance(y[keep], np.expm1(with_effect[keep]), groups[keep],
+                                 split[keep], getattr(model, "market_variance", 0.0))
     frame = pd.DataFrame({"territory": groups[keep], "actual": y[keep],
                           "pred": np.expm1(with_effect[keep])})
     sums = frame.groupby("territory").agg(n_units=("actual", "size"),
@@ -337,6 +360,7 @@ def rep_effect_cross_validation(
         "potential_cv_log_rmse_market": float(np.sqrt(np.mean((z - market_only[keep]) ** 2))),
         "potential_cv_sales_share_error_p50": float(share_error.quantile(0.5)),
         "potential_cv_sales_share_error_p90": float(share_error.quantile(0.9)),
+        "potential_cv_shared_log_var": shared,
     }, sums.reset_index()
 
 

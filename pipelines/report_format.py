@@ -52,6 +52,8 @@ WORDS = {
     "violation": "Violation", "diagnosis": "Why", "why": "Why",
     "capacity": "Capacity (workload)", "load_before": "Load before (% of capacity)",
     "load_after": "Load after (% of capacity)",
+    "p_within_tolerance": "Chance potential is within tolerance, in truth",
+    "potential_lo": "Potential, low end of interval", "potential_hi": "Potential, high end",
 }
 
 SHARE_NAMES = {"penetration", "peer_penetration", "soft_tolerance", "mean_utilisation",

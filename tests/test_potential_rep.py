@@ -16,6 +16,7 @@ from territory.models.potential_rep import (
     potential_method,
     rep_effect_cross_validation,
     sampling_variance,
+    shared_log_variance,
     spatial_folds,
 )
 from territory.models.scoring import territory_share_error
@@ -223,3 +224,18 @@ def test_annual_split_log_ratio_by_hand():
     assert annual_split_log_ratio(panel, periods, 12)["b"] == pytest.approx(
         np.log1p(odd) - np.log1p(even))
     assert annual_split_log_ratio(panel, periods, 1).isna().all()  # annual data
+
+
+def test_shared_log_variance_recovers_a_territory_wide_error():
+    rng = np.random.default_rng(0)
+    n_terr, per = 200, 30
+    groups = np.repeat([f"T{k}" for k in range(n_terr)], per)
+    predicted = rng.lognormal(8, 0.5, n_terr * per)
+    shared = np.repeat(rng.normal(0, 0.05, n_terr), per)
+    actual = predicted * np.exp(shared + rng.normal(0, np.sqrt(0.03), len(predicted)))
+    no_split = np.full(len(actual), np.nan)
+    estimate = shared_log_variance(actual, predicted, groups, no_split, market_variance=0.03)
+    assert estimate == pytest.approx(0.05**2, rel=0.3)
+    # no territory-wide error: (close to) nothing shared
+    independent = predicted * np.exp(rng.normal(0, np.sqrt(0.03), len(predicted)))
+    assert shared_log_variance(independent, predicted, groups, no_split, 0.03) < 0.0005
