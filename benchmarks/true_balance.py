@@ -73,6 +73,26 @@ def plan_truth_metrics(estimated: pd.Series, true: pd.Series, labels: pd.Series)
     }
 
 
+def plan_uncertainty_check(summary: pd.DataFrame, true: pd.Series, labels: pd.Series,
+                           tolerance: float) -> dict:
+    """The plan's stated uncertainty against the truth: the mean stated chance of being
+    within ±``tolerance`` against the share of territories that are, and how often each
+    territory's interval (relative to the mean territory) holds its true relative potential.
+    Empty when the summary has no uncertainty columns."""
+    if "p_within_tolerance" not in summary:
+        return {}
+    table = summary.set_index("territory")
+    true_sums = true.groupby(labels).sum().reindex(table.index)
+    true_rel = true_sums / true_sums.mean()
+    mean_est = table["potential_total"].mean()
+    inside = ((table["potential_lo"] / mean_est <= true_rel)
+              & (true_rel <= table["potential_hi"] / mean_est))
+    return {"mean_p_within": float(table["p_within_tolerance"].mean()),
+            "min_p_within": float(table["p_within_tolerance"].min()),
+            "true_within": float(((true_rel - 1.0).abs() <= tolerance).mean()),
+            "interval_coverage": float(inside.mean())}
+
+
 def company_folder(seed: str, tmp: Path) -> Path:
     """``data/demo`` for ``demo``; else a company simulated with that seed on the demo geography."""
     if seed == "demo":
@@ -143,6 +163,9 @@ def run_company(folder: Path, workspace: Path, settings: list[str], full_forecas
 
     result = {
         "plan": plan_truth_metrics(estimated, true, design.proposed.reindex(truth.index)),
+        "plan_uncertainty": plan_uncertainty_check(
+            design.summary, true, design.proposed.reindex(truth.index),
+            config.territories.tolerances.get("potential", 0.05)),
         "current": plan_truth_metrics(estimated, true, current.reindex(truth.index)),
         "unit_spearman": float(spearman(estimated.to_numpy(), true.to_numpy())),
         "train_metrics": {k: v for k, v in trained.metrics.items() if k.startswith("potential")},
@@ -178,6 +201,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"(estimated max dev {p['est_max_deviation']:.1%}; "
                   f"{r['train_score_s']:.0f}s train+score, {r['design_s']:.0f}s design)",
                   flush=True)
+            if r["plan_uncertainty"]:
+                u = r["plan_uncertainty"]
+                print(f"[{seed}] stated chance within ±tol: mean {u['mean_p_within']:.0%} "
+                      f"(least {u['min_p_within']:.0%}); on truth {u['true_within']:.0%} are; "
+                      f"intervals hold the truth for {u['interval_coverage']:.0%}", flush=True)
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "settings": args.set, "full_forecast": args.full_forecast}

@@ -37,6 +37,9 @@ class FeatureSet:
     # current territory per unit (the alignment file; NaN: unassigned), None without one:
     # the potential model's rep effect
     territory: pd.Series | None = None
+    # log ratio of the last year's two interleaved halves per unit (annual_split_log_ratio):
+    # the potential model's measure of how noisy a unit's annual sales are; None: unknown
+    annual_split: pd.Series | None = None
 
 
 def resolve_as_of(as_of: str | None, sales: pd.DataFrame, time_col: str) -> pd.Timestamp:
@@ -74,6 +77,35 @@ def annual_and_workload(
     else:
         workload = pd.Series(1.0, index=observed.index)
     return annual, workload
+
+
+def annual_split_log_ratio(
+    panel: pd.DataFrame,
+    periods: pd.DatetimeIndex,
+    periods_per_year: int,
+    columns: ColumnsConfig | None = None,
+) -> pd.Series:
+    """``log1p`` of the last year's sales in its odd periods minus that in its even ones.
+
+    Both halves share the unit's level, rep and trend, so across units of a
+    similar size the spread of this ratio measures the sampling noise of a
+    year's sales (:func:`territory.models.potential_rep.sampling_variance`).
+    NaN for a unit with a missing period in the last year, and for every unit
+    with fewer than 2 periods a year (annual data cannot be split).
+    """
+    cols = columns or ColumnsConfig()
+    if periods_per_year < 2 or len(periods) < periods_per_year:
+        units = panel[cols.unit_col].unique()
+        return pd.Series(np.nan, index=pd.Index(units, name=cols.unit_col))
+    last_year = periods[-periods_per_year:]
+    recent = panel[panel[cols.time_col].isin(last_year)]
+    odd = recent[cols.time_col].map(dict(zip(last_year, np.arange(periods_per_year) % 2,
+                                             strict=True))).to_numpy() == 1
+    by_unit = recent.groupby([recent[cols.unit_col], odd])[cols.target_col]
+    halves = by_unit.sum(min_count=1).unstack()
+    complete = recent.groupby(cols.unit_col)[cols.target_col].count() == periods_per_year
+    ratio = np.log1p(halves[True]) - np.log1p(halves[False])
+    return ratio.where(complete.reindex(ratio.index, fill_value=False))
 
 
 def market_features(
@@ -127,5 +159,7 @@ def build_feature_set(
                                            cols)
     market = market_features(units, demographics, graph, cols, config.demographic_columns,
                              projected_crs, as_of)
+    split = annual_split_log_ratio(panel, periods, config.season, cols)
     return FeatureSet(graph, xy, as_of, train, score, market,
-                      annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0))
+                      annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0),
+                      annual_split=split.reindex(unit_ids))

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from territory.features.build import build_forecast_table
 from territory.features.config import ColumnsConfig, FeaturesConfig
-from territory.features.feature_set import annual_and_workload
+from territory.features.feature_set import annual_and_workload, annual_split_log_ratio
 from territory.features.panel import panel_on_calendar
 from territory.features.spatial import AdjacencyGraph
 
@@ -41,6 +41,7 @@ class PartitionFeatures:
     score_table: pd.DataFrame
     annual_sales: pd.Series
     workload: pd.Series
+    annual_split: pd.Series | None = None
 
 
 def partition_labels(
@@ -141,7 +142,8 @@ def build_partition(
     annual, workload = annual_and_workload(
         core_panel, periods, config, periods_per_year, workload_column, cols
     )
-    return PartitionFeatures(train, score, annual, workload)
+    split = annual_split_log_ratio(core_panel, periods, periods_per_year, cols)
+    return PartitionFeatures(train, score, annual, workload, split)
 
 
 def concat_partitions(
@@ -166,6 +168,8 @@ def concat_partitions(
         score_table=ordered([p.score_table for p in parts]),
         annual_sales=pd.concat([p.annual_sales for p in parts]).sort_index(),
         workload=pd.concat([p.workload for p in parts]).sort_index(),
+        annual_split=(None if any(p.annual_split is None for p in parts)
+                      else pd.concat([p.annual_split for p in parts]).sort_index()),
     )
 
 

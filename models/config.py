@@ -67,7 +67,10 @@ class PotentialConfig(FrozenModel):
     part (LightGBM on market features) plus a territory (rep) effect, and
     states potential as the market part at the ``reference_quantile`` of the
     rep effects (see ``territory.models.potential_rep``); it needs the
-    current alignment and falls back to ``quantile`` without one.
+    current alignment and falls back to ``quantile`` without one. It weights
+    units by how noisy their sales are and, with ``own_sales``, credits each
+    unit's own sales (rep taken out) as far as they are more reliable than
+    comparable markets (``market_variance``).
     ``method: quantile`` is the ``quantile`` conditional quantile of sales
     given market features (the rep's effect stays in it).
     """
@@ -78,6 +81,14 @@ class PotentialConfig(FrozenModel):
     shrinkage: float = Field(0.0, ge=0.0)  # rep_adjusted: pseudo-units of a zero rep effect
     relaxation: float = Field(1.5, gt=0.0, lt=2.0)  # rep_adjusted: step of each round's update
     reference_quantile: float = Field(0.9, gt=0.0, le=1.0)  # rep_adjusted: the "good rep"
+    # rep_adjusted: spread of markets around the market model (log scale), against each
+    # unit's sampling noise: weights, and the credit of a unit's own sales
+    market_variance: float = Field(0.03, gt=0.0)
+    own_sales: bool = True  # rep_adjusted: credit each unit's own sales (rep taken out)
+    # rep_adjusted: per unit and territory, the interval of potential at this level, and
+    # the probability of balance within the potential tolerance, from this many joint draws
+    interval_level: float = Field(0.8, gt=0.0, lt=1.0)
+    n_draws: int = Field(500, ge=10)
     n_estimators: int | None = Field(None, ge=1)  # null: 250 (rep_adjusted) or 500 (quantile)
     learning_rate: float = Field(0.03, gt=0.0, le=1.0)
     num_leaves: int = Field(15, ge=2)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from territory.features.config import ColumnsConfig
 from territory.features.feature_set import PERIODS_PER_YEAR, FeatureSet
 from territory.models import backtest
 from territory.models.potential import describe_drivers
+from territory.models.potential_uncertainty import unit_intervals
 from territory.models.training import Trained
 
 
@@ -44,6 +46,34 @@ def territory_share_error(estimated: pd.Series, actual: pd.Series,
     actual_share = sums["actual"] / sums["actual"].sum()
     return ((sums["est"] / sums["est"].sum() - actual_share).abs() / actual_share).rename(
         "potential_share_error")
+
+
+def potential_uncertainty_columns(trained: Trained, features: FeatureSet, potential: pd.Series,
+                                  level: float = 0.8) -> pd.DataFrame:
+    """Per unit: the ``level`` interval of its potential (``potential_lo``, ``potential_hi``)
+    and what a plan's uncertainty is simulated from: the unit's own error variance
+    (``potential_log_var``), its current territory (``potential_group``) and that
+    territory's shared variance (``potential_group_var``: the larger of its rep
+    effect's standard error squared and ``potential_cv_shared_log_var``, measured on
+    held-out sales); empty without them (the quantile potential).
+
+    See :mod:`territory.models.potential_uncertainty`.
+    """
+    model = trained.potential
+    if not hasattr(model, "log_variance") or features.territory is None:
+        return pd.DataFrame(index=potential.index)
+    market = features.market_table.reindex(potential.index)
+    own = model.log_variance(market)
+    group = features.territory.reindex(potential.index)
+    # the rep effect's own standard error, or what held-out sales show, if larger
+    shared = trained.metrics.get("potential_cv_shared_log_var", 0.0)
+    group_var = np.maximum(model.territory_effect_variance_, shared)
+    frame = unit_intervals(potential, own, group.astype(str).where(group.notna()), group_var,
+                           level)
+    frame["potential_log_var"] = own.to_numpy()
+    frame["potential_group"] = group.to_numpy()
+    frame["potential_group_var"] = group.astype(str).map(group_var).fillna(0.0).to_numpy()
+    return frame
 
 
 def truth_metrics(potential: pd.Series, truth: pd.DataFrame | None,
@@ -90,11 +120,13 @@ def score_units(
     frequency: str,
     columns: ColumnsConfig,
     truth: pd.DataFrame | None = None,
+    interval_level: float = 0.8,
 ) -> Scores:
     """Scores per (unit, horizon) as in DESIGN.md, plus per-unit horizon totals.
 
     ``truth`` (indexed by unit, with ``true_potential``) adds
-    :func:`truth_metrics` to the scores' metrics.
+    :func:`truth_metrics` to the scores' metrics. With the rep-adjusted
+    potential the totals add :func:`potential_uncertainty_columns`.
     """
     cols = columns
     table = features.score_table
@@ -128,6 +160,8 @@ def score_units(
     totals["forecast_drivers"] = forecast_drivers.reindex(totals.index)
     # A unit without recent history still gets its potential; its forecast is 0.
     totals["forecast"] = totals["forecast"].fillna(0.0)
+    totals = totals.join(potential_uncertainty_columns(trained, features, totals["potential"],
+                                                       interval_level))
     return Scores(scores, totals, truth_metrics(potential, truth, features.territory),
                   territory_truth_table(potential, truth, features.territory))
 

@@ -82,7 +82,7 @@ def train_models(
                   else make_forecaster().fit(features.train_table))
     fitted_potential, potential_metrics, by_territory = fit_potential(
         potential, features.market_table, features.annual_sales.to_numpy(),
-        features.territory, features.xy)
+        features.territory, features.xy, features.annual_split)
 
     val = forecaster.validation_
     metrics = validation_metrics(forecaster)

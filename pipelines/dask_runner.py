@@ -184,6 +184,8 @@ def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> Fe
     return FeatureSet(
         graph, xy, as_of, train, merged.score_table, market,
         merged.annual_sales.reindex(unit_ids), merged.workload.reindex(unit_ids).fillna(0.0),
+        annual_split=(None if merged.annual_split is None
+                      else merged.annual_split.reindex(unit_ids)),
     )
 
 
@@ -237,6 +239,7 @@ def partitioned_scores(config: RunConfig, features: FeatureSet, trained: Trained
             score_table=table[part_of_row == k],
             market_table=market.loc[units_k],
             annual_sales=features.annual_sales.iloc[:0], workload=features.workload.iloc[:0],
+            annual_split=None,
         )
         futures.append(client.submit(_score_partition, part, trained_f,
                                      config.features.frequency, cols))

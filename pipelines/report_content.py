@@ -197,6 +197,12 @@ def report_content(
         new = ov.get(f"max_abs_deviation_{attr}")
         headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
                          if now is not None else _pct(new)))
+    if "p_within_tolerance" in design.summary:
+        sure = design.summary["p_within_tolerance"]
+        tolerance = tc.tolerances.get("potential")
+        headline.append((f"Potential within ±{_pct(tolerance)}, in truth",
+                         f"{int((sure >= 0.8).sum())} of {len(sure)} territories at ≥ 80% "
+                         f"probability (least sure {sure.min():.0%})"))
     headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
     if recs.reps is not None and "load_after" in recs.reps:
         known = recs.reps["load_after"].dropna()

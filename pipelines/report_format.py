@@ -63,6 +63,8 @@ WORDS = {
     "reference_mean": "Mean in training", "current_mean": "Mean now",
     "mean_change": "Mean change", "change": "Change", "rule": "Rule", "value": "Value",
     "threshold": "Threshold", "message": "What happened",
+    "p_within_tolerance": "Chance potential is within tolerance, in truth",
+    "potential_lo": "Potential, low end of interval", "potential_hi": "Potential, high end",
 }
 
 SHARE_NAMES = {"penetration", "peer_penetration", "soft_tolerance", "mean_utilisation",

@@ -24,6 +24,7 @@ from territory.features.feature_set import FeatureSet
 from territory.features.gaps import DataGaps
 from territory.features.spreadsheet_safe import revert_inert
 from territory.models import alignment, plans, scoring, training
+from territory.models import potential_uncertainty as uncertainty
 from territory.models import recommend as rec
 from territory.models.alignment import Design, Geography
 from territory.models.recommend import Recommendations
@@ -119,7 +120,8 @@ class LocalBackend:
 
     def score(self, config: RunConfig, features: FeatureSet, trained: Trained) -> Scores:
         return scoring.score_units(features, trained, config.features.frequency,
-                                   config.data.columns, read_truth(config))
+                                   config.data.columns, read_truth(config),
+                                   config.potential.interval_level)
 
 
 def backend(config: RunConfig) -> Backend:
@@ -180,8 +182,9 @@ def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores
     measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids,
                                        config.territories.index)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, config.data.columns)
-    return plans.publishable_design(geo, measures, config.territories, current, inputs.reps,
-                                    config.data.columns, locks(config, inputs))
+    design = plans.publishable_design(geo, measures, config.territories, current, inputs.reps,
+                                      config.data.columns, locks(config, inputs))
+    return with_balance_probability(config, design, scores)
 
 
 def locks(config: RunConfig, inputs: Inputs) -> alignment.Locks | None:
@@ -191,6 +194,27 @@ def locks(config: RunConfig, inputs: Inputs) -> alignment.Locks | None:
     cols, file_cols = config.data.columns, config.data.columns_for("edits")
     territory = inputs.edits.set_index(cols.unit_col)[cols.territory_col].map(revert_inert)
     return alignment.Locks(territory, str(config.data.edits), file_cols.territory_col)
+
+
+def with_balance_probability(config: RunConfig, design: Design, scores: Scores) -> Design:
+    """The design with, per territory (proposed and current), the interval of its potential
+    and the probability that it lies within the potential tolerance of the mean
+    (:func:`territory.models.potential_uncertainty.plan_balance`); unchanged when the
+    potential has no uncertainty or is not balanced."""
+    tolerance = config.territories.tolerances.get("potential")
+    pc = config.potential
+    if tolerance is None:
+        return design
+    summaries = {}
+    for name, labels in (("summary", design.proposed), ("current_summary", design.current)):
+        table = getattr(design, name)
+        if table is None or labels is None or labels.isna().any():
+            continue
+        balance = uncertainty.plan_balance(scores.unit_totals, labels, tolerance,
+                                           pc.interval_level, pc.n_draws, pc.seed)
+        if balance is not None:
+            summaries[name] = table.merge(balance, on="territory", how="left")
+    return replace(design, **summaries)
 
 
 def current_alignment_stage(config: RunConfig, inputs: Inputs, features: FeatureSet,
@@ -210,7 +234,8 @@ def current_alignment_stage(config: RunConfig, inputs: Inputs, features: Feature
                          hint="assign every unit to a territory in the alignment file")
     measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids,
                                        config.territories.index)
-    return alignment.describe_current_alignment(geo, measures, config.territories, current)
+    design = alignment.describe_current_alignment(geo, measures, config.territories, current)
+    return with_balance_probability(config, design, scores)
 
 
 def recommend_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores,

@@ -97,6 +97,8 @@ def test_partitioned_features_equal_local_features(client, subset_config, local_
                                    check_names=False)
     pd.testing.assert_series_equal(dask.workload, local.workload, check_exact=True,
                                    check_names=False)
+    pd.testing.assert_series_equal(dask.annual_split, local.annual_split, check_exact=True,
+                                   check_names=False)
     assert dask.as_of == local.as_of
     # the spatial lag is really there and not trivially empty
     assert dask.train_table["sales_roll_mean_w12_nbr_mean"].notna().mean() > 0.9

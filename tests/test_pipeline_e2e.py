@@ -62,6 +62,12 @@ def test_outputs_follow_the_design(first_run):
     assert set(manifest["input_hashes"]) >= {"units", "sales", "demographics"}
     html = (run_dir / "report.html").read_text()
     assert "Proposed territories" in html and "data:image/png;base64," in html
+    # how sure each territory's balance is (issue #19): an interval and a probability
+    summary = pd.read_csv(run_dir / "territory_summary.csv")
+    assert summary["p_within_tolerance"].between(0.0, 1.0).all()
+    assert (summary["potential_lo"] <= summary["potential_total"] * (1 + 1e-9)).all()
+    assert (summary["potential_total"] <= summary["potential_hi"] * (1 + 1e-9)).all()
+    assert "Chance potential is within tolerance, in truth" in html
     # what stays violated, and why, reaches the workbook whenever there is any
     sheets = set(pd.ExcelFile(run_dir / "report.xlsx").sheet_names)
     assert ("Violations" in sheets) == bool(result["violations"])

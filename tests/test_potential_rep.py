@@ -3,8 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.cluster import KMeans
 
 from territory.features.errors import InputError
+from territory.features.feature_set import annual_split_log_ratio
 from territory.models import backtest
 from territory.models.config import PotentialConfig
 from territory.models.potential import PotentialEstimator
@@ -13,6 +15,8 @@ from territory.models.potential_rep import (
     potential_factory,
     potential_method,
     rep_effect_cross_validation,
+    sampling_variance,
+    shared_log_variance,
     spatial_folds,
 )
 from territory.models.scoring import territory_share_error
@@ -149,3 +153,89 @@ def test_territory_share_error_by_hand():
     actual = pd.Series([1.0, 2.0, 1.0, 0.0], index=index)  # true shares 0.75, 0.25
     np.testing.assert_allclose(territory_share_error(est, actual, territory).to_numpy(),
                                [0.25 / 0.75, 0.25 / 0.25])
+
+
+def _noisy_company(seed=0):
+    """:func:`_company` with a market term of each unit's own and sales noise that is larger
+    in small units; annual sales come as two interleaved halves.
+
+    Returns market features, annual sales, split-half log ratios, territory per unit, xy,
+    the true market and each unit's noise sd.
+    """
+    X, _, territory, xy, market, penetration = _company(seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    own = rng.normal(0.0, 0.3, len(X))
+    population = X["population"].to_numpy()
+    noise_sd = np.clip(0.15 * (population / np.median(population)) ** -0.5, 0.02, 0.6)
+    expected = (market.to_numpy() * np.exp(own) * penetration.reindex(territory).to_numpy())
+    halves = [expected / 2 * rng.lognormal(-0.5 * 2 * noise_sd**2, np.sqrt(2) * noise_sd)
+              for _ in range(2)]
+    split = np.log1p(halves[0]) - np.log1p(halves[1])
+    true = pd.Series(market.to_numpy() * np.exp(own), index=X.index)
+    return X, halves[0] + halves[1], split, territory, xy, true, noise_sd
+
+
+def test_split_halves_give_each_unit_its_sales_noise():
+    X, y, split, _, _, _, noise_sd = _noisy_company()
+    noise = sampling_variance(np.log1p(y), split)
+    assert np.corrcoef(np.log(noise), np.log(noise_sd))[0, 1] > 0.7  # pooled by size
+    small, large = noise_sd > np.quantile(noise_sd, 0.8), noise_sd < np.quantile(noise_sd, 0.2)
+    assert noise[small].mean() > 3 * noise[large].mean()
+    # no usable ratios (annual data): unknown, not zero
+    assert np.isnan(sampling_variance(np.log1p(y), np.full(len(y), np.nan))).all()
+
+
+def test_own_sales_bring_potential_closer_to_the_true_market():
+    X, y, split, territory, xy, true, noise_sd = _noisy_company()
+    params = dict(n_estimators=150, learning_rate=0.05, n_rounds=4, random_state=0)
+    with_own = RepAdjustedPotential(**params).fit(X, y, groups=territory, split=split)
+    market_only = RepAdjustedPotential(own_sales=False, **params).fit(
+        X, y, groups=territory, split=split)
+    regions = pd.Series(KMeans(60, n_init=1, random_state=0).fit_predict(xy), index=X.index)
+    errors, spread = {}, {}
+    for name, model in (("own", with_own), ("market", market_only)):
+        potential = pd.Series(model.predict(X), index=X.index)
+        errors[name] = territory_share_error(potential, true, regions).quantile(0.9)
+        spread[name] = np.std(np.log(potential / true))
+    assert errors["own"] < 0.9 * errors["market"], errors
+    assert spread["own"] < 0.85 * spread["market"], spread
+    # the credit of a unit's own residual shrinks with its noise
+    np.testing.assert_allclose(with_own.unit_log(X) - with_own.market_log(X),
+                               with_own.own_credit_.reindex(X.index).to_numpy())
+    assert np.corrcoef(with_own.unit_noise_.reindex(X.index), noise_sd)[0, 1] > 0.5
+    assert (market_only.own_credit_ == 0).all()
+    # a unit not in the fit gets the market part alone
+    unknown = X.iloc[:3].set_axis(["new1", "new2", "new3"])
+    np.testing.assert_allclose(with_own.unit_log(unknown), with_own.market_log(unknown))
+
+
+def test_annual_split_log_ratio_by_hand():
+    periods = pd.date_range("2024-01-01", periods=14, freq="MS")
+    panel = pd.DataFrame({"unit_id": np.repeat(["a", "b"], 14),
+                          "period": np.tile(periods, 2),
+                          "sales": np.r_[np.full(14, 10.0), np.arange(14.0)]})
+    panel.loc[(panel["unit_id"] == "b") & (panel["period"] == periods[-1]), "sales"] = np.nan
+    ratio = annual_split_log_ratio(panel, periods, 12)
+    # last 12 periods: positions 0, 2, ... are even, 1, 3, ... odd
+    assert ratio["a"] == pytest.approx(0.0)
+    assert np.isnan(ratio["b"])  # a missing month in the last year
+    panel.loc[panel["sales"].isna(), "sales"] = 13.0
+    odd, even = np.arange(3.0, 14.0, 2).sum(), np.arange(2.0, 14.0, 2).sum()
+    assert annual_split_log_ratio(panel, periods, 12)["b"] == pytest.approx(
+        np.log1p(odd) - np.log1p(even))
+    assert annual_split_log_ratio(panel, periods, 1).isna().all()  # annual data
+
+
+def test_shared_log_variance_recovers_a_territory_wide_error():
+    rng = np.random.default_rng(0)
+    n_terr, per = 200, 30
+    groups = np.repeat([f"T{k}" for k in range(n_terr)], per)
+    predicted = rng.lognormal(8, 0.5, n_terr * per)
+    shared = np.repeat(rng.normal(0, 0.05, n_terr), per)
+    actual = predicted * np.exp(shared + rng.normal(0, np.sqrt(0.03), len(predicted)))
+    no_split = np.full(len(actual), np.nan)
+    estimate = shared_log_variance(actual, predicted, groups, no_split, market_variance=0.03)
+    assert estimate == pytest.approx(0.05**2, rel=0.3)
+    # no territory-wide error: (close to) nothing shared
+    independent = predicted * np.exp(rng.normal(0, np.sqrt(0.03), len(predicted)))
+    assert shared_log_variance(independent, predicted, groups, no_split, 0.03) < 0.0005
