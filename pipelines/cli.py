@@ -119,6 +119,37 @@ def _print_result(result: dict, config) -> None:
     console.print(f"MLflow run: {result['mlflow_run_id']}")
     for line in result.get("diagnosis", []):
         console.print(f"[yellow]why balance is not reached:[/yellow] {line}")
+    _print_plans(Path(result["run_dir"]))
+
+
+def _print_plans(run_dir: Path) -> None:
+    """The price of balance: every plan beside the current alignment and the minimal change
+    (``plan_comparison.csv``, else ``plans.csv``)."""
+    import pandas as pd
+
+    path = next((p for p in (run_dir / "plan_comparison.csv", run_dir / "plans.csv")
+                 if p.exists()), None)
+    if path is None:
+        return
+    plans = pd.read_csv(path)
+    devs = [c for c in plans if c.endswith("_max_abs_deviation")]
+    table = Table(title=f"Plans: the price of balance ({path.name})")
+    for column in ["plan", *(c.removesuffix("_max_abs_deviation") + " worst" for c in devs),
+                   "hard viol.", "elong. median", "span km", "moved"]:
+        table.add_column(column, justify="left" if column == "plan" else "right")
+
+    def num(row, column: str, fmt: str) -> str:
+        value = row.get(column)
+        return "" if value is None or pd.isna(value) else format(value, fmt)
+
+    for row in plans.to_dict("records"):
+        style = "bold" if row.get("published") else None
+        table.add_row(str(row["plan"]), *(num(row, c, ".1%") for c in devs),
+                      num(row, "hard_violations", ".0f"), num(row, "median_elongation", ".2f"),
+                      num(row, "max_span_km", ",.0f"),
+                      num(row, "units_moved_pct", ".1f") + ("%" if "units_moved_pct" in row
+                                                           else ""), style=style)
+    console.print(table)
 
 
 @app.command()

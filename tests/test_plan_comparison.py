@@ -63,3 +63,23 @@ def test_no_minimal_change_without_a_current_alignment_or_when_switched_off():
     off = config.model_copy(update={"minimal_change": False, "frontier": []})
     design = plans.publishable_design(geo, measures, off, current)
     assert "minimal change" not in set(design.comparison["plan"])
+
+
+def test_the_run_prints_the_price_of_balance(tmp_path, capsys, monkeypatch):
+    from territory.pipelines import cli
+
+    pd.DataFrame([
+        {"plan": "current alignment", "published": False, "potential_max_abs_deviation": 0.74,
+         "workload_max_abs_deviation": 1.36, "hard_violations": 40, "median_elongation": 1.32,
+         "max_span_km": 1500.0, "units_moved_pct": 0.0},
+        {"plan": "proposed (soft ±30%)", "published": True, "potential_max_abs_deviation": 0.05,
+         "workload_max_abs_deviation": 0.31, "hard_violations": 0, "median_elongation": 1.41,
+         "max_span_km": 1364.0, "units_moved_pct": 44.1},
+    ]).to_csv(tmp_path / "plan_comparison.csv", index=False)
+    monkeypatch.setattr(cli.console, "width", 200)
+    cli._print_plans(tmp_path)
+    out = capsys.readouterr().out
+    assert "price of balance" in out and "proposed (soft ±30%)" in out
+    assert "74.0%" in out and "31.0%" in out and "44.1%" in out and "1,364" in out
+    cli._print_plans(tmp_path / "nowhere")  # a run without plans prints nothing
+    assert capsys.readouterr().out == ""
