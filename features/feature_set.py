@@ -37,6 +37,9 @@ class FeatureSet:
     # current territory per unit (the alignment file; NaN: unassigned), None without one:
     # the potential model's rep effect
     territory: pd.Series | None = None
+    # unit, period, target up to the as-of date: the statistical members' history (None in
+    # feature sets cached before it existed: the history is then recovered from train_table)
+    sales_panel: pd.DataFrame | None = None
 
 
 def resolve_as_of(as_of: str | None, sales: pd.DataFrame, time_col: str) -> pd.Timestamp:
@@ -128,4 +131,13 @@ def build_feature_set(
     market = market_features(units, demographics, graph, cols, config.demographic_columns,
                              projected_crs, as_of)
     return FeatureSet(graph, xy, as_of, train, score, market,
-                      annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0))
+                      annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0),
+                      sales_panel=panel[[cols.unit_col, cols.time_col, cols.target_col]])
+
+
+def sales_panel(sales: pd.DataFrame, unit_ids: np.ndarray, frequency: str,
+                columns: ColumnsConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The regular panel of sales up to ``as_of`` (unit, period, target), as the features use."""
+    cols = columns
+    panel = make_panel(sales, unit_ids, frequency, cols, end=as_of)
+    return panel[[cols.unit_col, cols.time_col, cols.target_col]]

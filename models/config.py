@@ -25,6 +25,25 @@ class BacktestConfig(FrozenModel):
     )
 
 
+Member = Literal["auto_ets", "auto_theta", "auto_arima"]
+
+
+class CombinationConfig(FrozenModel):
+    """The published forecast: LightGBM combined with statsforecast members.
+
+    With ``members`` named, the train stage's backtest forecasts them on the
+    same windows as LightGBM, learns per-horizon inverse-MASE weights
+    (``power``, ``trim``: see ``territory.models.combination``) and publishes
+    the combination when it beats the best single member there; otherwise
+    that best member alone. Empty ``members``: LightGBM alone, as before.
+    """
+
+    members: list[Member] = Field(default_factory=list)
+    power: float = Field(1.0, gt=0.0, le=4.0)
+    trim: float = Field(1.5, ge=1.0)
+    n_jobs: int = Field(1, ge=1)  # processes statsforecast uses
+
+
 class ForecastConfig(FrozenModel):
     """Global LightGBM forecaster, direct multi-horizon.
 
@@ -58,6 +77,15 @@ class ForecastConfig(FrozenModel):
     gate_metric: Literal["wape", "mase", "mae", "rmse"] = "wape"
     gate_margin: float = Field(0.0, ge=0.0, lt=1.0)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    combination: CombinationConfig = Field(default_factory=CombinationConfig)
+
+    @model_validator(mode="after")
+    def _combination_needs_backtest(self) -> ForecastConfig:
+        if self.combination.members and self.backtest.windows < 1:
+            raise ValueError("forecast.combination learns its weights on the backtest windows: "
+                             "set forecast.backtest.windows to 1 or more, or combination."
+                             "members to []")
+        return self
 
 
 class PotentialConfig(FrozenModel):

@@ -90,6 +90,10 @@ def _print_result(result: dict, config) -> None:
                        ("seasonal naive WAPE (same window)", "valid_wape_seasonal_naive")):
         value = m.get(key)
         table.add_row(label, f"{value:.1%}" if value is not None and value == value else "n/a")
+    if "heldout_wape_published" in m:
+        table.add_row("published forecast", str(result.get("published_forecast", "lightgbm")))
+        table.add_row("published WAPE (last backtest window)", f"{m['heldout_wape_published']:.1%}")
+        table.add_row("LightGBM WAPE (same window)", f"{m['heldout_wape_lightgbm']:.1%}")
     if "potential_spearman_vs_truth" in m:
         table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")
     for key, value in result["territories"].items():

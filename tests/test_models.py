@@ -206,3 +206,44 @@ def test_log_ratio_target_handles_zero_months_and_an_all_zero_unit():
     pd.testing.assert_frame_equal(model._design(test, scale),
                                   model._design(test.assign(target=1e9), scale))
     assert {"yoy_growth_w1", "season_index_1y"} <= set(model._design(test, scale).columns)
+
+
+def test_published_combination_weights_lightgbm_and_the_refit_member(fitted, seasonal_tables):
+    """Scoring publishes the gate's choice: LightGBM alone, or weighted with AutoTheta
+    refit on the history up to the as-of date."""
+    import dataclasses
+
+    from territory.features.panel import to_wide
+    from territory.models import combination, scoring
+    from territory.models.training import Trained
+
+    _, test = seasonal_tables
+    cutoff = pd.Timestamp("2022-12-01")
+    sales = _seasonal_sales()
+    history = to_wide(make_panel(sales, sorted(sales["unit_id"].unique()), "MS", end=cutoff),
+                      "sales")
+    weights = pd.DataFrame({"forecast": 0.25, "auto_theta": 0.75},
+                           index=pd.RangeIndex(1, 13, name="horizon"))
+    published = combination.PublishedForecast("territory", weights, ("auto_theta",), {}, 12,
+                                              "MS", 0.8)
+    rows = test.sample(frac=1.0, random_state=0)  # row order must not matter
+    members = combination.member_forecasts(history, rows, published, cutoff)
+    assert members.notna().all().all() and members.index.equals(rows.index)
+    table = pd.concat([rows, members], axis=1)
+    point, lo, hi = scoring.published_forecast(
+        table, Trained(fitted, None, {}, pd.DataFrame(), "", published=published))
+    lgb, lgb_lo, lgb_hi = fitted.predict_interval(rows)
+    np.testing.assert_allclose(point, 0.25 * lgb + 0.75 * members["auto_theta"].to_numpy())
+    np.testing.assert_allclose(lo, 0.25 * lgb_lo + 0.75 * members["auto_theta_lo"].to_numpy())
+    assert (lo <= point + 1e-9).all() and (point <= hi + 1e-9).all()
+    # skill: the combination is no worse than seasonal naive on the next year
+    full = make_panel(sales, sorted(sales["unit_id"].unique()), "MS")
+    actual = full.set_index(["unit_id", "period"])["sales"].reindex(
+        pd.MultiIndex.from_arrays([rows["unit_id"], rows["target_period"]])).to_numpy()
+    naive = backtest.seasonal_naive_forecast(history.to_numpy(), 12)[
+        history.index.get_indexer(rows["unit_id"]), rows["horizon"].to_numpy() - 1]
+    assert backtest.wape(actual, point) < backtest.wape(actual, naive)
+    alone = dataclasses.replace(published, method="forecast")
+    point_alone, _, _ = scoring.published_forecast(
+        table, Trained(fitted, None, {}, pd.DataFrame(), "", published=alone))
+    np.testing.assert_allclose(point_alone, lgb)
