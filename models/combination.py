@@ -110,9 +110,10 @@ def add_combination(
     """Add the ``territory`` column (and its bounds) to backtest predictions.
 
     Each origin's rows are combined with weights from the origins before it.
-    With ``level``, the bounds are conformal (:func:`conformal_table` on the
-    combination's errors at the origins before, series shorter than
-    ``short_periods`` apart); the first origin, with none before it, keeps
+    With ``level``, the bounds are conformal: :func:`conformal_table` on the
+    errors that the combination with this origin's weights made at the
+    origins before (the same predictor that is scored), series shorter than
+    ``short_periods`` apart; the first origin, with none before it, keeps
     the members' bounds averaged with the weights. Returns the predictions
     with ``territory``, ``territory_lo`` and ``territory_hi``, and the
     weights used at each origin.
@@ -129,7 +130,9 @@ def add_combination(
         point, lo, hi = combine(out.loc[at], weights)
         out.loc[at, COMBINED] = point
         if level is not None and len(earlier):
-            table = conformal_table(earlier, COMBINED, level, horizon, short_periods)
+            # the errors the combination with these weights made at the earlier origins
+            refit = earlier.assign(**{COMBINED: combine(earlier, weights)[0]})
+            table = conformal_table(refit, COMBINED, level, horizon, short_periods)
             rows = out.loc[at].assign(**{COMBINED: point})
             lo, hi = conformal_bounds(rows, COMBINED, table, short_periods, lo, hi)
         out.loc[at, lo_col], out.loc[at, hi_col] = lo, hi

@@ -43,6 +43,8 @@ from territory.models.statistical import MEMBERS
 
 LIGHTGBM = "lightgbm"
 SEASONAL_NAIVE = "seasonal_naive"
+#: A series with less history than this many years at an origin is short.
+SHORT_YEARS = 3
 
 
 @dataclass
@@ -56,6 +58,11 @@ class SalesBacktest:
     the scored rows. ``table`` has one row per
     method and horizon (``all`` first): ``mase``, ``wape``, ``coverage``
     and ``rows``. ``skipped`` lists (``unit_id``, ``origin``, ``reason``).
+    ``coverage_by_length`` gives each interval's coverage on series with
+    fewer than :data:`SHORT_YEARS` years of history at the origin and on the
+    others. The combination's interval is conformal per horizon (errors of
+    the origins before, short and long series apart; see
+    :func:`territory.models.combination.conformal_table`).
     """
 
     forecasts: pd.DataFrame
@@ -68,6 +75,7 @@ class SalesBacktest:
     weights: dict[pd.Timestamp, pd.DataFrame]
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    coverage_by_length: pd.DataFrame | None = None
 
 
 def _origins(periods: pd.DatetimeIndex, windows: int, calibration: int, step: int,
@@ -129,6 +137,25 @@ def _table(scored: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def coverage_by_length(scored: pd.DataFrame, methods: list[str], short_periods: int,
+                       unit: str = "periods") -> pd.DataFrame:
+    """Coverage of each method's interval on short series (fewer than ``short_periods`` of
+    history at the origin) and the others: ``method``, ``history``, ``coverage``, ``rows``."""
+    is_short = scored["history_periods"] < short_periods
+    rows = []
+    for label, grp in ((f"< {short_periods} {unit}", scored[is_short]),
+                       (f">= {short_periods} {unit}", scored[~is_short]), ("all", scored)):
+        for method in methods:
+            lo, hi = combination.bounds(method)
+            if lo not in grp:
+                continue
+            rows.append({"method": LIGHTGBM if method == "forecast" else method,
+                         "history": label,
+                         "coverage": backtest.coverage(grp["actual"], grp[lo], grp[hi]),
+                         "rows": len(grp)})
+    return pd.DataFrame(rows, columns=["method", "history", "coverage", "rows"])
+
+
 def _long(predictions: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     parts = []
     for method in methods:
@@ -144,6 +171,7 @@ def _long(predictions: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
             "hi": predictions[hi].to_numpy() if hi in predictions else np.nan,
             "actual": predictions["actual"].to_numpy(),
             "scale": predictions["scale"].to_numpy(),
+            "history_periods": predictions["history_periods"].to_numpy(),
         }))
     return pd.concat(parts, ignore_index=True).sort_values(
         ["method", "unit_id", "origin", "period"], ignore_index=True)
@@ -229,8 +257,10 @@ def backtest_sales(
                               f"longer history ({len(periods)} {spec.plural} given)") from None
     seconds = {"backtest_cpu": time.process_time() - started}
     combined_members = ["forecast", *members]
-    predictions, weights = combination.add_combination(result.predictions, combined_members,
-                                                       horizon)
+    short = SHORT_YEARS * max(spec.season, 1)
+    predictions, weights = combination.add_combination(
+        result.predictions, combined_members, horizon, level=config.interval_level,
+        short_periods=short)
     methods = [combination.COMBINED, "forecast", *members, SEASONAL_NAIVE]
     scored = predictions[predictions["origin"].isin(scored_origins)]
     complete = scored[["actual", "scale", *methods]].notna().all(axis=1) & (scored["scale"] > 0)
@@ -242,6 +272,7 @@ def backtest_sales(
         reason="a method gave no forecast (history too short for its features)")
     skipped = pd.concat([skipped, missing], ignore_index=True)
     table = _table(scored[complete], methods).replace({"method": {"forecast": LIGHTGBM}})
+    by_length = coverage_by_length(scored[complete], methods, short, spec.plural)
     gate = combination.promotion_gate(scored[complete], ["forecast", *members])
     gate["best_member"] = LIGHTGBM if gate["best_member"] == "forecast" else gate["best_member"]
     return SalesBacktest(
@@ -249,4 +280,4 @@ def backtest_sales(
         origins=scored_origins, calibration_origins=extra,
         methods=[LIGHTGBM if m == "forecast" else m for m in methods], gate=gate,
         weights={o: w.rename(columns={"forecast": LIGHTGBM}) for o, w in weights.items()},
-        seconds=seconds, notes=notes)
+        seconds=seconds, notes=notes, coverage_by_length=by_length)

@@ -507,6 +507,12 @@ def _print_backtest(result, written: dict) -> None:
     for h, row in per_h.iterrows():
         by_h.add_row(str(h), *[f"{v:.3f}" for v in row])
     console.print(by_h)
+    by_length = result.coverage_by_length
+    if by_length is not None and len(by_length):
+        lengths = by_length[by_length["history"] != "all"]
+        words = ", ".join(f"{row['history']} {row['coverage']:.3f} ({int(row['rows'])} rows)"
+                          for _, row in lengths[lengths["method"] == "territory"].iterrows())
+        console.print(f"territory's 80% coverage by history: {words}", highlight=False)
     gate = result.gate
     verdict = "[green]passes[/green]" if gate["passed"] else "[yellow]does not pass[/yellow]"
     console.print(f"territory MASE {gate['territory_mase']:.3f} vs best single member "

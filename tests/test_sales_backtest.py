@@ -141,9 +141,14 @@ def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_p
     result = CliRunner().invoke(app, [*args, "--date-format", "%d/%m/%Y"])
     assert result.exit_code == 0, result.output
     assert "territory" in result.output and "MASE by horizon" in result.output
-    for name in ("metrics.csv", "forecasts.csv", "skipped.csv", "weights.csv"):
+    for name in ("metrics.csv", "forecasts.csv", "skipped.csv", "weights.csv",
+                 "coverage_by_length.csv"):
         assert (out / name).is_file()
     forecasts = pd.read_csv(out / "forecasts.csv")
+    by_length = pd.read_csv(out / "coverage_by_length.csv")
+    assert set(by_length["history"]) == {"< 12 quarters", ">= 12 quarters", "all"}
+    every = by_length[by_length["history"] == "all"].set_index("method")["rows"]
+    assert (every == len(forecasts) // forecasts["method"].nunique()).all()
     assert set(forecasts["method"]) >= {"territory", "lightgbm", "auto_ets", "auto_theta"}
     assert forecasts["unit_id"].str.startswith("u").all()
     metrics = pd.read_csv(out / "metrics.csv")
