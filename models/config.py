@@ -35,7 +35,9 @@ class CombinationConfig(FrozenModel):
     same windows as LightGBM, learns per-horizon inverse-MASE weights
     (``power``, ``trim``: see ``territory.models.combination``) and publishes
     the combination when it beats the best single member there; otherwise
-    that best member alone. Empty ``members``: LightGBM alone, as before.
+    that best member alone. Empty ``members``, or the backtest off
+    (``backtest.windows: 0``: nothing to learn the weights on or to gate
+    with): LightGBM alone.
     """
 
     members: list[Member] = Field(default_factory=list)
@@ -78,14 +80,6 @@ class ForecastConfig(FrozenModel):
     gate_margin: float = Field(0.0, ge=0.0, lt=1.0)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     combination: CombinationConfig = Field(default_factory=CombinationConfig)
-
-    @model_validator(mode="after")
-    def _combination_needs_backtest(self) -> ForecastConfig:
-        if self.combination.members and self.backtest.windows < 1:
-            raise ValueError("forecast.combination learns its weights on the backtest windows: "
-                             "set forecast.backtest.windows to 1 or more, or combination."
-                             "members to []")
-        return self
 
 
 class PotentialConfig(FrozenModel):
