@@ -32,6 +32,8 @@ import pandas as pd
 from territory.models.backtest import mase
 
 COMBINED = "territory"
+#: A series with less history than this many years at an origin is short (its own intervals).
+SHORT_YEARS = 3
 
 
 def bounds(member: str) -> tuple[str, str]:
@@ -282,6 +284,10 @@ class PublishedForecast:
     frequency: str
     level: float
     max_history: int | None = None
+    # conformal quantiles of the combination (see conformal_table), for series shorter
+    # than short_periods and the others; None: the members' bounds, averaged
+    intervals: pd.DataFrame | None = None
+    short_periods: int | None = None
 
     @property
     def name(self) -> str:
@@ -311,6 +317,7 @@ def choose_published(
     power: float = 1.0,
     trim: float = 1.5,
     max_history: int | None = None,
+    short_periods: int | None = None,
 ) -> tuple[PublishedForecast, pd.DataFrame]:
     """Gate the combination against the best single member on the backtest windows.
 
@@ -318,18 +325,24 @@ def choose_published(
     the statistical ``members``. The combination at each origin uses weights
     from the origins before it only (the first origin's are equal); the
     gate compares it with each member on the rows every one of them
-    forecast. The published weights are learned on every origin.
+    forecast. The published weights are learned on every origin, and so are
+    the published combination's conformal quantiles (from its errors with
+    those weights; series shorter than ``short_periods`` apart).
 
     Returns the published forecast and the predictions with the ``territory``
     column and its bounds added.
     """
     all_members = [LIGHTGBM, *members]
-    combined, _ = add_combination(predictions, all_members, horizon, power, trim)
+    combined, _ = add_combination(predictions, all_members, horizon, power, trim, level,
+                                  short_periods)
     complete = combined[["actual", "scale", COMBINED, *all_members]].notna().all(axis=1)
     gate = promotion_gate(combined[complete & (combined["scale"] > 0)], all_members)
+    intervals = None
     if gate["passed"]:
         method = COMBINED
         weights = combination_weights(combined, all_members, horizon, power, trim)
+        refit = combined.assign(**{COMBINED: combine(combined, weights)[0]})
+        intervals = conformal_table(refit, COMBINED, level, horizon, short_periods)
     else:
         method = str(gate["best_member"])
         weights = pd.DataFrame(0.0, index=pd.RangeIndex(1, horizon + 1, name="horizon"),
@@ -337,7 +350,7 @@ def choose_published(
         weights[method] = 1.0
     gate = {**gate, "rows": int(complete.sum()), "published": method}
     published = PublishedForecast(method, weights, tuple(members), gate, season, frequency,
-                                  level, max_history)
+                                  level, max_history, intervals, short_periods)
     return published, combined
 
 
@@ -353,7 +366,8 @@ def member_forecasts(
     ``history`` is wide (units × periods, the last column ``as_of``);
     ``rows`` has ``unit_col`` and ``horizon``. Returns one column per member
     and per bound, aligned with ``rows``; a unit without history gets NaN
-    (the combination then leaves it to LightGBM).
+    (the combination then leaves it to LightGBM). ``history_periods`` counts
+    each row's periods from the unit's first sale to ``as_of``.
     """
     from territory.models.statistical import statistical_forecasts
 
@@ -372,4 +386,10 @@ def member_forecasts(
             column = np.full(len(rows), np.nan)
             column[known] = values[where[known], hcol[known]]
             out[col] = column
+    values = history.to_numpy(dtype=float)
+    seen = ~np.isnan(values)
+    first = np.where(seen.any(axis=1), seen.argmax(axis=1), values.shape[1])
+    periods = np.zeros(len(rows))
+    periods[known] = values.shape[1] - first[where[known]]
+    out["history_periods"] = periods
     return pd.DataFrame(out, index=rows.index)

@@ -43,8 +43,7 @@ from territory.models.statistical import MEMBERS
 
 LIGHTGBM = "lightgbm"
 SEASONAL_NAIVE = "seasonal_naive"
-#: A series with less history than this many years at an origin is short.
-SHORT_YEARS = 3
+SHORT_YEARS = combination.SHORT_YEARS
 
 
 @dataclass
@@ -188,6 +187,8 @@ def backtest_sales(
     seed: int = 42,
     n_jobs: int = 1,
     progress=None,
+    features: dict | None = None,
+    forecast: dict | None = None,
 ) -> SalesBacktest:
     """Backtest LightGBM, the statistical members and their combination on ``sales``.
 
@@ -211,6 +212,10 @@ def backtest_sales(
         Processes for the statistical members.
     progress
         Called with a line of text at each step (e.g. a rich status), or None.
+    features, forecast
+        Settings that replace the frequency's defaults (``FeaturesConfig`` and
+        ``ForecastConfig`` fields, e.g. ``{"lags": [1, 2, 3, 4, 5]}``), for
+        benchmarks that compare settings on early origins.
     """
     spec = frequency_spec(frequency)
     step = horizon if step is None else step
@@ -226,9 +231,11 @@ def backtest_sales(
             "sales", f"{len(periods)} {spec.plural} are too few for {windows} windows of "
             f"horizon {horizon}, {step} apart (the first origin needs history before it)",
             hint="use fewer --windows, a shorter --horizon or --step, or a longer history")
-    features = FeaturesConfig(frequency=frequency, spatial_lag_columns=[])
-    config = ForecastConfig(horizon=horizon, validation_periods=max(horizon, spec.season),
-                            min_history=1, seed=seed)
+    features = FeaturesConfig(**{"frequency": frequency, "spatial_lag_columns": [],
+                                 **(features or {})})
+    config = ForecastConfig(**{"horizon": horizon,
+                               "validation_periods": max(horizon, spec.season),
+                               "min_history": 1, "seed": seed, **(forecast or {})})
     # a calibration origin needs the features' history, training rows and the validation window
     first_training = len(periods) - len(training_origins(periods, features))
     earliest = first_training + config.validation_periods + max(spec.season, 2)

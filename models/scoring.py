@@ -125,7 +125,9 @@ def published_forecast(table: pd.DataFrame, trained: Trained) -> tuple:
     """Point, lower and upper bound the run publishes for each row of ``table``.
 
     LightGBM's, or combined with the statistical members (their columns in
-    ``table``, see :func:`with_member_forecasts`) by the published weights.
+    ``table``, see :func:`with_member_forecasts`) by the published weights,
+    with the combination's conformal interval (the members' bounds, averaged,
+    where it has none).
     """
     point, lo, hi = trained.forecaster.predict_interval(table)
     published = trained.published
@@ -136,7 +138,13 @@ def published_forecast(table: pd.DataFrame, trained: Trained) -> tuple:
     for m in published.members:
         for col in (m, *combination.bounds(m)):
             frame[col] = table[col].to_numpy() if col in table else float("nan")
-    return combination.combine(frame, published.weights)
+    point, lo, hi = combination.combine(frame, published.weights)
+    if published.intervals is not None and "history_periods" in table:
+        rows = frame.assign(**{combination.COMBINED: point},
+                            history_periods=table["history_periods"].to_numpy())
+        lo, hi = combination.conformal_bounds(rows, combination.COMBINED, published.intervals,
+                                              published.short_periods, lo, hi)
+    return point, lo, hi
 
 
 def score_units(

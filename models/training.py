@@ -108,7 +108,8 @@ def train_models(
                 result.predictions, members, fc.horizon, features_config.season,
                 features_config.frequency, fc.interval_level, fc.combination.power,
                 fc.combination.trim,
-                max_history=10 * features_config.season if features_config.season > 1 else None)
+                max_history=10 * features_config.season if features_config.season > 1 else None,
+                short_periods=combination.SHORT_YEARS * features_config.season)
             metrics.update(published_metrics(result.predictions, published))
     return Trained(forecaster, fitted_potential, metrics, val, windows, result, by_territory,
                    published)

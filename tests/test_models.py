@@ -243,6 +243,16 @@ def test_published_combination_weights_lightgbm_and_the_refit_member(fitted, sea
     naive = backtest.seasonal_naive_forecast(history.to_numpy(), 12)[
         history.index.get_indexer(rows["unit_id"]), rows["horizon"].to_numpy() - 1]
     assert backtest.wape(actual, point) < backtest.wape(actual, naive)
+    # with conformal quantiles: the interval is the combination's own, by history length
+    quantiles = pd.DataFrame({"short_lo": -0.5, "short_hi": 0.5, "long_lo": -0.1,
+                              "long_hi": 0.2}, index=pd.RangeIndex(1, 13, name="horizon"))
+    assert (members["history_periods"] == 48).all()  # 2019-01..2022-12: long series
+    conformal = dataclasses.replace(published, intervals=quantiles, short_periods=36)
+    _, c_lo, c_hi = scoring.published_forecast(
+        table, Trained(fitted, None, {}, pd.DataFrame(), "", published=conformal))
+    np.testing.assert_allclose(c_lo, np.maximum(1.05 * point * np.exp(-0.1) - 0.05 * point, 0),
+                               rtol=1e-6)
+    np.testing.assert_allclose(c_hi, 1.05 * point * np.exp(0.2) - 0.05 * point, rtol=1e-6)
     alone = dataclasses.replace(published, method="forecast")
     point_alone, _, _ = scoring.published_forecast(
         table, Trained(fitted, None, {}, pd.DataFrame(), "", published=alone))
