@@ -87,7 +87,7 @@ def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> li
 
 def published_sentences(trained: Trained) -> list[str]:
     """Which forecast is published and why, in words (none without a combination)."""
-    published, m = trained.published, trained.metrics
+    published, m = getattr(trained, "published", None), trained.metrics
     if published is None:
         return []
     gate = published.gate
