@@ -40,6 +40,9 @@ class FeatureSet:
     # log ratio of the last year's two interleaved halves per unit (annual_split_log_ratio):
     # the potential model's measure of how noisy a unit's annual sales are; None: unknown
     annual_split: pd.Series | None = None
+    # unit, period, target up to the as-of date: the statistical members' history (None in
+    # feature sets cached before it existed: the history is then recovered from train_table)
+    sales_panel: pd.DataFrame | None = None
 
 
 def resolve_as_of(as_of: str | None, sales: pd.DataFrame, time_col: str) -> pd.Timestamp:
@@ -162,4 +165,13 @@ def build_feature_set(
     split = annual_split_log_ratio(panel, periods, config.season, cols)
     return FeatureSet(graph, xy, as_of, train, score, market,
                       annual.reindex(unit_ids), workload.reindex(unit_ids).fillna(0.0),
-                      annual_split=split.reindex(unit_ids))
+                      annual_split=split.reindex(unit_ids),
+                      sales_panel=panel[[cols.unit_col, cols.time_col, cols.target_col]])
+
+
+def sales_panel(sales: pd.DataFrame, unit_ids: np.ndarray, frequency: str,
+                columns: ColumnsConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The regular panel of sales up to ``as_of`` (unit, period, target), as the features use."""
+    cols = columns
+    panel = make_panel(sales, unit_ids, frequency, cols, end=as_of)
+    return panel[[cols.unit_col, cols.time_col, cols.target_col]]

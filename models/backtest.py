@@ -202,7 +202,8 @@ class BacktestResult:
     """Predictions of a rolling-origin backtest and their scores.
 
     ``predictions`` has one row per (unit, origin, horizon): ``actual``,
-    ``scale`` (the MASE denominator), ``forecast``, ``forecast_lo``,
+    ``scale`` (the MASE denominator), ``history_periods`` (periods from the
+    unit's first sale to the origin), ``forecast``, ``forecast_lo``,
     ``forecast_hi`` and one column per baseline.
     """
 
@@ -362,6 +363,8 @@ def rolling_origin_backtest(
     if member_max_history is None and season > 1:
         member_max_history = 10 * season
     level = interval_level
+    observed = ~np.isnan(values)
+    first_seen = np.where(observed.any(axis=1), observed.argmax(axis=1), values.shape[1])
     for origin in origins:
         t = periods.get_loc(origin)
         train = table[table["target_period"] <= origin]
@@ -392,6 +395,7 @@ def rolling_origin_backtest(
             "target_period": test["target_period"].to_numpy(),
             "actual": values[row, t + 1 + hcol],
             "scale": seasonal_naive_scale(history, season)[row],
+            "history_periods": np.maximum(t + 1 - first_seen[row], 0),
             "forecast": point,
             "forecast_lo": lo,
             "forecast_hi": hi,

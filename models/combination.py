@@ -13,11 +13,18 @@ same weights (quantile averaging).
 :func:`combination_weights` gives the weights, :func:`add_combination` adds
 the combined column to backtest predictions, :func:`promotion_gate` compares
 the combination with the best single member on the same windows.
+
+The run pipeline publishes a :class:`PublishedForecast`: :func:`choose_published`
+gates the combination on the train stage's backtest and keeps either it or
+the best single member; at scoring, :func:`member_forecasts` refits the
+statistical members on the history up to the as-of date and :func:`combine`
+applies the weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,6 +32,8 @@ import pandas as pd
 from territory.models.backtest import mase
 
 COMBINED = "territory"
+#: A series with less history than this many years at an origin is short (its own intervals).
+SHORT_YEARS = 3
 
 
 def bounds(member: str) -> tuple[str, str]:
@@ -97,12 +106,19 @@ def add_combination(
     horizon: int,
     power: float = 1.0,
     trim: float = 1.5,
+    level: float | None = None,
+    short_periods: int | None = None,
 ) -> tuple[pd.DataFrame, dict[pd.Timestamp, pd.DataFrame]]:
     """Add the ``territory`` column (and its bounds) to backtest predictions.
 
     Each origin's rows are combined with weights from the origins before it.
-    Returns the predictions with ``territory``, ``territory_lo`` and
-    ``territory_hi``, and the weights used at each origin.
+    With ``level``, the bounds are conformal: :func:`conformal_table` on the
+    errors that the combination with this origin's weights made at the
+    origins before (the same predictor that is scored), series shorter than
+    ``short_periods`` apart; the first origin, with none before it, keeps
+    the members' bounds averaged with the weights. Returns the predictions
+    with ``territory``, ``territory_lo`` and ``territory_hi``, and the
+    weights used at each origin.
     """
     out = predictions.copy()
     lo_col, hi_col = bounds(COMBINED)
@@ -114,9 +130,119 @@ def add_combination(
         weights = combination_weights(earlier, members, horizon, power, trim)
         at = (out["origin"] == origin).to_numpy()
         point, lo, hi = combine(out.loc[at], weights)
-        out.loc[at, COMBINED], out.loc[at, lo_col], out.loc[at, hi_col] = point, lo, hi
+        out.loc[at, COMBINED] = point
+        if level is not None and len(earlier):
+            # the errors the combination with these weights made at the earlier origins
+            refit = earlier.assign(**{COMBINED: combine(earlier, weights)[0]})
+            table = conformal_table(refit, COMBINED, level, horizon, short_periods)
+            rows = out.loc[at].assign(**{COMBINED: point})
+            lo, hi = conformal_bounds(rows, COMBINED, table, short_periods, lo, hi)
+        out.loc[at, lo_col], out.loc[at, hi_col] = lo, hi
         used[pd.Timestamp(origin)] = weights
     return out, used
+
+
+# -- conformal intervals ---------------------------------------------------------------
+#: Fewest errors a quantile is read from; fewer borrow from the wider pool (see conformal_table).
+MIN_ERRORS = 50
+
+
+def _log_ratio(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """log((a + c) / (f + c)), c = 5% of the forecast: defined for zero sales."""
+    f = np.maximum(np.asarray(forecast, dtype=float), 0.0)
+    c = 0.05 * f + 1e-9
+    return np.log((np.maximum(np.asarray(actual, dtype=float), 0.0) + c) / (f + c))
+
+
+def _quantiles(errors: np.ndarray, level: float) -> tuple[float, float]:
+    """The (1 ∓ level)/2 quantiles, widened by split conformal's (n + 1)/n."""
+    n = len(errors)
+    if not n:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2 * (n + 1) / n
+    upper = min(1.0, 1.0 - tail) if tail < 0.5 else 0.5
+    return (float(np.quantile(errors, 1.0 - upper)), float(np.quantile(errors, upper)))
+
+
+def conformal_table(
+    rows: pd.DataFrame,
+    column: str,
+    level: float,
+    horizon: int,
+    short_periods: int | None = None,
+    min_errors: int = MIN_ERRORS,
+) -> pd.DataFrame:
+    """Quantiles of ``log(actual / forecast)`` per horizon, for short and long series.
+
+    ``rows`` are scored backtest rows (``actual``, ``horizon``,
+    ``history_periods`` and ``column``). A series is short with fewer than
+    ``short_periods`` periods of history at its origin. A class with fewer
+    than ``min_errors`` errors at a horizon (the fallback for series with
+    too little history) takes the other class's quantiles there, stretched
+    by how much wider its own errors are than the other class's at the same
+    horizons; a class with fewer than ``min_errors`` errors in all takes
+    the quantiles of every series at that horizon. Returns columns
+    ``short_lo``, ``short_hi``, ``long_lo``, ``long_hi`` indexed by horizon.
+    """
+    rows = rows[rows["actual"].notna() & rows[column].notna()]
+    errors = _log_ratio(rows["actual"].to_numpy(), rows[column].to_numpy())
+    h = rows["horizon"].to_numpy().astype(int)
+    short = (rows["history_periods"].to_numpy() < short_periods if short_periods
+             else np.zeros(len(rows), dtype=bool))
+    steps = range(1, horizon + 1)
+    pooled = {k: _quantiles(errors[h == k], level) for k in steps}
+
+    def own(in_class: np.ndarray) -> dict[int, tuple[float, float]]:
+        """The class's quantiles per horizon, every series' where it has too few errors."""
+        return {k: (_quantiles(errors[in_class & (h == k)], level)
+                    if (in_class & (h == k)).sum() >= min_errors else pooled[k]) for k in steps}
+
+    table = {}
+    for name, in_class in (("short", short), ("long", ~short)):
+        mine, ref = own(in_class), own(~in_class)
+        if in_class.sum() >= min_errors:
+            ref_lo = np.array([ref.get(k, (np.nan, np.nan))[0] for k in h[in_class]])
+            ref_hi = np.array([ref.get(k, (np.nan, np.nan))[1] for k in h[in_class]])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                low = errors[in_class] / np.abs(ref_lo)
+                high = errors[in_class] / ref_hi
+            ok = np.isfinite(low) & np.isfinite(high)
+            stretch = (_quantiles(low[ok], level)[0], _quantiles(high[ok], level)[1])
+        else:
+            stretch = (np.nan, np.nan)
+        lo, hi = [], []
+        for k in steps:
+            if (in_class & (h == k)).sum() >= min_errors or not np.isfinite(stretch).all():
+                q = mine[k]
+            else:
+                q = (stretch[0] * abs(ref[k][0]), stretch[1] * ref[k][1])
+            lo.append(min(q[0], 0.0))
+            hi.append(max(q[1], 0.0))
+        table[f"{name}_lo"], table[f"{name}_hi"] = lo, hi
+    return pd.DataFrame(table, index=pd.RangeIndex(1, horizon + 1, name="horizon"))
+
+
+def conformal_bounds(
+    rows: pd.DataFrame,
+    column: str,
+    table: pd.DataFrame,
+    short_periods: int | None,
+    lo_default: np.ndarray,
+    hi_default: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of ``rows[column]`` from a :func:`conformal_table`; a row it lacks keeps the
+    defaults."""
+    f = np.maximum(rows[column].to_numpy(dtype=float), 0.0)
+    c = 0.05 * f + 1e-9
+    short = (rows["history_periods"].to_numpy() < short_periods if short_periods
+             else np.zeros(len(rows), dtype=bool))
+    at = table.reindex(rows["horizon"].to_numpy().astype(int))
+    q_lo = np.where(short, at["short_lo"], at["long_lo"])
+    q_hi = np.where(short, at["short_hi"], at["long_hi"])
+    lo = np.maximum((f + c) * np.exp(q_lo) - c, 0.0)
+    hi = (f + c) * np.exp(q_hi) - c
+    known = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(f)
+    return (np.where(known, lo, lo_default), np.where(known, hi, hi_default))
 
 
 def promotion_gate(predictions: pd.DataFrame, members: Sequence[str]) -> dict[str, object]:
@@ -131,3 +257,139 @@ def promotion_gate(predictions: pd.DataFrame, members: Sequence[str]) -> dict[st
     ours = mase(predictions["actual"], predictions[COMBINED], predictions["scale"])
     return {"best_member": best, "best_member_mase": scores[best], "territory_mase": ours,
             "gap": ours / scores[best] - 1.0, "passed": bool(ours < scores[best])}
+
+
+# -- what a run publishes -------------------------------------------------------------
+LIGHTGBM = "forecast"  # LightGBM's column in backtest predictions
+
+
+@dataclass(frozen=True)
+class PublishedForecast:
+    """What a run publishes: members and weights per horizon, and the gate that chose them.
+
+    ``method`` is :data:`COMBINED` when the combination beat the best single
+    member on the backtest windows, else that member's name (``"forecast"``
+    is LightGBM). ``weights`` (rows: horizons ``1..horizon``; columns:
+    ``"forecast"`` and the statistical ``members``) give the combination's
+    weights learned on every backtest origin, or one-hot on the member
+    published alone. ``season``, ``frequency``, ``level`` and
+    ``max_history`` are how the members are refit at the as-of date.
+    """
+
+    method: str
+    weights: pd.DataFrame
+    members: tuple[str, ...]
+    gate: dict
+    season: int
+    frequency: str
+    level: float
+    max_history: int | None = None
+    # conformal quantiles of the combination (see conformal_table), for series shorter
+    # than short_periods and the others; None: the members' bounds, averaged
+    intervals: pd.DataFrame | None = None
+    short_periods: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The published method in words: ``territory``, ``lightgbm`` or a member's name."""
+        return "lightgbm" if self.method == LIGHTGBM else self.method
+
+    @property
+    def needs_members(self) -> bool:
+        """Whether any statistical member has weight (then they are refit when scoring)."""
+        return bool((self.weights[list(self.members)].to_numpy() > 0).any()) \
+            if self.members else False
+
+    def describe(self) -> str:
+        """Weights in words, e.g. ``lightgbm 0.40, auto_theta 0.60`` (mean over horizons)."""
+        mean = self.weights.mean()
+        return ", ".join(f"{'lightgbm' if m == LIGHTGBM else m} {w:.2f}"
+                         for m, w in mean.items() if w > 0)
+
+
+def choose_published(
+    predictions: pd.DataFrame,
+    members: Sequence[str],
+    horizon: int,
+    season: int,
+    frequency: str,
+    level: float,
+    power: float = 1.0,
+    trim: float = 1.5,
+    max_history: int | None = None,
+    short_periods: int | None = None,
+) -> tuple[PublishedForecast, pd.DataFrame]:
+    """Gate the combination against the best single member on the backtest windows.
+
+    ``predictions`` are a backtest's rows with LightGBM (``forecast``) and
+    the statistical ``members``. The combination at each origin uses weights
+    from the origins before it only (the first origin's are equal); the
+    gate compares it with each member on the rows every one of them
+    forecast. The published weights are learned on every origin, and so are
+    the published combination's conformal quantiles (from its errors with
+    those weights; series shorter than ``short_periods`` apart).
+
+    Returns the published forecast and the predictions with the ``territory``
+    column and its bounds added.
+    """
+    all_members = [LIGHTGBM, *members]
+    combined, _ = add_combination(predictions, all_members, horizon, power, trim, level,
+                                  short_periods)
+    complete = combined[["actual", "scale", COMBINED, *all_members]].notna().all(axis=1)
+    gate = promotion_gate(combined[complete & (combined["scale"] > 0)], all_members)
+    intervals = None
+    if gate["passed"]:
+        method = COMBINED
+        weights = combination_weights(combined, all_members, horizon, power, trim)
+        refit = combined.assign(**{COMBINED: combine(combined, weights)[0]})
+        intervals = conformal_table(refit, COMBINED, level, horizon, short_periods)
+    else:
+        method = str(gate["best_member"])
+        weights = pd.DataFrame(0.0, index=pd.RangeIndex(1, horizon + 1, name="horizon"),
+                               columns=all_members)
+        weights[method] = 1.0
+    gate = {**gate, "rows": int(complete.sum()), "published": method}
+    published = PublishedForecast(method, weights, tuple(members), gate, season, frequency,
+                                  level, max_history, intervals, short_periods)
+    return published, combined
+
+
+def member_forecasts(
+    history: pd.DataFrame,
+    rows: pd.DataFrame,
+    published: PublishedForecast,
+    as_of: pd.Timestamp,
+    unit_col: str = "unit_id",
+) -> pd.DataFrame:
+    """The statistical members' forecasts (and bounds) from ``as_of`` for each of ``rows``.
+
+    ``history`` is wide (units × periods, the last column ``as_of``);
+    ``rows`` has ``unit_col`` and ``horizon``. Returns one column per member
+    and per bound, aligned with ``rows``; a unit without history gets NaN
+    (the combination then leaves it to LightGBM). ``history_periods`` counts
+    each row's periods from the unit's first sale to ``as_of``.
+    """
+    from territory.models.statistical import statistical_forecasts
+
+    members = published.members
+    horizon = len(published.weights)
+    stat = statistical_forecasts(history.to_numpy(dtype=float), as_of, horizon, published.season,
+                                 published.frequency, members, level=published.level,
+                                 max_history=published.max_history)
+    where = history.index.get_indexer(rows[unit_col])
+    hcol = rows["horizon"].to_numpy().astype(int) - 1
+    known = where >= 0
+    out = {}
+    for m in members:
+        lo_col, hi_col = bounds(m)
+        for col, values in ((m, stat.point[m]), (lo_col, stat.lo[m]), (hi_col, stat.hi[m])):
+            column = np.full(len(rows), np.nan)
+            column[known] = values[where[known], hcol[known]]
+            out[col] = column
+    values = history.to_numpy(dtype=float)
+    seen = ~np.isnan(values)
+    first = np.where(seen.any(axis=1), seen.argmax(axis=1), values.shape[1])
+    periods = np.zeros(len(rows))
+    periods[known] = values.shape[1] - first[where[known]]
+    out["history_periods"] = periods
+    return pd.DataFrame(out, index=rows.index)

@@ -25,6 +25,27 @@ class BacktestConfig(FrozenModel):
     )
 
 
+Member = Literal["auto_ets", "auto_theta", "auto_arima"]
+
+
+class CombinationConfig(FrozenModel):
+    """The published forecast: LightGBM combined with statsforecast members.
+
+    With ``members`` named, the train stage's backtest forecasts them on the
+    same windows as LightGBM, learns per-horizon inverse-MASE weights
+    (``power``, ``trim``: see ``territory.models.combination``) and publishes
+    the combination when it beats the best single member there; otherwise
+    that best member alone. Empty ``members``, or the backtest off
+    (``backtest.windows: 0``: nothing to learn the weights on or to gate
+    with): LightGBM alone.
+    """
+
+    members: list[Member] = Field(default_factory=list)
+    power: float = Field(1.0, gt=0.0, le=4.0)
+    trim: float = Field(1.5, ge=1.0)
+    n_jobs: int = Field(1, ge=1)  # processes statsforecast uses
+
+
 class ForecastConfig(FrozenModel):
     """Global LightGBM forecaster, direct multi-horizon.
 
@@ -58,6 +79,7 @@ class ForecastConfig(FrozenModel):
     gate_metric: Literal["wape", "mase", "mae", "rmse"] = "wape"
     gate_margin: float = Field(0.0, ge=0.0, lt=1.0)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    combination: CombinationConfig = Field(default_factory=CombinationConfig)
 
 
 class PotentialConfig(FrozenModel):

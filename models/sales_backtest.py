@@ -43,6 +43,7 @@ from territory.models.statistical import MEMBERS
 
 LIGHTGBM = "lightgbm"
 SEASONAL_NAIVE = "seasonal_naive"
+SHORT_YEARS = combination.SHORT_YEARS
 
 
 @dataclass
@@ -56,6 +57,11 @@ class SalesBacktest:
     the scored rows. ``table`` has one row per
     method and horizon (``all`` first): ``mase``, ``wape``, ``coverage``
     and ``rows``. ``skipped`` lists (``unit_id``, ``origin``, ``reason``).
+    ``coverage_by_length`` gives each interval's coverage on series with
+    fewer than :data:`SHORT_YEARS` years of history at the origin and on the
+    others. The combination's interval is conformal per horizon (errors of
+    the origins before, short and long series apart; see
+    :func:`territory.models.combination.conformal_table`).
     """
 
     forecasts: pd.DataFrame
@@ -68,6 +74,7 @@ class SalesBacktest:
     weights: dict[pd.Timestamp, pd.DataFrame]
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    coverage_by_length: pd.DataFrame | None = None
 
 
 def _origins(periods: pd.DatetimeIndex, windows: int, calibration: int, step: int,
@@ -129,6 +136,25 @@ def _table(scored: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def coverage_by_length(scored: pd.DataFrame, methods: list[str], short_periods: int,
+                       unit: str = "periods") -> pd.DataFrame:
+    """Coverage of each method's interval on short series (fewer than ``short_periods`` of
+    history at the origin) and the others: ``method``, ``history``, ``coverage``, ``rows``."""
+    is_short = scored["history_periods"] < short_periods
+    rows = []
+    for label, grp in ((f"< {short_periods} {unit}", scored[is_short]),
+                       (f">= {short_periods} {unit}", scored[~is_short]), ("all", scored)):
+        for method in methods:
+            lo, hi = combination.bounds(method)
+            if lo not in grp:
+                continue
+            rows.append({"method": LIGHTGBM if method == "forecast" else method,
+                         "history": label,
+                         "coverage": backtest.coverage(grp["actual"], grp[lo], grp[hi]),
+                         "rows": len(grp)})
+    return pd.DataFrame(rows, columns=["method", "history", "coverage", "rows"])
+
+
 def _long(predictions: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     parts = []
     for method in methods:
@@ -144,6 +170,7 @@ def _long(predictions: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
             "hi": predictions[hi].to_numpy() if hi in predictions else np.nan,
             "actual": predictions["actual"].to_numpy(),
             "scale": predictions["scale"].to_numpy(),
+            "history_periods": predictions["history_periods"].to_numpy(),
         }))
     return pd.concat(parts, ignore_index=True).sort_values(
         ["method", "unit_id", "origin", "period"], ignore_index=True)
@@ -160,6 +187,8 @@ def backtest_sales(
     seed: int = 42,
     n_jobs: int = 1,
     progress=None,
+    features: dict | None = None,
+    forecast: dict | None = None,
 ) -> SalesBacktest:
     """Backtest LightGBM, the statistical members and their combination on ``sales``.
 
@@ -183,6 +212,10 @@ def backtest_sales(
         Processes for the statistical members.
     progress
         Called with a line of text at each step (e.g. a rich status), or None.
+    features, forecast
+        Settings that replace the frequency's defaults (``FeaturesConfig`` and
+        ``ForecastConfig`` fields, e.g. ``{"lags": [1, 2, 3, 4, 5]}``), for
+        benchmarks that compare settings on early origins.
     """
     spec = frequency_spec(frequency)
     step = horizon if step is None else step
@@ -198,9 +231,11 @@ def backtest_sales(
             "sales", f"{len(periods)} {spec.plural} are too few for {windows} windows of "
             f"horizon {horizon}, {step} apart (the first origin needs history before it)",
             hint="use fewer --windows, a shorter --horizon or --step, or a longer history")
-    features = FeaturesConfig(frequency=frequency, spatial_lag_columns=[])
-    config = ForecastConfig(horizon=horizon, validation_periods=max(horizon, spec.season),
-                            min_history=1, seed=seed)
+    features = FeaturesConfig(**{"frequency": frequency, "spatial_lag_columns": [],
+                                 **(features or {})})
+    config = ForecastConfig(**{"horizon": horizon,
+                               "validation_periods": max(horizon, spec.season),
+                               "min_history": 1, "seed": seed, **(forecast or {})})
     # a calibration origin needs the features' history, training rows and the validation window
     first_training = len(periods) - len(training_origins(periods, features))
     earliest = first_training + config.validation_periods + max(spec.season, 2)
@@ -229,8 +264,10 @@ def backtest_sales(
                               f"longer history ({len(periods)} {spec.plural} given)") from None
     seconds = {"backtest_cpu": time.process_time() - started}
     combined_members = ["forecast", *members]
-    predictions, weights = combination.add_combination(result.predictions, combined_members,
-                                                       horizon)
+    short = SHORT_YEARS * max(spec.season, 1)
+    predictions, weights = combination.add_combination(
+        result.predictions, combined_members, horizon, level=config.interval_level,
+        short_periods=short)
     methods = [combination.COMBINED, "forecast", *members, SEASONAL_NAIVE]
     scored = predictions[predictions["origin"].isin(scored_origins)]
     complete = scored[["actual", "scale", *methods]].notna().all(axis=1) & (scored["scale"] > 0)
@@ -242,6 +279,7 @@ def backtest_sales(
         reason="a method gave no forecast (history too short for its features)")
     skipped = pd.concat([skipped, missing], ignore_index=True)
     table = _table(scored[complete], methods).replace({"method": {"forecast": LIGHTGBM}})
+    by_length = coverage_by_length(scored[complete], methods, short, spec.plural)
     gate = combination.promotion_gate(scored[complete], ["forecast", *members])
     gate["best_member"] = LIGHTGBM if gate["best_member"] == "forecast" else gate["best_member"]
     return SalesBacktest(
@@ -249,4 +287,4 @@ def backtest_sales(
         origins=scored_origins, calibration_origins=extra,
         methods=[LIGHTGBM if m == "forecast" else m for m in methods], gate=gate,
         weights={o: w.rename(columns={"forecast": LIGHTGBM}) for o, w in weights.items()},
-        seconds=seconds, notes=notes)
+        seconds=seconds, notes=notes, coverage_by_length=by_length)

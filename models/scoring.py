@@ -7,6 +7,7 @@ with the same function and computes :func:`truth_metrics` on all units.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 
 from territory.features.config import ColumnsConfig
 from territory.features.feature_set import PERIODS_PER_YEAR, FeatureSet
-from territory.models import backtest
+from territory.features.panel import to_wide
+from territory.models import backtest, combination
 from territory.models.potential import describe_drivers
 from territory.models.potential_uncertainty import unit_intervals
 from territory.models.training import Trained
@@ -114,6 +116,67 @@ def territory_truth_table(potential: pd.Series, truth: pd.DataFrame | None,
     }).rename_axis("territory").reset_index()
 
 
+def member_history(features: FeatureSet, frequency: str, columns: ColumnsConfig
+                   ) -> pd.DataFrame:
+    """Sales per unit (rows) and period (columns) up to the as-of date, from the train table.
+
+    The same history the train stage's backtest gives the statistical members: the
+    feature set's sales panel, or (a feature set cached before it had one) what the
+    train table holds.
+    """
+    panel = (features.sales_panel if features.sales_panel is not None else
+             backtest.panel_from_table(features.train_table, frequency, columns))
+    wide = to_wide(panel, columns.target_col, columns)
+    start = wide.columns.min()
+    periods = pd.date_range(start, features.as_of, freq=frequency)
+    return wide.reindex(columns=periods)
+
+
+def with_member_forecasts(features: FeatureSet, trained: Trained, frequency: str,
+                          columns: ColumnsConfig) -> FeatureSet:
+    """``features`` whose score table carries the published members' forecasts from the as-of.
+
+    Unchanged when the published forecast needs no statistical member. The
+    Dask backend calls this once, before it splits the score table.
+    """
+    published = trained.published
+    if published is None or not published.needs_members or (
+            features.sales_panel is None and features.train_table.empty):
+        return features
+    table = features.score_table
+    if all(m in table for m in published.members):
+        return features
+    found = combination.member_forecasts(member_history(features, frequency, columns), table,
+                                         published, features.as_of, columns.unit_col)
+    return dataclasses.replace(features, score_table=pd.concat([table, found], axis=1))
+
+
+def published_forecast(table: pd.DataFrame, trained: Trained) -> tuple:
+    """Point, lower and upper bound the run publishes for each row of ``table``.
+
+    LightGBM's, or combined with the statistical members (their columns in
+    ``table``, see :func:`with_member_forecasts`) by the published weights,
+    with the combination's conformal interval (the members' bounds, averaged,
+    where it has none).
+    """
+    point, lo, hi = trained.forecaster.predict_interval(table)
+    published = trained.published
+    if published is None or published.method == combination.LIGHTGBM:
+        return point, lo, hi
+    frame = pd.DataFrame({"horizon": table["horizon"].to_numpy(), "forecast": point,
+                          "forecast_lo": lo, "forecast_hi": hi})
+    for m in published.members:
+        for col in (m, *combination.bounds(m)):
+            frame[col] = table[col].to_numpy() if col in table else float("nan")
+    point, lo, hi = combination.combine(frame, published.weights)
+    if published.intervals is not None and "history_periods" in table:
+        rows = frame.assign(**{combination.COMBINED: point},
+                            history_periods=table["history_periods"].to_numpy())
+        lo, hi = combination.conformal_bounds(rows, combination.COMBINED, published.intervals,
+                                              published.short_periods, lo, hi)
+    return point, lo, hi
+
+
 def score_units(
     features: FeatureSet,
     trained: Trained,
@@ -124,13 +187,17 @@ def score_units(
 ) -> Scores:
     """Scores per (unit, horizon) as in DESIGN.md, plus per-unit horizon totals.
 
+    The forecast is the published one (:func:`published_forecast`): LightGBM's,
+    or its combination with the statistical members refit at the as-of date.
+
     ``truth`` (indexed by unit, with ``true_potential``) adds
     :func:`truth_metrics` to the scores' metrics. With the rep-adjusted
     potential the totals add :func:`potential_uncertainty_columns`.
     """
     cols = columns
+    features = with_member_forecasts(features, trained, frequency, cols)
     table = features.score_table
-    point, lo, hi = trained.forecaster.predict_interval(table)
+    point, lo, hi = published_forecast(table, trained)
     per_year = PERIODS_PER_YEAR[frequency]
     potential = annual_potential(trained, features.market_table)
     drivers = describe_drivers(trained.potential.contributions(features.market_table))

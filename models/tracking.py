@@ -63,11 +63,16 @@ class TerritoryScoringModel(mlflow.pyfunc.PythonModel):
     """Pyfunc that scores forecast-table rows with the fitted forecaster.
 
     Input: rows of the forecast table (unit, horizon and feature columns).
-    Output: ``forecast``, ``forecast_lo``, ``forecast_hi`` per row.
+    Output: ``forecast``, ``forecast_lo``, ``forecast_hi`` per row: LightGBM's.
+    ``published`` (a :class:`territory.models.combination.PublishedForecast`,
+    or None) travels with the version, so a run scoring with it publishes the
+    same combination; served rows carry no history for the statistical
+    members, so the server answers with LightGBM alone.
     """
 
-    def __init__(self, forecaster: Any) -> None:
+    def __init__(self, forecaster: Any, published: Any = None) -> None:
         self.forecaster = forecaster
+        self.published = published
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         point, lo, hi = self.forecaster.predict_interval(model_input)
@@ -216,9 +221,10 @@ def _register_pyfunc(
 
 
 def log_scoring_model(
-    forecaster: Any, input_example: pd.DataFrame, registered_model: str
+    forecaster: Any, input_example: pd.DataFrame, registered_model: str, published: Any = None
 ) -> str:
-    """Log the forecaster as a pyfunc, register it, and tag the version ``challenger``.
+    """Log the forecaster (with what a run publishes) as a pyfunc, register it, and tag the
+    version ``challenger``.
 
     Returns the new model version.
     """
@@ -226,8 +232,8 @@ def log_scoring_model(
     # Integer columns cannot hold missing values in a signature; serve them as doubles.
     ints = example.select_dtypes("integer").columns
     example[ints] = example[ints].astype("float64")
-    return _register_pyfunc(TerritoryScoringModel(forecaster), "scoring-model", example,
-                            registered_model)
+    return _register_pyfunc(TerritoryScoringModel(forecaster, published), "scoring-model",
+                            example, registered_model)
 
 
 class TerritoryRecommender(mlflow.pyfunc.PythonModel):
@@ -484,6 +490,7 @@ class LoadedVersion:
     name: str
     version: str
     run_id: str
+    published: Any = None  # the combination a run scoring with this version publishes
 
 
 def load_version(registered_model: str, version: str | None = None) -> LoadedVersion | None:
@@ -498,12 +505,11 @@ def load_version(registered_model: str, version: str | None = None) -> LoadedVer
               else client.get_model_version(registered_model, str(version)))
     except MlflowException:
         return None
-    forecaster = _load_pyfunc(f"models:/{registered_model}/{mv.version}") \
-        .unwrap_python_model().forecaster
+    model = _load_pyfunc(f"models:/{registered_model}/{mv.version}").unwrap_python_model()
     run = client.get_run(mv.run_id)
-    return LoadedVersion(forecaster, _load_potential(client, run), dict(run.data.metrics),
+    return LoadedVersion(model.forecaster, _load_potential(client, run), dict(run.data.metrics),
                          run.data.tags.get("evaluation_windows", ""), registered_model,
-                         str(mv.version), mv.run_id)
+                         str(mv.version), mv.run_id, getattr(model, "published", None))
 
 
 def _load_potential(client: MlflowClient, run):

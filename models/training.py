@@ -14,7 +14,7 @@ import pandas as pd
 
 from territory.features.config import ColumnsConfig, FeaturesConfig
 from territory.features.feature_set import FeatureSet
-from territory.models import backtest
+from territory.models import backtest, combination
 from territory.models.config import ForecastConfig, PotentialConfig
 from territory.models.forecast import SalesForecaster, forecaster_from_config
 from territory.models.potential import PotentialEstimator
@@ -33,6 +33,8 @@ class Trained:
     backtest: backtest.BacktestResult | None = None
     # rep_adjusted potential: per current territory, its rep effect and held-out sales error
     potential_territories: pd.DataFrame | None = None
+    # forecast.combination: what the scores publish (None: LightGBM alone)
+    published: combination.PublishedForecast | None = None
 
 
 def validation_metrics(forecaster: SalesForecaster) -> dict[str, float]:
@@ -89,14 +91,60 @@ def train_models(
     windows = f"{val['target_period'].min():%Y-%m}..{val['target_period'].max():%Y-%m}"
     metrics.update(potential_metrics)
 
-    result = None
+    result = published = None
     if fc.backtest.windows > 0:
-        panel = backtest.panel_from_table(features.train_table, features_config.frequency, cols)
+        panel = (features.sales_panel if features.sales_panel is not None else
+                 backtest.panel_from_table(features.train_table, features_config.frequency, cols))
+        members = tuple(fc.combination.members)
         result = backtest.rolling_origin_backtest(
             panel, features_config, fc.horizon, make_forecaster, n_windows=fc.backtest.windows,
-            step=fc.backtest.step, columns=cols, baselines=fc.backtest.baselines,
-            table=features.train_table,
+            step=fc.backtest.step, columns=cols, baselines=(*fc.backtest.baselines, *members),
+            table=features.train_table, n_jobs=fc.combination.n_jobs,
         )
         metrics.update(result.summary())
         windows = result.windows_key
-    return Trained(forecaster, fitted_potential, metrics, val, windows, result, by_territory)
+        if members:
+            published, result.predictions = combination.choose_published(
+                result.predictions, members, fc.horizon, features_config.season,
+                features_config.frequency, fc.interval_level, fc.combination.power,
+                fc.combination.trim,
+                max_history=10 * features_config.season if features_config.season > 1 else None,
+                short_periods=combination.SHORT_YEARS * features_config.season)
+            metrics.update(published_metrics(result.predictions, published))
+    return Trained(forecaster, fitted_potential, metrics, val, windows, result, by_territory,
+                   published)
+
+
+def published_metrics(predictions: pd.DataFrame,
+                      published: combination.PublishedForecast) -> dict[str, float]:
+    """Backtest scores of the combination and of the published forecast, and the gate.
+
+    ``backtest_<metric>_published`` is what the champion gate compares.
+    ``heldout_wape_published`` and ``heldout_wape_lightgbm`` are the WAPE on
+    the last backtest window alone (the last ``horizon`` periods, every
+    model fitted without them).
+    """
+    col = published.method
+    lo, hi = combination.bounds(col)
+    last = predictions[predictions["origin"] == predictions["origin"].max()]
+    gate = published.gate
+    out = {
+        "backtest_wape_territory": backtest.wape(predictions["actual"],
+                                                 predictions[combination.COMBINED]),
+        "backtest_mase_territory": backtest.mase(predictions["actual"],
+                                                 predictions[combination.COMBINED],
+                                                 predictions["scale"]),
+        "combination_gate_gap": float(gate["gap"]),
+        "combination_gate_passed": float(gate["passed"]),
+        "heldout_wape_published": backtest.wape(last["actual"], last[col]),
+        "heldout_wape_lightgbm": backtest.wape(last["actual"], last["forecast"]),
+    }
+    for metric in ("wape", "mae", "rmse", "bias"):
+        out[f"backtest_{metric}_published"] = getattr(backtest, metric)(
+            predictions["actual"], predictions[col])
+    out["backtest_mase_published"] = backtest.mase(predictions["actual"], predictions[col],
+                                                   predictions["scale"])
+    if lo in predictions:
+        out["backtest_coverage_published"] = backtest.coverage(
+            predictions["actual"], predictions[lo], predictions[hi])
+    return out

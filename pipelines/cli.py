@@ -95,6 +95,10 @@ def _print_result(result: dict, config) -> None:
                        ("seasonal naive WAPE (same window)", "valid_wape_seasonal_naive")):
         value = m.get(key)
         table.add_row(label, f"{value:.1%}" if value is not None and value == value else "n/a")
+    if "heldout_wape_published" in m:
+        table.add_row("published forecast", str(result.get("published_forecast", "lightgbm")))
+        table.add_row("published WAPE (last backtest window)", f"{m['heldout_wape_published']:.1%}")
+        table.add_row("LightGBM WAPE (same window)", f"{m['heldout_wape_lightgbm']:.1%}")
     if "potential_spearman_vs_truth" in m:
         table.add_row("potential Spearman vs truth", f"{m['potential_spearman_vs_truth']:.3f}")
     designs = result.get("forces") or {"": result}  # with forces:, one block per force
@@ -547,6 +551,12 @@ def _print_backtest(result, written: dict) -> None:
     for h, row in per_h.iterrows():
         by_h.add_row(str(h), *[f"{v:.3f}" for v in row])
     console.print(by_h)
+    by_length = result.coverage_by_length
+    if by_length is not None and len(by_length):
+        lengths = by_length[by_length["history"] != "all"]
+        words = ", ".join(f"{row['history']} {row['coverage']:.3f} ({int(row['rows'])} rows)"
+                          for _, row in lengths[lengths["method"] == "territory"].iterrows())
+        console.print(f"territory's 80% coverage by history: {words}", highlight=False)
     gate = result.gate
     verdict = "[green]passes[/green]" if gate["passed"] else "[yellow]does not pass[/yellow]"
     console.print(f"territory MASE {gate['territory_mase']:.3f} vs best single member "

@@ -33,7 +33,7 @@ import pandas as pd
 
 from territory.features.build import training_origins
 from territory.features.errors import InputError
-from territory.features.feature_set import PERIODS_PER_YEAR, FeatureSet
+from territory.features.feature_set import PERIODS_PER_YEAR, FeatureSet, sales_panel
 from territory.features.panel import regular_periods
 from territory.features.partitioned import (
     PartitionFeatures,
@@ -186,6 +186,7 @@ def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> Fe
         merged.annual_sales.reindex(unit_ids), merged.workload.reindex(unit_ids).fillna(0.0),
         annual_split=(None if merged.annual_split is None
                       else merged.annual_split.reindex(unit_ids)),
+        sales_panel=sales_panel(inputs.sales, unit_ids, feats.frequency, cols, as_of),
     )
 
 
@@ -220,6 +221,8 @@ def partitioned_scores(config: RunConfig, features: FeatureSet, trained: Trained
     need every unit) are computed here.
     """
     cols = config.data.columns
+    # the published members are refit here once, on every unit's history
+    features = scoring.with_member_forecasts(features, trained, config.features.frequency, cols)
     table, market = features.score_table, features.market_table
     n_parts = max(1, min(len(market), config.dask.n_partitions))
     unit_parts = np.array_split(market.index.to_numpy(), n_parts)
@@ -235,7 +238,7 @@ def partitioned_scores(config: RunConfig, features: FeatureSet, trained: Trained
     futures = []
     for k, units_k in enumerate(unit_parts):
         part = dataclasses.replace(
-            features, graph=None, xy=None, train_table=empty,
+            features, graph=None, xy=None, train_table=empty, sales_panel=None,
             score_table=table[part_of_row == k],
             market_table=market.loc[units_k],
             annual_sales=features.annual_sales.iloc[:0], workload=features.workload.iloc[:0],

@@ -333,6 +333,7 @@ def publish_run(
         "report_xlsx": run_dir / "report.xlsx",
         "mlflow_run_id": run_id,
         "promotion": decision,
+        "published_forecast": trained.published.name if trained.published else "lightgbm",
         "metrics": {**trained.metrics, **scores.metrics},
         "territories": design.overall,
         "current_territories": design.current_overall,

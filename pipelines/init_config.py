@@ -360,6 +360,8 @@ TEMPLATE: list[tuple[str, Any, str]] = [
     ("forecast.backtest.windows", 2, "rolling origins, refit at each; 0 = off"),
     ("forecast.backtest.step", 3, "periods between origins"),
     ("forecast.backtest.baselines", ["seasonal_naive", "moving_average"], "compared each time"),
+    ("forecast.combination", None, "published: LightGBM + members if that beats each alone"),
+    ("forecast.combination.members", ["auto_theta"], "statsforecast members; [] = LightGBM"),
     ("potential", None, "what comparable markets achieve"),
     ("potential.method", "rep_adjusted", "market part at a good rep's effect; or quantile"),
     ("potential.quantile", 0.8, "method quantile: the conditional quantile of sales"),

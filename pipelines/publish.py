@@ -108,9 +108,25 @@ def write_outputs(
 
 
 def _gate_metric(config: RunConfig, trained: Trained) -> str:
+    """The published forecast's backtest metric (LightGBM's without a combination)."""
     fc = config.forecast
-    return next((m for m in (f"backtest_{fc.gate_metric}", f"valid_{fc.gate_metric}")
-                 if m in trained.metrics), "valid_wape")
+    names = (f"backtest_{fc.gate_metric}_published", f"backtest_{fc.gate_metric}",
+             f"valid_{fc.gate_metric}")
+    return next((m for m in names if m in trained.metrics), "valid_wape")
+
+
+def _log_published(trained: Trained) -> None:
+    """Which forecast the run publishes, its weights per horizon and the gate's record."""
+    published = trained.published
+    tracking.log_tags({"published_forecast": published.name if published else "lightgbm"})
+    if published is None:
+        return
+    weights = published.weights.rename(columns={"forecast": "lightgbm"}).reset_index()
+    tracking.log_table(weights, "combination_weights.csv")
+    gate = {k: (float(v) if isinstance(v, float | np.floating) else v)
+            for k, v in published.gate.items()}
+    tracking.log_text(json.dumps({**gate, "published": published.name}, indent=2, default=str),
+                      "combination_gate.json")
 
 
 def _log_training(
@@ -132,8 +148,10 @@ def _log_training(
                        .rename(columns={"index": "feature"}), "potential_importance.csv")
     if trained.backtest is not None:
         tracking.log_backtest(trained.backtest)
+    _log_published(trained)
     version = tracking.log_scoring_model(
-        trained.forecaster, features.score_table.head(5), config.tracking.registered_model)
+        trained.forecaster, features.score_table.head(5), config.tracking.registered_model,
+        trained.published)
     tracking.tag_model_version(config.tracking.registered_model, version, "as_of",
                                f"{features.as_of:%Y-%m-%d}")
     journal.chaos_point("model-registered")  # the chaos test: registered, run still RUNNING
@@ -386,5 +404,5 @@ def load_registered_models(config: RunConfig, version: str | None = None) -> Reg
             hint="train first: `territory run` or the train flow promotes a champion",
         )
     trained = Trained(loaded.forecaster, loaded.potential, loaded.metrics, pd.DataFrame(),
-                      loaded.evaluation_windows)
+                      loaded.evaluation_windows, published=loaded.published)
     return RegisteredModels(trained, name, loaded.version, loaded.run_id)

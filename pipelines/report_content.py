@@ -89,6 +89,7 @@ def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> li
     else:
         sentences = [f"The forecast could not be scored on the last {held_out}: the history is "
                      "too short to hold them out."]
+    sentences += published_sentences(trained)
     if _finite(bias):
         sentences.append(f"Forecasts ran {abs(bias):.1%} {'high' if bias > 0 else 'low'} "
                          "overall on that window.")
@@ -104,6 +105,31 @@ def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> li
             "On this simulated company, estimated potential ranks units with a rank "
             f"correlation of {spearman:.2f} against the true potential.")
     return sentences + potential_accuracy_sentences(trained, scores)
+
+
+def published_sentences(trained: Trained) -> list[str]:
+    """Which forecast is published and why, in words (none without a combination)."""
+    published, m = getattr(trained, "published", None), trained.metrics
+    if published is None:
+        return []
+    gate = published.gate
+    best = "LightGBM" if gate["best_member"] in ("forecast", "lightgbm") else gate["best_member"]
+    versus = (f"MASE {gate['territory_mase']:.3f} against {gate['best_member_mase']:.3f} for "
+              f"the best single model, {best}")
+    if published.method == "territory":
+        words = (f"The published forecast combines LightGBM with {', '.join(published.members)} "
+                 f"(mean weights {published.describe()}): on the backtest windows it beat every "
+                 f"single model ({versus}).")
+    else:
+        words = (f"The published forecast is {best} alone: the combination with "
+                 f"{', '.join(published.members)} did not beat it on the backtest windows "
+                 f"({versus}).")
+    held = m.get("heldout_wape_published")
+    if _finite(held):
+        words += (f" On the last backtest window, fitted without it, the published forecast "
+                  f"was within ±{held:.1%} (WAPE; LightGBM alone "
+                  f"±{m['heldout_wape_lightgbm']:.1%}).")
+    return [words]
 
 
 def potential_accuracy_sentences(trained: Trained, scores: Scores) -> list[str]:

@@ -10,7 +10,9 @@ atomically, into the output folder:
 * ``forecasts.csv``: ``unit_id``, ``origin``, ``period``, ``horizon``,
   ``method``, ``forecast``, ``lo``, ``hi``, ``actual`` for every scored window;
 * ``skipped.csv``: the series left out of a window, with the reason;
-* ``weights.csv``: the combination's weights per origin, horizon and member.
+* ``weights.csv``: the combination's weights per origin, horizon and member;
+* ``coverage_by_length.csv``: 80% coverage per method on short series (fewer
+  than three years of history at the origin) and the others.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def write_results(result: SalesBacktest, out: Path) -> dict[str, Path]:
         "forecasts.csv": result.forecasts,
         "skipped.csv": result.skipped,
         "weights.csv": weights[["origin", "horizon", "member", "weight"]],
+        "coverage_by_length.csv": result.coverage_by_length,
     }
     written = {}
     for name, frame in tables.items():

@@ -206,3 +206,54 @@ def test_log_ratio_target_handles_zero_months_and_an_all_zero_unit():
     pd.testing.assert_frame_equal(model._design(test, scale),
                                   model._design(test.assign(target=1e9), scale))
     assert {"yoy_growth_w1", "season_index_1y"} <= set(model._design(test, scale).columns)
+
+
+def test_published_combination_weights_lightgbm_and_the_refit_member(fitted, seasonal_tables):
+    """Scoring publishes the gate's choice: LightGBM alone, or weighted with AutoTheta
+    refit on the history up to the as-of date."""
+    import dataclasses
+
+    from territory.features.panel import to_wide
+    from territory.models import combination, scoring
+    from territory.models.training import Trained
+
+    _, test = seasonal_tables
+    cutoff = pd.Timestamp("2022-12-01")
+    sales = _seasonal_sales()
+    history = to_wide(make_panel(sales, sorted(sales["unit_id"].unique()), "MS", end=cutoff),
+                      "sales")
+    weights = pd.DataFrame({"forecast": 0.25, "auto_theta": 0.75},
+                           index=pd.RangeIndex(1, 13, name="horizon"))
+    published = combination.PublishedForecast("territory", weights, ("auto_theta",), {}, 12,
+                                              "MS", 0.8)
+    rows = test.sample(frac=1.0, random_state=0)  # row order must not matter
+    members = combination.member_forecasts(history, rows, published, cutoff)
+    assert members.notna().all().all() and members.index.equals(rows.index)
+    table = pd.concat([rows, members], axis=1)
+    point, lo, hi = scoring.published_forecast(
+        table, Trained(fitted, None, {}, pd.DataFrame(), "", published=published))
+    lgb, lgb_lo, lgb_hi = fitted.predict_interval(rows)
+    np.testing.assert_allclose(point, 0.25 * lgb + 0.75 * members["auto_theta"].to_numpy())
+    np.testing.assert_allclose(lo, 0.25 * lgb_lo + 0.75 * members["auto_theta_lo"].to_numpy())
+    assert (lo <= point + 1e-9).all() and (point <= hi + 1e-9).all()
+    # skill: the combination is no worse than seasonal naive on the next year
+    full = make_panel(sales, sorted(sales["unit_id"].unique()), "MS")
+    actual = full.set_index(["unit_id", "period"])["sales"].reindex(
+        pd.MultiIndex.from_arrays([rows["unit_id"], rows["target_period"]])).to_numpy()
+    naive = backtest.seasonal_naive_forecast(history.to_numpy(), 12)[
+        history.index.get_indexer(rows["unit_id"]), rows["horizon"].to_numpy() - 1]
+    assert backtest.wape(actual, point) < backtest.wape(actual, naive)
+    # with conformal quantiles: the interval is the combination's own, by history length
+    quantiles = pd.DataFrame({"short_lo": -0.5, "short_hi": 0.5, "long_lo": -0.1,
+                              "long_hi": 0.2}, index=pd.RangeIndex(1, 13, name="horizon"))
+    assert (members["history_periods"] == 48).all()  # 2019-01..2022-12: long series
+    conformal = dataclasses.replace(published, intervals=quantiles, short_periods=36)
+    _, c_lo, c_hi = scoring.published_forecast(
+        table, Trained(fitted, None, {}, pd.DataFrame(), "", published=conformal))
+    np.testing.assert_allclose(c_lo, np.maximum(1.05 * point * np.exp(-0.1) - 0.05 * point, 0),
+                               rtol=1e-6)
+    np.testing.assert_allclose(c_hi, 1.05 * point * np.exp(0.2) - 0.05 * point, rtol=1e-6)
+    alone = dataclasses.replace(published, method="forecast")
+    point_alone, _, _ = scoring.published_forecast(
+        table, Trained(fitted, None, {}, pd.DataFrame(), "", published=alone))
+    np.testing.assert_allclose(point_alone, lgb)

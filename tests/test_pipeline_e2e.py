@@ -30,7 +30,10 @@ def first_run(prefect_harness, demo_slice_dir, tmp_path_factory):
     workspace = tmp_path_factory.mktemp("e2e") / "workspace"
     territories = {"n_territories": 4, "keep_rep_homes": False, "time_limit_s": 10,
                    "rep_capacity": 900.0}  # only reported here: K is given
-    config = load_config(write_slice_config(demo_slice_dir, workspace, territories=territories))
+    forecast = {"n_estimators": 60, "learning_rate": 0.15, "max_train_rows": 20000,
+                "early_stopping_rounds": 10, "combination": {"members": ["auto_theta"]}}
+    config = load_config(write_slice_config(demo_slice_dir, workspace, territories=territories,
+                                            forecast=forecast))
     return config, territory_pipeline(config)
 
 
@@ -200,6 +203,16 @@ def test_mlflow_run_and_registry(first_run):
     assert champion.run_id == result["mlflow_run_id"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "promotion_decision.json", "forecast_importance.csv"} <= artifacts
+    # the combination was gated on the backtest windows; which forecast won is recorded
+    assert {"combination_weights.csv", "combination_gate.json"} <= artifacts
+    published = result["published_forecast"]
+    assert run.data.tags["published_forecast"] == published
+    assert published in ("territory", "lightgbm", "auto_theta")
+    metrics = run.data.metrics
+    assert metrics["combination_gate_passed"] == float(published == "territory")
+    assert result["promotion"]["metric"] == "backtest_wape_published"
+    report = (result["run_dir"] / "report.html").read_text()
+    assert "The published forecast" in report
 
 
 def test_worse_challenger_is_not_promoted(first_run, demo_slice_dir):

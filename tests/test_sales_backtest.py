@@ -141,9 +141,14 @@ def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_p
     result = CliRunner().invoke(app, [*args, "--date-format", "%d/%m/%Y"])
     assert result.exit_code == 0, result.output
     assert "territory" in result.output and "MASE by horizon" in result.output
-    for name in ("metrics.csv", "forecasts.csv", "skipped.csv", "weights.csv"):
+    for name in ("metrics.csv", "forecasts.csv", "skipped.csv", "weights.csv",
+                 "coverage_by_length.csv"):
         assert (out / name).is_file()
     forecasts = pd.read_csv(out / "forecasts.csv")
+    by_length = pd.read_csv(out / "coverage_by_length.csv")
+    assert set(by_length["history"]) == {"< 12 quarters", ">= 12 quarters", "all"}
+    every = by_length[by_length["history"] == "all"].set_index("method")["rows"]
+    assert (every == len(forecasts) // forecasts["method"].nunique()).all()
     assert set(forecasts["method"]) >= {"territory", "lightgbm", "auto_ets", "auto_theta"}
     assert forecasts["unit_id"].str.startswith("u").all()
     metrics = pd.read_csv(out / "metrics.csv")
@@ -175,3 +180,61 @@ def test_cli_refuses_an_unknown_frequency_and_bad_numbers(tmp_path):
     missing = CliRunner().invoke(app, ["backtest", "--sales", str(tmp_path / "nope.csv"),
                                        "--frequency", "QS", "--horizon", "4"])
     assert missing.exit_code == 2 and "file not found" in missing.output
+
+
+def test_the_gate_publishes_the_combination_only_when_it_beats_every_member():
+    # a and b err in opposite directions: their mean beats both, so it is published
+    frame = _predictions({"forecast": [2.0, 2.0], "b": [-2.0, -2.2]})
+    published, combined = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8)
+    assert published.method == combination.COMBINED and published.gate["passed"]
+    assert published.needs_members
+    assert list(published.intervals.columns) == ["short_lo", "short_hi", "long_lo", "long_hi"]
+    np.testing.assert_allclose(published.weights.sum(axis=1), 1.0)
+    assert combination.COMBINED in combined
+    # b is far better and errs on the same side: b alone, one-hot weights
+    frame = _predictions({"forecast": [4.0, 4.0], "b": [1.0, 1.0]})
+    published, _ = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8)
+    assert published.method == "b" and not published.gate["passed"]
+    assert published.weights.loc[1].to_dict() == {"forecast": 0.0, "b": 1.0}
+    assert published.name == "b" and published.describe() == "b 1.00"
+    assert published.intervals is None  # a member alone keeps its own interval
+    # LightGBM far better: LightGBM alone, and no member needs refitting at scoring
+    frame = _predictions({"forecast": [0.5, 0.5], "b": [3.0, 3.0]})
+    published, _ = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8)
+    assert published.name == "lightgbm" and not published.needs_members
+
+
+
+
+def _errors_frame(rng, n_long: int, n_short: dict[int, int]) -> pd.DataFrame:
+    """Forecast 100; actual = 100·exp(e), e ~ N(0, σ), σ growing with h, 4× on short series."""
+    rows = []
+    for h in (1, 2):
+        for short, n in ((False, n_long), (True, n_short[h])):
+            sigma = 0.05 * h * (4 if short else 1)
+            rows.append(pd.DataFrame({"horizon": h, "history_periods": 10 if short else 100,
+                                      "territory": 100.0,
+                                      "actual": 100.0 * np.exp(rng.normal(0, sigma, n))}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_conformal_intervals_cover_short_and_long_series_per_horizon():
+    rng = np.random.default_rng(0)
+    # short series: enough errors at h=1, too few at h=2 (that horizon borrows from all)
+    earlier = _errors_frame(rng, 400, {1: 120, 2: 10})
+    table = combination.conformal_table(earlier, "territory", 0.8, 2, short_periods=36)
+    assert (table["short_hi"] > table["long_hi"]).all()  # short series get wider intervals
+    assert table.loc[2, "long_hi"] > table.loc[1, "long_hi"]  # and later horizons too
+    fresh = _errors_frame(rng, 4000, {1: 4000, 2: 4000})
+    lo, hi = combination.conformal_bounds(fresh, "territory", table, 36,
+                                          np.full(len(fresh), np.nan), np.full(len(fresh), np.nan))
+    inside = (fresh["actual"] >= lo) & (fresh["actual"] <= hi)
+    by = inside.groupby([fresh["history_periods"] < 36, fresh["horizon"]]).mean()
+    assert by.loc[(False, 1)] == pytest.approx(0.8, abs=0.05)
+    assert by.loc[(False, 2)] == pytest.approx(0.8, abs=0.05)
+    assert by.loc[(True, 1)] == pytest.approx(0.8, abs=0.06)
+    assert by.loc[(True, 2)] >= 0.7  # the fallback
+    # a horizon the table lacks keeps the given bounds
+    lo, _ = combination.conformal_bounds(fresh.assign(horizon=3), "territory", table, 36,
+                                         np.full(len(fresh), -1.0), np.zeros(len(fresh)))
+    assert (lo == -1.0).all()
