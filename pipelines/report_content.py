@@ -167,6 +167,46 @@ def potential_accuracy_table(trained: Trained, scores: Scores) -> pd.DataFrame |
     return table
 
 
+def _headline(config: RunConfig, features: FeatureSet, design: Design, recs: Recommendations,
+              uid, u: pd.DataFrame) -> tuple[list[tuple[str, str]], pd.DataFrame | None]:
+    """The report's headline numbers, and the table of units a manager locked (or None)."""
+    cols, tc = config.data.columns, config.territories
+    ov = design.overall
+    ahead = period_words(config.features.frequency, config.forecast.horizon)
+    monthly = period_word(config.features.frequency) in ("month", "quarter", "year")
+    headline = [
+        ("As of", f"{features.as_of:%Y-%m}" if monthly else f"{features.as_of:%Y-%m-%d}"),
+        ("Units", f"{len(uid):,}"),
+        ("Territories", f"{design.n_territories or tc.n_territories}"),
+        (f"Forecast, next {ahead}", f"{u['forecast'].sum():,.0f}"),
+        (f"Potential, next {ahead}", f"{u['potential'].sum():,.0f}"),
+    ]
+    for attr in tc.balance_attributes:
+        now = (design.current_overall or {}).get(f"max_abs_deviation_{attr}")
+        new = ov.get(f"max_abs_deviation_{attr}")
+        headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
+                         if now is not None else _pct(new)))
+    if "p_within_tolerance" in design.summary:
+        sure = design.summary["p_within_tolerance"]
+        tolerance = tc.tolerances.get("potential")
+        headline.append((f"Potential within ±{_pct(tolerance)}, in truth",
+                         f"{int((sure >= 0.8).sum())} of {len(sure)} territories at ≥ 80% "
+                         f"probability (least sure {sure.min():.0%})"))
+    headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
+    if recs.reps is not None and "load_after" in recs.reps:
+        known = recs.reps["load_after"].dropna()
+        over = int((known > 1 + 1e-9).sum())
+        headline.append(("Reps over capacity", f"{over} of {len(known)} (busiest at "
+                                               f"{_pct(known.max())})"))
+    if design.region_summary is not None:
+        headline.append(("Regions", f"{len(design.region_summary)}"))
+    locked = locked_table(design, recs, cols.unit_col)
+    if locked is not None:
+        kept = int((locked["kept"] == "yes").sum())
+        headline.append(("Units locked by a manager", f"{len(locked):,} ({kept:,} kept)"))
+    return headline, locked
+
+
 def report_content(
     config: RunConfig,
     inputs: Inputs,
@@ -208,39 +248,7 @@ def report_content(
         if deviations:
             figures["Balance before and after"] = rpt.balance_chart(deviations, tc.tolerance)
 
-    ov = design.overall
-    ahead = period_words(config.features.frequency, config.forecast.horizon)
-    monthly = period_word(config.features.frequency) in ("month", "quarter", "year")
-    headline = [
-        ("As of", f"{features.as_of:%Y-%m}" if monthly else f"{features.as_of:%Y-%m-%d}"),
-        ("Units", f"{len(uid):,}"),
-        ("Territories", f"{design.n_territories or tc.n_territories}"),
-        (f"Forecast, next {ahead}", f"{u['forecast'].sum():,.0f}"),
-        (f"Potential, next {ahead}", f"{u['potential'].sum():,.0f}"),
-    ]
-    for attr in tc.balance_attributes:
-        now = (design.current_overall or {}).get(f"max_abs_deviation_{attr}")
-        new = ov.get(f"max_abs_deviation_{attr}")
-        headline.append((f"Worst {attr} imbalance", f"{_pct(now)} → {_pct(new)}"
-                         if now is not None else _pct(new)))
-    if "p_within_tolerance" in design.summary:
-        sure = design.summary["p_within_tolerance"]
-        tolerance = tc.tolerances.get("potential")
-        headline.append((f"Potential within ±{_pct(tolerance)}, in truth",
-                         f"{int((sure >= 0.8).sum())} of {len(sure)} territories at ≥ 80% "
-                         f"probability (least sure {sure.min():.0%})"))
-    headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
-    if recs.reps is not None and "load_after" in recs.reps:
-        known = recs.reps["load_after"].dropna()
-        over = int((known > 1 + 1e-9).sum())
-        headline.append(("Reps over capacity", f"{over} of {len(known)} (busiest at "
-                                               f"{_pct(known.max())})"))
-    if design.region_summary is not None:
-        headline.append(("Regions", f"{len(design.region_summary)}"))
-    locked = locked_table(design, recs, cols.unit_col)
-    if locked is not None:
-        kept = int((locked["kept"] == "yes").sum())
-        headline.append(("Units locked by a manager", f"{len(locked):,} ({kept:,} kept)"))
+    headline, locked = _headline(config, features, design, recs, uid, u)
     tables = {
         "Territories": recs.territories,
         **({"Compare plans": design.comparison} if design.comparison is not None else {}),

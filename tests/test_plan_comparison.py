@@ -66,7 +66,7 @@ def test_no_minimal_change_without_a_current_alignment_or_when_switched_off():
 
 
 def test_the_run_prints_the_price_of_balance(tmp_path, capsys, monkeypatch):
-    from territory.pipelines import cli
+    from territory.pipelines import console_tables as cli
 
     pd.DataFrame([
         {"plan": "current alignment", "published": False, "potential_max_abs_deviation": 0.74,
@@ -77,9 +77,9 @@ def test_the_run_prints_the_price_of_balance(tmp_path, capsys, monkeypatch):
          "max_span_km": 1364.0, "units_moved_pct": 44.1},
     ]).to_csv(tmp_path / "plan_comparison.csv", index=False)
     monkeypatch.setattr(cli.console, "width", 200)
-    cli._print_plans(tmp_path)
+    cli.print_plans(tmp_path)
     out = capsys.readouterr().out
     assert "price of balance" in out and "proposed (soft ±30%)" in out
     assert "74.0%" in out and "31.0%" in out and "44.1%" in out and "1,364" in out
-    cli._print_plans(tmp_path / "nowhere")  # a run without plans prints nothing
+    cli.print_plans(tmp_path / "nowhere")  # a run without plans prints nothing
     assert capsys.readouterr().out == ""
