@@ -107,3 +107,15 @@ def test_the_safety_net_clock_counts_this_threads_work_not_waiting():
     busy.start()
     busy.join()  # another thread's work is not this design's either
     assert clock() - start < 0.1
+
+
+def test_cut_vertices_of_an_empty_last_territory_are_none():
+    """A start can leave the last territory empty; the search still asks for its cut vertices."""
+    from territory.models.territories.graph import Graph, articulation_points
+
+    xy, adj = _path(5)
+    graph = Graph.from_csr(adj)
+    labels = np.array([0, 0, 0, 1, 1])  # territory 2 of 3 is empty
+    is_ap = np.ones(5, dtype=bool)
+    articulation_points(labels, graph.nbrs, {0, 1, 2}, is_ap)
+    assert is_ap.tolist() == [False, True, False, False, False]

@@ -117,7 +117,9 @@ def articulation_points(
     adding a piece.
     """
     order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(int(labels.max()) + 2))
+    terrs = list(terrs)
+    top = max(int(labels.max()), max(terrs, default=-1))  # the last territories may be empty
+    bounds = np.searchsorted(labels[order], np.arange(top + 2))
     lab = labels.tolist()
     for t in terrs:
         members = order[bounds[t] : bounds[t + 1]].tolist()
