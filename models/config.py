@@ -181,7 +181,7 @@ class TerritoryConfig(FrozenModel):
     seed: int = 42
     # shape: a territory's span over the diameter of the circle with its area (null: no limit)
     max_elongation: float | None = Field(2.0, ge=1.0)
-    compactness_weight: float = Field(160.0, ge=0.0)  # pull towards the centre while balancing
+    compactness_weight: float = Field(40.0, ge=0.0)  # pull towards the centre while balancing
     # farthest a unit may be from its centre; a tight one may need max_restarts
     max_radius_km: float | None = Field(None, gt=0.0)
     rep_capacity: float | None = Field(None, gt=0.0)  # workload per rep, for n_territories: auto

@@ -375,7 +375,7 @@ TEMPLATE: list[tuple[str, Any, str]] = [
      "soft tolerances tried (plans.csv)"),
     ("territories.plan", "best", "the tightest plan holding the hard rule and shape; or e.g. 0.3"),
     ("territories.max_elongation", 2.0, "shape limit: span / diameter of the circle of its area"),
-    ("territories.compactness_weight", 160.0, "pull towards the centre while balancing"),
+    ("territories.compactness_weight", 40.0, "pull towards the centre while balancing"),
     ("territories.workload_column", "accounts", "sales column of workload; null = 1 per unit"),
     ("territories.mode", "fresh", "fresh | rebalance (moves as few units as it can)"),
     ("territories.keep_rep_homes", False, "true keeps each rep's home unit in their territory"),

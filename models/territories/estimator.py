@@ -66,7 +66,7 @@ class TerritoryDesigner:
         max_iter: int = 1500,
         time_limit_s: float = 120.0,
         n_starts: int = 1,
-        compactness_weight: float = 160.0,
+        compactness_weight: float = 40.0,
         move_budget: float | None = None,
         max_restarts: int = 0,
         max_chains: int | None = None,
