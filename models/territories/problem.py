@@ -25,6 +25,8 @@ from territory.models.territories.search import Graph
 def validate_units(
     xy, adjacency, attributes, unit_ids=None
 ) -> tuple[np.ndarray, sp.csr_matrix, pd.DataFrame, np.ndarray]:
+    """Coordinates, a symmetric CSR adjacency, non-negative finite attributes and unit ids,
+    checked against each other; ``ValueError`` names what is wrong."""
     xy = np.asarray(xy, dtype=float)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"xy must have shape (n, 2), got {xy.shape}")
@@ -67,6 +69,7 @@ def validate_units(
 
 
 def tolerance_vector(tolerance, tolerances, columns) -> np.ndarray:
+    """One tolerance per attribute: ``tolerance``, overridden by ``tolerances[name]``."""
     tol = float(tolerance)
     if not 0 <= tol < 1:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
@@ -81,6 +84,7 @@ def tolerance_vector(tolerance, tolerances, columns) -> np.ndarray:
 
 
 def target_matrix(targets, values: np.ndarray, k: int) -> np.ndarray:
+    """The (K, m) targets: as given (checked), else every territory the mean share."""
     if targets is None:
         return np.tile(values.sum(0) / k, (k, 1))
     t = np.asarray(targets, dtype=float)
