@@ -79,7 +79,7 @@ class Geography:
 def unit_measures(unit_totals: pd.DataFrame, workload: pd.Series, unit_ids: np.ndarray,
                   index: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """What a territory can be balanced on, per unit in ``unit_ids`` order; with ``index``
-    (``territory.index``) also the composite :func:`composite_index` as ``index``."""
+    (``territories.index``) also the composite :func:`composite_index` as ``index``."""
     totals = unit_totals.reindex(unit_ids)
     measures = {
         "potential": totals["potential"].fillna(0.0).to_numpy(),
@@ -101,8 +101,8 @@ def composite_index(measures: dict[str, np.ndarray], weights: dict[str, float]) 
         values = np.asarray(measures[name], dtype=float)
         mean = values.mean()
         if not mean > 0:
-            raise InputError("territory.index", f"the measure {name} is zero for every unit",
-                             column=name, hint=f"drop {name} from territory.index")
+            raise InputError("territories.index", f"the measure {name} is zero for every unit",
+                             column=name, hint=f"drop {name} from territories.index")
         out += (weight / total) * values / mean
     return out
 

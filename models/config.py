@@ -120,7 +120,7 @@ class PotentialConfig(FrozenModel):
 
 
 Measure = Literal["potential", "workload", "forecast", "units"]
-#: What a territory can be balanced on: a unit measure, or ``index`` (``territory.index``).
+#: What a territory can be balanced on: a unit measure, or ``index`` (``territories.index``).
 Attribute = Literal["potential", "workload", "forecast", "units", "index"]
 
 
@@ -248,7 +248,7 @@ class TerritoryConfig(FrozenModel):
     @model_validator(mode="after")
     def _index_is_defined(self) -> TerritoryConfig:
         if "index" in self.balance_attributes and not self.index:
-            raise ValueError("balance names the attribute index: define it with territory.index, "
+            raise ValueError("balance names the attribute index: define it with territories.index, "
                              "the weight of each measure, e.g. {workload: 0.7, units: 0.3}")
         return self
 

@@ -184,7 +184,7 @@ def test_a_composite_index_is_balanced_as_one_attribute():
     built = unit_measures(totals, pd.Series(measures["workload"], index=geo.unit_ids),
                           geo.unit_ids, {"workload": 3.0, "units": 1.0})
     np.testing.assert_allclose(built["index"], index)
-    with pytest.raises(ValidationError, match="define it with territory.index"):
+    with pytest.raises(ValidationError, match="define it with territories.index"):
         _config(balance=[{"attribute": "potential"}, {"attribute": "index", "role": "soft"}])
     with pytest.raises(ValidationError, match="greater than 0"):
         _config(index={"workload": 0.0})
