@@ -61,6 +61,20 @@ from territory.models.territories.search import Graph, SearchState, articulation
 _EPS = 1e-12
 
 
+def _ring_connected(ring: list[int], nbrs: list[list[int]]) -> bool:
+    """The units of ``ring`` are connected through each other alone (a sufficient test that
+    removing what they surround keeps their territory in one piece)."""
+    members = set(ring)
+    seen = {ring[0]}
+    stack = [ring[0]]
+    while stack:
+        for v in nbrs[stack.pop()]:
+            if v in members and v not in seen:
+                seen.add(v)
+                stack.append(v)
+    return len(seen) == len(members)
+
+
 class ChainSearch:
     """Ejection-chain repair on a :class:`SearchState` (mutated in place).
 
@@ -127,6 +141,8 @@ class ChainSearch:
             self.members[t].add(i)
         self.bnd: list[dict[int, list[int]] | None] = [None] * self.k
         self.cache: dict[tuple, object] = {}
+        # _donor_ok of groups by donor: valid while the donor's members stay the same
+        self.donor_memo: list[dict[tuple[int, ...], bool]] = [{} for _ in range(self.k)]
         self.stats = {"chains": 0, "moves": 0, "searches": 0}
         self.xy = xy
         self.radius = None if xy is None else radius
@@ -180,6 +196,8 @@ class ChainSearch:
         for t in stale:
             self.bnd[t] = None
         self.cache = {key: c for key, c in self.cache.items() if key[0] not in stale}
+        for t in touched:
+            self.donor_memo[t] = {}
         articulation_points(self.s.labels, nbrs, sorted(touched), self.is_ap)
         self.stats["chains"] += 1
         self.stats["moves"] += len(moves)
@@ -197,6 +215,8 @@ class ChainSearch:
         inner = [v for u in group for v in nbrs[u] if lab[v] == t and v not in gs]
         if not inner:
             return False
+        if _ring_connected(inner, nbrs):
+            return True  # any path through the group can go round it instead
         todo = set(inner)
         seen = set(gs) | {inner[0]}
         todo.discard(inner[0])
@@ -241,7 +261,10 @@ class ChainSearch:
                     if pair in seen:
                         continue
                     seen.add(pair)
-                    if self._donor_ok(pair, t):
+                    ok = self.donor_memo[t].get(pair)
+                    if ok is None:
+                        ok = self.donor_memo[t][pair] = self._donor_ok(pair, t)
+                    if ok:
                         out.append(pair)
             self.cache[key] = out
         return out
@@ -276,7 +299,8 @@ class ChainSearch:
             xs = np.empty((len(cid), m))
             xs[single] = x[cid[single]]
             if not single.all():
-                xs[~single] = [x[list(gtab[-1 - g])].sum(0) for g in cid[~single].tolist()]
+                pair_units = np.array(gtab, dtype=np.int64)[-1 - cid[~single]]  # pairs only
+                xs[~single] = x[pair_units[:, 0]] + x[pair_units[:, 1]]
             fin_b = np.array([b[0] for b in beam])
             open_b = np.array([b[3] for b in beam])
             away_b = np.array([b[4] for b in beam])

@@ -116,13 +116,10 @@ def articulation_points(
     subgraph. A unit that is not a cut vertex can leave its territory without
     adding a piece.
     """
-    order = np.argsort(labels, kind="stable")
     terrs = list(terrs)
-    top = max(int(labels.max()), max(terrs, default=-1))  # the last territories may be empty
-    bounds = np.searchsorted(labels[order], np.arange(top + 2))
     lab = labels.tolist()
     for t in terrs:
-        members = order[bounds[t] : bounds[t + 1]].tolist()
+        members = np.flatnonzero(labels == t).tolist()  # ascending, as a stable sort gives
         is_ap[members] = False
         disc: dict[int, int] = {}
         low: dict[int, int] = {}
