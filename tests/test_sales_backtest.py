@@ -155,6 +155,40 @@ def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_p
     assert len(metrics) == len(set(forecasts["method"])) * 5  # all + 4 horizons
 
 
+def test_cli_reads_quarter_strings_ragged_series_zeros_and_numeric_looking_ids(tmp_path):
+    """The reviewers' form (QS, quarters written '1998 Q1'), on an untidy panel: series of
+    different lengths, zeros, one too short to score, ids such as '007' kept as text."""
+    sales = _sales("QS", 48, n_units=5, short_unit=6)
+    sales["unit_id"] = sales["unit_id"].replace({"u0": "007", "u1": "7"})
+    sales = sales[~((sales["unit_id"] == "u2") & (sales["period"] < "2004-01-01"))]
+    sales.loc[sales.index[::7], "sales"] = 0.0
+    quarters = sales["period"].dt.year.astype(str) + " Q" + sales["period"].dt.quarter.astype(str)
+    path = _write(tmp_path, sales.assign(period=quarters))
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["backtest", "--sales", str(path), "--frequency", "QS",
+                                      "--horizon", "4", "--windows", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    forecasts = pd.read_csv(out / "forecasts.csv", dtype={"unit_id": str})
+    assert {"007", "7", "u2"} <= set(forecasts["unit_id"])
+    assert pd.to_datetime(forecasts["period"]).dt.is_quarter_start.all()
+    skipped = pd.read_csv(out / "skipped.csv", dtype={"unit_id": str})
+    assert set(skipped["unit_id"]) == {"short"}
+    assert set(skipped["reason"]) == {"no sales before the origin",
+                                      "2 periods of history before the origin; the MASE scale "
+                                      "needs more than 4"}
+
+
+def test_a_quarter_out_of_range_is_refused_with_its_row(tmp_path):
+    sales = _sales("QS", 40, n_units=2)
+    quarters = sales["period"].dt.year.astype(str) + "Q" + sales["period"].dt.quarter.astype(str)
+    path = _write(tmp_path, sales.assign(period=quarters.where(sales.index != 5, "2003Q5")))
+    result = CliRunner().invoke(app, ["backtest", "--sales", str(path), "--frequency", "QS",
+                                      "--horizon", "4", "--windows", "1",
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "period" in result.output and "line 7" in result.output and "2003Q5" in result.output
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.drop(columns="sales"), "sales"),
     (lambda f: f.assign(sales=-1.0), "sales"),
