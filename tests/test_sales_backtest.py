@@ -74,6 +74,20 @@ def test_an_origin_is_combined_with_weights_from_earlier_origins_only():
     assert gate["best_member"] == "a" and gate["passed"] is False
 
 
+def test_overlapping_windows_lend_only_the_actuals_known_at_the_origin():
+    """With a step below the horizon, the earlier window's targets after this origin are
+    still in the future there: they give no weight (the weights would peek ahead)."""
+    origins = pd.to_datetime(["2020-01-01", "2020-02-01"])
+    frame = pd.DataFrame({"unit_id": "a", "origin": origins.repeat(2), "horizon": [1, 2] * 2,
+                          "target_period": pd.to_datetime(["2020-02-01", "2020-03-01",
+                                                           "2020-03-01", "2020-04-01"]),
+                          "actual": 10.0, "scale": 1.0})
+    frame["a"] = 10.0 + np.array([1.0, 0.0, 0.0, 0.0])  # a: good on 2020-03, known only later
+    frame["b"] = 10.0 + np.array([1.0, 4.0, 0.0, 0.0])
+    _, weights = combination.add_combination(frame, ["a", "b"], 2, trim=10.0)
+    np.testing.assert_allclose(weights[origins[1]].to_numpy(), [[0.5, 0.5], [0.5, 0.5]])
+
+
 def test_a_member_without_a_forecast_leaves_the_combination_to_the_others():
     frame = _predictions({"a": [1.0, 1.0], "b": [2.0, 2.0]})
     frame.loc[1, "b"] = np.nan
