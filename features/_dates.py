@@ -182,7 +182,7 @@ def parse_dates(
             )
         return parsed, None
     text = _quarters_as_iso(text)
-    iso = text.str.fullmatch(ISO_PATTERN).fillna(False).to_numpy(dtype=bool)
+    iso = text.str.fullmatch(ISO_PATTERN, na=False).to_numpy(dtype=bool)
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if iso.any():
         parsed[iso] = pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True)

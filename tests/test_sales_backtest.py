@@ -192,6 +192,20 @@ def test_cli_reads_quarter_strings_ragged_series_zeros_and_numeric_looking_ids(t
                                       "needs more than 4"}
 
 
+def test_every_quarter_spelling_is_its_first_day_and_other_text_is_untouched():
+    from territory.features._dates import parse_dates
+
+    text = pd.Series(["1998 Q1", "1998Q2", "1998-Q3", "1998 q4", "Q1 1999", "Q2-1999", None])
+    parsed, problem = parse_dates(text, "period")
+    assert problem is None
+    expected = ["1998-01-01", "1998-04-01", "1998-07-01", "1998-10-01", "1999-01-01",
+                "1999-04-01"]
+    assert parsed.iloc[:6].tolist() == pd.to_datetime(expected).tolist()
+    assert pd.isna(parsed.iloc[6])
+    _, problem = parse_dates(pd.Series(["1998 Q1", "1998 Q0"]), "period")
+    assert problem is not None and problem.positions.tolist() == [1]
+
+
 def test_a_quarter_out_of_range_is_refused_with_its_row(tmp_path):
     sales = _sales("QS", 40, n_units=2)
     quarters = sales["period"].dt.year.astype(str) + "Q" + sales["period"].dt.quarter.astype(str)
