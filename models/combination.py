@@ -111,7 +111,9 @@ def add_combination(
 ) -> tuple[pd.DataFrame, dict[pd.Timestamp, pd.DataFrame]]:
     """Add the ``territory`` column (and its bounds) to backtest predictions.
 
-    Each origin's rows are combined with weights from the origins before it.
+    Each origin's rows are combined with weights from the origins before it, on the
+    rows whose target period is not after it (an earlier window that overlaps
+    this one lends only the actuals known at this origin).
     With ``level``, the bounds are conformal: :func:`conformal_table` on the
     errors that the combination with this origin's weights made at the
     origins before (the same predictor that is scored), series shorter than
@@ -127,6 +129,8 @@ def add_combination(
     used: dict[pd.Timestamp, pd.DataFrame] = {}
     for origin in sorted(out["origin"].unique()):
         earlier = out[out["origin"] < origin]
+        if "target_period" in earlier:  # with --step below the horizon: only actuals known then
+            earlier = earlier[earlier["target_period"] <= origin]
         weights = combination_weights(earlier, members, horizon, power, trim)
         at = (out["origin"] == origin).to_numpy()
         point, lo, hi = combine(out.loc[at], weights)

@@ -74,6 +74,20 @@ def test_an_origin_is_combined_with_weights_from_earlier_origins_only():
     assert gate["best_member"] == "a" and gate["passed"] is False
 
 
+def test_overlapping_windows_lend_only_the_actuals_known_at_the_origin():
+    """With a step below the horizon, the earlier window's targets after this origin are
+    still in the future there: they give no weight (the weights would peek ahead)."""
+    origins = pd.to_datetime(["2020-01-01", "2020-02-01"])
+    frame = pd.DataFrame({"unit_id": "a", "origin": origins.repeat(2), "horizon": [1, 2] * 2,
+                          "target_period": pd.to_datetime(["2020-02-01", "2020-03-01",
+                                                           "2020-03-01", "2020-04-01"]),
+                          "actual": 10.0, "scale": 1.0})
+    frame["a"] = 10.0 + np.array([1.0, 0.0, 0.0, 0.0])  # a: good on 2020-03, known only later
+    frame["b"] = 10.0 + np.array([1.0, 4.0, 0.0, 0.0])
+    _, weights = combination.add_combination(frame, ["a", "b"], 2, trim=10.0)
+    np.testing.assert_allclose(weights[origins[1]].to_numpy(), [[0.5, 0.5], [0.5, 0.5]])
+
+
 def test_a_member_without_a_forecast_leaves_the_combination_to_the_others():
     frame = _predictions({"a": [1.0, 1.0], "b": [2.0, 2.0]})
     frame.loc[1, "b"] = np.nan
@@ -153,6 +167,54 @@ def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_p
     assert forecasts["unit_id"].str.startswith("u").all()
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == len(set(forecasts["method"])) * 5  # all + 4 horizons
+
+
+def test_cli_reads_quarter_strings_ragged_series_zeros_and_numeric_looking_ids(tmp_path):
+    """The reviewers' form (QS, quarters written '1998 Q1'), on an untidy panel: series of
+    different lengths, zeros, one too short to score, ids such as '007' kept as text."""
+    sales = _sales("QS", 48, n_units=5, short_unit=6)
+    sales["unit_id"] = sales["unit_id"].replace({"u0": "007", "u1": "7"})
+    sales = sales[~((sales["unit_id"] == "u2") & (sales["period"] < "2004-01-01"))]
+    sales.loc[sales.index[::7], "sales"] = 0.0
+    quarters = sales["period"].dt.year.astype(str) + " Q" + sales["period"].dt.quarter.astype(str)
+    path = _write(tmp_path, sales.assign(period=quarters))
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["backtest", "--sales", str(path), "--frequency", "QS",
+                                      "--horizon", "4", "--windows", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    forecasts = pd.read_csv(out / "forecasts.csv", dtype={"unit_id": str})
+    assert {"007", "7", "u2"} <= set(forecasts["unit_id"])
+    assert pd.to_datetime(forecasts["period"]).dt.is_quarter_start.all()
+    skipped = pd.read_csv(out / "skipped.csv", dtype={"unit_id": str})
+    assert set(skipped["unit_id"]) == {"short"}
+    assert set(skipped["reason"]) == {"no sales before the origin",
+                                      "2 periods of history before the origin; the MASE scale "
+                                      "needs more than 4"}
+
+
+def test_every_quarter_spelling_is_its_first_day_and_other_text_is_untouched():
+    from territory.features._dates import parse_dates
+
+    text = pd.Series(["1998 Q1", "1998Q2", "1998-Q3", "1998 q4", "Q1 1999", "Q2-1999", None])
+    parsed, problem = parse_dates(text, "period")
+    assert problem is None
+    expected = ["1998-01-01", "1998-04-01", "1998-07-01", "1998-10-01", "1999-01-01",
+                "1999-04-01"]
+    assert parsed.iloc[:6].tolist() == pd.to_datetime(expected).tolist()
+    assert pd.isna(parsed.iloc[6])
+    _, problem = parse_dates(pd.Series(["1998 Q1", "1998 Q0"]), "period")
+    assert problem is not None and problem.positions.tolist() == [1]
+
+
+def test_a_quarter_out_of_range_is_refused_with_its_row(tmp_path):
+    sales = _sales("QS", 40, n_units=2)
+    quarters = sales["period"].dt.year.astype(str) + "Q" + sales["period"].dt.quarter.astype(str)
+    path = _write(tmp_path, sales.assign(period=quarters.where(sales.index != 5, "2003Q5")))
+    result = CliRunner().invoke(app, ["backtest", "--sales", str(path), "--frequency", "QS",
+                                      "--horizon", "4", "--windows", "1",
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "period" in result.output and "line 7" in result.output and "2003Q5" in result.output
 
 
 @pytest.mark.parametrize("change, message", [
