@@ -129,8 +129,9 @@ def run_k(geo, measures, gdf, k: int, args) -> dict:
     published = plans.chosen_plan(tried, config)
     table = plans.plans_table(tried, config, published)
     table["run_time_s"] = [p.design.overall.get("run_time_s") for p in tried]
-    limit = config.time_limit_s
-    table["hit_time_limit"] = [rt is not None and rt >= 0.99 * limit for rt in table["run_time_s"]]
+    table["cpu_time_s"] = [p.design.overall.get("cpu_time_s") for p in tried]
+    limit = config.time_limit_s  # a CPU-second safety net (the engine's clock)
+    table["hit_time_limit"] = [bool(p.design.overall.get("hit_time_limit")) for p in tried]
     shown = table.drop(columns=[c for c in table if c.endswith("_role")])
 
     design = published.design
@@ -194,7 +195,7 @@ def run_k(geo, measures, gdf, k: int, args) -> dict:
           f"{len(tried)} plans {cpu:.1f} s CPU, {wall:.1f} s wall")
     hit = table.loc[table["hit_time_limit"], "plan"].tolist()
     print(f"  time limit hit: {'yes: ' + ', '.join(hit) if hit else 'no'} "
-          f"(longest design {max(r or 0 for r in table['run_time_s']):.1f} s of {limit:g} s)")
+          f"(longest design {max(r or 0 for r in table['cpu_time_s']):.1f} s CPU of {limit:g} s)")
     print(f"\ngiant units (population > {1 + tau:.2f} × total/K = {(1 + tau) * share:,.0f}): "
           f"{len(giants)}; engine reports {len(p['engine_giant_units'])}")
     for g in giants:

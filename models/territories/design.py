@@ -313,7 +313,12 @@ def design_territories(
                         shape_tries=shape_tries)
     settings.check()
     best = solve_problem(problem, settings, t0)
-    return _result(problem, settings, best, started, territory_names)
+    result = _result(problem, settings, best, started, territory_names)
+    cpu = clock() - t0
+    result.report.overall["cpu_time_s"] = cpu
+    result.report.overall["hit_time_limit"] = bool(
+        settings.time_limit_s is not None and cpu >= settings.time_limit_s)
+    return result
 
 
 def solve_problem(problem: Problem, settings: Settings, t0: float | None = None) -> SearchState:
