@@ -122,15 +122,18 @@ def test_the_server_starts_and_stops_with_the_command(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_kill_minus_9_leaves_no_prefect_server(demo_slice_dir, tmp_path):
+@pytest.mark.parametrize("command", [["run"], ["backfill", "--start", "2025-11",
+                                               "--end", "2025-11"]], ids=["run", "backfill"])
+def test_kill_minus_9_leaves_no_prefect_server(demo_slice_dir, tmp_path, command):
     workspace = tmp_path / "ws"
     path = write_slice_config(demo_slice_dir, workspace, run_name="orphan", **FAST_MODELS)
     home = (workspace / "prefect").resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({"TERRITORY_CHAOS_KILL_AT": "load and validate inputs",
+    env.update({"TERRITORY_CHAOS_KILL_AT": "load and validate inputs",  # inside the first flow
                 "PREFECT_HOME": str(home)})
-    done = subprocess.run([str(Path(sys.executable).with_name("territory")), "run", "--config",
-                           str(path)], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(Path(sys.executable).with_name("territory")), *command,
+                           "--config", str(path)], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     assert (home / "server.log").exists()  # it had started a server of its own
     assert _gone(home), f"orphan Prefect server(s): {servers_for(home)}"
