@@ -103,10 +103,14 @@ def fit_distributed(
         client=client, n_estimators=est.best_iteration_, random_state=est.random_state,
         **dist_params,
     )
-    design, label, sample_weight = _dask_frames(
-        client, [data.design, pd.Series(data.target, name="target"),
-                 pd.Series(data.weight, name="weight")],
-        n_workers)
+    frames = [data.design, pd.Series(data.target, name="target"),
+              pd.Series(data.weight, name="weight")]
+    # The driver lets go of the fit's rows (the selected table, a copy of the training
+    # table's selected rows) now, and of their design matrix once the workers hold it:
+    # before, both stayed alive through the refit, next to the workers' copies.
+    del data
+    design, label, sample_weight = _dask_frames(client, frames, n_workers)
+    del frames
     with warnings.catch_warnings():  # it drops n_jobs for the workers' own threads, as wanted
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(design, label, sample_weight=sample_weight)
