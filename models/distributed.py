@@ -11,8 +11,9 @@ grows with the number of units (units × validation periods × horizons).
 estimator, but runs the refit as data-parallel LightGBM on the Dask workers
 when it has at least ``min_rows`` rows. ``lightgbm.dask`` has no early
 stopping, so the rounds still come from the local early-stopping fit, which
-is identical to the local path's. Below ``min_rows`` it is
-``estimator.fit``. The result is a plain fitted ``SalesForecaster`` (its
+is identical to the local path's. The driver drops the fit's selected rows
+before the refit, and its design matrix once the workers hold their shares.
+Below ``min_rows`` it is ``estimator.fit``. The result is a plain fitted ``SalesForecaster`` (its
 ``booster_`` is an ordinary LightGBM booster), so tracking, serving and
 scoring do not change.
 
