@@ -11,8 +11,9 @@ grows with the number of units (units × validation periods × horizons).
 estimator, but runs the refit as data-parallel LightGBM on the Dask workers
 when it has at least ``min_rows`` rows. ``lightgbm.dask`` has no early
 stopping, so the rounds still come from the local early-stopping fit, which
-is identical to the local path's. Below ``min_rows`` it is
-``estimator.fit``. The result is a plain fitted ``SalesForecaster`` (its
+is identical to the local path's. The driver drops the fit's selected rows
+before the refit, and its design matrix once the workers hold their shares.
+Below ``min_rows`` it is ``estimator.fit``. The result is a plain fitted ``SalesForecaster`` (its
 ``booster_`` is an ordinary LightGBM booster), so tracking, serving and
 scoring do not change.
 
@@ -103,10 +104,14 @@ def fit_distributed(
         client=client, n_estimators=est.best_iteration_, random_state=est.random_state,
         **dist_params,
     )
-    design, label, sample_weight = _dask_frames(
-        client, [data.design, pd.Series(data.target, name="target"),
-                 pd.Series(data.weight, name="weight")],
-        n_workers)
+    frames = [data.design, pd.Series(data.target, name="target"),
+              pd.Series(data.weight, name="weight")]
+    # The driver lets go of the fit's rows (the selected table, a copy of the training
+    # table's selected rows) now, and of their design matrix once the workers hold it:
+    # before, both stayed alive through the refit, next to the workers' copies.
+    del data
+    design, label, sample_weight = _dask_frames(client, frames, n_workers)
+    del frames
     with warnings.catch_warnings():  # it drops n_jobs for the workers' own threads, as wanted
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(design, label, sample_weight=sample_weight)

@@ -316,12 +316,19 @@ def schedule(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     except InputError as exc:
         _fail(exc)
     prepare_environment(Path(cfg.workspace), verbose=True)
-    from territory.pipelines.deploy import deployment_specs, serve
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
 
-    for spec in deployment_specs(cfg, config):
-        console.print(f"serving {spec.full_name}: '{spec.cron}' in {spec.timezone}")
-    console.print("Ctrl-C stops serving (and pauses the schedules)")
-    serve(cfg, config)
+    try:  # without PREFECT_API_URL: a server of its own, that dies with this process
+        with prefect_api(Path(cfg.workspace)) as url:
+            from territory.pipelines.deploy import deployment_specs, serve
+
+            for spec in deployment_specs(cfg, config):
+                console.print(f"serving {spec.full_name}: '{spec.cron}' in {spec.timezone}")
+            console.print(f"Prefect API: {url}; Ctrl-C stops serving (and pauses the "
+                          "schedules)", highlight=False, soft_wrap=True)
+            serve(cfg, config)
+    except PrefectStartError as exc:
+        _fail(exc)
 
 
 @app.command()

@@ -10,7 +10,8 @@ on ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``:
   0 rows) forecasts the 12 held-out months with a WAPE within 5% (relative)
   of the local model's, and its forecasts are within 5% of the local ones in
   total (data-parallel LightGBM bins and bags per worker, so it is not
-  bitwise equal: this is the documented tolerance);
+  bitwise equal: this is the documented tolerance), and the driver frees the
+  fit's rows and design matrix before that refit;
 * partitioned scoring equals local scoring exactly.
 """
 
@@ -133,6 +134,41 @@ def test_distributed_training_matches_local_quality(client, subset_config, local
     assert abs(total_dask - total_local) <= WAPE_TOLERANCE * total_local
     # it is a different model (data-parallel), not the local one returned unchanged
     assert not np.array_equal(local_scores.scores["forecast"], dask_scores.scores["forecast"])
+
+
+def test_the_driver_frees_the_fit_rows_before_the_distributed_refit(client, subset_config,
+                                                                   local_run, monkeypatch):
+    """Issue 13 item 8: during the ``lightgbm.dask`` refit the driver no longer holds the
+    selected rows nor their design matrix (the workers hold the design); the model is the
+    same one (trees equal) as when the driver kept them."""
+    import gc
+    import weakref
+
+    import lightgbm.dask as lgb_dask
+
+    from territory.models.forecast import SalesForecaster
+
+    _, features, _ = local_run
+    held: dict[str, weakref.ref] = {}
+    prepare, fit = SalesForecaster._prepare, lgb_dask.DaskLGBMRegressor.fit
+
+    def watched_prepare(self, X, y):
+        data = prepare(self, X, y)
+        held.update(rows=weakref.ref(data.X), design=weakref.ref(data.design))
+        return data
+
+    alive_at_refit: list[str] = []
+
+    def watched_fit(self, *args, **kwargs):
+        gc.collect()
+        alive_at_refit.extend(name for name, ref in held.items() if ref() is not None)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SalesForecaster, "_prepare", watched_prepare)
+    monkeypatch.setattr(lgb_dask.DaskLGBMRegressor, "fit", watched_fit)
+    trained = dask_runner.distributed_training(subset_config, features, client)
+    assert set(held) == {"rows", "design"} and alive_at_refit == []
+    assert trained.forecaster.booster_.params.get("tree_learner") == "data"
 
 
 def test_partitioned_scoring_equals_local_scoring(client, subset_config, local_run):

@@ -1,5 +1,6 @@
-"""Issue 13: Prefect's local server starts in time or says what to set, and never outlives us;
-preflight checks stop a run with one line before any work."""
+"""Issue 13: Prefect's local server starts in time or says what to set, and never outlives us
+(run, backfill and schedule start one; every other command starts none); preflight checks stop
+a run with one line before any work."""
 
 from __future__ import annotations
 
@@ -121,15 +122,121 @@ def test_the_server_starts_and_stops_with_the_command(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_kill_minus_9_leaves_no_prefect_server(demo_slice_dir, tmp_path):
+@pytest.mark.parametrize("command", [["run"], ["backfill", "--start", "2025-11",
+                                               "--end", "2025-11"]], ids=["run", "backfill"])
+def test_kill_minus_9_leaves_no_prefect_server(demo_slice_dir, tmp_path, command):
     workspace = tmp_path / "ws"
     path = write_slice_config(demo_slice_dir, workspace, run_name="orphan", **FAST_MODELS)
     home = (workspace / "prefect").resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({"TERRITORY_CHAOS_KILL_AT": "load and validate inputs",
+    env.update({"TERRITORY_CHAOS_KILL_AT": "load and validate inputs",  # inside the first flow
                 "PREFECT_HOME": str(home)})
-    done = subprocess.run([str(Path(sys.executable).with_name("territory")), "run", "--config",
-                           str(path)], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(Path(sys.executable).with_name("territory")), *command,
+                           "--config", str(path)], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     assert (home / "server.log").exists()  # it had started a server of its own
     assert _gone(home), f"orphan Prefect server(s): {servers_for(home)}"
+
+
+# --- Every command: a Prefect server of its own that dies with it, or none at all ----------
+
+
+def _spawn_and_kill_when_serving(args: list[str], home: Path, log: Path) -> int:
+    """Start ``territory ARGS`` without PREFECT_API_URL; SIGKILL it once its Prefect server
+    answers and it is serving. Returns its exit status."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(home)
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("territory")), *args],
+                                env=env, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (servers_for(home) and "Ctrl-C stops serving" in log.read_text()):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)  # serve() has begun registering its deployments
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_kill_minus_9_of_schedule_leaves_no_prefect_server(demo_slice_dir, tmp_path):
+    workspace = tmp_path / "ws"
+    path = write_slice_config(demo_slice_dir, workspace, run_name="sched-orphan", **FAST_MODELS)
+    home = (workspace / "prefect").resolve()
+    status = _spawn_and_kill_when_serving(["schedule", "--config", str(path)], home,
+                                          tmp_path / "schedule.log")
+    assert status == -signal.SIGKILL
+    assert _gone(home), f"orphan Prefect server(s): {servers_for(home)}"
+    assert (home / "server.log").exists()  # the server was prefect_api's, not an ephemeral one
+
+
+@pytest.fixture
+def refuse_prefect_servers(monkeypatch):
+    """Record and refuse any start of a Prefect server: Prefect's own ephemeral one (what a
+    client, a flow or the events worker starts without PREFECT_API_URL) or prefect_api's."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    started: list[str] = []
+
+    def refuse(*args, **kwargs):
+        started.append(repr(args)[:200])
+        raise RuntimeError("this command must not start a Prefect server")
+
+    monkeypatch.setattr(SubprocessASGIServer, "start", refuse)
+    monkeypatch.setattr(prefect_api, "prefect_api", refuse)
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", prefect_api.STARTUP_ENV,
+                "PREFECT_LOGGING_LEVEL", "PREFECT_SERVER_ANALYTICS_ENABLED",
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        monkeypatch.delenv(key, raising=False)  # prepare_environment sets them; undone after
+    return started
+
+
+def test_commands_without_flows_never_start_a_prefect_server(demo_slice_dir, tmp_path,
+                                                             refuse_prefect_servers):
+    """validate, score, recover, cache clear, migrate: nothing for a kill -9 to orphan."""
+    path = write_slice_config(demo_slice_dir, tmp_path / "ws", **FAST_MODELS)
+    runner = CliRunner()
+    for args in (["validate"], ["recover"], ["cache", "clear"], ["migrate"]):
+        result = runner.invoke(app, [*args, "--config", str(path)])
+        assert result.exit_code == 0, (args, result.output, result.exception)
+    scored = runner.invoke(app, ["score", "--config", str(path)])  # no champion yet
+    assert scored.exit_code != 0 and not isinstance(scored.exception, RuntimeError), \
+        scored.output
+    assert refuse_prefect_servers == []
+    assert not (tmp_path / "ws" / "prefect" / "server.log").exists()
+
+
+def test_tune_and_backtest_never_start_a_prefect_server(tmp_path, refuse_prefect_servers):
+    from tests.test_sales_backtest import _sales
+    from tests.test_tune import _config
+
+    runner = CliRunner()
+    tuned = runner.invoke(app, ["tune", "--config", str(_config(tmp_path)), "--trials", "1",
+                                "--out", str(tmp_path / "tuned.yaml")])
+    assert tuned.exit_code == 0, (tuned.output, tuned.exception)
+    sales = tmp_path / "sales.csv"
+    _sales("QS", 40).to_csv(sales, index=False)
+    backtest = runner.invoke(app, ["backtest", "--sales", str(sales), "--frequency", "QS",
+                                   "--horizon", "4", "--windows", "1",
+                                   "--out", str(tmp_path / "bt")])
+    assert backtest.exit_code == 0, (backtest.output, backtest.exception)
+    assert refuse_prefect_servers == []
+
+
+def test_deploy_without_a_prefect_server_says_what_to_set_and_starts_none(
+        demo_slice_dir, tmp_path, refuse_prefect_servers):
+    """A deployment must outlive the command, so deploy never starts a server of its own."""
+    path = write_slice_config(demo_slice_dir, tmp_path / "ws", **FAST_MODELS)
+    result = CliRunner().invoke(app, ["deploy", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: PREFECT_API_URL: territory deploy needs a Prefect "
+                                    "server"), result.output
+    assert "what to do: start one with `prefect server start`" in result.output
+    assert "Traceback" not in result.output and refuse_prefect_servers == []
