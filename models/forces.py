@@ -110,14 +110,15 @@ def _global_potential(config, market, annual, territory_by_segment, xy):
         potential[segment] = pd.Series(model.predict(rows), index=market.index)
         contributions = model.contributions(rows).drop(columns=SEGMENT_CODE)
         drivers[segment] = describe_drivers(contributions.set_axis(market.index))
-    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics, dict.fromkeys(segments,
-                                                                                  metrics)
+    models = {segment: (model, float(code)) for code, segment in enumerate(segments)}
+    return (pd.DataFrame(potential), pd.DataFrame(drivers), metrics,
+            dict.fromkeys(segments, metrics), models)
 
 
 def _per_segment_potential(config, market, annual, territory_by_segment, xy):
     """One model per segment: potential, drivers, the metrics pooled over the segments
-    (with each segment's under ``<name>_<segment>``), and each segment's metrics."""
-    potential, drivers, parts, each = {}, {}, [], {}
+    (with each segment's under ``<name>_<segment>``), each segment's metrics and model."""
+    potential, drivers, parts, each, models = {}, {}, [], {}, {}
     for segment in annual.columns:
         y = annual[segment].reindex(market.index).to_numpy(float)
         groups = _groups(segment, territory_by_segment.get(segment), market.index)
@@ -127,11 +128,12 @@ def _per_segment_potential(config, market, annual, territory_by_segment, xy):
         drivers[segment] = describe_drivers(model.contributions(market))
         parts.append((metrics, float(np.isfinite(y).sum())))
         each[segment] = metrics
+        models[segment] = (model, None)
     metrics = pool_metrics(parts)
     for segment, seg_metrics in each.items():
         metrics |= {f"{k}_{segment}": v for k, v in seg_metrics.items()
                     if k.startswith("potential_cv_")}
-    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics, each
+    return pd.DataFrame(potential), pd.DataFrame(drivers), metrics, each, models
 
 
 def fit_segment_potential(
@@ -141,7 +143,8 @@ def fit_segment_potential(
     territory_by_segment: Mapping[str, pd.Series | None],
     xy: np.ndarray,
     models: str = "auto",
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], dict[str, dict[str, float]]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], dict[str, dict[str, float]],
+           dict[str, tuple[object, float | None]]]:
     """Annual potential per unit and segment: one global model with the segment as a
     feature, one model per segment, or (``auto``) the one of the two with the lower
     out-of-sample loss of ``potential.method`` (spatial-block cross-validation).
@@ -164,12 +167,15 @@ def fit_segment_potential(
 
     Returns
     -------
-    potential, drivers, metrics, by_segment
+    potential, drivers, metrics, by_segment, models
         Annual potential and its top drivers per unit (rows) and segment
         (columns); the chosen models' out-of-sample metrics, both candidates'
         criterion (``potential_cv_<criterion>_global`` / ``_per_segment``) and
-        ``potential_per_segment_models`` (1: one model per segment); and per
-        segment the metrics of the model that made its potential.
+        ``potential_per_segment_models`` (1: one model per segment); per
+        segment the metrics of the model that made its potential; and per
+        segment that model with its ``segment_code`` (None: a model of the
+        segment alone), as :class:`territory.models.force_recommender.ForcePotential`
+        takes them.
     """
     if models not in SEGMENT_MODELS:
         raise ValueError(f"models must be one of {SEGMENT_MODELS}, got {models!r}")
@@ -185,12 +191,12 @@ def fit_segment_potential(
     scores = {kind: _criterion(result[2]) for kind, result in candidates.items()
               if CRITERIA[result[2]["potential_rep_adjusted"]] in result[2]}
     chosen = min(scores, key=lambda kind: scores[kind][1]) if scores else next(iter(candidates))
-    potential, drivers, metrics, by_segment = candidates[chosen]
+    potential, drivers, metrics, by_segment, models_used = candidates[chosen]
     metrics = dict(metrics)
     for kind, (name, value) in scores.items():
         metrics[f"{name}_{kind}"] = value
     metrics["potential_per_segment_models"] = float(chosen == "per_segment")
-    return potential, drivers, metrics, by_segment
+    return potential, drivers, metrics, by_segment, models_used
 
 
 def force_share(annual_force: pd.Series, annual_total: pd.Series) -> pd.Series:

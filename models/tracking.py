@@ -40,6 +40,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 
 from territory.features.spreadsheet_safe import write_csv
+from territory.models.force_recommender import ForcesRecommender
 from territory.models.recommender import RecommenderBundle, ScoringInputError
 from territory.models.tracking_registry import (
     RUN_TAG,
@@ -200,14 +201,16 @@ def _register_pyfunc(
     artifact_name: str,
     example: pd.DataFrame,
     registered_model: str,
+    params: dict | None = None,
 ) -> str:
-    """Log a pyfunc in the active run with signature and example, register it,
-    and alias the new version ``challenger``; returns the version."""
+    """Log a pyfunc in the active run with signature (``params``: its request parameters
+    with their defaults) and example, register it, and alias the new version
+    ``challenger``; returns the version."""
     output = python_model.predict(None, example)
     info = mlflow.pyfunc.log_model(
         name=artifact_name,
         python_model=python_model,
-        signature=infer_signature(example, output),
+        signature=infer_signature(example, output, params),
         input_example=example,
         registered_model_name=registered_model,
         pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
@@ -237,33 +240,41 @@ def log_scoring_model(
 
 
 class TerritoryRecommender(mlflow.pyfunc.PythonModel):
-    """Pyfunc around a :class:`territory.models.recommender.RecommenderBundle`.
+    """Pyfunc around a :class:`territory.models.recommender.RecommenderBundle`, or for a
+    run with sales forces a :class:`territory.models.force_recommender.ForcesRecommender`.
 
     Requests are unit feature rows (``unit_id`` plus the market feature
-    columns); replies are scores, assignments, actions and reasons. Bad
-    requests become ``INVALID_PARAMETER_VALUE`` errors, which MLflow's scoring
-    server answers with HTTP 400 and the message.
+    columns); replies are scores, assignments, actions and reasons, with
+    forces one row per unit and force, or with the parameter ``force``
+    (``{"params": {"force": ...}}``) that force's only. Bad requests become
+    ``INVALID_PARAMETER_VALUE`` errors, which MLflow's scoring server answers
+    with HTTP 400 and the message.
     """
 
-    def __init__(self, bundle: RecommenderBundle) -> None:
+    def __init__(self, bundle: RecommenderBundle | ForcesRecommender) -> None:
         self.bundle = bundle
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         try:
+            if isinstance(self.bundle, ForcesRecommender):
+                return self.bundle.score(model_input, (params or {}).get("force") or None)
             return self.bundle.score(model_input)
         except ScoringInputError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def log_recommender(
-    bundle: RecommenderBundle, features: pd.DataFrame, registered_model: str = RECOMMENDER
+    bundle: RecommenderBundle | ForcesRecommender, features: pd.DataFrame,
+    registered_model: str = RECOMMENDER,
 ) -> str:
-    """Log and register the recommender; ``features`` (index = unit) gives the example rows."""
+    """Log and register the recommender (a ``RecommenderBundle``, or a ``ForcesRecommender``
+    taking the parameter ``force``); ``features`` (index = unit) gives the example rows."""
     rows = features[bundle.feature_columns].head(3).astype(float)
     example = rows.reset_index(names=bundle.unit_col)
     example[bundle.unit_col] = example[bundle.unit_col].astype(str)
+    params = {"force": ""} if isinstance(bundle, ForcesRecommender) else None  # "": all
     return _register_pyfunc(TerritoryRecommender(bundle), "territory-recommender", example,
-                            registered_model)
+                            registered_model, params)
 
 
 def log_batch_scores(scored: pd.DataFrame, csv_path: Path, run_name: str) -> str:

@@ -28,6 +28,8 @@ from territory.features.panel import panel_on_calendar, regular_periods
 from territory.features.segments import SEGMENT_COL, check_segments, segment_sales
 from territory.models import alignment
 from territory.models import forces as mf
+from territory.models.force_recommender import ForcePotential, ForcesRecommender
+from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
 from territory.pipelines.config import RunConfig
 from territory.pipelines.forces_config import ForceConfig
@@ -53,6 +55,7 @@ class SegmentModels:
     by_segment: pd.DataFrame  # unit x segment: annual potential
     metrics: dict[str, float]  # the segment models' (``segment_potential_*``)
     force_metrics: dict[str, dict[str, float]]  # per force: its potential's (``potential_*``)
+    models: dict[str, ForcePotential] | None = None  # per force: its potential model (serving)
 
 
 def check_flow_takes_forces(config: RunConfig, kind: str) -> None:
@@ -136,7 +139,7 @@ def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentMod
         current = alignment.current_territories(tables.alignment, unit_ids, cols)
         for segment in next(f for f in config.forces if f.name == force).segments:
             territory[segment] = current
-    potential, drivers, metrics, own = mf.fit_segment_potential(
+    potential, drivers, metrics, own, models = mf.fit_segment_potential(
         config.potential, features.market_table, seg_annual, territory, features.xy)
     force_metrics = {f.name: mf.pool_metrics([(own[s], float(seg_annual[s].notna().sum()))
                                               for s in f.segments]) for f in config.forces}
@@ -149,7 +152,8 @@ def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentMod
     metrics = {f"segment_{k}": v for k, v in metrics.items()}
     return SegmentModels(pd.DataFrame(annual).fillna(0.0), pd.DataFrame(workload),
                          pd.DataFrame(by_force), pd.DataFrame(force_drivers), potential, metrics,
-                         force_metrics)
+                         force_metrics, {f.name: ForcePotential({s: models[s] for s in f.segments})
+                                         for f in config.forces})
 
 
 @dataclass
@@ -188,3 +192,13 @@ def force_views(config: RunConfig, inputs, features: FeatureSet, scores: Scores,
                                replace(inputs, alignment=own.alignment, reps=own.reps),
                                view_features, view_scores))
     return views
+
+
+def forces_recommender(config: RunConfig, views: list[ForceView], recs: list,
+                       segments: SegmentModels, market: pd.DataFrame) -> ForcesRecommender:
+    """The served recommender of a run with forces: per force a bundle on its own potential
+    model, its recommendations (forecasts, territories, peers) and the market table."""
+    unit_col = config.data.columns.unit_col
+    return ForcesRecommender({
+        view.name: build_bundle(segments.models[view.name], rec.units, unit_col, market)
+        for view, rec in zip(views, recs, strict=True)})

@@ -28,6 +28,7 @@ from territory.models.training import Trained
 from territory.pipelines import journal, monitoring, run_keys
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
+from territory.pipelines.forces import forces_recommender
 from territory.pipelines.report_content import report_content, summary_markdown
 from territory.pipelines.report_forces import forces_index_html
 from territory.pipelines.stages import Inputs, unit_names
@@ -296,12 +297,13 @@ def _write_run_report(out: Path, config: RunConfig, views, designs, segments) ->
 
 def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained,
                      views, designs, segment_metrics: dict[str, float], out: Path,
-                     key: str | None = None) -> tuple[str, dict]:
+                     key: str | None = None, recommender=None) -> tuple[str, dict]:
     """Log a run with sales forces: the forecaster as :func:`track_run` does, the segment
     potential's metrics, and each force's territory measures as ``<force>_territory_*``.
 
-    No recommender is registered: the served recommender answers for one
-    alignment, and a run with forces has one per force.
+    ``recommender`` (a :class:`territory.models.force_recommender.ForcesRecommender`)
+    is registered as the served recommender and passes the forecaster's gate, as in
+    :func:`track_run`; its answers carry the force.
     """
     setup_tracking(config)
     with tracking.training_run(f"{config.run_name}-{features.as_of:%Y-%m}") as run_id:
@@ -317,6 +319,13 @@ def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, tr
                 tracking.log_table(design.plans, f"plans_{view.name}.csv")
         tracking.log_metrics(metrics)
         tracking.log_table(pd.read_csv(out / "segment_potential.csv"), "segment_potential.csv")
+        if recommender is not None:
+            gate = _gate_metric(config, trained)
+            rec_version = tracking.log_recommender(recommender, features.market_table)
+            decision["recommender"] = tracking.promote_if_better(
+                tracking.RECOMMENDER, rec_version, gate, trained.metrics[gate],
+                trained.evaluation_windows, margin=config.forecast.gate_margin,
+                artifact_name="recommender_promotion_decision.json")
         if key is not None:
             tracking.log_tags({"run_key": key, "flow": "pipeline", "forces": ",".join(
                 v.name for v in views)})
@@ -334,8 +343,12 @@ def publish_forces(entry, config: RunConfig, run_dir: Path, inputs: Inputs,
     with journal.publishing(entry, config, run_dir) as out:
         contents = write_force_outputs(out.tmp, config, trained, views, designs, recs, segments)
         if existing is None:
+            recommender = (forces_recommender(config, views, recs, segments,
+                                              features.market_table)
+                           if segments.models is not None else None)
             run_id, decision = track_forces_run(config, inputs, features, trained, views,
-                                                designs, segments.metrics, out.tmp, key)
+                                                designs, segments.metrics, out.tmp, key,
+                                                recommender)
         else:
             run_id, decision = existing["run_id"], existing["promotion"]
         manifest = run_keys.manifest(config, inputs.file_hashes, run_id, started)

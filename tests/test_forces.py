@@ -46,7 +46,7 @@ def test_segment_potential_follows_each_segments_own_market():
     annual = pd.DataFrame({"urban": urban, "rural": rural})
     from territory.models.config import PotentialConfig
 
-    potential, drivers, metrics, by_segment = mf.fit_segment_potential(
+    potential, drivers, metrics, by_segment, models = mf.fit_segment_potential(
         PotentialConfig(method="quantile", n_estimators=100), market, annual,
         {"urban": None, "rural": None}, rng.uniform(0, 1000, (n, 2)))
     dense = market["density"] > 0.5
@@ -84,6 +84,83 @@ def test_overlay_names_each_forces_rep_and_the_distance_between_homes():
     assert '<option value="one">' in page and 'href="forces/two/report.html"' in page
     assert "Run &lt;x&gt;" in page and "2 of 3 units are shared" in page
     assert "5 km apart at the median" in page and "http:" not in page and "https:" not in page
+
+
+# --- 6. Serving: answers carry the force ----------------------------------------------------
+
+
+def _two_segment_fit(models: str):
+    from territory.models.config import PotentialConfig
+
+    rng = np.random.default_rng(1)
+    n = 80
+    market = pd.DataFrame({"density": rng.uniform(0, 1, n), "income": rng.uniform(0, 1, n)},
+                          index=pd.Index([f"u{i}" for i in range(n)], name="unit_id"))
+    annual = pd.DataFrame({"urban": 100 * np.exp(1.5 * market["density"]),
+                           "rural": 100 * np.exp(-1.5 * market["density"])}) \
+        * rng.lognormal(0, 0.05, (n, 2))
+    fit = mf.fit_segment_potential(
+        PotentialConfig(method="quantile", n_estimators=30, min_child_samples=5), market,
+        annual, {"urban": None, "rural": None}, rng.uniform(0, 1000, (n, 2)), models=models)
+    return market, fit
+
+
+@pytest.mark.parametrize("models", ["global", "per_segment"])
+def test_force_potential_is_the_sum_of_its_segments_models(models):
+    from territory.models.force_recommender import ForcePotential
+
+    market, (potential, drivers, _, _, fitted) = _two_segment_fit(models)
+    both = ForcePotential(fitted)
+    assert both.feature_names_ == ["density", "income"]  # never the segment code
+    np.testing.assert_allclose(both.predict(market), potential.sum(axis=1), rtol=1e-6)
+    rural = ForcePotential({"rural": fitted["rural"]})
+    np.testing.assert_allclose(rural.predict(market), potential["rural"], rtol=1e-6)
+    # a unit's drivers are its largest segment's, as in the run's scores
+    from territory.models.potential import describe_drivers
+
+    largest = potential.idxmax(axis=1)
+    served = describe_drivers(both.contributions(market))
+    expected = [drivers.at[u, s] for u, s in largest.items()]
+    assert served.tolist() == expected
+
+
+def test_served_recommender_answers_with_the_force_and_for_one_force_on_request():
+    from mlflow.exceptions import MlflowException
+
+    from territory.models.force_recommender import ForcePotential, ForcesRecommender
+    from territory.models.recommender import build_bundle
+    from territory.models.tracking import TerritoryRecommender
+
+    market, (potential, _, _, _, fitted) = _two_segment_fit("per_segment")
+    bundles = {}
+    for force, segment, territories in (("city-team", "urban", ["A", "B"]),
+                                        ("farm-team", "rural", ["F", "G"])):
+        units = pd.DataFrame({"potential": potential[segment]}, index=market.index)
+        units["forecast"] = 0.7 * units["potential"]
+        units["forecast_lo"], units["forecast_hi"] = 0.5 * units["forecast"], units["potential"]
+        units["penetration"] = units["forecast"] / units["potential"]
+        half = market["density"] > 0.5
+        units["current_territory"] = np.where(half, territories[0], territories[1])
+        units["proposed_territory"] = units["current_territory"]
+        bundles[force] = build_bundle(ForcePotential({segment: fitted[segment]}), units,
+                                      market_features=market)
+    model = TerritoryRecommender(ForcesRecommender(bundles))
+    request = market.head(3).reset_index()
+
+    every = model.predict(None, request)
+    assert every.columns[0] == "force" and len(every) == 6
+    assert every["force"].tolist() == ["city-team"] * 3 + ["farm-team"] * 3
+    assert every["unit_id"].tolist() == ["u0", "u1", "u2"] * 2
+    farm = model.predict(None, request, {"force": "farm-team"})
+    assert set(farm["force"]) == {"farm-team"} and farm["unit_id"].tolist() == ["u0", "u1", "u2"]
+    np.testing.assert_allclose(farm["potential"], potential["rural"].head(3), rtol=1e-6)
+    assert set(farm["proposed_territory"]) <= {"F", "G"}
+    pd.testing.assert_frame_equal(farm, every.iloc[3:].reset_index(drop=True))
+    assert len(model.predict(None, request, {"force": ""})) == 6  # the default: every force
+    with pytest.raises(MlflowException, match="unknown force 'sales'.*city-team, farm-team"):
+        model.predict(None, request, {"force": "sales"})
+    with pytest.raises(MlflowException, match="missing feature column"):  # checks kept
+        model.predict(None, request.drop(columns="income"), {"force": "city-team"})
 
 
 # --- 4. One alignment per force, end to end ---------------------------------------------------
@@ -156,6 +233,26 @@ def test_two_forces_run_end_to_end(prefect_session, demo_slice_dir, tmp_path):
     np.testing.assert_allclose(devices.to_numpy(), expected.to_numpy(), rtol=1e-6)
     # one force has a current alignment, the other not: one potential model per segment
     assert result["metrics"]["segment_potential_per_segment_models"] == 1.0
+
+    # served: the registered recommender answers for every force, or for the one asked for
+    from territory.features.spatial import build_adjacency
+    from territory.models.tracking import load_champion
+    from territory.pipelines.publish import setup_tracking
+    from territory.pipelines.stages import load_inputs, market_table
+
+    setup_tracking(config)
+    model = load_champion()
+    inputs = load_inputs(config)
+    graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
+    columns = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
+    rows = market_table(config, inputs, graph).head(3).reset_index(names="unit_id")[columns]
+    every = model.predict(rows)
+    assert every["force"].tolist() == ["devices-team"] * 3 + ["feed-team"] * 3
+    feed = model.predict(rows, params={"force": "feed-team"})
+    assert feed["force"].tolist() == ["feed-team"] * 3
+    # its potential: the feed line's model on the unit's market features, as in the run
+    annual = segment_potential.set_index("unit_id")["feed"].reindex(feed["unit_id"])
+    np.testing.assert_allclose(feed["potential"].to_numpy(), annual.to_numpy(), rtol=1e-6)
 
 
 # --- 5. The two-line demo --------------------------------------------------------------------
