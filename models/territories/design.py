@@ -313,12 +313,7 @@ def design_territories(
                         shape_tries=shape_tries)
     settings.check()
     best = solve_problem(problem, settings, t0)
-    result = _result(problem, settings, best, started, territory_names)
-    cpu = clock() - t0
-    result.report.overall["cpu_time_s"] = cpu
-    result.report.overall["hit_time_limit"] = bool(
-        settings.time_limit_s is not None and cpu >= settings.time_limit_s)
-    return result
+    return _result(problem, settings, best, (t0, started), territory_names)
 
 
 def solve_problem(problem: Problem, settings: Settings, t0: float | None = None) -> SearchState:
@@ -347,7 +342,8 @@ def solve_problem(problem: Problem, settings: Settings, t0: float | None = None)
     return fresh_design(problem, settings, deadline, solvers, start_seeds)
 
 
-def _result(problem: Problem, settings: Settings, best: SearchState, started: float,
+def _result(problem: Problem, settings: Settings, best: SearchState,
+            started: tuple[float, float],
             territory_names) -> DesignResult:
     """The labels, centres and report of the best alignment, with the rules that only a
     design knows (locks, the move budget, giant units) added."""
@@ -391,7 +387,11 @@ def _result(problem: Problem, settings: Settings, best: SearchState, started: fl
         *(f"{names[t]} is cut off behind giant unit {via}: it borders no other "
           f"territory, so its {', '.join(off)} cannot be balanced"
           for t, (via, off) in sorted(behind.items()))]
-    report.overall["run_time_s"] = time.perf_counter() - started
+    cpu = clock() - started[0]
+    report.overall["run_time_s"] = time.perf_counter() - started[1]
+    report.overall["cpu_time_s"] = cpu
+    report.overall["hit_time_limit"] = bool(
+        settings.time_limit_s is not None and cpu >= settings.time_limit_s)
     return DesignResult(labels=labels, centres=best.centres, report=report)
 
 
