@@ -54,17 +54,14 @@ def build_instance(config_path: Path) -> dict:
         potential = scores.groupby(cols.unit_col)["potential"].sum().reindex(unit_ids)
         source = str(runs[-1].relative_to(ROOT))
     else:  # no run yet: fit the potential model exactly as train_models does
-        from territory.models.potential import PotentialEstimator
+        from territory.models.potential_rep import fit_potential
 
-        pc = config.potential
-        est = PotentialEstimator(
-            quantile=pc.quantile, n_estimators=pc.n_estimators, learning_rate=pc.learning_rate,
-            num_leaves=pc.num_leaves, min_child_samples=pc.min_child_samples,
-            feature_fraction=pc.feature_fraction, random_state=pc.seed,
-        ).fit(features.market_table, features.annual_sales.to_numpy())
+        est, _metrics, _table = fit_potential(
+            config.potential, features.market_table, features.annual_sales.to_numpy(),
+            features.territory, features.xy, features.annual_split)
         potential = pd.Series(est.predict(features.market_table),
                               index=features.market_table.index).reindex(unit_ids)
-        source = "PotentialEstimator refit"
+        source = "fit_potential refit, as train_models"
     current = inputs.alignment.set_index(cols.unit_col)[cols.territory_col].reindex(unit_ids)
     names = sorted(current.unique())
     codes = pd.Categorical(current, categories=names).codes.astype(np.int64)

@@ -134,3 +134,32 @@ def test_feasible_designs_end_inside_the_tolerance_not_a_rounding_outside():
         res = design_territories(xy, adjacency, values, 5, 0.05, seed, max_restarts=0)
         assert res.report.violations == []
         assert res.report.territories["potential_deviation"].abs().max() <= 0.05
+
+
+def test_span_descent_chains_through_a_third_territory_where_single_moves_are_stuck():
+    """Commercial-districting style points (two activities, ±5%): once single moves and
+    swaps of the widest territory are exhausted, two-step chains (push or pull through a
+    third territory) lower the largest span further, and balance and contiguity hold."""
+    from tests.lattice import delaunay_adjacency
+    from territory.models.territories.bisect import bisect_partition
+
+    rng = np.random.default_rng(1)
+    n, k = 300, 6
+    xy = rng.uniform(0, 1000, (n, 2))
+    adjacency = delaunay_adjacency(xy)
+    values = np.column_stack([rng.integers(4, 21, n), rng.integers(15, 401, n)]).astype(float)
+    targets, tau = np.tile(values.sum(0) / k, (k, 1)), np.array([0.05, 0.05])
+    labels = bisect_partition(xy, values, targets, adjacency, {}, rotation=0.3)
+    centres = np.array([int(np.flatnonzero(labels == t)[0]) for t in range(k)])
+    state = SearchState.build(labels, values, k, centres)
+    graph, movable = Graph.from_csr(adjacency), np.ones(n, dtype=bool)
+    span_descent(state, graph, values, targets, tau, xy, movable, chains=False)
+    stuck = largest_span_m(state.labels, xy, k)
+    assert span_descent(state, graph, values, targets, tau, xy, movable, chains=False) == 0
+    steps = span_descent(state, graph, values, targets, tau, xy, movable)
+    assert steps > 0 and largest_span_m(state.labels, xy, k) < stuck - 1.0
+    assert (np.abs(state.totals / targets - 1) <= tau + 1e-12).all()
+    report = evaluate_alignment(state.labels, xy, adjacency,
+                                pd.DataFrame({"a": values[:, 0], "b": values[:, 1]}),
+                                tolerance=0.05)
+    assert report.overall["contiguous"] and report.violations == []

@@ -288,13 +288,12 @@ def test_design_stage_with_auto_k_and_regions(demo_slice_dir, tmp_path):
                                  None, None, None, None, workload)
     scores = Scores(pd.DataFrame(), totals)
     capacity = workload.sum() / 3.5  # -> at least 4 reps
-    tc = base.territories.model_copy(update={
+    tc = base.territories.model_dump() | {
         "n_territories": "auto", "rep_capacity": capacity, "regions": 2,
         "balance": [{"attribute": "potential", "tolerance": 0.1},
                     {"attribute": "workload", "tolerance": 0.1}],
-        "region_tolerance": 0.15, "time_limit_s": 20})
-    config = base.model_copy(update={"territories": TerritoryConfig.model_validate(
-        tc.model_dump())})
+        "region_tolerance": 0.15, "time_limit_s": 20}
+    config = base.model_copy(update={"territories": TerritoryConfig.model_validate(tc)})
     design = stages.design_stage(config, inputs, features, scores)
     assert design.n_territories >= 4 and "at least 4 reps" in design.auto_k
     assert design.proposed.nunique() == design.n_territories == len(design.summary)

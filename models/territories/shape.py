@@ -35,6 +35,7 @@ from territory.models.territories.geometry import (  # noqa: F401 (re-exported)
 from territory.models.territories.lns import territory_neighbours
 from territory.models.territories.objective import violated_pairs
 from territory.models.territories.search import Graph, SearchState, removal_keeps_pieces
+from territory.models.territories.span_chain import span_chain
 
 _CANDIDATES = 12  # outlying units of the worst territory tried per step
 _PARTNERS = 16  # units of the neighbour tried in a swap
@@ -314,6 +315,7 @@ def span_descent(
     areas: np.ndarray | None = None,
     max_elongation: float | None = None,
     max_steps: int = 1000,
+    chains: bool = True,
 ) -> int:
     """Lower the largest territory span, one edge unit at a time.
 
@@ -323,8 +325,10 @@ def span_descent(
     than the widest territory was, keeps both contiguous, adds no hard
     violation and (with ``areas`` and ``max_elongation``) puts neither over
     the shape limit; among those, the move adding the least soft excess,
-    then the narrowest result, is made. Stops when the widest territory has
-    no such move. Mutates ``state``; returns the number of moves.
+    then the narrowest result, is made. When the widest territory has no such
+    move, a two-step chain through a third territory is tried (``chains``, see
+    :mod:`~territory.models.territories.span_chain`). Stops when neither
+    exists. Mutates ``state``; returns the number of steps.
     """
     k = targets.shape[0]
     hard = np.ones(len(tau), dtype=bool) if hard is None else np.asarray(hard, dtype=bool)
@@ -337,7 +341,11 @@ def span_descent(
         best = _span_move(state, graph, values, xy, movable, balance, span, area, areas,
                           max_elongation, t)
         if best is None:
-            break
+            if not chains or not _chain_step(state, graph, values, xy, movable, balance, span,
+                                             area, areas, max_elongation, t):
+                break
+            steps += 1
+            continue
         u, b, v, span_t, span_b = best
         state.move(u, t, b, values[u])
         if v >= 0:
@@ -348,6 +356,26 @@ def span_descent(
         span[t], span[b] = span_t, span_b
         steps += 1
     return steps
+
+
+def _chain_step(state, graph, values, xy, movable, balance, span, area, areas, limit,
+                t: int) -> bool:
+    """Make the best two-step chain out of ``t``; False if there is none."""
+    members = np.flatnonzero(state.labels == t)
+    centres = set(state.centres.tolist())
+    edge = list(_edge_units(state, graph, xy, movable, centres, members, xy[members].mean(0), t))
+    moves = span_chain(state, graph, values, xy, movable, balance, span, area, areas, limit, t,
+                       edge)
+    if moves is None:
+        return False
+    for unit, src, dst in moves:
+        state.move(unit, src, dst, values[unit])
+        if area is not None:
+            area[src] -= areas[unit]
+            area[dst] += areas[unit]
+    for s in {m for move in moves for m in move[1:]}:
+        span[s] = span_m(xy[state.labels == s])
+    return True
 
 
 def _span_move(state, graph, values, xy, movable, balance, span, area, areas, limit, t):
