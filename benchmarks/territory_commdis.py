@@ -144,9 +144,9 @@ def main() -> None:
           f"NOT MET ({len(bad)} instance(s) with violations)")
     big = table[(table["n"] == 10_000) & (table["K"] == 160)]
     if len(big):
-        t = big["wall_s"].max()
-        print(f"n=10,000 K=160 under 60 s: {'MET' if t < 60 else 'NOT MET'} ({t:.1f} s wall, "
-              f"{big['cpu_s'].max():.1f} s CPU)")
+        t = big["cpu_s"].max()  # the target is CPU time: wall time follows the machine's load
+        print(f"n=10,000 K=160 within 60 s CPU: {'MET' if t <= 60 else 'NOT MET'} ({t:.1f} s CPU, "
+              f"{big['wall_s'].max():.1f} s wall)")
 
 
 if __name__ == "__main__":
