@@ -144,7 +144,7 @@ def serve(
     except InputError as exc:
         _fail(exc)
     from territory.models.tracking import RECOMMENDER, champion_version, serve_command, serving_env
-    from territory.models.tracking_legacy import champion_needs_migration
+    from territory.models.tracking.legacy import champion_needs_migration
     from territory.pipelines.publish import tracking_uri
 
     if (busy := _port_problem(host, port)) is not None:
@@ -256,7 +256,7 @@ def migrate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
         _fail(exc)
     prepare_environment(Path(cfg.workspace))
     from territory.models.tracking import RECOMMENDER
-    from territory.models.tracking_legacy import migrate_workspace
+    from territory.models.tracking.legacy import migrate_workspace
     from territory.pipelines.publish import setup_tracking
 
     uri = setup_tracking(cfg)

@@ -29,7 +29,8 @@ from territory.features import drift
 from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models import monitoring as mon
-from territory.models import tracking, tracking_monitoring
+from territory.models import tracking
+from territory.models.tracking import monitoring as tracking_monitoring
 from territory.pipelines import alerts
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import atomic_file

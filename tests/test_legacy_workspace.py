@@ -26,9 +26,10 @@ import pytest
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from territory.models import tracking, tracking_legacy
+from territory.models import tracking
 from territory.models.recommender import RecommenderBundle
-from territory.models.tracking_legacy import (
+from territory.models.tracking import legacy as tracking_legacy
+from territory.models.tracking.legacy import (
     LegacyWorkspaceWarning,
     legacy_module_names,
     migrate_workspace,
@@ -158,7 +159,10 @@ def test_a_real_package_of_an_old_name_is_never_shadowed(tmp_path, monkeypatch):
     try:
         with legacy_module_names():
             assert importlib.import_module("features").SOMEONE_ELSES
-            assert importlib.import_module("models.tracking") is tracking
+            old_tracking = importlib.import_module("models.tracking")  # a package: a proxy
+            assert old_tracking.TerritoryScoringModel is tracking.TerritoryScoringModel
+            assert pickle.loads(b"cmodels.tracking\nTerritoryRecommender\n.") \
+                is tracking.TerritoryRecommender
     finally:
         sys.modules.pop("features", None)
 
@@ -197,7 +201,7 @@ CHECK_MIGRATED = """
 import json, sys, warnings
 import mlflow, pandas as pd
 from territory.models import tracking
-from territory.models.tracking_legacy import LegacyWorkspaceWarning
+from territory.models.tracking.legacy import LegacyWorkspaceWarning
 warnings.simplefilter("error", LegacyWorkspaceWarning)
 sys.path = [p for p in sys.path if p not in ('', '.')]
 mlflow.set_tracking_uri(sys.argv[1])

@@ -18,7 +18,8 @@ import pytest
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
-from territory.models import tracking, tracking_registry
+from territory.models import tracking
+from territory.models.tracking import registry as tracking_registry
 from territory.pipelines import journal
 from territory.pipelines.config import load_config
 from territory.pipelines.outputs import failure_record_path, write_json

@@ -140,8 +140,8 @@ def test_span_descent_chains_through_a_third_territory_where_single_moves_are_st
     """Commercial-districting style points (two activities, ±5%): once single moves and
     swaps of the widest territory are exhausted, two-step chains (push or pull through a
     third territory) lower the largest span further, and balance and contiguity hold."""
-    from tests.lattice import delaunay_adjacency
     from territory.models.territories.bisect import bisect_partition
+    from tests.lattice import delaunay_adjacency
 
     rng = np.random.default_rng(1)
     n, k = 300, 6

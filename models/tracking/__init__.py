@@ -1,5 +1,5 @@
-"""The MLflow adapter: with its registry part (:mod:`territory.models.tracking_registry`)
-and the migration of old workspaces (:mod:`territory.models.tracking_legacy`), the only
+"""The MLflow adapter: with its registry part (:mod:`territory.models.tracking.registry`)
+and the migration of old workspaces (:mod:`territory.models.tracking.legacy`), the only
 code of the project that calls MLflow.
 
 It points MLflow at a store, logs runs (config, params, metrics, dataset
@@ -14,7 +14,7 @@ Inside a :func:`registry_transaction`, every MLflow run started and every
 model version registered carries the tag ``territory.run`` = the
 transaction's token, so a rollback (in the failing process, or later by
 :func:`undo_run` for a process that died) touches only what that one run
-registered, never a concurrent run's versions (see ``tracking_registry``).
+registered, never a concurrent run's versions (see ``tracking.registry``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from mlflow.tracking import MlflowClient
 from territory.features.spreadsheet_safe import write_csv
 from territory.models.force_recommender import ForcesRecommender
 from territory.models.recommender import RecommenderBundle, ScoringInputError
-from territory.models.tracking_registry import (
+from territory.models.tracking.registry import (
     RUN_TAG,
     Transaction,
     current_token,
@@ -53,7 +53,7 @@ from territory.models.tracking_registry import (
 )
 
 __all__ = ["RUN_TAG", "Transaction", "current_token", "registry_snapshot",
-           "registry_transaction", "runs_of", "undo_run"]  # re-exported from tracking_registry
+           "registry_transaction", "runs_of", "undo_run"]  # re-exported from tracking.registry
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -294,8 +294,8 @@ def load_champion(registered_model: str = RECOMMENDER) -> Any:
 def _load_pyfunc(model_uri: str) -> Any:
     """Load a pyfunc. One pickled before the ``territory.*`` namespace (it names the old
     ``models.*`` modules) loads with those names aliased, with a warning once that
-    ``territory migrate`` re-registers it (:mod:`territory.models.tracking_legacy`)."""
-    from territory.models import tracking_legacy as legacy
+    ``territory migrate`` re-registers it (:mod:`territory.models.tracking.legacy`)."""
+    from territory.models.tracking import legacy
 
     try:
         with legacy.without_legacy_names():
@@ -461,7 +461,7 @@ def log_potential_model(potential, market_table: pd.DataFrame) -> None:
     )
 
 
-# --- Reuse and loading registered versions (rollback: tracking_registry) -------------------
+# --- Reuse and loading registered versions (rollback: tracking.registry) -------------------
 
 
 def find_tracked_run(experiment: str, registered_model: str, key: str) -> dict | None:
