@@ -204,3 +204,104 @@ def test_scenario_with_forces_redesigns_every_force(force_trained, force_config)
     assert manifest["model"]["force"] == "feed-team"
     with pytest.raises(InputError, match="no force is named"):
         flows.design_scenario(force_config, scenario=scenario, scenario_name="nameless")
+
+
+# --- Serving a run with forces on the real model server ------------------------------------
+
+
+def _post(port: int, payload: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def _wait_until_up(server, port: int, seconds: float = 180.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, server.stdout.read()
+        assert time.time() < deadline, "the model server did not start"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_run_with_forces_is_served_per_force_by_the_model_server(
+        prefect_session, demo_slice_dir, tmp_path):
+    """`territory serve` on a run with forces: every force by default, one on request."""
+    import subprocess
+    import sys
+
+    from territory.features.spatial import build_adjacency
+    from territory.models.tracking import load_champion
+    from territory.pipelines import flows
+    from territory.pipelines.publish import setup_tracking
+    from territory.pipelines.stages import load_inputs, market_table
+    from tests.conftest import free_port
+    from tests.test_forces import _two_line_slice
+
+    _two_line_slice(demo_slice_dir, tmp_path)
+    path = _two_force_config(tmp_path, demo_slice_dir)
+    config = load_config(path)
+    result = flows.pipeline(config)
+    run_dir = result["run_dir"]
+
+    setup_tracking(config)
+    columns = [c["name"] for c in load_champion().metadata.get_input_schema().to_dict()]
+    inputs = load_inputs(config)
+    graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)
+    rows = market_table(config, inputs, graph).head(4).reset_index(names="unit_id")[columns]
+    request = {"dataframe_split": rows.to_dict(orient="split")}
+
+    port = free_port()
+    territory = str(Path(sys.executable).parent / "territory")
+    server = subprocess.Popen([territory, "serve", "--config", str(path), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_until_up(server, port)
+        status, body = _post(port, request)
+        assert status == 200, body
+        every = pd.DataFrame(body["predictions"])
+        assert every["force"].tolist() == ["devices-team"] * 4 + ["feed-team"] * 4
+        assert every["unit_id"].tolist() == rows["unit_id"].tolist() * 2
+
+        status, body = _post(port, {**request, "params": {"force": "feed-team"}})
+        assert status == 200, body
+        feed = pd.DataFrame(body["predictions"])
+        assert feed["force"].tolist() == ["feed-team"] * 4
+        assert feed["unit_id"].tolist() == rows["unit_id"].tolist()
+        # the force's own answers: its segment's potential and its own territories
+        segment = pd.read_csv(run_dir / "segment_potential.csv", dtype={"unit_id": str})
+        expected = segment.set_index("unit_id")["feed"].reindex(feed["unit_id"])
+        np.testing.assert_allclose(feed["potential"], expected.to_numpy(), rtol=1e-6)
+        alignment = pd.read_parquet(run_dir / "alignment.parquet")
+        own = set(alignment.loc[alignment["force"] == "feed-team", "territory_id"])
+        assert set(feed["proposed_territory"]) <= own
+        pd.testing.assert_frame_equal(feed, every.iloc[4:].reset_index(drop=True))
+
+        status, body = _post(port, {**request, "params": {"force": "sales-team"}})
+        assert 400 <= status < 500
+        assert "unknown force 'sales-team'" in body["message"]
+        assert "devices-team, feed-team" in body["message"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
