@@ -103,3 +103,33 @@ class ForcesRecommender:
             scored.insert(0, FORCE_COL, name)
             parts.append(scored)
         return pd.concat(parts, ignore_index=True)
+
+
+@dataclass
+class SegmentPotentials:
+    """What a run with sales forces learned about potential, kept for later runs to score
+    with: per force its :class:`ForcePotential`, and the metrics of the segment models.
+
+    Logged in the training run beside the forecaster (see
+    :func:`territory.models.tracking.log_potential_model`), so the nightly forecast and
+    the scenario flow score each segment with the champion's own models, as the
+    one-force flows do with its potential model. ``metrics`` are the segment models'
+    (``segment_potential_*``), ``force_metrics`` each force's pooled ones
+    (``potential_*``).
+    """
+
+    forces: dict[str, ForcePotential]  # in the config's order
+    metrics: dict[str, float]
+    force_metrics: dict[str, dict[str, float]]
+
+    @property
+    def feature_names_(self) -> list[str]:
+        return list(dict.fromkeys(c for p in self.forces.values() for c in p.feature_names_))
+
+    def segments(self) -> dict[str, list[str]]:
+        """Each force's segments, in its models' order."""
+        return {name: list(potential.models) for name, potential in self.forces.items()}
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The annual potential of every force together (what the logged pyfunc answers)."""
+        return np.sum([p.predict(X) for p in self.forces.values()], axis=0)

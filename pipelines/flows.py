@@ -13,6 +13,8 @@ as its parameter (Prefect validates it again when a deployment passes JSON):
 - :func:`pipeline` (``territory_pipeline``): all of it in one run
   (``<workspace>/runs/``), what ``territory run`` and ``make demo`` do.
 
+With ``forces:`` each flow works per sales force (:mod:`territory.pipelines.force_runs`).
+
 Every flow writes one folder per as-of date, atomically: a re-run replaces
 that date's folder, and a failure anywhere leaves the previous outputs,
 registry versions and aliases as they were (see
@@ -27,7 +29,6 @@ flow as ``with_runner(flow, config)(config)`` to honour it.
 from __future__ import annotations
 
 import json
-import re
 import time
 import traceback
 from collections.abc import Iterator
@@ -42,12 +43,12 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.models.config import TerritoryConfig
 from territory.pipelines import (
     cache,
     deploy,
+    force_runs,
     forces,
     journal,
     monitoring,
@@ -55,8 +56,8 @@ from territory.pipelines import (
     run_keys,
     stages,
 )
-from territory.pipelines.config import RunConfig, check_safe_name
-from territory.pipelines.outputs import failure_record_path, write_json
+from territory.pipelines.config import RunConfig
+from territory.pipelines.outputs import failure_record_path, output_dir, write_json
 from territory.pipelines.progress import stage
 
 # --- Task runner: chosen from the config -------------------------------------------------
@@ -85,21 +86,6 @@ def with_runner(flow_obj, config: RunConfig):
 
 KINDS = {"territory-pipeline": "runs", "train": "train", "nightly-forecast": "nightly",
          "design-territories": "scenarios", "build-features": "features"}
-
-
-def output_dir(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
-    """``<workspace>/<kind>/<run_name>[-suffix]-<as_of>``: one folder per as-of date.
-
-    The name is checked again here (a config changed with ``model_copy`` skips
-    validation), so no output ever lands outside ``<workspace>/<kind>``.
-    """
-    name = config.run_name + (f"-{suffix}" if suffix else "")
-    try:
-        check_safe_name(name, "run_name")
-    except ValueError as exc:
-        raise InputError("run_name", str(exc)) from None
-    date = f"{as_of:%Y-%m-%d}" if hasattr(as_of, "strftime") else str(as_of)
-    return Path(config.workspace) / kind / f"{name}-{date}"
 
 
 # Per flow run: the stage now running and the folder it writes (read by the failure hook).
@@ -249,12 +235,22 @@ current_alignment_task = task(name="current-alignment", cache_policy=NO_CACHE)(
     stages.current_alignment_stage)
 recommend_task = task(name="recommend", cache_policy=NO_CACHE)(stages.recommend_stage)
 segment_task = task(name="potential-per-segment", cache_policy=NO_CACHE)(forces.segment_stage)
+champion_segments_task = task(name="potential-per-segment", cache_policy=NO_CACHE)(
+    forces.champion_segment_stage)
+load_segments_task = task(name="load-segment-models", cache_policy=NO_CACHE, **IO_RETRIES)(
+    force_runs.load_segment_potentials)
+write_forces_task = task(name="write-forecast", cache_policy=NO_CACHE, **IO_RETRIES)(
+    force_runs.write_scored_forces)
 publish_forces_task = task(name="publish", cache_policy=NO_CACHE, **IO_RETRIES)(
     publish.publish_forces)
 find_run_task = task(name="find-tracked-run", cache_policy=NO_CACHE, **IO_RETRIES)(
     publish.find_tracked_run)
 load_model_task = task(name="load-model", cache_policy=NO_CACHE, **IO_RETRIES)(
     publish.load_registered_models)
+write_scored_task = task(name="write-forecast", cache_policy=NO_CACHE, **IO_RETRIES)(
+    publish.write_scored_outputs)
+register_task = task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)(
+    publish.register_and_gate)
 watch_task = task(name="monitor", cache_policy=NO_CACHE)(monitoring.watch)
 publish_watch_task = task(name="publish-monitoring", cache_policy=NO_CACHE, **IO_RETRIES)(
     deploy.publish_monitoring)
@@ -263,7 +259,6 @@ publish_watch_task = task(name="publish-monitoring", cache_policy=NO_CACHE, **IO
 def _features(config: RunConfig, kind: str, suffix: str = ""
               ) -> tuple[stages.Inputs, FeatureSet, Path]:
     """Load inputs, note this run's folder (now that the as-of date is known), build features."""
-    forces.check_flow_takes_forces(config, kind)
     with _step("load and validate inputs", config):
         inputs = load_inputs_task(config)
     folder = _begin(config, kind, stages.resolved_as_of(config, inputs), suffix)
@@ -359,43 +354,6 @@ def publish_artifacts(config: RunConfig, content, recs, run_dir: Path,
     )
 
 
-@task(name="write-forecast", cache_policy=NO_CACHE, **IO_RETRIES)
-def write_scored_outputs(
-    config: RunConfig, folder: Path, inputs, features, model: publish.RegisteredModels, scores,
-    design, recs, started: float, extra: dict | None = None, watch=None,
-) -> dict:
-    """Write a scoring run's outputs (scores, recommendations, report, what the model
-    promised, for later runs to measure the forecast against) atomically."""
-    with journal.publishing(_journal(), config, folder, registry=False) as out:
-        tmp = out.tmp
-        content = publish.write_outputs(tmp, config, inputs, features, model.trained, scores,
-                                        design, recs, watch)
-        manifest = run_keys.manifest(config, inputs.file_hashes, model.run_id, started)
-        manifest["model"] = {"name": model.name, "version": model.version,
-                             "run_id": model.run_id, **(extra or {})}
-        manifest["as_of"] = f"{features.as_of:%Y-%m-%d}"
-        manifest["monitoring"] = monitoring.promise(model.trained.metrics,
-                                                    config.forecast.horizon)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    return {"content": content, "folder": folder}
-
-
-@task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
-def register_and_gate(config: RunConfig, inputs, features, trained, key: str, folder: Path,
-                      started: float) -> dict:
-    """Log and register the forecaster, apply the gate, write the train summary.
-
-    One transaction under the folder's lock: a failure anywhere in it (or the
-    process dying) leaves the registry as it was.
-    """
-    with journal.publishing(_journal(), config, folder) as out:
-        run_id, decision = publish.track_training(config, inputs, features, trained, key)
-        summary = run_keys.train_summary(config, inputs, features, run_id,
-                                         decision["version"], trained.metrics, decision, started)
-        (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
-
-
 # --- Flows --------------------------------------------------------------------------------
 
 
@@ -439,8 +397,11 @@ def train(config: RunConfig) -> dict:
             return {**summary, "reused": True}
         with _step("train forecast and potential models", config):
             trained = _timed(train_task, config.schedule.train_timeout_s)(config, features)
+            segments = (segment_task(config, inputs, features) if config.forces is not None
+                        else None)
         with _step("register and gate", config):
-            summary = register_and_gate(config, inputs, features, trained, key, folder, started)
+            summary = register_task(_journal(), config, inputs, features, trained, key, folder,
+                                    started, segments)
         _succeeded(folder)
         return {**summary, "reused": False}
 
@@ -467,20 +428,29 @@ def nightly_forecast(
         with _step("score units", config):
             scores = score_task(config, features, model.trained)
         with _step("recommend", config):
-            if inputs.alignment is not None:
+            if config.forces is not None:  # per force, on the champion's segment models
+                planned = _champion_force_plans(config, inputs, features, model, scores, False)
+            elif inputs.alignment is not None:
                 design = current_alignment_task(config, inputs, features, scores)
             else:
                 design = _timed(design_task, config.schedule.design_timeout_s)(
                     config, inputs, features, scores)
-            recs = recommend_task(config, inputs, features, scores, design)
+            if config.forces is None:
+                recs = recommend_task(config, inputs, features, scores, design)
         with _step("measure earlier forecasts", config):
             watched = watch_task(config, inputs, features, model.run_id)
         with _step("write forecast, recommendations and report", config):
-            written = write_scored_outputs(config, folder, inputs, features, model, scores, design,
-                                           recs, started, watch=watched)
-            if kind == "nightly":
-                publish_artifacts(config, written["content"], recs, folder,
-                                  prefix=f"{config.run_name}-nightly")
+            if config.forces is not None:
+                written = write_forces_task(_journal(), config, folder, inputs, features, model,
+                                            *planned, started)
+                if kind == "nightly":
+                    _force_artifacts(config, planned, written["contents"], folder, "nightly")
+            else:
+                written = write_scored_task(_journal(), config, folder, inputs, features, model,
+                                            scores, design, recs, started, watch=watched)
+                if kind == "nightly":
+                    publish_artifacts(config, written["content"], recs, folder,
+                                      prefix=f"{config.run_name}-nightly")
         with _step("publish monitoring and alerts", config):
             try:
                 watched_out = publish_watch_task(config, watched, folder, kind)
@@ -490,10 +460,8 @@ def nightly_forecast(
         _succeeded(folder)
         return {"folder": folder, "as_of": features.as_of, "model_version": model.version,
                 "model_run_id": model.run_id, "scores": scores.scores, "monitoring": watched_out,
-                "metrics": {**model.trained.metrics, **scores.metrics}}
-
-
-SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+                "metrics": {**model.trained.metrics, **scores.metrics},
+                **({"forces": written["forces"]} if config.forces is not None else {})}
 
 
 @flow(name="design-territories", validate_parameters=True, on_failure=[record_failure])
@@ -501,18 +469,17 @@ def design_scenario(
     config: RunConfig,
     scenario: TerritoryConfig | None = None,
     scenario_name: str = "base",
+    force: str | None = None,
 ) -> dict:
     """Design territories for one scenario, scored with the champion.
 
     ``scenario`` replaces ``config.territories`` (number of territories,
-    tolerance, attributes, mode...). Writes
+    tolerance, attributes, mode...); with ``forces:``, the territories of the
+    force named ``force``, and every force is designed
+    (:mod:`territory.pipelines.force_runs`). Writes
     ``<workspace>/scenarios/<run_name>-<scenario_name>-<as_of>/``.
     """
-    if not SCENARIO_NAME.match(scenario_name):
-        raise InputError("scenario", f"scenario name '{scenario_name}' is not a plain name",
-                         hint="use letters, digits, '-' and '_'")
-    if scenario is not None:
-        config = config.model_copy(update={"territories": scenario})
+    config = force_runs.scenario_config(config, scenario, scenario_name, force)
     with _journaled(config, "design-territories", "scenarios"):
         started = time.time()
         inputs, features, folder = _features(config, "scenarios", scenario_name)
@@ -520,17 +487,27 @@ def design_scenario(
             model = load_model_task(config, None)
         with _step("score units", config):
             scores = score_task(config, features, model.trained)
+        extra = {"scenario": scenario_name, **({"force": force} if force else {})}
         with _step("design territories", config):
-            design = _timed(design_task, config.schedule.design_timeout_s)(
-                config, inputs, features, scores)
-            recs = recommend_task(config, inputs, features, scores, design)
+            if config.forces is not None:  # every force, on the champion's segment models
+                planned = _champion_force_plans(config, inputs, features, model, scores, True)
+                design = planned[2][0]
+            else:
+                design = _timed(design_task, config.schedule.design_timeout_s)(
+                    config, inputs, features, scores)
+                recs = recommend_task(config, inputs, features, scores, design)
         with _step("write scenario outputs and report", config):
-            write_scored_outputs(config, folder, inputs, features, model, scores, design, recs,
-                                 started, extra={"scenario": scenario_name})
+            if config.forces is not None:
+                written = write_forces_task(_journal(), config, folder, inputs, features, model,
+                                            *planned, started, extra)
+            else:
+                write_scored_task(_journal(), config, folder, inputs, features, model, scores,
+                                  design, recs, started, extra=extra)
         _succeeded(folder)
         return {"folder": folder, "as_of": features.as_of, "territories": design.overall,
                 "current_territories": design.current_overall, "violations": design.violations,
-                "diagnosis": design.diagnosis}
+                "diagnosis": design.diagnosis,
+                **({"forces": written["forces"]} if config.forces is not None else {})}
 
 
 @flow(name="territory-pipeline", validate_parameters=True, on_failure=[record_failure])
@@ -565,26 +542,56 @@ def pipeline(config: RunConfig) -> dict:
 def _design_forces(config: RunConfig, inputs, features, trained, scores, started: float,
                    key: str) -> dict:
     """The pipeline's end with ``forces:``: potential per segment, then one design per
-    force, submitted side by side to the task runner, then one publication."""
+    force, then one publication."""
     with _step("potential per segment", config):
         segments = segment_task(config, inputs, features)
-        views = forces.force_views(config, inputs, features, scores, segments)
     with _step("design territories", config):
-        design = _timed(design_task, config.schedule.design_timeout_s)
-        futures = [design.with_options(task_run_name=f"design-territories-{v.name}").submit(
-            v.config, v.inputs, v.features, v.scores) for v in views]
-        designs = [future.result() for future in futures]
+        planned = _force_plans(config, inputs, features, scores, segments, True)
     with _step("write outputs, report and MLflow run", config):
-        recs = [recommend_task(v.config, v.inputs, v.features, v.scores, d)
-                for v, d in zip(views, designs, strict=True)]
         run_dir = output_dir(config, "runs", features.as_of)
         result = publish_forces_task(_journal(), config, run_dir, inputs, features, trained,
-                                     segments, views, designs, recs, started, key)
-    for view, rec in zip(views, recs, strict=True):
-        publish_artifacts(view.config, result["contents"].pop(view.name), rec,
-                          run_dir / "forces" / view.name, f"{config.run_name}-{view.name}")
+                                     *planned, started, key)
+    _force_artifacts(config, planned, result["contents"], run_dir)
     _succeeded(run_dir)
     return result
+
+
+def _force_plans(config: RunConfig, inputs, features, scores, segments, fresh: bool) -> tuple:
+    """Per sales force its view of the run, its design and its recommendations, the designs
+    submitted side by side to the task runner: ``(segments, views, designs, recs)``.
+
+    ``fresh`` designs every force; otherwise (nightly) a force's current alignment is
+    described, and a force without one is designed.
+    """
+    views = forces.force_views(config, inputs, features, scores, segments)
+    design = _timed(design_task, config.schedule.design_timeout_s)
+    futures = []
+    for view in views:
+        chosen = design if fresh or view.inputs.alignment is None else current_alignment_task
+        futures.append(chosen.with_options(task_run_name=f"{chosen.name}-{view.name}").submit(
+            view.config, view.inputs, view.features, view.scores))
+    designs = [future.result() for future in futures]
+    recs = [recommend_task(v.config, v.inputs, v.features, v.scores, d)
+            for v, d in zip(views, designs, strict=True)]
+    return segments, views, designs, recs
+
+
+def _champion_force_plans(config: RunConfig, inputs, features, model, scores,
+                          fresh: bool) -> tuple:
+    """:func:`_force_plans` on the segment models of the champion (``model``)'s run."""
+    fitted = load_segments_task(config, model)
+    segments = champion_segments_task(config, inputs, features, fitted)
+    return _force_plans(config, inputs, features, scores, segments, fresh)
+
+
+def _force_artifacts(config: RunConfig, planned: tuple, contents: dict, folder: Path,
+                     kind: str = "") -> None:
+    """Each force's summary and territory table as Prefect artifacts (keys end in its name)."""
+    _, views, _, recs = planned
+    for view, rec in zip(views, recs, strict=True):
+        prefix = "-".join(part for part in (config.run_name, kind, view.name) if part)
+        publish_artifacts(view.config, contents.pop(view.name), rec,
+                          folder / "forces" / view.name, prefix)
 
 
 territory_pipeline = pipeline

@@ -28,7 +28,12 @@ from territory.features.panel import panel_on_calendar, regular_periods
 from territory.features.segments import SEGMENT_COL, check_segments, segment_sales
 from territory.models import alignment
 from territory.models import forces as mf
-from territory.models.force_recommender import ForcePotential, ForcesRecommender
+from territory.models.force_recommender import (
+    ForcePotential,
+    ForcesRecommender,
+    SegmentPotentials,
+)
+from territory.models.potential import describe_drivers
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
 from territory.pipelines.config import RunConfig
@@ -113,8 +118,10 @@ def load_force_tables(config: RunConfig, inputs) -> dict[str, ForceTables]:
     return tables
 
 
-def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentModels:
-    """Each force's recent sales and workload, and potential per unit and segment."""
+def force_sales(config: RunConfig, inputs, features: FeatureSet
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per unit, each force's sales over the last year and workload, and each segment's
+    sales over the last year (unit x force, unit x force, unit x segment)."""
     cols, fc = config.data.columns, config.features
     unit_ids = features.market_table.index.to_numpy()
     by_segment = inputs.segment_sales[inputs.segment_sales[cols.unit_col].isin(set(unit_ids))]
@@ -134,6 +141,14 @@ def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentMod
     total = features.annual_sales.reindex(unit_ids)
     # a unit that sold recently but nothing of a segment sold zero of it, not a gap
     seg_annual = pd.DataFrame(seg_annual).apply(lambda col: col.where(total.isna(), col.fillna(0)))
+    return pd.DataFrame(annual).fillna(0.0), pd.DataFrame(workload), seg_annual
+
+
+def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentModels:
+    """Each force's recent sales and workload, and potential per unit and segment."""
+    cols = config.data.columns
+    unit_ids = features.market_table.index.to_numpy()
+    annual, workload, seg_annual = force_sales(config, inputs, features)
     territory = {}
     for force, tables in inputs.force_tables.items():
         current = alignment.current_territories(tables.alignment, unit_ids, cols)
@@ -150,10 +165,60 @@ def segment_stage(config: RunConfig, inputs, features: FeatureSet) -> SegmentMod
         force_drivers[force.name] = pd.Series(
             [drivers.at[u, s] for u, s in largest.items()], index=unit_ids)
     metrics = {f"segment_{k}": v for k, v in metrics.items()}
-    return SegmentModels(pd.DataFrame(annual).fillna(0.0), pd.DataFrame(workload),
-                         pd.DataFrame(by_force), pd.DataFrame(force_drivers), potential, metrics,
-                         force_metrics, {f.name: ForcePotential({s: models[s] for s in f.segments})
-                                         for f in config.forces})
+    return SegmentModels(annual, workload, pd.DataFrame(by_force), pd.DataFrame(force_drivers),
+                         potential, metrics, force_metrics,
+                         {f.name: ForcePotential({s: models[s] for s in f.segments})
+                          for f in config.forces})
+
+
+def check_champion_segments(config: RunConfig, fitted: SegmentPotentials | None,
+                            where: str) -> SegmentPotentials:
+    """The champion's segment models, checked against the config's forces and segments.
+
+    ``where`` names the champion (registered model, version, run) in the error.
+    """
+    wanted = {f.name: list(f.segments) for f in config.forces}
+    if fitted is None:
+        raise InputError("config", f"forces: are configured, but {where} was trained without "
+                         "them: it holds no potential models per segment", key="forces",
+                         hint="train with this config first (`territory run`, or the train "
+                              "flow), so that its champion carries each segment's model")
+    have = fitted.segments()
+    if {k: sorted(v) for k, v in have.items()} != {k: sorted(v) for k, v in wanted.items()}:
+        def show(forces: dict[str, list[str]]) -> str:
+            return "; ".join(f"{k}: {', '.join(v)}" for k, v in forces.items())
+
+        raise InputError("config", f"{where} was trained for the forces and segments "
+                         f"{show(have)}, this config has {show(wanted)}", key="forces",
+                         hint="train with this config first (`territory run`, or the train "
+                              "flow), or score with the config it was trained with")
+    return fitted
+
+
+def champion_segment_stage(config: RunConfig, inputs, features: FeatureSet,
+                           fitted: SegmentPotentials) -> SegmentModels:
+    """:func:`segment_stage` with the champion's segment models instead of fitting them:
+    each force's recent sales and workload from this run's data, potential and drivers
+    per unit and segment from the models (checked with :func:`check_champion_segments`)."""
+    annual, workload, _ = force_sales(config, inputs, features)
+    market = features.market_table
+    by_segment, by_force, drivers = [], {}, {}
+    for force in config.forces:
+        model = fitted.forces[force.name]
+        part = model.segment_predictions(market)[force.segments]
+        by_segment.append(part)
+        by_force[force.name] = part.sum(axis=1)
+        drivers[force.name] = describe_drivers(model.contributions(market))
+    return SegmentModels(annual, workload, pd.DataFrame(by_force), pd.DataFrame(drivers),
+                         pd.concat(by_segment, axis=1), dict(fitted.metrics),
+                         {k: dict(v) for k, v in fitted.force_metrics.items()},
+                         dict(fitted.forces))
+
+
+def segment_potentials(segments: SegmentModels) -> SegmentPotentials:
+    """What a training run logs of its segment models, for later runs to score with."""
+    return SegmentPotentials(dict(segments.models), dict(segments.metrics),
+                             {k: dict(v) for k, v in segments.force_metrics.items()})
 
 
 @dataclass

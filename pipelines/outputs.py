@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from territory.features.errors import InputError
+from territory.pipelines.config import RunConfig, check_safe_name
+
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
@@ -25,6 +28,21 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def output_dir(config: RunConfig, kind: str, as_of, suffix: str = "") -> Path:
+    """``<workspace>/<kind>/<run_name>[-suffix]-<as_of>``: one folder per as-of date.
+
+    The name is checked again here (a config changed with ``model_copy`` skips
+    validation), so no output ever lands outside ``<workspace>/<kind>``.
+    """
+    name = config.run_name + (f"-{suffix}" if suffix else "")
+    try:
+        check_safe_name(name, "run_name")
+    except ValueError as exc:
+        raise InputError("run_name", str(exc)) from None
+    date = f"{as_of:%Y-%m-%d}" if hasattr(as_of, "strftime") else str(as_of)
+    return Path(config.workspace) / kind / f"{name}-{date}"
 
 
 def failure_record_path(folder: Path) -> Path:

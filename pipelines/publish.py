@@ -28,7 +28,7 @@ from territory.models.training import Trained
 from territory.pipelines import journal, monitoring, run_keys
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
-from territory.pipelines.forces import forces_recommender
+from territory.pipelines.forces import forces_recommender, segment_potentials
 from territory.pipelines.report_content import report_content, summary_markdown
 from territory.pipelines.report_forces import forces_index_html
 from territory.pipelines.stages import Inputs, unit_names
@@ -131,9 +131,13 @@ def _log_published(trained: Trained) -> None:
 
 
 def _log_training(
-    config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained
+    config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained, segments=None
 ) -> tuple[str, dict]:
-    """Inside an active run: config, data, metrics, both models, the gate."""
+    """Inside an active run: config, data, metrics, both models, the gate.
+
+    ``segments`` (a run with sales forces: :class:`territory.pipelines.forces.SegmentModels`)
+    logs the segment potential models too, for the scoring flows to score each segment with.
+    """
     tracking.log_tags({"as_of": f"{features.as_of:%Y-%m-%d}",
                        "evaluation_windows": trained.evaluation_windows,
                        "config_hash": config.fingerprint()})
@@ -157,6 +161,9 @@ def _log_training(
                                f"{features.as_of:%Y-%m-%d}")
     journal.chaos_point("model-registered")  # the chaos test: registered, run still RUNNING
     tracking.log_potential_model(trained.potential, features.market_table)
+    if segments is not None and segments.models is not None:
+        tracking.log_potential_model(segment_potentials(segments), features.market_table,
+                                     tracking.SEGMENT_POTENTIAL_ARTIFACT)
     gate = _gate_metric(config, trained)
     decision = tracking.promote_if_better(
         config.tracking.registered_model, version, gate, trained.metrics[gate],
@@ -166,16 +173,18 @@ def _log_training(
 
 
 def track_training(
-    config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained, key: str
+    config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained, key: str,
+    segments=None,
 ) -> tuple[str, dict]:
-    """The train flow's MLflow run: log, register the forecaster, apply the gate.
+    """The train flow's MLflow run: log, register the forecaster, apply the gate
+    (``segments``: with sales forces, the segment models, logged beside it).
 
     The run is tagged ``run_key`` only once everything is logged, so only a
     complete run is ever reused by a re-run with the same key.
     """
     setup_tracking(config)
     with tracking.training_run(f"{config.run_name}-train-{features.as_of:%Y-%m}") as run_id:
-        _, decision = _log_training(config, inputs, features, trained)
+        _, decision = _log_training(config, inputs, features, trained, segments)
         tracking.log_tags({"run_key": key, "flow": "train"})
     return run_id, decision
 
@@ -296,10 +305,11 @@ def _write_run_report(out: Path, config: RunConfig, views, designs, segments) ->
 
 
 def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained,
-                     views, designs, segment_metrics: dict[str, float], out: Path,
+                     views, designs, segments, out: Path,
                      key: str | None = None, recommender=None) -> tuple[str, dict]:
     """Log a run with sales forces: the forecaster as :func:`track_run` does, the segment
-    potential's metrics, and each force's territory measures as ``<force>_territory_*``.
+    potential models (``segments``) and their metrics, and each force's territory measures
+    as ``<force>_territory_*``.
 
     ``recommender`` (a :class:`territory.models.force_recommender.ForcesRecommender`)
     is registered as the served recommender and passes the forecaster's gate, as in
@@ -307,8 +317,8 @@ def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, tr
     """
     setup_tracking(config)
     with tracking.training_run(f"{config.run_name}-{features.as_of:%Y-%m}") as run_id:
-        _, decision = _log_training(config, inputs, features, trained)
-        metrics = dict(segment_metrics)
+        _, decision = _log_training(config, inputs, features, trained, segments)
+        metrics = dict(segments.metrics)
         for view, design in zip(views, designs, strict=True):
             metrics |= {f"{view.name}_territory_{k}": v for k, v in design.overall.items()
                         if isinstance(v, int | float | np.floating | np.integer)
@@ -347,7 +357,7 @@ def publish_forces(entry, config: RunConfig, run_dir: Path, inputs: Inputs,
                                               features.market_table)
                            if segments.models is not None else None)
             run_id, decision = track_forces_run(config, inputs, features, trained, views,
-                                                designs, segments.metrics, out.tmp, key,
+                                                designs, segments, out.tmp, key,
                                                 recommender)
         else:
             run_id, decision = existing["run_id"], existing["promotion"]
@@ -419,3 +429,51 @@ def load_registered_models(config: RunConfig, version: str | None = None) -> Reg
     trained = Trained(loaded.forecaster, loaded.potential, loaded.metrics, pd.DataFrame(),
                       loaded.evaluation_windows, published=loaded.published)
     return RegisteredModels(trained, name, loaded.version, loaded.run_id)
+
+
+# --- What the flows publish (their tasks: territory.pipelines.flows) -----------------------
+
+
+def scored_manifest(config: RunConfig, inputs: Inputs, features: FeatureSet,
+                    model: RegisteredModels, started: float, extra: dict | None = None) -> dict:
+    """The manifest of a scoring run: provenance, the model version that scored, the as-of
+    date and what the model promised (for later runs to measure the forecast against)."""
+    manifest = run_keys.manifest(config, inputs.file_hashes, model.run_id, started)
+    manifest["model"] = {"name": model.name, "version": model.version, "run_id": model.run_id,
+                         **(extra or {})}
+    manifest["as_of"] = f"{features.as_of:%Y-%m-%d}"
+    manifest["monitoring"] = monitoring.promise(model.trained.metrics, config.forecast.horizon)
+    return manifest
+
+
+def write_scored_outputs(
+    entry, config: RunConfig, folder: Path, inputs: Inputs, features: FeatureSet,
+    model: RegisteredModels, scores: Scores, design: Design, recs: Recommendations,
+    started: float, extra: dict | None = None, watch=None,
+) -> dict:
+    """Write a scoring run's outputs (scores, recommendations, report, manifest) into
+    ``folder`` atomically (``entry``: the flow run's journal entry)."""
+    with journal.publishing(entry, config, folder, registry=False) as out:
+        content = write_outputs(out.tmp, config, inputs, features, model.trained, scores,
+                                design, recs, watch)
+        manifest = scored_manifest(config, inputs, features, model, started, extra)
+        (out.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return {"content": content, "folder": folder}
+
+
+def register_and_gate(entry, config: RunConfig, inputs: Inputs, features: FeatureSet,
+                      trained: Trained, key: str, folder: Path, started: float,
+                      segments=None) -> dict:
+    """Log and register the forecaster (and, with forces, the ``segments``' potential
+    models), apply the gate, write the train summary.
+
+    One transaction under the folder's lock (``entry``: the flow run's journal
+    entry): a failure anywhere in it (or the process dying) leaves the registry
+    as it was.
+    """
+    with journal.publishing(entry, config, folder) as out:
+        run_id, decision = track_training(config, inputs, features, trained, key, segments)
+        summary = run_keys.train_summary(config, inputs, features, run_id,
+                                         decision["version"], trained.metrics, decision, started)
+        (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -241,6 +241,11 @@ def test_two_forces_run_end_to_end(prefect_session, demo_slice_dir, tmp_path):
     from territory.pipelines.stages import load_inputs, market_table
 
     setup_tracking(config)
+    # the run logs its segment models beside the forecaster, for the scoring flows
+    from territory.models.tracking import load_logged_potential
+
+    logged = load_logged_potential(result["mlflow_run_id"])
+    assert logged.segments() == {"devices-team": ["devices"], "feed-team": ["feed"]}
     model = load_champion()
     inputs = load_inputs(config)
     graph = build_adjacency(inputs.units, projected_crs=config.data.projected_crs)

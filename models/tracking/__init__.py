@@ -448,14 +448,17 @@ class PotentialModel(mlflow.pyfunc.PythonModel):
 
 
 POTENTIAL_ARTIFACT = "potential-model"
+SEGMENT_POTENTIAL_ARTIFACT = "segment-potential-models"  # runs with sales forces
 
 
-def log_potential_model(potential, market_table: pd.DataFrame) -> None:
-    """Log the potential model in the active run under ``potential-model``."""
+def log_potential_model(potential, market_table: pd.DataFrame,
+                        name: str = POTENTIAL_ARTIFACT) -> None:
+    """Log a potential model in the active run under ``name`` (``potential-model``; the
+    segment models of a run with sales forces: ``segment-potential-models``)."""
     example = market_table.head(3).astype(float).reset_index(drop=True)
     model = PotentialModel(potential)
     mlflow.pyfunc.log_model(
-        name=POTENTIAL_ARTIFACT, python_model=model, input_example=example,
+        name=name, python_model=model, input_example=example,
         signature=infer_signature(example, model.predict(None, example)),
         pip_requirements=["mlflow", "lightgbm", "pandas", "scikit-learn"],
     )
@@ -523,15 +526,21 @@ def load_version(registered_model: str, version: str | None = None) -> LoadedVer
                          str(mv.version), mv.run_id, getattr(model, "published", None))
 
 
+def load_logged_potential(run_id: str, name: str = SEGMENT_POTENTIAL_ARTIFACT):
+    """The potential model logged as ``name`` in run ``run_id``, or None."""
+    run = MlflowClient().get_run(run_id)
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'", output_format="list")
+    return _load_pyfunc(found[0].model_uri).unwrap_python_model().potential if found else None
+
+
 def _load_potential(client: MlflowClient, run):
     """The potential model logged in ``run``; older runs have it in the recommender."""
     run_id = run.info.run_id
-    found = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' AND name = '{POTENTIAL_ARTIFACT}'",
-        output_format="list")
-    if found:
-        return _load_pyfunc(found[0].model_uri).unwrap_python_model().potential
+    found = load_logged_potential(run_id, POTENTIAL_ARTIFACT)
+    if found is not None:
+        return found
     versions = client.search_model_versions(f"name = '{RECOMMENDER}' and run_id = '{run_id}'")
     if not versions:
         raise MlflowException(f"run {run_id} holds no potential model")
