@@ -172,6 +172,9 @@ def run_company(folder: Path, workspace: Path, settings: list[str], full_forecas
         "current": plan_truth_metrics(estimated, true, current.reindex(truth.index)),
         "unit_spearman": float(spearman(estimated.to_numpy(), true.to_numpy())),
         "balance_mode": design.overall.get("balance_mode", "estimate (robust off)"),
+        "plan_shape": {k: design.overall.get(k) for k in (
+            "max_abs_deviation_workload", "total_dispersion", "median_elongation",
+            "max_elongation", "disruption_units_pct")},
         "robust_candidates": design.overall.get("robust_candidates"),
         "train_metrics": {k: v for k, v in trained.metrics.items() if k.startswith("potential")},
         **times,

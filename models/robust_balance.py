@@ -115,7 +115,7 @@ def robust_design(
 
     def record(plan: plans.Plan, potential_tolerance: float) -> dict:
         labels = plan.design.proposed.reindex(unit_ids).to_numpy()
-        return {"potential_tolerance": potential_tolerance,
+        return {"potential_tolerance": round(potential_tolerance, 9),
                 **sureness(draws, labels, tolerance),
                 "hard_violations": plan.hard_violations,
                 "shape_over_limit": plan.shape_over_limit,
