@@ -178,3 +178,55 @@ def test_balance_mode_words_say_which_plan_was_published():
     kept = balance_mode_words({"robust_candidates": [{**base, "published": True},
                                                      {**tight, "published": False}]})
     assert "stays" in kept and "41%" in kept
+
+
+def _slice_stage_inputs(demo_slice_dir, tmp_path, uncertainty: bool):
+    """The design stage's inputs on the Iowa/Nebraska slice, with the true potential as the
+    estimate and (optionally) its uncertainty columns: no training needed."""
+    from territory.features.feature_set import FeatureSet
+    from territory.features.spatial import build_adjacency, projected_xy
+    from territory.models.scoring import Scores
+    from territory.pipelines import stages
+    from tests.conftest import write_slice_config
+
+    base = load_config(write_slice_config(demo_slice_dir, tmp_path / "ws"))
+    inputs = stages.load_inputs(base)
+    uid = inputs.units["unit_id"].to_numpy()
+    workload = inputs.sales.groupby("unit_id")["accounts"].mean().reindex(uid).fillna(0.0)
+    truth = pd.read_parquet(demo_slice_dir / "truth.parquet").set_index("unit_id")
+    totals = pd.DataFrame({"potential": truth["true_potential"].reindex(uid).to_numpy(),
+                           "forecast": 0.0}, index=uid)
+    if uncertainty:
+        current = inputs.alignment.set_index("unit_id")["territory_id"].reindex(uid)
+        totals["potential_log_var"] = 0.02
+        totals["potential_group"] = current.to_numpy()
+        totals["potential_group_var"] = 0.002
+    graph = build_adjacency(inputs.units, "unit_id", "queen", "EPSG:5070")
+    features = FeatureSet(graph, projected_xy(inputs.units, "EPSG:5070"), pd.Timestamp(0),
+                          None, None, None, None, workload)
+    tc = base.territories.model_copy(update={"n_territories": 4, "time_limit_s": 20,
+                                             "frontier": [0.5], "minimal_change": False})
+    tc = TerritoryConfig.model_validate({**tc.model_dump(), "robust": True})
+    config = base.model_copy(update={"territories": tc})
+    return stages, config, inputs, features, Scores(pd.DataFrame(), totals)
+
+
+def test_design_stage_in_robust_mode_reports_the_mode_and_each_territory_s_probability(
+        demo_slice_dir, tmp_path):
+    stages, config, inputs, features, scores = _slice_stage_inputs(demo_slice_dir, tmp_path,
+                                                                   uncertainty=True)
+    design = stages.design_stage(config, inputs, features, scores)
+    assert design.overall["balance_mode"] in ("robust", "estimate")
+    rows = design.overall["robust_candidates"]
+    assert len(rows) == 1 + len(config.territories.robust.fractions)
+    assert design.summary["p_within_tolerance"].between(0.0, 1.0).all()
+    assert len(design.summary) == 4 and design.proposed.notna().all()
+    assert "robust" in balance_mode_words(design.overall)
+
+
+def test_design_stage_in_robust_mode_without_uncertainty_names_the_key(demo_slice_dir,
+                                                                       tmp_path):
+    stages, config, inputs, features, scores = _slice_stage_inputs(demo_slice_dir, tmp_path,
+                                                                   uncertainty=False)
+    with pytest.raises(InputError, match="territories.robust"):
+        stages.design_stage(config, inputs, features, scores)
