@@ -297,6 +297,9 @@ class RunConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _robust_has_uncertainty(self) -> RunConfig:
+        if any(f.territories.robust.enabled for f in self.forces or []):
+            raise ValueError("territories.robust designs one sales force's plan; it is not "
+                             "available with forces: (leave robust out of each force)")
         if not self.territories.robust.enabled:
             return self
         if self.potential.method != "rep_adjusted" or self.data.alignment is None:

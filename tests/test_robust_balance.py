@@ -102,6 +102,17 @@ def test_robust_mode_without_uncertainty_is_a_config_error_naming_the_file(
     assert load_config(_run_yaml(tmp_path, {}, True)).territories.robust.enabled
 
 
+def test_robust_mode_with_forces_is_a_config_error(tmp_path):
+    path = _run_yaml(tmp_path, {}, True)
+    payload = yaml.safe_load(path.read_text())
+    payload["territories"] = {}
+    payload["forces"] = [{"name": "a-team", "segments": ["a"], "territories": {"robust": True}},
+                         {"name": "b-team", "segments": ["b"]}]
+    path.write_text(yaml.safe_dump(payload))
+    with pytest.raises(InputError, match="not available with forces"):
+        load_config(path)
+
+
 def test_robust_design_publishes_the_surest_eligible_plan_and_records_every_candidate():
     geo, measures, draws = _instance()
     config = _config()
