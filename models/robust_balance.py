@@ -82,6 +82,7 @@ def at_configured_tolerance(candidate: Design, base: Design, tolerance: float) -
         candidate.diagnosis = []
     candidate.current_overall, candidate.current_summary = (base.current_overall,
                                                             base.current_summary)
+    candidate.auto_k = base.auto_k  # the same K (candidates keep it): the same reason
     return candidate
 
 
@@ -111,6 +112,9 @@ def robust_design(
     ladder = plans.price_of_balance(geography, measures, config, current, reps, columns, locks)
     base = plans.chosen_plan(ladder, config)
     plan_config = plans.with_soft_tolerance(config, base.soft_tolerance)
+    # candidates keep the published plan's K (auto K would choose again at the tighter tolerance)
+    fixed_k = plan_config.model_copy(update={"n_territories": base.design.n_territories
+                                             or config.n_territories})
     unit_ids = geography.unit_ids
 
     def record(plan: plans.Plan, potential_tolerance: float) -> dict:
@@ -127,7 +131,7 @@ def robust_design(
     for fraction in config.robust.fractions:
         t0 = time.process_time()
         design = at_configured_tolerance(
-            alignment.propose_alignment(geography, measures, tightened(plan_config, fraction),
+            alignment.propose_alignment(geography, measures, tightened(fixed_k, fraction),
                                         current, reps, columns, locks), base.design, tolerance)
         plan = plans.Plan(base.soft_tolerance, design, time.process_time() - t0,
                           plans.hard_violations(design, plan_config),

@@ -308,9 +308,6 @@ class RunConfig(FrozenModel):
                              f"(now {self.potential.method!r} and "
                              f"{'no alignment' if self.data.alignment is None else 'given'}); "
                              "set both, or set territories.robust: false")
-        if self.forces is not None:
-            raise ValueError("territories.robust designs one sales force's plan; it is not "
-                             "available with forces: (leave robust out of each force)")
         return self
 
     @model_validator(mode="after")

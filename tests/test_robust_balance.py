@@ -154,6 +154,17 @@ def test_robust_mode_lifts_the_least_sure_territory_on_an_uncertain_instance():
     assert max(r["min_p_within"] for r in rows[1:]) > rows[0]["min_p_within"]
 
 
+def test_candidates_keep_the_published_plan_s_number_of_territories_under_auto_k():
+    geo, measures, draws = _instance()
+    config = _config(n_territories="auto", rep_capacity=float(measures["workload"].sum() / 4.5))
+    design = robust.robust_design(geo, measures, config, draws)
+    assert design.n_territories >= 5 and design.auto_k
+    assert design.proposed.nunique() == design.n_territories == len(design.summary)
+    # every plan tried, robust candidates included, has that many territories
+    assert len(design.comparison) == 3 + 2  # the ladder (unconstrained, 50%, 20%), 2 candidates
+    assert (design.comparison["territories"] == design.n_territories).all()
+
+
 def test_draws_must_match_the_geography():
     geo, measures, draws = _instance()
     with pytest.raises(ValueError, match="draws have 99 units"):
