@@ -26,6 +26,7 @@ Run (not part of the test suite)::
 
     .venv/bin/python benchmarks/true_balance.py --seeds demo 1 2
     .venv/bin/python benchmarks/true_balance.py --seeds demo --set potential.method=quantile
+    .venv/bin/python benchmarks/true_balance.py --seeds demo 1 2 --set territories.robust=true
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def plan_uncertainty_check(summary: pd.DataFrame, true: pd.Series, labels: pd.Se
     inside = ((table["potential_lo"] / mean_est <= true_rel)
               & (true_rel <= table["potential_hi"] / mean_est))
     return {"mean_p_within": float(table["p_within_tolerance"].mean()),
+            "median_p_within": float(table["p_within_tolerance"].median()),
             "min_p_within": float(table["p_within_tolerance"].min()),
             "true_within": float(((true_rel - 1.0).abs() <= tolerance).mean()),
             "interval_coverage": float(inside.mean())}
@@ -150,9 +152,10 @@ def run_company(folder: Path, workspace: Path, settings: list[str], full_forecas
     trained = stages.train_stage(config, features)
     scores = stages.score_stage(config, features, trained)
     times["train_score_s"] = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     design = stages.design_stage(config, inputs, features, scores)
     times["design_s"] = time.perf_counter() - start
+    times["design_cpu_s"] = time.process_time() - cpu
 
     cols = config.data.columns
     truth = pd.read_parquet(folder / "truth.parquet").set_index(cols.unit_col)
@@ -168,6 +171,11 @@ def run_company(folder: Path, workspace: Path, settings: list[str], full_forecas
             config.territories.tolerances.get("potential", 0.05)),
         "current": plan_truth_metrics(estimated, true, current.reindex(truth.index)),
         "unit_spearman": float(spearman(estimated.to_numpy(), true.to_numpy())),
+        "balance_mode": design.overall.get("balance_mode", "estimate (robust off)"),
+        "plan_shape": {k: design.overall.get(k) for k in (
+            "max_abs_deviation_workload", "total_dispersion", "median_elongation",
+            "max_elongation", "disruption_units_pct")},
+        "robust_candidates": design.overall.get("robust_candidates"),
         "train_metrics": {k: v for k, v in trained.metrics.items() if k.startswith("potential")},
         **times,
     }
@@ -199,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"alignment share error p90 {c['share_error_p90']:.1%}, within ±10% "
                   f"{c['within_10']:.0%}; unit Spearman {r['unit_spearman']:.3f}; "
                   f"(estimated max dev {p['est_max_deviation']:.1%}; "
-                  f"{r['train_score_s']:.0f}s train+score, {r['design_s']:.0f}s design)",
+                  f"{r['train_score_s']:.0f}s train+score, {r['design_s']:.0f}s design, "
+                  f"{r['design_cpu_s']:.1f}s design CPU; balance mode {r['balance_mode']})",
                   flush=True)
             if r["plan_uncertainty"]:
                 u = r["plan_uncertainty"]

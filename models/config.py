@@ -139,6 +139,40 @@ class BalanceRule(FrozenModel):
     role: Literal["hard", "soft"] = "hard"
 
 
+class RobustBalanceConfig(FrozenModel):
+    """Robust mode (off by default): publish the plan whose least sure territory is surest.
+
+    Balance within ±τ on the *estimated* potential holds in truth only with some
+    probability per territory (``p_within_tolerance``, from the potential's joint
+    draws). With ``enabled``, the run also designs the published plan again with
+    potential balanced to each of ``fractions`` × its tolerance (the soft attributes at
+    the published plan's tolerance), and publishes the candidate whose smallest
+    probability of lying within ±τ is highest, among those that hold every hard
+    attribute at its own tolerance, the shape limit and the soft attributes as well as
+    the plan they replace (see ``territory.models.robust_balance``). ``true`` is short
+    for ``{enabled: true}``.
+    """
+
+    enabled: bool = False
+    fractions: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.7, 0.4])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, data):
+        return {"enabled": data} if isinstance(data, bool) else data
+
+    @model_validator(mode="after")
+    def _fractions_listed(self) -> RobustBalanceConfig:
+        if self.enabled and not self.fractions:
+            raise ValueError("territories.robust.fractions: list at least one fraction of the "
+                             "potential tolerance to design candidates at, e.g. [0.7, 0.4]")
+        if len(set(self.fractions)) != len(self.fractions):
+            raise ValueError(f"territories.robust.fractions lists a value twice: "
+                             f"{self.fractions}")
+        return self
+
+
 class TerritoryConfig(FrozenModel):
     """Territory design scenario.
 
@@ -195,6 +229,8 @@ class TerritoryConfig(FrozenModel):
     index: dict[Measure, Annotated[float, Field(gt=0.0)]] | None = None
     # also design the smallest change to the current alignment, for the compare table
     minimal_change: bool = True
+    # robust mode: publish the candidate plan whose least sure territory is surest
+    robust: RobustBalanceConfig = Field(default_factory=RobustBalanceConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -250,6 +286,14 @@ class TerritoryConfig(FrozenModel):
         if "index" in self.balance_attributes and not self.index:
             raise ValueError("balance names the attribute index: define it with territories.index, "
                              "the weight of each measure, e.g. {workload: 0.7, units: 0.3}")
+        return self
+
+    @model_validator(mode="after")
+    def _robust_balances_potential(self) -> TerritoryConfig:
+        if self.robust.enabled and "potential" not in self.hard_attributes:
+            raise ValueError("territories.robust needs potential among the hard balance "
+                             "attributes (balance: - {attribute: potential, role: hard}), or "
+                             "set robust: false")
         return self
 
     @model_validator(mode="after")

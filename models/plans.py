@@ -38,6 +38,7 @@ class Plan:
     seconds: float
     hard_violations: int
     shape_over_limit: int = 0  # territories more elongated than max_elongation
+    label: str | None = None  # a name beyond the soft tolerance (a robust candidate)
 
 
 def soft_ladder(config: TerritoryConfig) -> list[float | None]:
@@ -125,7 +126,7 @@ def plans_table(plans: list[Plan], config: TerritoryConfig, published: Plan) -> 
         overall, summary = plan.design.overall, plan.design.summary
         tolerances = with_soft_tolerance(config, plan.soft_tolerance).tolerances
         soft = plan.soft_tolerance
-        row = {"plan": _plan_name(soft), "soft_tolerance": soft,
+        row = {"plan": plan_name(plan), "soft_tolerance": soft,
                "published": plan is published, "hard_violations": plan.hard_violations,
                "shape_over_limit": plan.shape_over_limit}
         for rule in config.balance:
@@ -158,7 +159,23 @@ def publishable_design(
 ) -> Design:
     """The published plan's design, carrying the table of every plan tried."""
     plans = price_of_balance(geography, measures, config, current, reps, columns, locks)
-    published = chosen_plan(plans, config)
+    return publish(plans, chosen_plan(plans, config), geography, measures, config, current,
+                   reps, columns, locks)
+
+
+def publish(
+    plans: list[Plan],
+    published: Plan,
+    geography: Geography,
+    measures: dict[str, np.ndarray],
+    config: TerritoryConfig,
+    current: pd.Series | None = None,
+    reps: pd.DataFrame | None = None,
+    columns: ColumnsConfig | None = None,
+    locks: Locks | None = None,
+) -> Design:
+    """``published``'s design as the run publishes it: with the table of ``plans``, the
+    comparison (and minimal change), and the soft attributes' lines out of violations."""
     design = published.design
     design.plans = plans_table(plans, config, published)
     minimal = (minimal_change(geography, measures,
@@ -251,7 +268,7 @@ def comparison_table(plans: list[Plan], published: Plan, config: TerritoryConfig
         rows.append({"plan": "minimal change", "published": False,
                      **plan_measures(minimal, tolerances)})
     for plan in plans:
-        name = _plan_name(plan.soft_tolerance)
+        name = plan_name(plan)
         rows.append({"plan": f"proposed ({name})" if plan is published else name,
                      "published": plan is published,
                      **plan_measures(plan.design, with_soft_tolerance(config,
@@ -259,9 +276,13 @@ def comparison_table(plans: list[Plan], published: Plan, config: TerritoryConfig
     return pd.DataFrame(rows)
 
 
-def _plan_name(soft_tolerance: float | None) -> str:
+def plan_name(plan: Plan) -> str:
+    """A plan's name in the tables: its soft tolerance, and its label when it has one."""
+    soft_tolerance = plan.soft_tolerance
     if soft_tolerance is None:
-        return "balanced"
-    if soft_tolerance >= UNCONSTRAINED:
-        return "soft unconstrained"
-    return f"soft ±{100 * soft_tolerance:g}%"
+        name = "balanced"
+    elif soft_tolerance >= UNCONSTRAINED:
+        name = "soft unconstrained"
+    else:
+        name = f"soft ±{100 * soft_tolerance:g}%"
+    return name if plan.label is None else f"{name}, {plan.label}"

@@ -100,20 +100,31 @@ def territory_balance(draws: np.ndarray, labels: pd.Series, tolerance: float,
                          "p_within_tolerance": (np.abs(deviation) <= tolerance).mean(axis=0)})
 
 
+UNCERTAINTY_COLUMNS = ("potential", "potential_log_var", "potential_group",
+                       "potential_group_var")
+
+
+def score_draws(unit_totals: pd.DataFrame, units: pd.Index, n_draws: int = 500,
+                seed: int = 0) -> np.ndarray | None:
+    """:func:`potential_draws` of ``units`` (in that order), from the scores' unit totals
+    (``potential`` and the columns of
+    :func:`territory.models.scoring.potential_uncertainty_columns`); None without them."""
+    if any(c not in unit_totals for c in UNCERTAINTY_COLUMNS):
+        return None
+    totals = unit_totals.reindex(units)
+    group = totals["potential_group"].astype(object)
+    group = group.astype(str).where(group.notna())
+    group_variance = totals.groupby(group)["potential_group_var"].first()
+    return potential_draws(totals["potential"].fillna(0.0), totals["potential_log_var"],
+                           group, group_variance, n_draws, seed)
+
+
 def plan_balance(unit_totals: pd.DataFrame, labels: pd.Series, tolerance: float,
                  level: float = 0.8, n_draws: int = 500, seed: int = 0) -> pd.DataFrame | None:
-    """:func:`territory_balance` of the plan ``labels`` (territory per unit), simulated from
-    the scores' unit totals (``potential`` and the columns of
-    :func:`territory.models.scoring.potential_uncertainty_columns`); None without them."""
-    needed = ("potential", "potential_log_var", "potential_group", "potential_group_var")
-    if any(c not in unit_totals for c in needed):
+    """:func:`territory_balance` of the plan ``labels`` (territory per unit), simulated by
+    :func:`score_draws`; None without the uncertainty columns."""
+    units = labels.dropna().index
+    draws = score_draws(unit_totals, units, n_draws, seed)
+    if draws is None:
         return None
-    totals = unit_totals.reindex(labels.dropna().index)
-    group = totals["potential_group"].astype(object)
-    group = group.where(group.notna(), None)
-    group_variance = totals.groupby(group.astype(str).where(group.notna()))[
-        "potential_group_var"].first()
-    draws = potential_draws(totals["potential"].fillna(0.0), totals["potential_log_var"],
-                            group.astype(str).where(group.notna()), group_variance,
-                            n_draws, seed)
-    return territory_balance(draws, labels.reindex(totals.index), tolerance, level)
+    return territory_balance(draws, labels.reindex(units), tolerance, level)

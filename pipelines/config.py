@@ -296,6 +296,21 @@ class RunConfig(FrozenModel):
         return self
 
     @model_validator(mode="after")
+    def _robust_has_uncertainty(self) -> RunConfig:
+        if any(f.territories.robust.enabled for f in self.forces or []):
+            raise ValueError("territories.robust designs one sales force's plan; it is not "
+                             "available with forces: (leave robust out of each force)")
+        if not self.territories.robust.enabled:
+            return self
+        if self.potential.method != "rep_adjusted" or self.data.alignment is None:
+            raise ValueError("territories.robust weighs plans by how sure their potential is, "
+                             "which needs potential.method: rep_adjusted and data.alignment "
+                             f"(now {self.potential.method!r} and "
+                             f"{'no alignment' if self.data.alignment is None else 'given'}); "
+                             "set both, or set territories.robust: false")
+        return self
+
+    @model_validator(mode="after")
     def _coverage_floor_below_the_level(self) -> RunConfig:
         floor = self.monitoring.alerts.coverage_floor
         if floor is not None and floor >= self.forecast.interval_level:

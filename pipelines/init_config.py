@@ -382,6 +382,7 @@ TEMPLATE: list[tuple[str, Any, str]] = [
     ("territories.max_restarts", 0, "extra multistarts; each costs a full design"),
     ("territories.max_chains", 100, "ejection chains per repair round (null = half the units)"),
     ("territories.minimal_change", True, "also design the smallest change to today's alignment"),
+    ("territories.robust", False, "true: publish the plan whose least sure territory is surest"),
     ("territories.time_limit_s", 600, "safety net only: budgets are iteration counts"),
     ("territories.seed", 42, "randomness is explicit"),
     ("tracking", None, "MLflow"),

@@ -167,6 +167,21 @@ def potential_accuracy_table(trained: Trained, scores: Scores) -> pd.DataFrame |
     return table
 
 
+def balance_mode_words(overall: dict) -> str:
+    """Which plan robust mode (``territories.robust``) published, and why, in words."""
+    rows = overall.get("robust_candidates")
+    if not rows:
+        return "balanced on the estimate (robust mode off)"
+    base = rows[0]
+    won = next(r for r in rows if r["published"])
+    if won is base:
+        return (f"robust: no tighter design made the least sure territory surer "
+                f"({base['min_p_within']:.0%}), so the plan balanced on the estimate stays")
+    return (f"robust: balanced to ±{won['potential_tolerance']:.1%} on the estimate, which "
+            f"lifts the least sure territory from {base['min_p_within']:.0%} to "
+            f"{won['min_p_within']:.0%} (on the draws that chose it)")
+
+
 def _headline(config: RunConfig, features: FeatureSet, design: Design, recs: Recommendations,
               uid, u: pd.DataFrame) -> tuple[list[tuple[str, str]], pd.DataFrame | None]:
     """The report's headline numbers, and the table of units a manager locked (or None)."""
@@ -192,6 +207,7 @@ def _headline(config: RunConfig, features: FeatureSet, design: Design, recs: Rec
         headline.append((f"Potential within ±{_pct(tolerance)}, in truth",
                          f"{int((sure >= 0.8).sum())} of {len(sure)} territories at ≥ 80% "
                          f"probability (least sure {sure.min():.0%})"))
+        headline.append(("Balance mode", balance_mode_words(ov)))
     headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
     if recs.reps is not None and "load_after" in recs.reps:
         known = recs.reps["load_after"].dropna()

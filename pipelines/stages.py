@@ -26,6 +26,7 @@ from territory.features.spreadsheet_safe import revert_inert
 from territory.models import alignment, plans, scoring, training
 from territory.models import potential_uncertainty as uncertainty
 from territory.models import recommend as rec
+from territory.models import robust_balance as robust
 from territory.models.alignment import Design, Geography
 from territory.models.recommend import Recommendations
 from territory.models.scoring import Scores
@@ -182,8 +183,19 @@ def design_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores
     measures = alignment.unit_measures(scores.unit_totals, features.workload, geo.unit_ids,
                                        config.territories.index)
     current = alignment.current_territories(inputs.alignment, geo.unit_ids, config.data.columns)
-    design = plans.publishable_design(geo, measures, config.territories, current, inputs.reps,
-                                      config.data.columns, locks(config, inputs))
+    args = (current, inputs.reps, config.data.columns, locks(config, inputs))
+    if config.territories.robust.enabled:
+        pc = config.potential  # drawn apart from the report's draws (seed + 1): see robust_balance
+        draws = uncertainty.score_draws(scores.unit_totals, pd.Index(geo.unit_ids), pc.n_draws,
+                                        pc.seed + 1)
+        if draws is None:
+            raise InputError("config", "robust mode needs the potential's uncertainty, which "
+                             "this run's potential has not", key="territories.robust",
+                             hint="use potential.method: rep_adjusted with data.alignment, or "
+                                  "set territories.robust: false")
+        design = robust.robust_design(geo, measures, config.territories, draws, *args)
+    else:
+        design = plans.publishable_design(geo, measures, config.territories, *args)
     return with_balance_probability(config, design, scores)
 
 

@@ -71,6 +71,7 @@ def test_outputs_follow_the_design(first_run):
     assert (summary["potential_lo"] <= summary["potential_total"] * (1 + 1e-9)).all()
     assert (summary["potential_total"] <= summary["potential_hi"] * (1 + 1e-9)).all()
     assert "Chance potential is within tolerance, in truth" in html
+    assert "balanced on the estimate (robust mode off)" in html  # which balance mode ran
     # what stays violated, and why, reaches the workbook whenever there is any
     sheets = set(pd.ExcelFile(run_dir / "report.xlsx").sheet_names)
     assert ("Violations" in sheets) == bool(result["violations"])
