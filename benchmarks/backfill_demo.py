@@ -34,6 +34,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from territory.models.monitoring import horizon_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -59,24 +61,6 @@ def month_window(months: int) -> tuple[str, str]:
     return f"{last - (months - 1)}", f"{last}"
 
 
-def per_horizon(history: pd.DataFrame) -> pd.DataFrame:
-    """Realised against promised accuracy per horizon, over the backfill's as-of dates.
-
-    ``wape`` pools the errors of every as-of date (Σ|a - f| / Σa, from the
-    table's sums), ``coverage`` is the mean over the as-of dates; the promised
-    numbers are the mean of what each date's backtest promised.
-    """
-    rows = history[(history["level"] == "horizon") & (history["source"] == "backfill")].copy()
-    rows["abs_error"] = rows["wape"] * rows["actual"]
-    table = rows.groupby("horizon").agg(
-        as_of_dates=("as_of", "nunique"), actual=("actual", "sum"),
-        abs_error=("abs_error", "sum"), realised_wape_mean=("wape", "mean"),
-        promised_wape=("promised_wape", "mean"), realised_coverage=("coverage", "mean"),
-        promised_coverage=("promised_coverage", "mean"))
-    table.insert(1, "realised_wape", table.pop("abs_error") / table.pop("actual"))
-    return table.reset_index()
-
-
 def summarise(workspace: Path) -> None:
     history = pd.read_parquet(workspace / "monitoring" / "accuracy.parquet")
     print(f"monitoring table: {history.shape[0]} rows x {history.shape[1]} columns; "
@@ -86,8 +70,9 @@ def summarise(workspace: Path) -> None:
     print(overall[["as_of", "model_version", "months_observed", "wape", "promised_wape",
                    "coverage", "promised_coverage", "territory_wape", "bias"]]
           .sort_values("as_of").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("\nper horizon, over the as-of dates with actuals:")
-    print(per_horizon(history).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nper horizon, pooled over the as-of dates with actuals (horizon_summary):")
+    backfill = history[history["source"] == "backfill"]
+    print(horizon_summary(backfill).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def main() -> None:
