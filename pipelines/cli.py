@@ -358,19 +358,24 @@ def backfill(
             result, csv = replay(cfg, start, end, retrain_every)
     except (InputError, PrefectStartError) as exc:
         _fail(exc)
-    table = Table(title="Backfill: forecast vs later actuals, per as-of date")
-    for column in ("as of", "model", "months seen", "WAPE", "WAPE h1", "WAPE territory",
-                   "bias", "coverage", "status"):
-        table.add_column(column, justify="left" if column in ("as of", "status") else "right")
+    table = Table(title="Backfill: forecast vs later actuals, per as-of date", pad_edge=False)
+    for column in ("as of", "model", "months", "WAPE", "WAPE h1", "terr. WAPE", "bias",
+                   "cover", "status"):
+        table.add_column(column, justify="left" if column in ("as of", "status") else "right",
+                         no_wrap=column in ("as of", "model"),
+                         min_width=None if column in ("as of", "model", "status") else 5)
 
     def pct(value) -> str:
         return "" if pd.isna(value) else f"{value:.1%}"
 
-    def model(row) -> str:
-        return "" if pd.isna(row.model_version) else f"v{row.model_version} ({row.model_as_of[:7]})"
+    def model(row) -> str:  # with the month it was trained at, when it is an earlier one
+        if pd.isna(row.model_version):
+            return ""
+        earlier = row.model_as_of != row.as_of
+        return f"v{row.model_version}" + (f" ({row.model_as_of[:7]})" if earlier else "")
 
     for row in result.itertuples():
-        table.add_row(row.as_of, model(row),
+        table.add_row(row.as_of[:7], model(row),
                       "" if pd.isna(row.months_observed) else f"{row.months_observed:.0f}",
                       pct(row.wape), pct(row.wape_h1), pct(row.wape_territory), pct(row.bias),
                       pct(row.coverage), row.status)
