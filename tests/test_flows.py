@@ -359,6 +359,12 @@ def test_backfill_trains_per_as_of_and_reports_accuracy(trained, config):
     assert nov["coverage"] == pytest.approx(table["coverage"][0])
     assert nov["promised_wape"] > 0 and nov["model_version"] == table["model_version"][0]
     assert set(history["level"]) == {"overall", "horizon", "territory", "horizon_territory"}
+    from territory.pipelines.monitoring import backfill_horizons
+
+    horizons = backfill_horizons(config, table["as_of"][:2])  # December: nothing to measure
+    assert list(horizons["horizon"]) == [1] and list(horizons["forecasts"]) == [1]
+    assert horizons["wape"][0] == pytest.approx(table["wape_h1"][0])
+    assert horizons["promised_wape"][0] > 0
     report = (Path(table["folder"][1]) / "report.html").read_text()  # December's backfill
     assert "How our forecasts did" in report and "as of 2025-11 now has 1 month" in report
     exp = client.get_experiment_by_name(config.tracking.experiment)
