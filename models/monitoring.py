@@ -247,6 +247,44 @@ def overall_history(history: pd.DataFrame) -> pd.DataFrame:
     return overall.drop(columns="_nightly").reset_index(drop=True)
 
 
+HORIZON_SUMMARY_COLUMNS = ["horizon", "forecasts", "actual", "wape", "promised_wape", "bias",
+                           "coverage", "promised_coverage"]
+
+
+def horizon_summary(history: pd.DataFrame) -> pd.DataFrame:
+    """Realised against promised accuracy per horizon, pooled over the forecasts of ``history``.
+
+    One row per horizon with an actual: how many forecasts (as-of dates and
+    sources) it pools, their actual sales, the realised WAPE of them all
+    (Σ|a − f| / Σa: each forecast's WAPE weighted by its actual sales), the
+    promised WAPE weighted the same way, the bias, and the realised and
+    promised interval coverage weighted by rows. Reads the ``horizon`` level
+    (every territory together); pass the rows of the forecasts to pool.
+    """
+    rows = history[(history["level"] == "horizon") & history["actual"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=HORIZON_SUMMARY_COLUMNS)
+    promised = rows["promised_wape"].notna()
+    covered = rows["promised_coverage"].notna()
+    weighted = pd.DataFrame({
+        "horizon": rows["horizon"].astype(int), "actual": rows["actual"],
+        "abs_error": rows["wape"] * rows["actual"], "error": rows["bias"] * rows["actual"],
+        "promised": (rows["promised_wape"] * rows["actual"]).where(promised, 0.0),
+        "promised_weight": rows["actual"].where(promised, 0.0),
+        "inside": rows["coverage"] * rows["n_rows"], "n_rows": rows["n_rows"],
+        "promised_inside": (rows["promised_coverage"] * rows["n_rows"]).where(covered, 0.0),
+        "promised_rows": rows["n_rows"].where(covered, 0.0)})
+    sums = weighted.groupby("horizon").sum()
+    table = pd.DataFrame({
+        "forecasts": rows.groupby(rows["horizon"].astype(int)).size(),
+        "actual": sums["actual"], "wape": _ratio(sums["abs_error"], sums["actual"]),
+        "promised_wape": _ratio(sums["promised"], sums["promised_weight"]),
+        "bias": _ratio(sums["error"], sums["actual"]),
+        "coverage": _ratio(sums["inside"], sums["n_rows"]),
+        "promised_coverage": _ratio(sums["promised_inside"], sums["promised_rows"])})
+    return table.reset_index().reindex(columns=HORIZON_SUMMARY_COLUMNS)
+
+
 # --- Alert rules ------------------------------------------------------------------------------
 
 

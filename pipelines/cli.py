@@ -19,6 +19,7 @@ from territory.features.errors import InputError, shorten
 from territory.pipelines.console_tables import (
     console,
     print_backtest,
+    print_horizons,
     print_result,
     print_validation,
 )
@@ -336,6 +337,10 @@ def backfill(
     start: Annotated[str, typer.Option(help="First as-of month (YYYY-MM).")],
     end: Annotated[str, typer.Option(help="Last as-of month (YYYY-MM).")],
     config: ConfigOption = Path("configs/demo.yaml"),
+    retrain_every: Annotated[int, typer.Option(
+        help="Train a model every N months and score the months between with the latest "
+             "one, as nightly runs score with the last retrain's champion (1: train at "
+             "every month).")] = 1,
 ) -> None:
     """Replay the nightly forecast as of each month; report accuracy per as-of date."""
     import pandas as pd
@@ -348,24 +353,34 @@ def backfill(
         prepare_environment(Path(cfg.workspace), inputs=_input_files(cfg))
         with prefect_api(Path(cfg.workspace)):
             from territory.pipelines.deploy import backfill as replay
+            from territory.pipelines.monitoring import backfill_horizons
 
-            result, csv = replay(cfg, start, end)
+            result, csv = replay(cfg, start, end, retrain_every)
     except (InputError, PrefectStartError) as exc:
         _fail(exc)
-    table = Table(title="Backfill: forecast vs later actuals, per as-of date")
-    for column in ("as of", "model", "months seen", "WAPE", "WAPE h1", "WAPE territory",
-                   "bias", "coverage", "status"):
-        table.add_column(column, justify="left" if column in ("as of", "status") else "right")
+    table = Table(title="Backfill: forecast vs later actuals, per as-of date", pad_edge=False)
+    for column in ("as of", "model", "months", "WAPE", "WAPE h1", "terr. WAPE", "bias",
+                   "cover", "status"):
+        table.add_column(column, justify="left" if column in ("as of", "status") else "right",
+                         no_wrap=column in ("as of", "model"),
+                         min_width=None if column in ("as of", "model", "status") else 5)
 
     def pct(value) -> str:
         return "" if pd.isna(value) else f"{value:.1%}"
 
+    def model(row) -> str:  # with the month it was trained at, when it is an earlier one
+        if pd.isna(row.model_version):
+            return ""
+        earlier = row.model_as_of != row.as_of
+        return f"v{row.model_version}" + (f" ({row.model_as_of[:7]})" if earlier else "")
+
     for row in result.itertuples():
-        table.add_row(row.as_of, "" if pd.isna(row.model_version) else f"v{row.model_version}",
+        table.add_row(row.as_of[:7], model(row),
                       "" if pd.isna(row.months_observed) else f"{row.months_observed:.0f}",
                       pct(row.wape), pct(row.wape_h1), pct(row.wape_territory), pct(row.bias),
                       pct(row.coverage), row.status)
     console.print(table)
+    print_horizons(backfill_horizons(cfg, result.loc[result["status"] == "ok", "as_of"]))
     console.print(f"accuracy table: {csv}")
     console.print(f"monitoring history: {Path(cfg.workspace) / 'monitoring' / 'accuracy.parquet'}")
 

@@ -142,3 +142,24 @@ def print_backtest(result, written: dict) -> None:
                           highlight=False, soft_wrap=True)
     for name, path in written.items():
         console.print(f"{name}: {path}", highlight=False)
+
+
+def print_horizons(summary) -> None:
+    """Realised against promised accuracy per horizon
+    (:func:`territory.models.monitoring.horizon_summary`)."""
+    if summary.empty:
+        console.print("No forecast has an actual yet: nothing measured per horizon.")
+        return
+    table = Table(title="Per horizon: realised vs promised (backtest), pooled over the as-of "
+                        "dates with actuals")
+    for column in ("horizon", "forecasts", "WAPE", "promised WAPE", "bias", "coverage",
+                   "promised coverage"):
+        table.add_column(column, justify="right")
+
+    def pct(value) -> str:
+        return "" if value != value else f"{value:.1%}"
+
+    for row in summary.itertuples():
+        table.add_row(str(row.horizon), str(row.forecasts), pct(row.wape), pct(row.promised_wape),
+                      pct(row.bias), pct(row.coverage), pct(row.promised_coverage))
+    console.print(table)

@@ -16,8 +16,10 @@ from the current process instead, for users without a work pool.
 for ``prefect deploy --all``.
 
 :func:`backfill` replays the nightly forecast as of each month of a range,
-each with a model trained only on data up to that month, and measures the
-forecast against the actuals that came later.
+each with a model trained only on data up to that month (or, retraining every
+few months, the model of the latest retrain before it, as a nightly run scores
+with the champion of the last retrain), and measures the forecast against the
+actuals that came later.
 """
 
 from __future__ import annotations
@@ -229,8 +231,9 @@ def month_range(start: str, end: str) -> list[pd.Timestamp]:
     return [p.to_timestamp() for p in pd.period_range(first, last, freq="M")]
 
 
-BACKFILL_COLUMNS = ["as_of", "status", "model_version", "model_reused", "months_observed",
-                    "wape", "wape_h1", "wape_territory", "bias", "coverage", "folder"]
+BACKFILL_COLUMNS = ["as_of", "status", "model_version", "model_as_of", "model_reused",
+                    "months_observed", "wape", "wape_h1", "wape_territory", "bias", "coverage",
+                    "folder"]
 
 
 def backfill_config(config: RunConfig, as_of: pd.Timestamp) -> RunConfig:
@@ -247,7 +250,17 @@ def backfill_config(config: RunConfig, as_of: pd.Timestamp) -> RunConfig:
                                      "run_name": f"{config.run_name}{BACKFILL_SUFFIX}"})
 
 
-def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Path]:
+def retrain_due(model: dict | None, as_of: pd.Timestamp, retrain_every: int) -> bool:
+    """Whether the backfill trains at ``as_of``: no model yet, or the model (a train
+    summary) was trained ``retrain_every`` months or more before it."""
+    if model is None:
+        return True
+    trained = pd.Period(model["as_of"], "M")
+    return (pd.Period(as_of, "M") - trained).n >= retrain_every
+
+
+def backfill(config: RunConfig, start: str, end: str, retrain_every: int = 1
+             ) -> tuple[pd.DataFrame, Path]:
     """Replay the nightly forecast as of each month from ``start`` to ``end``.
 
     For each month: train on data up to that month (or reuse the model a
@@ -256,6 +269,13 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     (``<workspace>/backfill/<run_name>-backfill-<as_of>/``), then compare the
     forecast with the actual sales of the months that followed. A month
     without enough history is reported as skipped; the others still run.
+
+    With ``retrain_every`` N > 1 a model is trained only every N months (the
+    first month, then N months later...) and the months between are scored
+    with the latest of them, as the nightly run scores with the champion of
+    the last retrain: each month still sees only data up to it (the model saw
+    less), and the backfill costs one training per N months instead of one
+    per month. ``model_as_of`` in the table says which model scored.
 
     Returns the accuracy table (one row per as-of date) and the CSV it was
     written to, ``<workspace>/backfill/<run_name>-<start>-<end>.csv``. The
@@ -269,13 +289,16 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
     from territory.pipelines.outputs import atomic_file
     from territory.pipelines.stages import load_inputs
 
+    if retrain_every < 1:
+        raise InputError("backfill", f"--retrain-every {retrain_every} is not a number of "
+                         "months", hint="use 1 (train at every month) or more")
     months = month_range(start, end)
     cols = config.data.columns
     full = load_inputs(config.model_copy(update={"as_of": None}))
     last = full.sales[cols.time_col].max()
     alignment = (full.alignment.set_index(cols.unit_col)[cols.territory_col]
                  if full.alignment is not None else None)
-    rows = []
+    rows, model = [], None  # model: the train summary of the latest retrain
     for as_of in months:
         row = {"as_of": f"{as_of:%Y-%m-%d}"}
         if as_of > last:
@@ -283,16 +306,17 @@ def backfill(config: RunConfig, start: str, end: str) -> tuple[pd.DataFrame, Pat
             continue
         cfg = backfill_config(config, as_of)
         try:
-            summary = with_runner(train, cfg)(cfg)
+            if retrain_due(model, as_of, retrain_every):
+                model = with_runner(train, cfg)(cfg)
             result = with_runner(nightly_forecast, cfg)(
-                cfg, model_version=summary["version"], kind="backfill")
+                cfg, model_version=model["version"], kind="backfill")
         except InputError as exc:
             rows.append({**row, "status": f"skipped: {str(exc).splitlines()[0]}"})
             continue
         accuracy = forecast_accuracy(result["scores"], full.sales, cols, alignment)
-        rows.append({**row, "status": "ok", "model_version": summary["version"],
-                     "model_reused": summary["reused"], **accuracy,
-                     "folder": str(result["folder"])})
+        rows.append({**row, "status": "ok", "model_version": model["version"],
+                     "model_as_of": model["as_of"], "model_reused": model["reused"],
+                     **accuracy, "folder": str(result["folder"])})
     table = pd.DataFrame(rows).reindex(columns=BACKFILL_COLUMNS)
     if config.monitoring.enabled:  # every actual known: the history a new install starts with
         monitoring.publish_watch(config, monitoring.accuracy_watch(config, full.sales, last))

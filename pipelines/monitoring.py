@@ -177,6 +177,19 @@ def history_view(config: RunConfig, update: pd.DataFrame) -> pd.DataFrame:
     return history[history["run_name"] == base_run_name(config)].reset_index(drop=True)
 
 
+def backfill_horizons(config: RunConfig, as_of_dates) -> pd.DataFrame:
+    """Per horizon, realised against promised accuracy pooled over the backfill forecasts
+    as of ``as_of_dates`` (:func:`territory.models.monitoring.horizon_summary`)."""
+    history = read_accuracy(config)
+    if history is None:
+        return mon.horizon_summary(pd.DataFrame(columns=mon.ACCURACY_COLUMNS))
+    dates = pd.DatetimeIndex(pd.to_datetime(list(as_of_dates)))
+    rows = history[(history["run_name"] == base_run_name(config))
+                   & (history["source"] == "backfill")
+                   & pd.to_datetime(history["as_of"]).isin(dates)]
+    return mon.horizon_summary(rows)
+
+
 def log_accuracy(config: RunConfig, history: pd.DataFrame, as_of: pd.Timestamp) -> str | None:
     """One MLflow run per measurement: the overall and per-horizon realised and promised
     accuracy as histories over the forecasts' as-of dates, and the overall and per-horizon

@@ -26,6 +26,7 @@ from territory.models import alignment, recommend, scoring, tracking, training
 from territory.pipelines import flows, publish, run_keys
 from territory.pipelines.config import load_config
 from tests.conftest import FAST_MODELS, write_slice_config
+from tests.drifted import drifted_inputs
 
 FAST = {
     "run_name": "flows",
@@ -358,12 +359,46 @@ def test_backfill_trains_per_as_of_and_reports_accuracy(trained, config):
     assert nov["coverage"] == pytest.approx(table["coverage"][0])
     assert nov["promised_wape"] > 0 and nov["model_version"] == table["model_version"][0]
     assert set(history["level"]) == {"overall", "horizon", "territory", "horizon_territory"}
+    from territory.pipelines.monitoring import backfill_horizons
+
+    horizons = backfill_horizons(config, table["as_of"][:2])  # December: nothing to measure
+    assert list(horizons["horizon"]) == [1] and list(horizons["forecasts"]) == [1]
+    assert horizons["wape"][0] == pytest.approx(table["wape_h1"][0])
+    assert horizons["promised_wape"][0] > 0
     report = (Path(table["folder"][1]) / "report.html").read_text()  # December's backfill
     assert "How our forecasts did" in report and "as of 2025-11 now has 1 month" in report
     exp = client.get_experiment_by_name(config.tracking.experiment)
     measured = client.search_runs([exp.experiment_id], "tags.flow = 'monitoring'")
     points = client.get_metric_history(measured[0].info.run_id, "realised_wape")
     assert [p.value for p in points] == pytest.approx([nov["wape"]])
+
+
+def test_backfill_retraining_every_3_months_scores_between_with_the_last_model(trained, config):
+    from territory.pipelines.deploy import backfill
+
+    client = client_for(config)
+    name = f"{config.tracking.registered_model}-backfill"
+
+    def versions() -> int:
+        return len(client.search_model_versions(f"name = '{name}'"))
+
+    before = versions()
+    table, _ = backfill(config, "2025-09", "2025-11", retrain_every=3)
+    assert list(table["status"]) == ["ok"] * 3 and versions() == before + 1  # one training
+    assert table["model_as_of"].eq("2025-09-01").all() and table["model_version"].nunique() == 1
+    for row in table.itertuples():  # each as-of date scored on its own data, with that model
+        folder = Path(row.folder)
+        scores = pd.read_parquet(folder / "scores.parquet")
+        assert scores["target_period"].min() == pd.Timestamp(row.as_of) + pd.DateOffset(months=1)
+        assert json.loads((folder / "manifest.json").read_text())["model"]["version"] == \
+            row.model_version
+    assert list(table["months_observed"]) == [3, 2, 1]
+    history = pd.read_parquet(Path(config.workspace) / "monitoring" / "accuracy.parquet")
+    october = history[(history["source"] == "backfill") & (history["level"] == "overall")
+                      & (history["as_of"] == pd.Timestamp("2025-10-01"))]
+    assert list(october["model_version"]) == [table["model_version"][0]]
+    with pytest.raises(InputError, match="retrain-every"):
+        backfill(config, "2025-09", "2025-11", retrain_every=0)
 
 
 def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_session,
@@ -381,23 +416,12 @@ def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_ses
                                       "--end", "2025-11"])
     assert result.exit_code == 0, result.output
     assert "2025-1" in result.output and "WAPE" in result.output and " ok " in result.output
+    assert "Per horizon: realised vs promised" in result.output
     csv = Path(config.workspace) / "backfill" / "flows-2025-11-2025-11.csv"
     assert pd.read_csv(csv)["status"].tolist() == ["ok"]
     bad = CliRunner().invoke(app, ["backfill", "--config", str(path), "--start", "2025-13",
                                    "--end", "2025-11"])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
-
-
-def _drifted_inputs(slice_dir: Path, out: Path) -> tuple[Path, Path]:
-    """The slice with median age 25% higher and 30 units reporting zeros for the last year."""
-    demo = pd.read_parquet(slice_dir / "demographics.parquet")
-    demo["median_age"] = demo["median_age"] * 1.25
-    demo.to_parquet(out / "demographics.parquet")
-    sales = pd.read_parquet(slice_dir / "sales.parquet")
-    units = sorted(sales["unit_id"].unique())[:30]
-    sales.loc[sales["unit_id"].isin(units) & (sales["period"] > "2024-12-01"), "sales"] = 0.0
-    sales.to_parquet(out / "sales.parquet")
-    return out / "demographics.parquet", out / "sales.parquet"
 
 
 @pytest.mark.slow
@@ -419,7 +443,7 @@ def test_injected_drift_fires_the_right_rules_posts_and_starts_the_retrain(
         def log_message(self, *args):
             pass
 
-    demographics, sales = _drifted_inputs(demo_slice_dir, tmp_path)
+    demographics, sales = drifted_inputs(demo_slice_dir, tmp_path)
     drifted = config.model_copy(update={
         "run_name": "flows-drift",
         "data": config.data.model_copy(update={"demographics": demographics, "sales": sales}),

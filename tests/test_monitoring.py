@@ -98,6 +98,43 @@ def test_merge_history_replaces_what_was_measured_again_and_keeps_the_rest():
     assert list(mon.overall_history(both)["source"]) == ["nightly", "nightly"]
 
 
+def test_horizon_summary_pools_the_forecasts_like_one_wape_over_their_rows():
+    promises = mon.promise_table({
+        ("r", "nightly", JAN): mon.promised_accuracy(
+            {"valid_wape": 0.1, "valid_wape_h01": 0.05, "valid_coverage": 0.8}, 2),
+        ("r", "nightly", FEB): mon.promised_accuracy(
+            {"valid_wape": 0.3, "valid_wape_h01": 0.2, "valid_coverage": 0.6}, 2)})
+    both = pd.concat([forecasts(JAN), forecasts(FEB)], ignore_index=True)
+    history = mon.realised_accuracy(both, ACTUALS, COLS, MAR, promises)
+    summary = mon.horizon_summary(history).set_index("horizon")
+    # the naive oracle: every forecast row with its actual, one WAPE per horizon
+    joined = both.merge(ACTUALS.rename(columns={"period": "target_period", "sales": "actual"}),
+                        on=["unit_id", "target_period"])
+    for h, rows in joined.groupby("horizon"):
+        assert summary.loc[h, "wape"] == pytest.approx(
+            (rows["actual"] - rows["forecast"]).abs().sum() / rows["actual"].sum())
+        inside = (rows["actual"] >= rows["forecast_lo"]) & (rows["actual"] <= rows["forecast_hi"])
+        assert summary.loc[h, "coverage"] == pytest.approx(inside.mean())
+        assert summary.loc[h, "forecasts"] == rows["as_of"].nunique()
+    assert list(summary.index) == [1, 2] and summary.loc[1, "wape"] == pytest.approx(14 / 70)
+    # promises weighted like the errors: January's 5% on 32 of sales, February's 20% on 38
+    assert summary.loc[1, "promised_wape"] == pytest.approx((0.05 * 32 + 0.2 * 38) / 70)
+    assert summary.loc[2, "promised_wape"] == pytest.approx(0.1)  # only January has h2
+    assert summary.loc[1, "promised_coverage"] == pytest.approx(0.7)
+    assert mon.horizon_summary(history[history["level"] == "overall"]).empty
+
+
+def test_backfill_retrains_every_n_months_only():
+    from territory.pipelines.deploy import retrain_due
+
+    model = {"as_of": "2025-01-01", "version": "1"}
+    assert retrain_due(None, pd.Timestamp("2025-03-01"), 3)
+    assert not retrain_due(model, pd.Timestamp("2025-03-01"), 3)
+    assert retrain_due(model, pd.Timestamp("2025-04-01"), 3)
+    assert retrain_due(model, pd.Timestamp("2025-02-01"), 1)
+    assert not retrain_due(model, pd.Timestamp("2025-01-01"), 1)
+
+
 # --- drift ------------------------------------------------------------------------------------
 
 def test_psi_is_zero_on_the_same_values_and_grows_with_a_shift():
