@@ -386,6 +386,36 @@ def test_territories_without_a_rep_are_a_warning(tmp_path):
     assert "reps.csv" in output and "1 territories of the alignment have no rep" in output
 
 
+def test_reps_without_a_territory_are_a_warning_listing_them(tmp_path):
+    reps = _tables()["reps"]
+    reps.loc[len(reps)] = [None, "R9", "01005"]  # a new hire, not placed yet
+    reps.loc[len(reps)] = ["", "R4", None]  # a blank is missing too
+    found, output = _warnings(tmp_path, reps=reps)
+    assert [(w.column, list(w.rows), w.n_rows) for w in found] == [
+        ("territory_id", ["R4", "R9"], 2)]
+    assert found[0].source.endswith("reps.csv")
+    assert "2 reps have no territory (territory_id is blank)" in output
+    assert "R4, R9" in output and "what to do: give each rep the territory" in output
+    loaded = stages.load_inputs(load_config(write_case(tmp_path / "again",
+                                                       tables={"reps": reps})))
+    assert loaded.reps["territory_id"].isna().sum() == 2  # kept, with no territory
+
+
+def test_a_rep_without_a_territory_beside_a_territory_without_a_rep(tmp_path):
+    reps = _tables()["reps"]
+    reps.loc[2, "territory_id"] = None  # R3 lost its territory: T3 has no rep now
+    found, output = _warnings(tmp_path, reps=reps)
+    assert [list(w.rows) for w in found] == [["R3"], ["T3"]]
+    assert "1 reps have no territory" in output
+    assert "1 territories of the alignment have no rep" in output
+
+
+def test_reps_without_a_territory_and_without_an_alignment_are_a_warning(tmp_path):
+    reps = _tables()["reps"].assign(territory_id=["T1", None, "T3"])
+    found, output = _warnings(tmp_path, alignment=None, reps=reps)
+    assert [list(w.rows) for w in found] == [["R2"]] and "reps.csv" in output
+
+
 # --------------------------------------------------------------------------- memory
 
 
