@@ -8,7 +8,9 @@ lat/lon, text in numbers, negative sales and drivers, unparseable dates,
 reps: 27 cases) and tests/test_config.py (unknown key, wrong type, missing
 file, bad YAML, bad as_of: 5 cases). This file adds the dates, the future,
 the as-of date, non-finite values, config against data, per-table column
-names, listed unknown ids, alignment warnings and the memory estimate.
+names, listed unknown ids, alignment and rep warnings and the memory
+estimate; tests/test_bad_files.py takes the contract's own rules (ids,
+columns, numbers, dates, duplicates, reps, gaps) through ``validate`` too.
 
 Each case builds a small 3 x 3 grid of units with two years of monthly
 sales, breaks one thing, runs ``territory validate`` and checks that the
@@ -357,8 +359,11 @@ def test_unknown_ids_in_the_truth_file(tmp_path):
 
 def _warnings(tmp_path, **tables):
     path = write_case(tmp_path, tables=tables)
+    before = _listing(tmp_path)
     code, output = validate(path)
     assert code == 0, output
+    assert "warning:" in output and "what to do:" in output
+    assert _listing(tmp_path) == before  # a warning writes nothing either
     config = load_config(path)
     report = validation.validate_inputs(config, stages.load_inputs(config))
     return report.warnings, " ".join(output.split())
