@@ -203,7 +203,8 @@ def reps_schema(
     )
     return pa.DataFrameSchema(
         {
-            territory: pa.Column(object, nullable=False, checks=territory_checks),
+            # a rep without a territory (a blank) is a warning, not an error
+            territory: pa.Column(object, nullable=True, checks=territory_checks),
             columns.rep_col: pa.Column(object, nullable=False),
             HOME_UNIT_COL: pa.Column(
                 object,

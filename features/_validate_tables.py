@@ -279,13 +279,17 @@ def validate_reps(
     Returns
     -------
     pandas.DataFrame
-        Ids as ``str`` (``home_unit_id`` may be missing), ``capacity`` as
-        float64 when present.
+        Ids as ``str`` (``home_unit_id`` and ``territory_id`` may be missing),
+        ``capacity`` as float64 when present. A rep with a blank territory (a
+        new hire, a vacancy filler) is kept with ``territory_id`` missing:
+        ``validate`` warns about it (:func:`features.input_checks.rep_warnings`),
+        it covers no current territory, a design neither pins its home nor names
+        a territory after it, and the report lists it with no units.
 
     Raises
     ------
     InputError
-        Missing column, empty id, unknown territory or home unit, or a
+        Missing column, empty rep id, unknown territory or home unit, or a
         capacity that is not a positive number.
     """
     columns = columns or ColumnsConfig()

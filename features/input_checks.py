@@ -3,9 +3,10 @@
 Pure functions on validated tables: dates after the as-of date or today, an
 as-of date outside the history, more territories than units, ids that one
 table knows and another does not, a current alignment that is not
-contiguous or leaves units and territories without a rep, and the memory a
-run will need. Errors raise :class:`~features.errors.InputError`; warnings
-come back as :class:`InputWarning` records, turned into words by the caller.
+contiguous or leaves units without a territory, territories without a rep
+and reps without a territory, and the memory a run will need. Errors raise
+:class:`~features.errors.InputError`; warnings come back as
+:class:`InputWarning` records, turned into words by the caller.
 """
 
 from __future__ import annotations
@@ -228,18 +229,46 @@ def alignment_warnings(
 
 
 def rep_warnings(
-    alignment: pd.DataFrame, reps: pd.DataFrame, source: str, columns: ColumnsConfig | None = None
+    alignment: pd.DataFrame | None,
+    reps: pd.DataFrame,
+    source: str,
+    columns: ColumnsConfig | None = None,
 ) -> list[InputWarning]:
-    """Territories of the alignment that no rep of the reps file covers."""
+    """Reps without a territory, and territories of the alignment that no rep covers.
+
+    Parameters
+    ----------
+    alignment
+        Validated current alignment; ``None`` skips the territories' check.
+    reps
+        Validated reps (a blank territory is missing).
+    source
+        The reps file.
+    columns
+        Contract column names.
+    """
     cols = columns or ColumnsConfig()
-    territory = cols.territory_col
-    uncovered = sorted(set(alignment[territory].astype(str)) - set(reps[territory].astype(str)))
-    if not uncovered:
-        return []
-    return [InputWarning(
-        source, f"{len(uncovered)} territories of the alignment have no rep", territory,
-        uncovered[:MAX_IDS_LISTED], len(uncovered),
-        "add a rep row for each (a vacancy can be a rep_id such as 'open')")]
+    territory, rep = cols.territory_col, cols.rep_col
+    found: list[InputWarning] = []
+    free = reps[reps[territory].isna()]
+    if len(free):
+        ids = sorted(free[rep].astype(str).unique())
+        found.append(InputWarning(
+            source, f"{len(ids)} reps have no territory ({territory} is blank): they cover no "
+            "current territory and the design does not place them", territory,
+            ids[:MAX_IDS_LISTED], len(ids),
+            "give each rep the territory they cover, or leave the blank for a rep still to be "
+            "placed (the report lists them with no units)"))
+    if alignment is None:
+        return found
+    covered = set(reps[territory].dropna().astype(str))
+    uncovered = sorted(set(alignment[territory].astype(str)) - covered)
+    if uncovered:
+        found.append(InputWarning(
+            source, f"{len(uncovered)} territories of the alignment have no rep", territory,
+            uncovered[:MAX_IDS_LISTED], len(uncovered),
+            "add a rep row for each (a vacancy can be a rep_id such as 'open')"))
+    return found
 
 
 def feature_count(config: FeaturesConfig, n_demographics: int) -> int:

@@ -36,6 +36,8 @@ from territory.features.segments import SEGMENT_COL, split_segments, total_sales
 
 SPATIAL_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
 SUPPORTED_SUFFIXES = (".csv", ".parquet", *SPATIAL_SUFFIXES)
+#: Spreadsheet workbooks: not read, and the error says how to save them as CSV.
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 _CSV_SEPARATORS = (";", "\t", "|")
 _Frame = TypeVar("_Frame", bound=pd.DataFrame)
 
@@ -112,6 +114,11 @@ def read_table(path: str | Path, text_columns: Collection[str] | None = None) ->
     path = Path(path)
     source = str(path)
     suffix = path.suffix.lower()
+    if suffix in EXCEL_SUFFIXES:
+        raise InputError(
+            source, "the pipeline does not read spreadsheet workbooks",
+            hint="save the sheet as CSV (UTF-8) with File > Save As, and name that file in "
+                 "the config")
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(
             source,

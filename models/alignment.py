@@ -248,7 +248,13 @@ def _add_elongation(summary: pd.DataFrame, overall: dict, areas, labels, k: int)
 def _rep_homes(reps: pd.DataFrame | None, unit_ids: np.ndarray, n_territories: int,
                keep_rep_homes: bool, cols: ColumnsConfig
                ) -> tuple[dict[int, int] | None, list[str] | None]:
-    """Centre unit per territory from the reps' homes, when every one of K reps has one."""
+    """Centre unit per territory from the reps' homes, when every one of K reps has one.
+
+    Reps without a territory (blank ``territory_id``: a new hire, a vacancy filler;
+    ``validate`` warns about them) are not placed: they pin no centre and name no
+    territory, and the K reps counted are those with a territory."""
+    if reps is not None:
+        reps = reps[reps[cols.territory_col].notna()]
     if not (keep_rep_homes and reps is not None and "home_unit_id" in reps
             and reps["home_unit_id"].notna().all() and len(reps) == n_territories):
         return None, None
@@ -275,7 +281,8 @@ def _rebalance_start(current, current_codes, n_territories, reps, fixed, unit_id
     territory_ids = list(pd.Categorical(current).categories)
     if fixed is not None:
         position = {u: i for i, u in enumerate(unit_ids)}
-        homes = reps.set_index(cols.territory_col)["home_unit_id"]
+        homes = reps.dropna(subset=[cols.territory_col]).set_index(cols.territory_col)[
+            "home_unit_id"]
         fixed = {k: position[str(homes.loc[t])] for k, t in enumerate(territory_ids)}
     return current_codes, territory_ids, fixed
 

@@ -204,17 +204,17 @@ def gap_warnings(config: RunConfig, gaps) -> list[InputWarning]:
 
 
 def _warnings(config: RunConfig, inputs) -> list[InputWarning]:
-    """Warnings about the current alignment and the reps (none without an alignment)."""
-    if inputs.alignment is None:
-        return []
-    from territory.features.spatial import build_adjacency
-
+    """Warnings about the current alignment and the reps."""
     cols, data = config.data.columns, config.data
-    unit_ids = inputs.units[cols.unit_col].astype(str).to_numpy()
-    graph = build_adjacency(inputs.units, cols.unit_col, config.features.contiguity,
-                            data.projected_crs)
-    found = checks.alignment_warnings(unit_ids, inputs.alignment, str(data.alignment), graph,
-                                      cols)
+    found: list[InputWarning] = []
+    if inputs.alignment is not None:
+        from territory.features.spatial import build_adjacency
+
+        unit_ids = inputs.units[cols.unit_col].astype(str).to_numpy()
+        graph = build_adjacency(inputs.units, cols.unit_col, config.features.contiguity,
+                                data.projected_crs)
+        found += checks.alignment_warnings(unit_ids, inputs.alignment, str(data.alignment),
+                                           graph, cols)
     if inputs.reps is not None:
         found += checks.rep_warnings(inputs.alignment, inputs.reps, str(data.reps), cols)
     return found

@@ -8,7 +8,9 @@ lat/lon, text in numbers, negative sales and drivers, unparseable dates,
 reps: 27 cases) and tests/test_config.py (unknown key, wrong type, missing
 file, bad YAML, bad as_of: 5 cases). This file adds the dates, the future,
 the as-of date, non-finite values, config against data, per-table column
-names, listed unknown ids, alignment warnings and the memory estimate.
+names, listed unknown ids, alignment and rep warnings and the memory
+estimate; tests/test_bad_files.py takes the contract's own rules (ids,
+columns, numbers, dates, duplicates, reps, gaps) through ``validate`` too.
 
 Each case builds a small 3 x 3 grid of units with two years of monthly
 sales, breaks one thing, runs ``territory validate`` and checks that the
@@ -357,8 +359,11 @@ def test_unknown_ids_in_the_truth_file(tmp_path):
 
 def _warnings(tmp_path, **tables):
     path = write_case(tmp_path, tables=tables)
+    before = _listing(tmp_path)
     code, output = validate(path)
     assert code == 0, output
+    assert "warning:" in output and "what to do:" in output
+    assert _listing(tmp_path) == before  # a warning writes nothing either
     config = load_config(path)
     report = validation.validate_inputs(config, stages.load_inputs(config))
     return report.warnings, " ".join(output.split())
@@ -384,6 +389,36 @@ def test_territories_without_a_rep_are_a_warning(tmp_path):
     found, output = _warnings(tmp_path, reps=_tables()["reps"].iloc[:2])
     assert [w.rows for w in found] == [["T3"]]
     assert "reps.csv" in output and "1 territories of the alignment have no rep" in output
+
+
+def test_reps_without_a_territory_are_a_warning_listing_them(tmp_path):
+    reps = _tables()["reps"]
+    reps.loc[len(reps)] = [None, "R9", "01005"]  # a new hire, not placed yet
+    reps.loc[len(reps)] = ["", "R4", None]  # a blank is missing too
+    found, output = _warnings(tmp_path, reps=reps)
+    assert [(w.column, list(w.rows), w.n_rows) for w in found] == [
+        ("territory_id", ["R4", "R9"], 2)]
+    assert found[0].source.endswith("reps.csv")
+    assert "2 reps have no territory (territory_id is blank)" in output
+    assert "R4, R9" in output and "what to do: give each rep the territory" in output
+    loaded = stages.load_inputs(load_config(write_case(tmp_path / "again",
+                                                       tables={"reps": reps})))
+    assert loaded.reps["territory_id"].isna().sum() == 2  # kept, with no territory
+
+
+def test_a_rep_without_a_territory_beside_a_territory_without_a_rep(tmp_path):
+    reps = _tables()["reps"]
+    reps.loc[2, "territory_id"] = None  # R3 lost its territory: T3 has no rep now
+    found, output = _warnings(tmp_path, reps=reps)
+    assert [list(w.rows) for w in found] == [["R3"], ["T3"]]
+    assert "1 reps have no territory" in output
+    assert "1 territories of the alignment have no rep" in output
+
+
+def test_reps_without_a_territory_and_without_an_alignment_are_a_warning(tmp_path):
+    reps = _tables()["reps"].assign(territory_id=["T1", None, "T3"])
+    found, output = _warnings(tmp_path, alignment=None, reps=reps)
+    assert [list(w.rows) for w in found] == [["R2"]] and "reps.csv" in output
 
 
 # --------------------------------------------------------------------------- memory

@@ -194,12 +194,20 @@ def test_missing_file(tmp_path):
 
 
 def test_unsupported_suffix(tmp_path):
+    path = tmp_path / "sales.txt"
+    path.write_bytes(b"unit_id sales")
+    message = raises(read_table, path)
+    assert "sales.txt" in message
+    assert "unsupported file format '.txt'" in message
+    assert ".csv, .parquet, .geojson, .json, .gpkg, .shp" in message
+
+
+def test_a_spreadsheet_workbook_is_refused_with_how_to_save_it(tmp_path):
     path = tmp_path / "sales.xlsx"
     path.write_bytes(b"not really excel")
     message = raises(read_table, path)
-    assert "sales.xlsx" in message
-    assert "unsupported file format '.xlsx'" in message
-    assert ".csv, .parquet, .geojson, .json, .gpkg, .shp" in message
+    assert "sales.xlsx: the pipeline does not read spreadsheet workbooks" in message
+    assert "save the sheet as CSV (UTF-8)" in message
 
 
 def test_empty_csv_zero_bytes(tmp_path):

@@ -96,3 +96,31 @@ def test_a_fresh_design_keeps_the_company_ids_in_every_table_and_sentence():
     giant_line = design.diagnosis[0]
     assert giant_line.startswith("unit u55 alone holds")
     assert f"territory {design.proposed['u55']} " in giant_line
+
+
+def test_a_rep_without_a_territory_is_not_placed():
+    """A rep with a blank territory (``validate`` warns) pins no home and names nothing: the
+    other reps' homes still pin their territories, and the rep table lists it with no units."""
+    from territory.models.recommend import rep_changes
+
+    xy, adj = lattice(6, 6)
+    ids = np.array([f"u{i}" for i in range(36)], dtype=object)
+    potential = np.random.default_rng(3).uniform(0.5, 1.5, 36)
+    measures = {"potential": potential, "workload": np.ones(36), "units": np.ones(36),
+                "forecast": potential}
+    reps = pd.DataFrame({"territory_id": ["North", "South", "Middle", None],
+                         "rep_id": ["r1", "r2", "r3", "new hire"],
+                         "home_unit_id": ["u2", "u33", "u15", "u20"]})
+    config = TerritoryConfig(n_territories=3, seed=0, time_limit_s=30, keep_rep_homes=True,
+                             max_elongation=None,
+                             balance=[{"attribute": "potential", "tolerance": 0.1}])
+    design = propose_alignment(Geography(ids, xy, adj), measures, config, reps=reps)
+    assert set(design.proposed) == {"North", "South", "Middle"}
+    for territory, home in [("North", "u2"), ("South", "u33"), ("Middle", "u15")]:
+        assert design.proposed[home] == territory  # every placed rep's home is pinned
+    recs = pd.DataFrame({"current_territory": design.proposed,
+                         "proposed_territory": design.proposed, "potential": potential})
+    xy_frame = pd.DataFrame(xy, index=ids, columns=["x", "y"])
+    table = rep_changes(reps, recs, pd.Series(1.0, index=ids), xy_frame).set_index("rep_id")
+    assert table.loc["new hire", ["units_before", "units_after"]].tolist() == [0, 0]
+    assert table.drop("new hire")["units_after"].sum() == 36
