@@ -3,18 +3,22 @@
 Managers read territory totals, so the forecasts of a unit, its territory, its region and
 the whole plan must add up at every horizon. This module builds the summing matrix S of
 the published alignment and reconciles base forecasts with Nixtla's hierarchicalforecast
-(``BottomUp`` or ``MinTrace`` with ``ols``, ``wls_struct`` or ``mint_shrink``).
+(``BottomUp`` or ``MinTrace`` with ``ols``, ``wls_struct``, ``wls_var`` or ``mint_shrink``).
+``ols`` and ``wls_struct`` move every unit of a territory by the same amount, small or
+large; ``wls_var`` and ``mint_shrink`` move each unit by its own error variance.
 
 * The units' base forecasts are the published ones (LightGBM or its combination).
 * Each aggregate (territory, region, total) gets its own base forecast: a statsforecast
   member (``auto_theta`` by default) fit on the aggregated sales history, which is
   smoother than its units' and may know things the sum of their forecasts does not.
 * The method is chosen by backtest on the train stage's windows (:func:`choose_method`):
-  the lowest mean WAPE at the level managers read (territories by default). BottomUp,
-  what the run published before reconciliation, is kept unless another method beats it
-  by more than a tolerance. ``mint_shrink`` needs the base forecasts' errors, which it
-  takes from the earlier windows only (targets known at the window's origin), so it is
-  scored on windows that have such errors, and then so is every other method.
+  the lowest mean WAPE at the level managers read (territories by default), among the
+  methods that do not make the unit forecasts worse than BottomUp's (the unit forecasts
+  as the champion gate validated them). BottomUp, what the run published before
+  reconciliation, is kept unless another method beats it by more than a tolerance.
+  ``wls_var`` and ``mint_shrink`` need the base forecasts' errors, which they take from
+  the earlier windows only (targets known at the window's origin), so they are scored on
+  windows that have such errors, and then so is every other method.
 * Reconciled unit forecasts are clipped at zero (sales are never negative) and every
   aggregate is then the sum of its units: coherent by construction, to floating tolerance.
 * The aggregates' intervals come from the library's conformal sampler, calibrated on the
@@ -32,11 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from territory.features.errors import InputError
 from territory.models.backtest import mase, seasonal_naive_scale, wape
 
-METHODS = ("bottom_up", "ols", "wls_struct", "mint_shrink")
+METHODS = ("bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink")
 #: Methods that read the base forecasts' errors (the library's ``y_insample``).
-NEEDS_ERRORS = ("mint_shrink",)
+NEEDS_ERRORS = ("wls_var", "mint_shrink")
 TOTAL = "total"
 
 
@@ -80,37 +85,39 @@ def build_hierarchy(
 
     Every unit in ``units`` must be in ``alignment`` exactly once, with a territory;
     a unit without one, a unit assigned twice, or a territory that spans two regions
-    raises a ValueError naming ``source``, the column and up to five rows.
+    raises an InputError naming ``source``, the column, up to five rows and what to do.
     """
     units = [str(u) for u in units]
     frame = alignment.assign(**{unit_col: alignment[unit_col].astype(str)})
     dup = frame[unit_col][frame[unit_col].duplicated()].unique()
     if len(dup):
-        raise ValueError(
-            f"{source}: column {unit_col!r} assigns {len(dup)} unit(s) more than once, "
-            f"e.g. {list(dup[:5])}; give each unit one territory.")
+        raise InputError(source, "each unit is assigned to one territory", column=unit_col,
+                         rows=list(dup[:5]), n_rows=len(dup),
+                         hint="give each unit one row in the alignment")
     by_unit = frame.set_index(unit_col)
     terr = by_unit[territory_col].reindex(units)
     missing = terr.index[terr.isna()]
     if len(missing):
-        raise ValueError(
-            f"{source}: column {territory_col!r} has no territory for {len(missing)} "
-            f"forecast unit(s), e.g. {list(missing[:5])}; assign them in the alignment "
-            "or drop them from the forecast before reconciling.")
+        raise InputError(source, f"every forecast unit has a territory ({len(missing)} "
+                         "have none)", column=territory_col, rows=list(missing[:5]),
+                         n_rows=len(missing),
+                         hint="assign them in the alignment, or drop them from the forecast "
+                              "before reconciling")
     terr = terr.astype(str).to_numpy()
     labels = {"territory": terr}
     if region_col is not None:
         reg = by_unit[region_col].reindex(units)
         if reg.isna().any():
-            bad = list(reg.index[reg.isna()][:5])
-            raise ValueError(f"{source}: column {region_col!r} is empty for units {bad}; "
-                             "fill it or reconcile without regions.")
+            raise InputError(source, "every unit has a region", column=region_col,
+                             rows=list(reg.index[reg.isna()][:5]), n_rows=int(reg.isna().sum()),
+                             hint="fill it, or reconcile without regions")
         split = pd.DataFrame({"t": terr, "r": reg.astype(str).to_numpy()})
         n_reg = split.groupby("t")["r"].nunique()
         if (n_reg > 1).any():
-            raise ValueError(
-                f"{source}: territories {list(n_reg.index[n_reg > 1][:5])} span several "
-                f"values of {region_col!r}; a territory must sit in one region.")
+            raise InputError(source, "a territory sits in one region (these span several)",
+                             column=region_col, rows=list(n_reg.index[n_reg > 1][:5]),
+                             n_rows=int((n_reg > 1).sum()),
+                             hint="put each territory's units in one region")
         labels = {"region": split["r"].to_numpy(), **labels}
     rows, nodes, levels = [np.ones(len(units))], [TOTAL], [TOTAL]
     for level, values in labels.items():
@@ -283,6 +290,33 @@ def score_windows(hierarchy: Hierarchy, windows: list[Window], methods: tuple[st
     return pd.DataFrame(records)
 
 
+def pick_method(table: pd.DataFrame, level: str = "territory", tolerance: float = 0.0,
+                unit_tolerance: float | None = 0.0) -> str:
+    """The method of ``table`` (mean ``wape`` and ``mase`` by ``method`` and ``level``) to
+    publish.
+
+    The lowest WAPE at ``level`` among the eligible methods: with ``unit_tolerance``, a
+    method whose unit-level WAPE or MASE is worse than BottomUp's (the unit forecasts as
+    the champion gate validated them) by more than that share is not eligible (WAPE
+    weighs the large units, MASE every unit alike). BottomUp is kept unless the best
+    beats it at ``level`` by more than ``tolerance`` (absolute WAPE).
+    """
+    table = table[table["method"] != "base"]
+    wape_ = table.pivot_table(index="method", columns="level", values="wape")
+    if "bottom_up" in wape_.index and unit_tolerance is not None and "unit" in wape_:
+        for metric in ("wape", "mase"):
+            if metric not in table:
+                continue
+            unit = table[table["level"] == "unit"].set_index("method")[metric]
+            worse = unit > unit["bottom_up"] * (1.0 + unit_tolerance)
+            wape_ = wape_.drop(index=[m for m in unit.index[worse] if m in wape_.index])
+    best = str(wape_[level].idxmin())
+    if "bottom_up" in wape_.index and wape_.loc["bottom_up", level] - wape_.loc[best, level] \
+            <= tolerance:
+        best = "bottom_up"
+    return best
+
+
 def choose_method(
     hierarchy: Hierarchy,
     windows: list[Window],
@@ -290,14 +324,14 @@ def choose_method(
     *,
     level: str = "territory",
     tolerance: float = 0.0,
+    unit_tolerance: float | None = 0.0,
 ) -> tuple[str, pd.DataFrame]:
-    """The method with the lowest mean WAPE at ``level`` over the backtest windows.
+    """The method to publish, by mean WAPE over the backtest windows (:func:`pick_method`).
 
     Every method is compared on the same windows: those where each of ``methods``
     could be scored (a method needing errors has none at the first window; it is left
-    out where no window has them). BottomUp is kept unless another method beats it by
-    more than ``tolerance`` (absolute WAPE). Returns the method and the table of WAPE
-    and MASE by method and level (means over those windows).
+    out where no window has them). Returns the method and the table of WAPE and MASE by
+    method and level (means over those windows; ``base``: each level's own base).
     """
     if not windows:
         raise ValueError("choose_method: no backtest windows to choose a method on.")
@@ -315,11 +349,8 @@ def choose_method(
     table = (scored[scored["window"].isin(common)]
              .groupby(["method", "level"], as_index=False)[["wape", "mase"]].mean())
     table["windows"] = len(common)
-    at = table[(table["level"] == level) & table["method"].isin(usable)].set_index("method")
-    best = str(at["wape"].idxmin())
-    if "bottom_up" in at.index and at.loc["bottom_up", "wape"] - at.loc[best, "wape"] <= tolerance:
-        best = "bottom_up"
-    return best, table
+    chosen = pick_method(table[table["method"].isin(usable)], level, tolerance, unit_tolerance)
+    return chosen, table
 
 
 # -- base forecasts of the aggregates, backtest windows and the published scores ---------
@@ -476,3 +507,78 @@ def check_coherent(nodes: pd.DataFrame, parent: pd.Series, child_level: str,
     top = nodes[nodes["level"] == parent_level].set_index(["node", "horizon"])["forecast"]
     gap = (top.reindex(sums.index) - sums).abs() / np.maximum(sums.abs(), 1.0)
     return float(gap.max()) if len(gap) else 0.0
+
+
+@dataclass
+class Reconciliation:
+    """What the run published: the method, its backtest record and every node's forecast.
+
+    ``table``: WAPE and MASE by method and level on the backtest windows (None without
+    a backtest: then BottomUp, with no interval for the aggregates); ``nodes``: see
+    :func:`reconcile_scores`; ``cpu_seconds``: what reconciling cost (process CPU).
+    """
+
+    method: str
+    table: pd.DataFrame | None
+    nodes: pd.DataFrame
+    cpu_seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics for tracking: ``reconcile_<method>_wape_<level>`` and the cost."""
+        out = {"reconcile_cpu_seconds": self.cpu_seconds,
+               "reconcile_bottom_up": float(self.method == "bottom_up")}
+        if self.table is not None:
+            for row in self.table.itertuples():
+                out[f"reconcile_{row.method}_wape_{row.level}"] = float(row.wape)
+                out[f"reconcile_{row.method}_mase_{row.level}"] = float(row.mase)
+        return out
+
+
+def reconcile_published(
+    hierarchy: Hierarchy,
+    scores: pd.DataFrame,
+    history: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    column: str,
+    *,
+    season: int,
+    frequency: str,
+    methods: tuple[str, ...] = METHODS,
+    member: str = "auto_theta",
+    level: str = "territory",
+    tolerance: float = 0.0,
+    unit_tolerance: float | None = 0.0,
+    interval_level: float = 0.8,
+    unit_col: str = "unit_id",
+    max_history: int | None = None,
+) -> tuple[pd.DataFrame, Reconciliation]:
+    """Choose the method on the backtest ``predictions`` and reconcile the published scores.
+
+    ``history`` is wide sales up to the as-of date (units × periods); ``column`` the
+    published forecast's column in ``predictions``. Without predictions (no backtest),
+    BottomUp. Returns the scores (unchanged with BottomUp) and the
+    :class:`Reconciliation`.
+    """
+    import time
+
+    started = time.process_time()
+    horizon = int(scores["horizon"].max())
+    windows = (backtest_windows(hierarchy, predictions, history, column, horizon, season,
+                                frequency, member, unit_col, max_history)
+               if predictions is not None and len(predictions) else [])
+    method, table = "bottom_up", None
+    if level not in hierarchy.levels:
+        level = "total"
+    if windows:
+        method, table = choose_method(hierarchy, windows, methods, level=level,
+                                      tolerance=tolerance, unit_tolerance=unit_tolerance)
+    calibration = all_errors(hierarchy, windows)
+    if windows:
+        values = history.reindex(index=hierarchy.units).to_numpy(dtype=float)
+        aggregates = aggregate_forecasts(hierarchy, values, pd.Timestamp(history.columns[-1]),
+                                         horizon, season, frequency, member, max_history)
+    else:  # nothing to choose or calibrate on: BottomUp needs no aggregate forecast
+        aggregates = np.full((hierarchy.n_aggregates, horizon), np.nan)
+    out, nodes = reconcile_scores(hierarchy, scores, aggregates, method, calibration,
+                                  interval_level, unit_col)
+    return out, Reconciliation(method, table, nodes, time.process_time() - started)

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from territory.features.errors import InputError
 from territory.models.reconcile import (
     Window,
     aggregate,
@@ -11,6 +12,7 @@ from territory.models.reconcile import (
     build_hierarchy,
     check_coherent,
     choose_method,
+    pick_method,
     reconcile,
     reconcile_scores,
 )
@@ -47,7 +49,7 @@ def test_hierarchy_levels_and_shape():
     assert np.allclose(h.S[reg].sum(axis=0), 1.0)
 
 
-@pytest.mark.parametrize("method", ["bottom_up", "ols", "wls_struct", "mint_shrink"])
+@pytest.mark.parametrize("method", ["bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink"])
 def test_reconciled_forecasts_add_up_at_every_horizon(method):
     align = _alignment(seed=1)
     h = build_hierarchy(align, align["unit_id"], region_col="region")
@@ -55,7 +57,7 @@ def test_reconciled_forecasts_add_up_at_every_horizon(method):
     base = aggregate(h, rng.gamma(2.0, 10.0, size=(12, 3)))
     base = base + rng.normal(0, 5.0, size=base.shape)  # incoherent base forecasts
     errors = None
-    if method == "mint_shrink":
+    if method in ("wls_var", "mint_shrink"):
         actual = aggregate(h, rng.gamma(2.0, 10.0, size=(12, 8)))
         errors = (actual, actual + rng.normal(0, 3.0, size=actual.shape))
     rec = reconcile(h, base, method, errors)
@@ -105,9 +107,27 @@ def test_method_choice_keeps_bottom_up_when_units_are_exact():
     windows = _windows(h, 12, noise_units=0.0, noise_aggs=10.0, seed=3)
     method, table = choose_method(h, windows)
     assert method == "bottom_up"
-    # mint_shrink is scored only where earlier windows give errors: the first is left out
+    # wls_var and mint_shrink are scored only where earlier windows give errors: the
+    # first window is left out, for every method
     assert set(table["windows"]) == {2}
-    assert "mint_shrink" in set(table["method"])
+    assert {"wls_var", "mint_shrink"} <= set(table["method"])
+
+
+def test_method_choice_keeps_the_unit_forecasts_no_worse():
+    """A method that helps territories but hurts the units (WAPE or MASE) is not published."""
+    table = pd.DataFrame({
+        "method": ["base", "base", "bottom_up", "bottom_up", "ols", "ols", "wls_struct",
+                   "wls_struct"],
+        "level": ["territory", "unit"] * 4,
+        "wape": [0.02, 0.150, 0.04, 0.150, 0.025, 0.152, 0.028, 0.149],
+        "mase": [0.5, 0.80, 0.9, 0.80, 0.60, 0.79, 0.700, 0.790],
+    })
+    assert pick_method(table) == "wls_struct"  # ols: unit WAPE 0.152 > 0.150
+    assert pick_method(table, unit_tolerance=None) == "ols"
+    assert pick_method(table, unit_tolerance=0.02) == "ols"
+    assert pick_method(table, tolerance=0.02) == "bottom_up"  # a gain of 0.012 is too little
+    by_mase = table.assign(mase=np.where(table["method"] == "wls_struct", 0.81, table["mase"]))
+    assert pick_method(by_mase) == "bottom_up"  # wls_struct: unit MASE 0.81 > 0.80
 
 
 def test_method_choice_needs_windows_and_known_methods():
@@ -121,15 +141,16 @@ def test_method_choice_needs_windows_and_known_methods():
 
 def test_unit_without_territory_is_a_clear_error():
     align = _alignment()
-    with pytest.raises(ValueError, match=r"alignment: column 'territory_id' has no territory "
-                                         r"for 1 .*'u99'"):
+    with pytest.raises(InputError, match=r"(?s)alignment, column 'territory_id': every "
+                                         r"forecast unit has a territory \(1 have none\).*u99"):
         build_hierarchy(align, list(align["unit_id"]) + ["u99"])
 
 
 def test_unit_assigned_twice_is_a_clear_error():
     align = _alignment()
     twice = pd.concat([align, align.iloc[[0]].assign(territory_id="T9")])
-    with pytest.raises(ValueError, match="assigns 1 unit.*'u0'"):
+    with pytest.raises(InputError, match="(?s)column 'unit_id': each unit is assigned to one "
+                                         "territory.*offending rows: u0"):
         build_hierarchy(twice, align["unit_id"])
 
 
@@ -137,7 +158,7 @@ def test_territory_across_regions_is_a_clear_error():
     align = _alignment()
     rows = align.index[align["territory_id"] == align.loc[0, "territory_id"]]
     align.loc[rows[0], "region"], align.loc[rows[1], "region"] = "east", "west"
-    with pytest.raises(ValueError, match="span several values of 'region'"):
+    with pytest.raises(InputError, match="column 'region': a territory sits in one region"):
         build_hierarchy(align, align["unit_id"], region_col="region")
 
 
