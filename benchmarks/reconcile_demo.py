@@ -15,7 +15,7 @@ mean over the windows the choice compares, the choice, and the coherence gaps.
 Run (not part of the test suite)::
 
     nice .venv/bin/python benchmarks/reconcile_demo.py
-    nice .venv/bin/python benchmarks/reconcile_demo.py --windows 4   # more origins
+    nice .venv/bin/python benchmarks/reconcile_demo.py --windows 4   # + a held-out window
 """
 
 from __future__ import annotations
@@ -40,6 +40,31 @@ def _alignment(config, inputs, features, scores, design: bool) -> pd.DataFrame:
     proposed = stages.design_stage(config, inputs, features, scores).proposed
     return pd.DataFrame({cols.unit_col: proposed.index.astype(str),
                          cols.territory_col: proposed.to_numpy()})
+
+
+def held_out(hierarchy, windows, level: float) -> None:
+    """The choice made on every window but the last, scored on the last (held out), and
+    the territories' conformal coverage there, calibrated on the errors known at its
+    origin (earlier windows, targets up to the origin)."""
+    last = windows[-1]
+    method, _ = reconcile.choose_method(hierarchy, windows[:-1])
+    scored = reconcile.score_windows(hierarchy, windows, reconcile.METHODS)
+    scored = scored[(scored["origin"] == last.origin)
+                    & scored["method"].isin(["base", "bottom_up", method])]
+    print(f"\nheld out: chosen on the first {len(windows) - 1} windows: {method}; "
+          f"the last window ({last.origin:%Y-%m}):")
+    print(scored.pivot_table(index="method", columns="level", values=["wape", "mase"])
+          .round(4).to_string())
+    calibration = reconcile.earlier_errors(hierarchy, windows, last.origin)
+    actual = reconcile.aggregate(hierarchy, last.actual)
+    for name in ("bottom_up", method):
+        _, lo, hi = reconcile.reconcile_with_intervals(hierarchy, last.base, name, calibration,
+                                                       level)
+        for lev in ("territory", "total"):
+            rows = hierarchy.level_rows(lev)
+            inside = (actual[rows] >= lo[rows]) & (actual[rows] <= hi[rows])
+            print(f"  {name}: {lev} {level:.0%} interval coverage {inside.mean():.3f} "
+                  f"({inside.size} node-horizons; {calibration[0].shape[1]} calibration columns)")
 
 
 def main() -> None:
@@ -107,13 +132,20 @@ def main() -> None:
     terr = nodes[nodes["level"] == "territory"].set_index(["node", "horizon"])["forecast"]
     gaps["published scores -> territory nodes"] = float(
         ((terr.reindex(sums.index) - sums).abs() / np.maximum(sums.abs(), 1)).max())
-    changed = float((published["forecast"] - scores.scores["forecast"]).abs().max())
+    before = scores.scores["forecast"].to_numpy()
+    change = published["forecast"].to_numpy() - before
+    relative = np.abs(change) / np.maximum(before, 1.0)
     print(f"coherence (largest relative gap): {gaps}; largest change of a unit forecast: "
-          f"{changed:.6g}")
+          f"{np.abs(change).max():.6g}; relative change median {np.median(relative):.3f}, "
+          f"share > 25% {np.mean(relative > 0.25):.3f}, > 100% {np.mean(relative > 1):.4f}; "
+          f"zero after clipping {np.mean(published['forecast'] == 0):.4f} "
+          f"(before {np.mean(before == 0):.4f})")
     upper = nodes[nodes["level"] == "territory"]
     print(f"territory 80% interval width / forecast: "
           f"{((upper['forecast_hi'] - upper['forecast_lo']) / upper['forecast']).median():.3f}"
           " (median)")
+    if len(windows) >= 3:
+        held_out(hierarchy, windows, fc.interval_level)
     print(f"CPU s: train {train_cpu:.1f}, score {score_cpu:.1f}, windows (AutoTheta on "
           f"{hierarchy.n_aggregates} aggregates x {len(windows)}) {windows_cpu:.1f}, choice "
           f"{choose_cpu:.1f}, reconcile_published (all of it) {publish_cpu:.1f}", flush=True)
