@@ -461,6 +461,11 @@ def reconcile_scores(
     the units' bounds are theirs, the aggregates' the library's conformal interval.
     """
     horizon = aggregates.shape[1]
+    unknown = sorted(set(scores[unit_col].astype(str)) - set(hierarchy.units))
+    if unknown:
+        raise InputError("scores", f"every scored unit is in the hierarchy ({len(unknown)} "
+                         "are not)", column=unit_col, rows=unknown[:5], n_rows=len(unknown),
+                         hint="build the hierarchy on every unit the run scores")
     units = _unit_matrix(scores, "forecast", hierarchy.units, horizon, unit_col)
     base = _base(hierarchy, np.vstack([aggregates, units]))
     point, lo, hi = reconcile_with_intervals(hierarchy, base, method, calibration, level)

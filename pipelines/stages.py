@@ -252,6 +252,9 @@ def reconcile_stage(config: RunConfig, features: FeatureSet, trained: Trained, s
     if design.region is not None:
         frame["region"] = design.region.reindex(design.proposed.index).to_numpy()
     history = scoring.member_history(features, config.features.frequency, cols)
+    scored = scores.scores[cols.unit_col].astype(str).unique()
+    history = history.set_axis(history.index.astype(str), axis=0)
+    history = history.reindex(history.index.union(pd.Index(scored)))
     hierarchy = reconcile.build_hierarchy(
         frame, history.index, unit_col=cols.unit_col, territory_col=cols.territory_col,
         region_col="region" if design.region is not None else None,

@@ -217,3 +217,13 @@ def test_published_scores_and_node_table_add_up():
         assert (upper["forecast_lo"] <= upper["forecast"] + 1e-9).all()
         if chosen == "bottom_up":
             pd.testing.assert_frame_equal(out, scores)
+
+
+def test_scores_of_a_unit_outside_the_hierarchy_are_a_clear_error():
+    align = _alignment(n_units=6, n_terr=2)
+    h = build_hierarchy(align, align["unit_id"])
+    scores = pd.DataFrame({"unit_id": ["u0", "u7"], "horizon": [1, 1],
+                           "target_period": pd.Timestamp("2025-01-01"), "forecast": [1.0, 2.0],
+                           "forecast_lo": [0.5, 1.0], "forecast_hi": [2.0, 3.0]})
+    with pytest.raises(InputError, match="(?s)every scored unit is in the hierarchy.*u7"):
+        reconcile_scores(h, scores, np.ones((h.n_aggregates, 1)), "bottom_up", None)
