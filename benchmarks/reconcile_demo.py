@@ -44,8 +44,9 @@ def _alignment(config, inputs, features, scores, design: bool) -> pd.DataFrame:
 
 def held_out(hierarchy, windows, level: float) -> None:
     """The choice made on every window but the last, scored on the last (held out), and
-    the territories' conformal coverage there, calibrated on the errors known at its
-    origin (earlier windows, targets up to the origin)."""
+    the aggregates' conformal coverage at the last two windows, calibrated on the errors
+    known at each origin (earlier windows, targets up to the origin), with the errors
+    scaled by sqrt(horizon) (the published rule) and pooled as they are."""
     last = windows[-1]
     method, _ = reconcile.choose_method(hierarchy, windows[:-1])
     scored = reconcile.score_windows(hierarchy, windows, reconcile.METHODS)
@@ -55,16 +56,19 @@ def held_out(hierarchy, windows, level: float) -> None:
           f"the last window ({last.origin:%Y-%m}):")
     print(scored.pivot_table(index="method", columns="level", values=["wape", "mase"])
           .round(4).to_string())
-    calibration = reconcile.earlier_errors(hierarchy, windows, last.origin)
-    actual = reconcile.aggregate(hierarchy, last.actual)
-    for name in ("bottom_up", method):
-        _, lo, hi = reconcile.reconcile_with_intervals(hierarchy, last.base, name, calibration,
-                                                       level)
-        for lev in ("territory", "total"):
-            rows = hierarchy.level_rows(lev)
-            inside = (actual[rows] >= lo[rows]) & (actual[rows] <= hi[rows])
-            print(f"  {name}: {lev} {level:.0%} interval coverage {inside.mean():.3f} "
-                  f"({inside.size} node-horizons; {calibration[0].shape[1]} calibration columns)")
+    for w in windows[-2:]:  # the rule's choice window, then the reported one
+        calibration = reconcile.earlier_errors(hierarchy, windows, w.origin)
+        actual = reconcile.aggregate(hierarchy, w.actual)
+        for name in ("bottom_up", method):
+            for rule, cal in (("sqrt(h)", calibration), ("pooled", calibration[:2])):
+                _, lo, hi = reconcile.reconcile_with_intervals(hierarchy, w.base, name, cal,
+                                                               level)
+                for lev in ("territory", "total"):
+                    rows = hierarchy.level_rows(lev)
+                    inside = (actual[rows] >= lo[rows]) & (actual[rows] <= hi[rows])
+                    print(f"  {w.origin:%Y-%m} {name} {rule}: {lev} {level:.0%} coverage "
+                          f"{inside.mean():.3f} ({inside.size} node-horizons; "
+                          f"{calibration[0].shape[1]} calibration columns)")
 
 
 def main() -> None:

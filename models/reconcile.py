@@ -22,7 +22,7 @@ large; ``wls_var`` and ``mint_shrink`` move each unit by its own error variance.
 * Reconciled unit forecasts are clipped at zero (sales are never negative) and every
   aggregate is then the sum of its units: coherent by construction, to floating tolerance.
 * The aggregates' intervals come from the library's conformal sampler, calibrated on the
-  backtest windows' errors (pooled over horizons); the units keep their own intervals,
+  backtest windows' errors (divided by sqrt(horizon), scaled back); the units keep theirs,
   moved with their point forecast.
 
 Pure logic: frames and arrays in, frames out; no file access, Prefect or MLflow.
@@ -197,22 +197,34 @@ def reconcile_with_intervals(
     hierarchy: Hierarchy,
     y_hat: np.ndarray,
     method: str,
-    calibration: tuple[np.ndarray, np.ndarray] | None,
+    calibration: tuple[np.ndarray, ...] | None,
     level: float = 0.8,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coherent point forecasts and the library's conformal ``level`` interval of each node.
 
-    ``calibration`` = (actuals, base forecasts) of every node on the backtest windows;
-    without it (or with fewer than two complete observations) the bounds are NaN.
+    ``calibration`` = (actuals, base forecasts[, horizon of each column]) of every node on
+    the backtest windows. With the horizons, errors are put on one scale by dividing by
+    the square root of their horizon (errors grow with it, and the columns known at an
+    origin are mostly short horizons) and the bounds of horizon ``h`` are scaled back by
+    sqrt(h); without them the errors are pooled as they are. The library scales linearly,
+    so this is its own conformal interval of the scaled forecasts. Without calibration
+    (or with fewer than two complete observations) the bounds are NaN.
     """
     base = _base(hierarchy, y_hat)
-    point = reconcile(hierarchy, base, method, calibration)
+    errors = calibration[:2] if calibration is not None else None
+    point = reconcile(hierarchy, base, method, errors)
     nan = np.full_like(point, np.nan)
-    if calibration is None or np.isfinite(np.vstack(calibration)).all(axis=0).sum() < 2:
+    if errors is None or np.isfinite(np.vstack(errors)).all(axis=0).sum() < 2:
         return point, nan, nan.copy()
-    out = _library_call(hierarchy, base, method, calibration, level)
-    quantiles = np.asarray(out["quantiles"], dtype=float)  # nodes × horizons × (lo, hi)
-    shift = point - np.asarray(out["mean"], dtype=float)  # clipping at zero moved the point
+    actual, forecast = errors
+    grow = np.ones(base.shape[1])
+    if len(calibration) > 2:
+        steps = np.sqrt(np.asarray(calibration[2], dtype=float))[None, :]
+        actual, forecast = actual / steps, forecast / steps
+        grow = np.sqrt(np.arange(1, base.shape[1] + 1, dtype=float))
+    out = _library_call(hierarchy, base / grow, method, (actual, forecast), level)
+    quantiles = np.asarray(out["quantiles"], dtype=float) * grow[None, :, None]
+    shift = point - np.asarray(out["mean"], dtype=float) * grow  # clipping moved the point
     lo = np.maximum(quantiles[:, :, 0] + shift, 0.0)
     return point, np.minimum(lo, point), np.maximum(quantiles[:, :, -1] + shift, point)
 
@@ -235,29 +247,31 @@ class Window:
 
 
 def earlier_errors(hierarchy: Hierarchy, windows: list[Window], origin: pd.Timestamp
-                   ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(actuals, base forecasts) of every node at the windows before ``origin``, on the
-    target periods known at ``origin``; None with fewer than two such columns."""
-    actual, base = [], []
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(actuals, base forecasts, horizons) of every node at the windows before ``origin``,
+    on the target periods known at ``origin``; None with fewer than two such columns."""
+    actual, base, steps = [], [], []
     for w in windows:
         if w.origin >= origin:
             continue
         known = np.asarray(w.periods <= origin)
         actual.append(aggregate(hierarchy, w.actual)[:, known])
         base.append(_base(hierarchy, w.base)[:, known])
+        steps.append(np.arange(1, len(known) + 1)[known])
     if not actual or sum(a.shape[1] for a in actual) < 2:
         return None
-    return np.hstack(actual), np.hstack(base)
+    return np.hstack(actual), np.hstack(base), np.concatenate(steps)
 
 
 def all_errors(hierarchy: Hierarchy, windows: list[Window]
-               ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(actuals, base forecasts) of every node on every window: the published run's
-    calibration (all of it is history at the as-of date)."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(actuals, base forecasts, horizons) of every node on every window: the published
+    run's calibration (all of it is history at the as-of date)."""
     if not windows:
         return None
     return (np.hstack([aggregate(hierarchy, w.actual) for w in windows]),
-            np.hstack([_base(hierarchy, w.base) for w in windows]))
+            np.hstack([_base(hierarchy, w.base) for w in windows]),
+            np.concatenate([np.arange(1, w.base.shape[1] + 1) for w in windows]))
 
 
 def score_windows(hierarchy: Hierarchy, windows: list[Window], methods: tuple[str, ...]
@@ -277,7 +291,8 @@ def score_windows(hierarchy: Hierarchy, windows: list[Window], methods: tuple[st
         for method in methods:
             if method in NEEDS_ERRORS and errors is None:
                 continue
-            candidates[method] = reconcile(hierarchy, w.base, method, errors)
+            candidates[method] = reconcile(hierarchy, w.base, method,
+                                           errors[:2] if errors is not None else None)
         for method, forecast in candidates.items():
             for lev in dict.fromkeys(hierarchy.levels):
                 rows = levels == lev

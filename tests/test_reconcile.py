@@ -227,3 +227,24 @@ def test_scores_of_a_unit_outside_the_hierarchy_are_a_clear_error():
                            "forecast_lo": [0.5, 1.0], "forecast_hi": [2.0, 3.0]})
     with pytest.raises(InputError, match="(?s)every scored unit is in the hierarchy.*u7"):
         reconcile_scores(h, scores, np.ones((h.n_aggregates, 1)), "bottom_up", None)
+
+
+def test_aggregate_intervals_widen_with_the_horizon_of_their_errors():
+    """Errors that grow like sqrt(h) give bounds that grow like sqrt(h); pooled, they do
+    not grow at all."""
+    from territory.models.reconcile import reconcile_with_intervals
+
+    align = _alignment(n_units=8, n_terr=2, seed=6)
+    h = build_hierarchy(align, align["unit_id"])
+    rng = np.random.default_rng(6)
+    steps = np.tile(np.arange(1, 5), 200)
+    actual_units = rng.gamma(5.0, 10.0, size=(8, len(steps)))
+    actual = aggregate(h, actual_units)
+    forecast = actual + rng.normal(0, 1.0, size=actual.shape) * np.sqrt(steps) * 5.0
+    base = aggregate(h, np.full((8, 4), 50.0))
+    point, lo, hi = reconcile_with_intervals(h, base, "bottom_up", (actual, forecast, steps))
+    width = (hi - lo)[0]  # the total
+    assert width[3] / width[0] == pytest.approx(2.0, rel=0.05)
+    assert (lo <= point).all() and (point <= hi).all()
+    _, lo2, hi2 = reconcile_with_intervals(h, base, "bottom_up", (actual, forecast))
+    assert np.allclose((hi2 - lo2)[0], (hi2 - lo2)[0, 0])
