@@ -3,27 +3,21 @@
 Managers read territory totals, so the forecasts of a unit, its territory, its region and
 the whole plan must add up at every horizon. This module builds the summing matrix S of
 the published alignment and reconciles base forecasts with Nixtla's hierarchicalforecast
-(``BottomUp`` or ``MinTrace`` with ``ols``, ``wls_struct``, ``wls_var`` or ``mint_shrink``).
-``ols`` and ``wls_struct`` move every unit of a territory by the same amount, small or
-large; ``wls_var`` and ``mint_shrink`` move each unit by its own error variance.
+(``BottomUp``, or ``MinTrace`` ``ols`` / ``wls_struct``, which move every unit of a
+territory by the same amount, or ``wls_var`` / ``mint_shrink``, by its error variance).
 
-* The units' base forecasts are the published ones (LightGBM or its combination).
-* Each aggregate (territory, region, total) gets its own base forecast: a statsforecast
-  member (``auto_theta`` by default) fit on the aggregated sales history, which is
-  smoother than its units' and may know things the sum of their forecasts does not.
-* The method is chosen by backtest on the train stage's windows (:func:`choose_method`):
-  the lowest mean WAPE at the level managers read (territories by default), among the
-  methods that do not make the unit forecasts worse than BottomUp's (the unit forecasts
-  as the champion gate validated them). BottomUp, what the run published before
-  reconciliation, is kept unless another method beats it by more than a tolerance.
-  ``wls_var`` and ``mint_shrink`` need the base forecasts' errors, which they take from
-  the earlier windows only (targets known at the window's origin), so they are scored on
-  windows that have such errors, and then so is every other method.
-* Reconciled unit forecasts are clipped at zero (sales are never negative) and every
-  aggregate is then the sum of its units: coherent by construction, to floating tolerance.
-* The aggregates' intervals come from the library's conformal sampler, calibrated on the
-  backtest windows' errors (divided by sqrt(horizon), scaled back); the units keep theirs,
-  moved with their point forecast.
+* Units' base forecasts are the published ones; each aggregate gets its own, a
+  statsforecast member (``auto_theta``) fit on its summed sales.
+* The method is chosen on the train stage's backtest windows (:func:`choose_method`): the
+  lowest WAPE at the level managers read (territories), among the methods that leave the
+  unit forecasts no worse than BottomUp's (what the champion gate validated); BottomUp
+  unless another beats it by more than a tolerance. ``wls_var`` and ``mint_shrink`` take
+  the base forecasts' errors from earlier windows only (targets known at the origin), so
+  every method is compared on the windows that have such errors.
+* Reconciled units are clipped at zero and every aggregate is their sum: coherent by
+  construction. The aggregates' intervals are the library's conformal ones, calibrated on
+  the backtest errors (divided by sqrt(horizon), scaled back); units keep theirs, moved
+  with their point forecast.
 
 Pure logic: frames and arrays in, frames out; no file access, Prefect or MLflow.
 """
