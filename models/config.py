@@ -46,6 +46,27 @@ class CombinationConfig(FrozenModel):
     n_jobs: int = Field(1, ge=1)  # processes statsforecast uses
 
 
+class ReconcileConfig(FrozenModel):
+    """Coherent forecasts for unit -> territory -> region -> total (``territory.models.reconcile``).
+
+    The run reconciles the published unit forecasts with the published alignment: each
+    territory, region and the total get their own base forecast (``member`` on their
+    sales), and the method of ``methods`` with the lowest backtest WAPE at ``level`` is
+    published, among those whose unit-level WAPE and MASE are at most ``unit_tolerance``
+    (a share) worse than BottomUp's (null: no such limit); BottomUp (the unit forecasts as they are)
+    unless another beats it by more than ``tolerance`` (absolute WAPE).
+    ``enabled: false`` publishes no node table.
+    """
+
+    enabled: bool = True
+    methods: list[Literal["bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink"]] = Field(
+        default_factory=lambda: ["bottom_up", "ols", "wls_struct", "wls_var", "mint_shrink"])
+    member: Member = "auto_theta"
+    level: Literal["territory", "region", "total"] = "territory"
+    tolerance: float = Field(0.0, ge=0.0, lt=1.0)
+    unit_tolerance: float | None = Field(0.0, ge=0.0, lt=1.0)
+
+
 class ForecastConfig(FrozenModel):
     """Global LightGBM forecaster, direct multi-horizon.
 
@@ -80,6 +101,7 @@ class ForecastConfig(FrozenModel):
     gate_margin: float = Field(0.0, ge=0.0, lt=1.0)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     combination: CombinationConfig = Field(default_factory=CombinationConfig)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
 
 class PotentialConfig(FrozenModel):

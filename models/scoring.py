@@ -19,6 +19,7 @@ from territory.features.panel import to_wide
 from territory.models import backtest, combination
 from territory.models.potential import describe_drivers
 from territory.models.potential_uncertainty import unit_intervals
+from territory.models.reconcile import Reconciliation
 from territory.models.training import Trained
 
 
@@ -29,6 +30,8 @@ class Scores:
     metrics: dict[str, float] = field(default_factory=dict)
     # per current territory: estimated and true potential share (only with a truth file)
     territory_truth: pd.DataFrame | None = None
+    # coherent unit -> territory -> region -> total forecasts (the reconcile stage)
+    reconciliation: Reconciliation | None = None
 
 
 def annual_potential(trained: Trained, market_table: pd.DataFrame) -> pd.Series:
@@ -231,6 +234,17 @@ def score_units(
                                                        interval_level))
     return Scores(scores, totals, truth_metrics(potential, truth, features.territory),
                   territory_truth_table(potential, truth, features.territory))
+
+
+def horizon_totals(scores: pd.DataFrame, totals: pd.DataFrame, unit_col: str) -> pd.DataFrame:
+    """``totals`` with ``forecast``, ``forecast_lo`` and ``forecast_hi`` summed again over
+    the horizon from ``scores`` (after they were reconciled)."""
+    sums = scores.groupby(unit_col)[["forecast", "forecast_lo", "forecast_hi"]].sum()
+    out = totals.copy()
+    for col in sums:
+        out[col] = sums[col].reindex(out.index)
+    out["forecast"] = out["forecast"].fillna(0.0)
+    return out
 
 
 def forecast_accuracy(

@@ -436,6 +436,7 @@ def nightly_forecast(
                 design = _timed(design_task, config.schedule.design_timeout_s)(
                     config, inputs, features, scores)
             if config.forces is None:
+                scores = stages.reconcile_stage(config, features, model.trained, scores, design)
                 recs = recommend_task(config, inputs, features, scores, design)
         with _step("measure earlier forecasts", config):
             watched = watch_task(config, inputs, features, model.run_id)
@@ -495,6 +496,7 @@ def design_scenario(
             else:
                 design = _timed(design_task, config.schedule.design_timeout_s)(
                     config, inputs, features, scores)
+                scores = stages.reconcile_stage(config, features, model.trained, scores, design)
                 recs = recommend_task(config, inputs, features, scores, design)
         with _step("write scenario outputs and report", config):
             if config.forces is not None:
@@ -532,6 +534,7 @@ def pipeline(config: RunConfig) -> dict:
             design = _timed(design_task, config.schedule.design_timeout_s)(
                 config, inputs, features, scores)
         with _step("write outputs, report and MLflow run", config):
+            scores = stages.reconcile_stage(config, features, trained, scores, design)
             recs = recommend_task(config, inputs, features, scores, design)
             result = publish_run(config, inputs, features, trained, scores, design, recs, started,
                                  key)

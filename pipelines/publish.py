@@ -94,6 +94,8 @@ def write_outputs(
     if design.region_summary is not None:
         write_csv(design.region_summary, out / "region_summary.csv")
     write_csv(recs.moves, out / "moves.csv")
+    if scores.reconciliation is not None:  # every node's forecast: units add up to the total
+        write_csv(scores.reconciliation.nodes, out / "forecast_hierarchy.csv")
     if inputs.gaps:
         write_csv(inputs.gaps.table(config.data.gaps, cols.unit_col), out / "data_gaps.csv")
     write_csv(recs.units.reset_index(), out / "recommendations.csv")
@@ -212,6 +214,10 @@ def track_run(
                    if isinstance(v, int | float | np.floating | np.integer)
                    and not isinstance(v, bool)}
         tracking.log_metrics({**scores.metrics, **overall})
+        if scores.reconciliation is not None:
+            tracking.log_tags({"reconcile_method": scores.reconciliation.method})
+            if scores.reconciliation.table is not None:
+                tracking.log_table(scores.reconciliation.table, "reconcile_backtest.csv")
         tracking.log_table(scores.unit_totals.reset_index(), "unit_drivers.csv")
         if design.plans is not None:
             tracking.log_table(design.plans, "plans.csv")

@@ -91,6 +91,37 @@ def test_golden_outputs_unchanged(first_run):
                  ["territory"])
 
 
+def test_published_forecasts_add_up_to_territories_and_total(first_run):
+    """Issue #14 item 4: units, territories and the total of the published alignment agree
+    at every horizon, in the node table, the scores and the territory recommendations; the
+    method chosen on the backtest is recorded in MLflow."""
+    config, result = first_run
+    run_dir = result["run_dir"]
+    nodes = pd.read_csv(run_dir / "forecast_hierarchy.csv", dtype={"node": str})
+    scores = pd.read_parquet(run_dir / "scores.parquet")
+    alignment = pd.read_parquet(run_dir / "alignment.parquet").set_index("unit_id")
+    sums = (scores.assign(t=scores["unit_id"].map(alignment["territory_id"]))
+            .groupby(["t", "horizon"])["forecast"].sum())
+    terr = nodes[nodes["level"] == "territory"].set_index(["node", "horizon"])["forecast"]
+    assert len(terr) == config.territories.n_territories * config.forecast.horizon
+    pd.testing.assert_series_equal(terr.reindex(sums.index), sums, check_names=False,
+                                   rtol=1e-9)
+    total = nodes[nodes["level"] == "total"].set_index("horizon")["forecast"]
+    by_h = terr.groupby(level="horizon").sum()
+    pd.testing.assert_series_equal(total, by_h, check_names=False, rtol=1e-9)
+    recs = pd.read_csv(run_dir / "territory_recommendations.csv").set_index("territory")
+    over_h = terr.groupby(level="node").sum()
+    pd.testing.assert_series_equal(recs["forecast"].sort_index(), over_h.sort_index(),
+                                   check_names=False, rtol=1e-9)
+    upper = nodes[nodes["level"] != "unit"]
+    assert (upper["forecast_lo"] <= upper["forecast"] + 1e-9).all()
+    assert (upper["forecast"] <= upper["forecast_hi"] + 1e-9).all()
+    run = MlflowClient(tracking_uri=_uri(config)).get_run(result["mlflow_run_id"])
+    assert run.data.tags["reconcile_method"] in ("bottom_up", "ols", "wls_struct", "wls_var",
+                                                   "mint_shrink")
+    assert "reconcile_bottom_up_wape_territory" in run.data.metrics
+
+
 TERRITORY_COLUMNS = {"territory", "territory_id", "current_territory", "proposed_territory",
                      "from_territory", "to_territory", "Territory", "Current territory",
                      "Proposed territory", "From territory", "To territory"}
