@@ -6,6 +6,13 @@ import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
 
+def farthest_m(point: np.ndarray, pts: np.ndarray) -> float:
+    """Largest distance (metres) from ``point`` to ``pts`` (0 without points)."""
+    if len(pts) == 0:
+        return 0.0
+    return float(np.sqrt(((pts - point) ** 2).sum(1).max()))
+
+
 def span_m(pts: np.ndarray) -> float:
     """Largest distance between two points (metres), over their convex hull."""
     if len(pts) < 2:

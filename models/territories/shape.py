@@ -28,6 +28,7 @@ import numpy as np
 
 from territory.models.territories.geometry import (  # noqa: F401 (re-exported)
     elongation,
+    farthest_m,
     largest_span_m,
     span_m,
     territory_elongations,
@@ -148,7 +149,7 @@ def _best_change(state, graph, values, xy, areas, movable, balance, area, span, 
         rest = members[members != u]
         span_t = span_m(xy[rest])
         for b in outside:
-            span_b = max(span[b], _far_from(xy[u], xy[state.labels == b]))
+            span_b = max(span[b], farthest_m(xy[u], xy[state.labels == b]))
             shape_b = elongation(span_b, area[b] + areas[u])
             if shape_b > max(limit, shape[b]) + 1e-9:
                 continue
@@ -183,7 +184,7 @@ def _best_swap(state, graph, values, xy, areas, balance, area, shape, movable, c
             delta = values[v] - values[u]
             if not (balance.ok(state, t, delta) and balance.ok(state, b, -delta)):
                 continue
-            span_t = max(span_rest, _far_from(xy[v], xy[rest]))
+            span_t = max(span_rest, farthest_m(xy[v], xy[rest]))
             shape_t = elongation(span_t, area[t] - areas[u] + areas[v])
             if shape_t >= shape[t] - 1e-6:
                 continue
@@ -203,13 +204,6 @@ def _best_swap(state, graph, values, xy, areas, balance, area, shape, movable, c
         return found
     finally:
         lab[u] = t
-
-
-def _far_from(point: np.ndarray, pts: np.ndarray) -> float:
-    """Largest distance (metres) from ``point`` to ``pts`` (0 without points)."""
-    if len(pts) == 0:
-        return 0.0
-    return float(np.sqrt(((pts - point) ** 2).sum(1).max()))
 
 
 def shape_lns(
@@ -396,7 +390,7 @@ def _span_move(state, graph, values, xy, movable, balance, span, area, areas, li
                 limit, elongation(span[t], area[t])) + 1e-9:
             continue
         for b in outside:
-            span_b = max(span[b], _far_from(xy[u], xy[state.labels == b]))
+            span_b = max(span[b], farthest_m(xy[u], xy[state.labels == b]))
             if span_b >= span[t] - 1e-6:
                 continue
             if shaped and elongation(span_b, area[b] + areas[u]) > max(
@@ -432,7 +426,7 @@ def _span_swap(state, graph, values, xy, movable, balance, span, area, areas, li
             delta = values[v] - values[u]
             if not (balance.ok(state, t, delta) and balance.ok(state, b, -delta)):
                 continue
-            span_t = max(span_m(xy[rest]), _far_from(xy[v], xy[rest]))
+            span_t = max(span_m(xy[rest]), farthest_m(xy[v], xy[rest]))
             if span_t >= span[t] - 1e-6:
                 continue
             in_b = np.flatnonzero(state.labels == b)

@@ -23,16 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from territory.models.territories.geometry import elongation, span_m
+from territory.models.territories.geometry import elongation, farthest_m, span_m
 from territory.models.territories.search import removal_keeps_pieces
 
 _PARTNERS = 16  # units of the second territory tried per first step
-
-
-def _far_from(point: np.ndarray, pts: np.ndarray) -> float:
-    if len(pts) == 0:
-        return 0.0
-    return float(np.sqrt(((pts - point) ** 2).sum(1).max()))
 
 
 class _Chain:
@@ -77,7 +71,7 @@ class _Chain:
                 for c in cs:
                     if not self.balance.ok(state, c, values[v]):
                         continue
-                    span_c = max(self.span[c], _far_from(xy[v], xy[state.labels == c]))
+                    span_c = max(self.span[c], farthest_m(xy[v], xy[state.labels == c]))
                     if span_c >= limit_span or not self.shape_ok(c, span_c, self._a(v)):
                         continue
                     if not self.shape_ok(b, span_b, self._a(u) - self._a(v)):
@@ -109,7 +103,7 @@ class _Chain:
                 if not (self.balance.ok(state, t, delta_t) and self.balance.ok(
                         state, d, -values[w])):
                     continue
-                span_t = max(span_m(xy[rest]), _far_from(xy[w], xy[rest]))
+                span_t = max(span_m(xy[rest]), farthest_m(xy[w], xy[rest]))
                 if span_t >= limit_span or not self.shape_ok(t, span_t, self._a(w) - self._a(u)):
                     continue
                 if not self.may_leave(w, d):
@@ -143,7 +137,7 @@ def span_chain(state, graph, values, xy, movable, balance, span, area, areas, li
             continue
         t_ok = balance.ok(state, t, -values[u])
         for b in outside:
-            span_b = max(span[b], _far_from(xy[u], xy[state.labels == b]))
+            span_b = max(span[b], farthest_m(xy[u], xy[state.labels == b]))
             if span_b >= span[t] - 1e-6:
                 continue
             b_ok = balance.ok(state, b, values[u])
