@@ -59,6 +59,34 @@ class TableColumns(FrozenModel):
     year_col: str | None = None
 
 
+class PreviousAlignment(FrozenModel):
+    """An earlier alignment and the month it was replaced by ``data.alignment``.
+
+    ``path`` has the alignment file's columns (``unit_col``, ``territory_col``) and is
+    validated like it; ``changed_at`` is the first period (``YYYY-MM`` or ``YYYY-MM-DD``)
+    of the current alignment: the units whose territory differs between the two are
+    the moved units that the rep-change share error scores (issue #19).
+    """
+
+    path: Path
+    changed_at: str
+
+    @field_validator("changed_at", mode="before")
+    @classmethod
+    def _a_date(cls, value: object) -> str:
+        import pandas as pd
+
+        text = str(value)
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", text):
+                raise ValueError(text)
+            pd.Timestamp(text)
+        except ValueError:
+            raise ValueError(f"changed_at {shorten(repr(text))} is not a date; give the first "
+                             "month of the current alignment as YYYY-MM (e.g. 2024-07)") from None
+        return text
+
+
 class DataConfig(FrozenModel):
     """Input files. ``units`` and ``sales`` are required, the rest optional.
 
@@ -77,6 +105,8 @@ class DataConfig(FrozenModel):
     ``edits`` is a manager's CSV of ``unit_col, territory_col`` (the report's editor
     exports it; ``territory run --edits`` sets it): those units stay locked in those
     territories and the design redesigns the rest.
+    ``previous_alignment`` (:class:`PreviousAlignment`) is an earlier alignment and the
+    date it changed; with it, training scores the potential on the moved units' sales.
     """
 
     units: Path
@@ -86,6 +116,7 @@ class DataConfig(FrozenModel):
     reps: Path | None = None
     truth: Path | None = None
     edits: Path | None = None
+    previous_alignment: PreviousAlignment | None = None
     projected_crs: str | None = None
     date_format: str | None = None
     # units with no sales history or no demographics: stop | exclude | estimate
@@ -296,6 +327,13 @@ class RunConfig(FrozenModel):
         return self
 
     @model_validator(mode="after")
+    def _previous_needs_current(self) -> RunConfig:
+        if self.data.previous_alignment is not None and self.data.alignment is None:
+            raise ValueError("data.previous_alignment is compared with the current alignment: "
+                             "set data.alignment too, or leave previous_alignment out")
+        return self
+
+    @model_validator(mode="after")
     def _robust_has_uncertainty(self) -> RunConfig:
         if any(f.territories.robust.enabled for f in self.forces or []):
             raise ValueError("territories.robust designs one sales force's plan; it is not "
@@ -338,9 +376,13 @@ class RunConfig(FrozenModel):
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-    def unset_keys(self) -> set[str]:
-        """Keys that take no part in hashes while they are left out (``forces``)."""
-        return {"forces"} if self.forces is None else set()
+    def unset_keys(self) -> dict:
+        """Keys that take no part in hashes while they are left out (``forces``,
+        ``data.previous_alignment``), as a pydantic ``exclude`` mapping."""
+        keys: dict = {} if self.forces is not None else {"forces": True}
+        if self.data.previous_alignment is None:
+            keys["data"] = {"previous_alignment": True}
+        return keys
 
 
 def _resolve(base: Path, value: object) -> object:
@@ -392,10 +434,24 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
                 hint=f"check the path; relative paths are resolved from the config file's "
                      f"folder, {base}",
             )
+    if data.previous_alignment is not None:
+        data = data.model_copy(update={"previous_alignment": _resolved_previous(
+            path, base, data.previous_alignment)})
     forces = None if config.forces is None else [
         _resolved_force(path, base, force) for force in config.forces]
     return config.model_copy(update={"data": data, "workspace": _resolve(base, config.workspace),
                                      "forces": forces})
+
+
+def _resolved_previous(path: Path, base: Path, previous: PreviousAlignment) -> PreviousAlignment:
+    """``previous`` with its path resolved and checked."""
+    file = _resolve(base, previous.path)
+    if not Path(file).is_file():
+        what = "not a file (a folder)" if Path(file).exists() else "file not found"
+        raise InputError(str(path), f"{what}: {file}", key="data.previous_alignment.path",
+                         hint=f"check the path; relative paths are resolved from the config "
+                              f"file's folder, {base}")
+    return previous.model_copy(update={"path": file})
 
 
 def _resolved_force(path: Path, base: Path, force: ForceConfig) -> ForceConfig:

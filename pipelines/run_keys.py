@@ -81,8 +81,8 @@ def run_key(config: RunConfig, file_hashes: dict[str, str], as_of: pd.Timestamp,
     duplicate model version. Settings that do not change results (progress
     display, schedules, the runner) are left out.
     """
-    cfg = config.model_dump(mode="json", exclude={"progress", "schedule", "runner", "dask",
-                                                  "cache", *config.unset_keys()})
+    skip = {key: True for key in ("progress", "schedule", "runner", "dask", "cache")}
+    cfg = config.model_dump(mode="json", exclude={**skip, **config.unset_keys()})
     payload = json.dumps({"kind": kind, "as_of": f"{as_of:%Y-%m-%d}", "config": cfg,
                           "inputs": dict(sorted(file_hashes.items()))}, sort_keys=True,
                          default=str)

@@ -50,6 +50,8 @@ class Inputs:
     segment_sales: pd.DataFrame | None = None
     # with ``forces:``, each force's alignment and reps (territory.pipelines.forces)
     force_tables: dict | None = None
+    # the earlier alignment (``data.previous_alignment``), validated like the alignment
+    previous_alignment: pd.DataFrame | None = None
 
 
 def load_inputs(config: RunConfig) -> Inputs:
@@ -78,11 +80,17 @@ def load_inputs(config: RunConfig) -> Inputs:
         for name in ("units", "sales", "demographics", "alignment", "reps", "edits")
         if (path := getattr(data, name)) is not None and Path(path).is_file()
     }
+    previous = data.previous_alignment
+    if previous is not None:
+        hashes["previous_alignment"] = file_sha256(Path(previous.path))
     for force in config.forces or []:
         hashes |= {f"{name}:{force.name}": file_sha256(Path(path))
                    for name in ("alignment", "reps") if (path := getattr(force, name))}
     inputs = Inputs(units, sales, demographics, alignment, reps, hashes, edits=edits,
-                    segment_sales=by_segment)
+                    segment_sales=by_segment, previous_alignment=(
+                        fio.load_alignment(previous.path, unit_ids, cols,
+                                           data.columns_for("alignment"))
+                        if previous is not None else None))
     check_run_inputs(config, inputs)  # dates, as-of, K and memory, before any feature
     inputs = handle_data_gaps(config, inputs, resolved_as_of(config, inputs))
     if config.forces is not None:

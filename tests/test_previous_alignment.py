@@ -1,0 +1,91 @@
+"""``data.previous_alignment``: typed and checked in the config, validated like the alignment."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import write_slice_config
+
+from territory.features.errors import InputError
+from territory.pipelines import stages
+from territory.pipelines.config import load_config
+
+
+def _config(demo_slice_dir, tmp_path, previous: dict | None, **data):
+    path = write_slice_config(demo_slice_dir, tmp_path / "ws")
+    raw = yaml.safe_load(path.read_text())
+    if previous is not None:
+        raw["data"]["previous_alignment"] = previous
+    raw["data"].update(data)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _earlier(demo_slice_dir, tmp_path, edit=None) -> str:
+    frame = pd.read_csv(demo_slice_dir / "alignment.csv", dtype=str)
+    territories = sorted(frame["territory_id"].unique())
+    # the first four units belong to the next territory in the earlier alignment
+    frame.loc[:3, "territory_id"] = [
+        territories[(territories.index(t) + 1) % len(territories)]
+        for t in frame.loc[:3, "territory_id"]]
+    if edit is not None:
+        edit(frame)
+    out = tmp_path / "earlier.csv"
+    frame.to_csv(out, index=False)
+    return str(out)
+
+
+def test_loaded_and_validated_when_given(demo_slice_dir, tmp_path):
+    _earlier(demo_slice_dir, tmp_path)
+    config = load_config(_config(demo_slice_dir, tmp_path,
+                                 {"path": "earlier.csv", "changed_at": "2024-07"}))
+    assert config.data.previous_alignment.path == tmp_path / "earlier.csv"
+    assert config.data.previous_alignment.changed_at == "2024-07"
+    inputs = stages.load_inputs(config)
+    current = inputs.alignment.set_index("unit_id")["territory_id"]
+    before = inputs.previous_alignment.set_index("unit_id")["territory_id"]
+    assert (current.reindex(before.index) != before).sum() == 4
+    assert "previous_alignment" in inputs.file_hashes
+
+
+
+def test_left_out_keeps_the_config_hash(demo_slice_dir, tmp_path):
+    config = load_config(_config(demo_slice_dir, tmp_path, None))
+    assert config.data.previous_alignment is None
+    assert "previous_alignment" not in config.model_dump(exclude=config.unset_keys())["data"]
+
+
+@pytest.mark.parametrize(("previous", "data", "words"), [
+    ({"path": "missing.csv", "changed_at": "2024-07"}, {}, "file not found"),
+    ({"path": "earlier.csv", "changed_at": "July"}, {}, "not a date"),
+    ({"path": "earlier.csv"}, {}, "changed_at"),
+    ({"path": "earlier.csv", "changed_at": "2024-07", "when": 1}, {}, "when"),
+    ({"path": "earlier.csv", "changed_at": "2024-07"}, {"alignment": None}, "data.alignment"),
+])
+def test_config_errors(demo_slice_dir, tmp_path, previous, data, words):
+    _earlier(demo_slice_dir, tmp_path)
+    with pytest.raises(InputError, match=words):
+        load_config(_config(demo_slice_dir, tmp_path, previous, **data))
+
+
+def _unknown(frame):
+    frame.loc[0, "unit_id"] = "99999"
+
+
+def _blank(frame):
+    frame.loc[[1, 2], "territory_id"] = ""
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (_unknown, "unit_id.*must be a known unit.*99999"),
+    (_blank, "territory_id.*must not be empty"),
+])
+def test_file_errors_name_the_file_column_and_rows(demo_slice_dir, tmp_path, edit, words):
+    _earlier(demo_slice_dir, tmp_path, edit)
+    config = load_config(_config(demo_slice_dir, tmp_path,
+                                 {"path": "earlier.csv", "changed_at": "2024-07"}))
+    with pytest.raises(InputError, match=words) as caught:
+        stages.load_inputs(config)
+    assert "earlier.csv" in str(caught.value)
+    assert "offending rows: line" in str(caught.value)
