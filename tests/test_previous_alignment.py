@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -89,3 +90,32 @@ def test_file_errors_name_the_file_column_and_rows(demo_slice_dir, tmp_path, edi
         stages.load_inputs(config)
     assert "earlier.csv" in str(caught.value)
     assert "offending rows: line" in str(caught.value)
+
+
+def test_rep_change_share_error_on_the_slice(demo_slice_dir, tmp_path):
+    from territory.pipelines.rep_change import rep_change_stage
+
+    sales = pd.read_parquet(demo_slice_dir / "sales.parquet")
+    changed = (pd.Timestamp(sales["period"].max()) - pd.DateOffset(months=11)).strftime("%Y-%m")
+    rng = np.random.default_rng(0)
+
+    def moved(frame):  # a seeded third of the units came from another territory
+        territories = sorted(frame["territory_id"].unique())
+        rows = rng.choice(len(frame), len(frame) // 3, replace=False)
+        frame.loc[rows, "territory_id"] = [
+            territories[(territories.index(t) + 1) % len(territories)]
+            for t in frame.loc[rows, "territory_id"]]
+
+    _earlier(demo_slice_dir, tmp_path, moved)
+    config = load_config(_config(demo_slice_dir, tmp_path,
+                                 {"path": "earlier.csv", "changed_at": changed}))
+    inputs = stages.load_inputs(config)
+    features = stages.feature_stage(config, inputs)
+    metrics, table = rep_change_stage(config, inputs, features)
+    assert metrics["potential_rep_change_territories"] >= 2
+    assert metrics["potential_rep_change_units"] == table["n_units"].sum()
+    assert 0 <= metrics["potential_rep_change_share_error_p50"] <= \
+        metrics["potential_rep_change_share_error_p90"] < 5
+    assert np.isfinite(metrics["potential_rep_change_log_rmse"])
+    unset = load_config(_config(demo_slice_dir, tmp_path / "plain", None))
+    assert rep_change_stage(unset, inputs, features) is None
