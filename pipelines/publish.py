@@ -29,6 +29,7 @@ from territory.pipelines import journal, monitoring, run_keys
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.forces import forces_recommender, segment_potentials
+from territory.pipelines.rep_change import add_rep_change_metrics
 from territory.pipelines.report_content import report_content, summary_markdown
 from territory.pipelines.report_forces import forces_index_html
 from territory.pipelines.stages import Inputs, unit_names
@@ -72,6 +73,7 @@ def write_outputs(
     shown in the report.
     """
     cols = config.data.columns
+    add_rep_change_metrics(config, inputs, features, trained)
     scores.scores.to_parquet(out / "scores.parquet", index=False)
     alignment = pd.DataFrame({
         cols.unit_col: design.proposed.index,
@@ -477,6 +479,7 @@ def register_and_gate(entry, config: RunConfig, inputs: Inputs, features: Featur
     entry): a failure anywhere in it (or the process dying) leaves the registry
     as it was.
     """
+    add_rep_change_metrics(config, inputs, features, trained)
     with journal.publishing(entry, config, folder) as out:
         run_id, decision = track_training(config, inputs, features, trained, key, segments)
         summary = run_keys.train_summary(config, inputs, features, run_id,

@@ -59,3 +59,15 @@ def rep_change_stage(config, inputs, features) -> tuple[dict[str, float], pd.Dat
         model.fit(market, target)
     return rep_change_share_error(model, market, sales_after, before.reindex(market.index),
                                   after.reindex(market.index))
+
+
+def add_rep_change_metrics(config, inputs, features, trained) -> None:
+    """Put :func:`rep_change_stage`'s metrics into ``trained.metrics`` (in place, once), so
+    that the MLflow run, the summary and the report carry them; nothing without
+    ``data.previous_alignment``. A champion whose training run logged them (nightly
+    runs) keeps those."""
+    if "potential_rep_change_units" in trained.metrics:
+        return
+    found = rep_change_stage(config, inputs, features)
+    if found is not None:
+        trained.metrics.update(found[0])

@@ -154,6 +154,13 @@ def potential_accuracy_sentences(trained: Trained, scores: Scores) -> list[str]:
     else:
         words.append("The territories' potential share error against true potential is not "
                      "measured (real data has no true potential).")
+    if "potential_rep_change_share_error_p90" in m:
+        words.append(f"On the {m['potential_rep_change_units']:.0f} units whose rep changed "
+                     "(data.previous_alignment), a potential fitted before the change predicts "
+                     f"each receiving territory's share of their sales after it within "
+                     f"{m['potential_rep_change_share_error_p50']:.1%} at the median and "
+                     f"{m['potential_rep_change_share_error_p90']:.1%} at the 90th percentile "
+                     f"({m['potential_rep_change_territories']:.0f} territories).")
     return words
 
 

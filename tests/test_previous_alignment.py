@@ -119,3 +119,53 @@ def test_rep_change_share_error_on_the_slice(demo_slice_dir, tmp_path):
     assert np.isfinite(metrics["potential_rep_change_log_rmse"])
     unset = load_config(_config(demo_slice_dir, tmp_path / "plain", None))
     assert rep_change_stage(unset, inputs, features) is None
+
+
+def test_report_states_the_rep_change_error():
+    from types import SimpleNamespace
+
+    from territory.pipelines.report_content import potential_accuracy_sentences
+
+    metrics = {"potential_rep_adjusted": 0.0, "potential_rep_change_units": 60.0,
+               "potential_rep_change_territories": 2.0,
+               "potential_rep_change_share_error_p50": 0.012,
+               "potential_rep_change_share_error_p90": 0.034}
+    words = potential_accuracy_sentences(SimpleNamespace(metrics=metrics),
+                                         SimpleNamespace(metrics={}))
+    assert any("60 units whose rep changed" in w and "3.4%" in w for w in words)
+    del metrics["potential_rep_change_share_error_p90"]
+    words = potential_accuracy_sentences(SimpleNamespace(metrics=metrics),
+                                         SimpleNamespace(metrics={}))
+    assert not any("rep changed" in w for w in words)
+
+
+@pytest.mark.slow
+def test_train_flow_logs_the_rep_change_error(prefect_session, demo_slice_dir, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from territory.pipelines import flows, publish
+    from tests.conftest import FAST_MODELS
+
+    sales = pd.read_parquet(demo_slice_dir / "sales.parquet")
+    changed = (pd.Timestamp(sales["period"].max()) - pd.DateOffset(months=11)).strftime("%Y-%m")
+    rng = np.random.default_rng(1)
+
+    def moved(frame):
+        territories = sorted(frame["territory_id"].unique())
+        rows = rng.choice(len(frame), len(frame) // 3, replace=False)
+        frame.loc[rows, "territory_id"] = [
+            territories[(territories.index(t) + 1) % len(territories)]
+            for t in frame.loc[rows, "territory_id"]]
+
+    _earlier(demo_slice_dir, tmp_path, moved)
+    path = _config(demo_slice_dir, tmp_path, {"path": "earlier.csv", "changed_at": changed})
+    raw = yaml.safe_load(path.read_text()) | FAST_MODELS | {
+        "run_name": "rep-change",
+        "tracking": {"experiment": "rep-change-test", "registered_model": "rep-change"}}
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    summary = flows.train(config)
+    assert summary["metrics"]["potential_rep_change_territories"] >= 2
+    run = MlflowClient(publish.tracking_uri(config)).get_run(summary["mlflow_run_id"])
+    assert (run.data.metrics["potential_rep_change_share_error_p90"]
+            == pytest.approx(summary["metrics"]["potential_rep_change_share_error_p90"]))
