@@ -90,6 +90,7 @@ def quality_sentences(config: RunConfig, trained: Trained, scores: Scores) -> li
         sentences = [f"The forecast could not be scored on the last {held_out}: the history is "
                      "too short to hold them out."]
     sentences += published_sentences(trained)
+    sentences += reconcile_sentences(scores, config.forecast.reconcile.level)
     if _finite(bias):
         sentences.append(f"Forecasts ran {abs(bias):.1%} {'high' if bias > 0 else 'low'} "
                          "overall on that window.")
@@ -130,6 +131,50 @@ def published_sentences(trained: Trained) -> list[str]:
                   f"was within ±{held:.1%} (WAPE; LightGBM alone "
                   f"±{m['heldout_wape_lightgbm']:.1%}).")
     return [words]
+
+
+METHOD_WORDS = {"bottom_up": "BottomUp", "ols": "OLS", "wls_struct": "WLS (structural)",
+                "wls_var": "WLS (variance)", "mint_shrink": "MinTrace (shrink)"}
+
+
+def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
+    """Which reconciliation the run published and why, in words (none when it is off)."""
+    record = getattr(scores, "reconciliation", None)
+    if record is None:
+        return []
+    name = METHOD_WORDS.get(record.method, record.method)
+    if record.table is None:
+        return [f"Unit forecasts are added up to territories as they are ({name}): there was "
+                "no backtest to choose a reconciliation on, so territory totals carry no "
+                "forecast range of their own."]
+    wape_ = record.table[record.table["level"] == level].set_index("method")["wape"]
+    windows = int(record.table["windows"].iloc[0]) if "windows" in record.table else None
+    on = f"the {windows} backtest windows" if windows else "the backtest windows"
+    candidates = wape_.drop(index=["base", "bottom_up"], errors="ignore")
+    if record.method == "bottom_up" or "bottom_up" not in wape_:
+        runner = str(candidates.idxmin()) if len(candidates) else None
+        best = (f"; best alternative {METHOD_WORDS.get(runner, runner)} "
+                f"{candidates[runner]:.1%}" if runner is not None else "")
+        return [f"Territory totals are the units' forecasts added up ({name}): no "
+                f"reconciliation beat it on {on} ({level} WAPE "
+                f"{wape_.get('bottom_up', np.nan):.1%}{best})."]
+    return [f"Unit, territory and total forecasts are reconciled with {name} so they add up: "
+            f"{level} WAPE {wape_['bottom_up']:.1%} → {wape_[record.method]:.1%} on {on}, "
+            "against adding up the units' forecasts (BottomUp)."]
+
+
+def territory_forecast_table(scores: Scores) -> pd.DataFrame | None:
+    """Each territory's forecast and range per horizon, from the reconciled hierarchy
+    (``forecast_hierarchy.csv``); None without reconciliation."""
+    record = getattr(scores, "reconciliation", None)
+    if record is None:
+        return None
+    nodes = record.nodes[record.nodes["level"] == "territory"]
+    table = nodes[["node", "horizon", "target_period", "forecast", "forecast_lo",
+                   "forecast_hi"]].rename(columns={"node": "territory"})
+    table = table.assign(target_period=pd.to_datetime(table["target_period"])
+                         .dt.strftime("%Y-%m-%d"))
+    return table.sort_values(["territory", "horizon"], kind="stable").reset_index(drop=True)
 
 
 def potential_accuracy_sentences(trained: Trained, scores: Scores) -> list[str]:
@@ -280,6 +325,9 @@ def report_content(
                          "potential", "white_space", "penetration", "action", "reason",
                          "drivers"] if c in recs.opportunities]],
     }
+    by_horizon = territory_forecast_table(scores)
+    if by_horizon is not None:
+        tables["Territory forecast"] = by_horizon
     if recs.reps is not None:
         tables["Reps: what changes"] = recs.reps
     tables["Moves"] = recs.moves.head(500)

@@ -120,6 +120,19 @@ def test_published_forecasts_add_up_to_territories_and_total(first_run):
     assert run.data.tags["reconcile_method"] in ("bottom_up", "ols", "wls_struct", "wls_var",
                                                    "mint_shrink")
     assert "reconcile_bottom_up_wape_territory" in run.data.metrics
+    # the report and the workbook say which method and why, with each territory's range
+    from territory.pipelines.report_content import METHOD_WORDS
+
+    html = (run_dir / "report.html").read_text()
+    assert METHOD_WORDS[run.data.tags["reconcile_method"]] in html and "territory WAPE" in html
+    sheet = pd.read_excel(run_dir / "report.xlsx", sheet_name="Territory forecast",
+                          dtype={"Territory": str})
+    shown = sheet.set_index(["Territory", "Horizon"])
+    upper_t = nodes[nodes["level"] == "territory"].set_index(["node", "horizon"])
+    for col, word in (("forecast", "Forecast"), ("forecast_lo", "Forecast, low"),
+                      ("forecast_hi", "Forecast, high")):
+        pd.testing.assert_series_equal(shown[word].reindex(upper_t.index), upper_t[col],
+                                       check_names=False, rtol=1e-9)
 
 
 TERRITORY_COLUMNS = {"territory", "territory_id", "current_territory", "proposed_territory",

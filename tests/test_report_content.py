@@ -48,3 +48,56 @@ def test_quality_sentences_leave_out_what_could_not_be_computed():
     none = quality_sentences(_config("MS", 12), SimpleNamespace(metrics={"valid_wape": nan}),
                              SimpleNamespace(metrics={}))
     assert none[0].startswith("The forecast could not be scored on the last 12 months")
+
+
+def _record(method: str, with_table: bool = True):
+    import pandas as pd
+
+    from territory.models.reconcile import Reconciliation
+
+    table = pd.DataFrame({
+        "method": ["base", "bottom_up", "bottom_up", "wls_struct", "wls_struct"],
+        "level": ["territory", "territory", "unit", "territory", "unit"],
+        "wape": [0.05, 0.037, 0.1, 0.027, 0.1], "mase": [0.9, 0.8, 1.0, 0.7, 1.0],
+        "windows": 3}) if with_table else None
+    nodes = pd.DataFrame({
+        "node": ["total", "total", "T2", "T2", "T1", "T1", "u1", "u1"],
+        "level": ["total", "total", "territory", "territory", "territory", "territory",
+                  "unit", "unit"],
+        "horizon": [1, 2] * 4,
+        "target_period": pd.to_datetime(["2024-01-01", "2024-04-01"] * 4),
+        "forecast": [30.0, 31.0, 20.0, 21.0, 10.0, 10.0, 10.0, 10.0],
+        "forecast_lo": [25.0, 26.0, 16.0, 17.0, 8.0, 8.0, 8.0, 8.0],
+        "forecast_hi": [35.0, 36.0, 24.0, 25.0, 12.0, 12.0, 12.0, 12.0],
+        "base_forecast": [29.0, 30.0, 20.0, 21.0, 10.0, 10.0, 10.0, 10.0]})
+    return SimpleNamespace(metrics={}, reconciliation=Reconciliation(method, table, nodes))
+
+
+def test_the_report_says_which_reconciliation_was_published_and_why():
+    from territory.pipelines.report_content import reconcile_sentences
+
+    chosen = " ".join(reconcile_sentences(_record("wls_struct")))
+    assert "WLS (structural)" in chosen and "territory WAPE 3.7% → 2.7%" in chosen
+    assert "3 backtest windows" in chosen
+    kept = " ".join(reconcile_sentences(_record("bottom_up")))
+    assert "no reconciliation beat it" in kept and "3.7%" in kept and "2.7%" in kept
+    none = " ".join(reconcile_sentences(_record("bottom_up", with_table=False)))
+    assert "no backtest" in none and "nan" not in none.lower()
+    assert reconcile_sentences(SimpleNamespace(metrics={})) == []
+    trained = SimpleNamespace(metrics={"valid_wape": 0.1})
+    text = " ".join(quality_sentences(_config("QS", 4), trained, _record("wls_struct")))
+    assert "2.7%" in text
+
+
+def test_the_territory_forecast_table_holds_each_territory_s_range_per_horizon():
+    from territory.pipelines.report_content import territory_forecast_table
+
+    table = territory_forecast_table(_record("wls_struct"))
+    assert list(table["territory"]) == ["T1", "T1", "T2", "T2"]
+    assert list(table["horizon"]) == [1, 2, 1, 2]
+    assert list(table.columns) == ["territory", "horizon", "target_period", "forecast",
+                                   "forecast_lo", "forecast_hi"]
+    assert (table["forecast_lo"] <= table["forecast"]).all()
+    assert (table["forecast"] <= table["forecast_hi"]).all()
+    assert territory_forecast_table(SimpleNamespace(metrics={})) is None
+    assert list(table["target_period"]) == ["2024-01-01", "2024-04-01"] * 2
