@@ -185,8 +185,9 @@ def test_pipeline_flow_runs_on_the_dask_cluster(client, prefect_session, demo_sl
                                                 tmp_path):
     """``runner: dask`` end to end: the flow's tasks put their work on the cluster.
 
-    ``as_of`` differs from the other flow tests', so the feature cache (keyed on
-    files and feature config, not the runner) cannot answer for the Dask path.
+    ``as_of`` is one no other test uses (the backfill tests cover 2025-09 to 2026-01), so
+    the feature cache (keyed on files and feature config, not the runner) cannot answer
+    for the Dask path.
     """
     import distributed
     from conftest import write_slice_config
@@ -196,7 +197,7 @@ def test_pipeline_flow_runs_on_the_dask_cluster(client, prefect_session, demo_sl
 
     address = client.scheduler.address
     path = write_slice_config(
-        demo_slice_dir, tmp_path / "workspace", runner="dask", as_of="2025-09-01",
+        demo_slice_dir, tmp_path / "workspace", runner="dask", as_of="2025-07-01",
         dask={"address": address, "partition_by": "region", "lightgbm_min_rows": 0},
     )
     config = load_config(path)
