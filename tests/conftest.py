@@ -31,6 +31,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(server, port: int, seconds: float = 180.0) -> None:
+    """Wait for the model server ``server`` (a Popen) to answer ``/ping`` on ``port``; fail
+    with its output if it exits, or after ``seconds``."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, server.stdout.read()
+        assert time.time() < deadline, "the model server did not start"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def demo_slice_dir(tmp_path_factory) -> Path:
     """Iowa and Nebraska (192 counties) from the committed demo data, 4 territories."""

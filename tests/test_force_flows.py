@@ -223,23 +223,6 @@ def _post(port: int, payload: dict) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def _wait_until_up(server, port: int, seconds: float = 180.0) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        assert server.poll() is None, server.stdout.read()
-        assert time.time() < deadline, "the model server did not start"
-        time.sleep(0.5)
-
-
 @pytest.mark.slow
 def test_a_run_with_forces_is_served_per_force_by_the_model_server(
         prefect_session, demo_slice_dir, tmp_path):
@@ -252,7 +235,7 @@ def test_a_run_with_forces_is_served_per_force_by_the_model_server(
     from territory.pipelines import flows
     from territory.pipelines.publish import setup_tracking
     from territory.pipelines.stages import load_inputs, market_table
-    from tests.conftest import free_port
+    from tests.conftest import free_port, wait_until_serving
     from tests.test_forces import _two_line_slice
 
     _two_line_slice(demo_slice_dir, tmp_path)
@@ -273,7 +256,7 @@ def test_a_run_with_forces_is_served_per_force_by_the_model_server(
     server = subprocess.Popen([territory, "serve", "--config", str(path), "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_until_up(server, port)
+        wait_until_serving(server, port)
         status, body = _post(port, request)
         assert status == 200, body
         every = pd.DataFrame(body["predictions"])

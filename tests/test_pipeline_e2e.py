@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from territory.features.errors import InputError
 from territory.pipelines.config import load_config
-from tests.conftest import free_port, write_slice_config
+from tests.conftest import free_port, wait_until_serving, write_slice_config
 
 
 @pytest.fixture(scope="module")
@@ -459,9 +459,6 @@ def _post(port: int, payload: dict | str) -> tuple[int, dict]:
 
 
 def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
-    import time
-    import urllib.request
-
     from territory.models.tracking import load_champion, start_server
     from territory.pipelines.publish import setup_tracking, tracking_uri
     from territory.pipelines.serving import score_all
@@ -472,17 +469,7 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     port = free_port()
     server = start_server(tracking_uri(config), port=port)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, server.stdout.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.5)
+        wait_until_serving(server, port, seconds=120)
 
         setup_tracking(config)
         model = load_champion()
