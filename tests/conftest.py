@@ -50,6 +50,24 @@ def wait_until_serving(server, port: int, seconds: float = 180.0) -> None:
         time.sleep(0.5)
 
 
+def post_invocations(port: int, payload: dict | str) -> tuple[int, dict]:
+    """POST ``payload`` (a dict, or raw JSON text) to the model server's ``/invocations``;
+    the status and the decoded answer, errors included."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
 @pytest.fixture(scope="session")
 def demo_slice_dir(tmp_path_factory) -> Path:
     """Iowa and Nebraska (192 counties) from the committed demo data, 4 territories."""

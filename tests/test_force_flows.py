@@ -209,20 +209,6 @@ def test_scenario_with_forces_redesigns_every_force(force_trained, force_config)
 # --- Serving a run with forces on the real model server ------------------------------------
 
 
-def _post(port: int, payload: dict) -> tuple[int, dict]:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.load(resp)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 @pytest.mark.slow
 def test_a_run_with_forces_is_served_per_force_by_the_model_server(
         prefect_session, demo_slice_dir, tmp_path):
@@ -235,7 +221,7 @@ def test_a_run_with_forces_is_served_per_force_by_the_model_server(
     from territory.pipelines import flows
     from territory.pipelines.publish import setup_tracking
     from territory.pipelines.stages import load_inputs, market_table
-    from tests.conftest import free_port, wait_until_serving
+    from tests.conftest import free_port, post_invocations, wait_until_serving
     from tests.test_forces import _two_line_slice
 
     _two_line_slice(demo_slice_dir, tmp_path)
@@ -257,13 +243,13 @@ def test_a_run_with_forces_is_served_per_force_by_the_model_server(
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until_serving(server, port)
-        status, body = _post(port, request)
+        status, body = post_invocations(port, request)
         assert status == 200, body
         every = pd.DataFrame(body["predictions"])
         assert every["force"].tolist() == ["devices-team"] * 4 + ["feed-team"] * 4
         assert every["unit_id"].tolist() == rows["unit_id"].tolist() * 2
 
-        status, body = _post(port, {**request, "params": {"force": "feed-team"}})
+        status, body = post_invocations(port, {**request, "params": {"force": "feed-team"}})
         assert status == 200, body
         feed = pd.DataFrame(body["predictions"])
         assert feed["force"].tolist() == ["feed-team"] * 4
@@ -277,7 +263,7 @@ def test_a_run_with_forces_is_served_per_force_by_the_model_server(
         assert set(feed["proposed_territory"]) <= own
         pd.testing.assert_frame_equal(feed, every.iloc[4:].reset_index(drop=True))
 
-        status, body = _post(port, {**request, "params": {"force": "sales-team"}})
+        status, body = post_invocations(port, {**request, "params": {"force": "sales-team"}})
         assert 400 <= status < 500
         assert "unknown force 'sales-team'" in body["message"]
         assert "devices-team, feed-team" in body["message"]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from territory.features.errors import InputError
 from territory.pipelines.config import load_config
-from tests.conftest import free_port, wait_until_serving, write_slice_config
+from tests.conftest import free_port, post_invocations, wait_until_serving, write_slice_config
 
 
 @pytest.fixture(scope="module")
@@ -443,21 +443,6 @@ def test_prefect_artifacts_published_under_stable_keys(first_run):
     assert table and "potential" in str(table[0].data)
 
 
-def _post(port: int, payload: dict | str) -> tuple[int, dict]:
-    import urllib.error
-    import urllib.request
-
-    body = payload if isinstance(payload, str) else json.dumps(payload)
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-        headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.load(resp)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
     from territory.models.tracking import load_champion, start_server
     from territory.pipelines.publish import setup_tracking, tracking_uri
@@ -482,7 +467,7 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         rows = market_table(config, inputs, graph).head(4).reset_index(names="unit_id")
         rows = rows[columns]
 
-        status, body = _post(port, {"dataframe_split": rows.to_dict(orient="split")})
+        status, body = post_invocations(port, {"dataframe_split": rows.to_dict(orient="split")})
         assert status == 200, body
         served = pd.DataFrame(body["predictions"])
         expected = batch.set_index("unit_id").loc[rows["unit_id"]].reset_index()
@@ -493,20 +478,21 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
         published = pd.read_parquet(result["run_dir"] / "alignment.parquet")  # one name each
         assert set(served["proposed_territory"]) <= set(published["territory_id"])
 
-        status, body = _post(port, {"dataframe_records": rows.to_dict(orient="records")[:1]})
+        status, body = post_invocations(
+            port, {"dataframe_records": rows.to_dict(orient="records")[:1]})
         assert status == 200 and len(body["predictions"]) == 1
 
         missing = rows.drop(columns=["population"])
-        status, body = _post(port, {"dataframe_split": missing.to_dict(orient="split")})
+        status, body = post_invocations(port, {"dataframe_split": missing.to_dict(orient="split")})
         assert 400 <= status < 500 and "population" in body["message"]
 
         wrong = rows.astype({"population": object})
         wrong.loc[wrong.index[0], "population"] = "lots"
-        status, body = _post(port, {"dataframe_split": wrong.to_dict(orient="split")})
+        status, body = post_invocations(port, {"dataframe_split": wrong.to_dict(orient="split")})
         assert 400 <= status < 500 and "population" in body["message"]
 
         unknown = rows.assign(unit_id=["99999", *rows["unit_id"][1:]])
-        status, body = _post(port, {"dataframe_split": unknown.to_dict(orient="split")})
+        status, body = post_invocations(port, {"dataframe_split": unknown.to_dict(orient="split")})
         assert 400 <= status < 500 and "unknown unit_id: 99999" in body["message"]
 
         # Non-finite numbers are refused (JSON Infinity, a literal 1e999, the text "inf")
@@ -514,16 +500,16 @@ def test_served_recommender_matches_batch_scoring(first_run, tmp_path):
             hostile = rows.astype({"population": object})
             hostile.loc[hostile.index[0], "population"] = value
             text = json.dumps({"dataframe_split": hostile.to_dict(orient="split")})
-            status, body = _post(port, text.replace('"__1e999__"', "1e999"))
+            status, body = post_invocations(port, text.replace('"__1e999__"', "1e999"))
             assert status == 400 and "must be a finite number" in body["message"], body
 
         # A huge input value is not echoed back
         huge = rows.assign(unit_id=["9" * 1_000_000, *rows["unit_id"][1:]])
-        status, body = _post(port, {"dataframe_split": huge.to_dict(orient="split")})
+        status, body = post_invocations(port, {"dataframe_split": huge.to_dict(orient="split")})
         assert 400 <= status < 500 and "9" * 101 not in json.dumps(body), len(json.dumps(body))
 
         # A body over the limit (10 MiB by default) is refused before it is parsed
-        status, body = _post(port, "x" * (10 * 2**20 + 1))
+        status, body = post_invocations(port, "x" * (10 * 2**20 + 1))
         assert status == 413 and "over the limit" in body["message"], body
     finally:
         server.terminate()
