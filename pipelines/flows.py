@@ -224,7 +224,7 @@ class InputFilesAndConfig(CachePolicy):
 
 # The stages as tasks: each loads, calls one domain function, returns (see ``stages``).
 load_inputs_task = task(name="load-inputs", cache_policy=NO_CACHE, **IO_RETRIES)(
-    stages.load_inputs)
+    stages.load_inputs_for_run)
 features_task = task(name="build-features", cache_policy=InputFilesAndConfig(),
                      persist_result=True, cache_expiration=timedelta(days=30))(
     stages.feature_stage)

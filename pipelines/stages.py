@@ -100,6 +100,31 @@ def load_inputs(config: RunConfig) -> Inputs:
     return inputs
 
 
+def load_inputs_for_run(config: RunConfig) -> Inputs:
+    """:func:`load_inputs`, then the warnings ``territory validate`` shows, logged once
+    (to the console and the Prefect run) so that a run never passes over them in silence."""
+    from territory.pipelines.validation import input_warnings
+
+    inputs = load_inputs(config)
+    logger = run_logger()
+    for warning in input_warnings(config, inputs):
+        logger.warning("%s", warning)
+    return inputs
+
+
+def run_logger():
+    """Prefect's logger of the current flow or task run; the module logger outside one."""
+    import logging
+
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("territory")
+
+
 def resolved_as_of(config: RunConfig, inputs: Inputs) -> pd.Timestamp:
     """The configured as-of date, or the last period of the sales history."""
     return feature_set.resolve_as_of(config.as_of, inputs.sales, config.data.columns.time_col)

@@ -220,6 +220,12 @@ def _warnings(config: RunConfig, inputs) -> list[InputWarning]:
     return found
 
 
+def input_warnings(config: RunConfig, inputs) -> list[InputWarning]:
+    """Every warning of ``territory validate`` on loaded inputs: the data gaps, the
+    current alignment and the reps."""
+    return gap_warnings(config, inputs.gaps) + _warnings(config, inputs)
+
+
 def _check_truth_ids(config: RunConfig, inputs) -> None:
     """Every unit of the truth file (evaluation only) must be a unit of the units file."""
     from territory.features.io import read_table
@@ -251,6 +257,5 @@ def validate_inputs(
     if data.truth is not None:
         _check_truth_ids(config, inputs)
     as_of = pd.Timestamp(config.as_of) if config.as_of else inputs.sales[cols.time_col].max()
-    found = gap_warnings(config, inputs.gaps) + _warnings(config, inputs)
     return ValidationReport(len(inputs.units), len(inputs.sales), as_of,
-                            estimate_memory(config, inputs), found)
+                            estimate_memory(config, inputs), input_warnings(config, inputs))
