@@ -126,10 +126,15 @@ def test_report_table_of_receiving_territories():
         "predicted_sales": [12.0, 28.0], "predicted_share": [0.3, 0.7],
         "actual_share": [0.25, 0.75], "share_error": [0.2, 0.0667]})
     table = rep_change_table(trained)
-    assert list(table.columns) == ["territory", "units moved in", "predicted share",
-                                   "actual share", "share error"]
+    assert list(table.columns) == ["territory", "moved_in", "predicted_share", "actual_share",
+                                   "share_error"]
     assert table["territory"].tolist() == ["T1", "T2"]  # worst first
-    assert table["units moved in"].tolist() == [4, 7]
+    assert table["moved_in"].tolist() == [4, 7]
+    from territory.pipelines.report_format import as_text, present
+
+    shown = as_text(present(table))  # as the report shows it
+    assert {"Units moved in", "Share error"} <= set(shown.columns)
+    assert shown.iloc[0].tolist()[2:] == ["30.0%", "25.0%", "20.0%"]
 
 
 @pytest.mark.slow
@@ -162,7 +167,7 @@ def test_run_and_nightly_with_a_previous_alignment(prefect_session, demo_slice_d
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     units = f"{metrics['potential_rep_change_units']:.0f} units whose rep changed"
     assert units in html
-    assert "Potential where the rep changed" in html and "units moved in" in html
+    assert "Potential where the rep changed" in html and "Units moved in" in html
 
     def refit(*args, **kwargs):
         raise AssertionError("a nightly run fitted the rep-change potential again")
