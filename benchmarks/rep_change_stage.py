@@ -6,7 +6,8 @@ potential on the units whose rep changed
 before ``changed_at``. This script measures, on the demo's 3,085 units and
 on companies simulated with other seeds (``true_balance.company_folder``):
 
-* the CPU cost of that stage (process time, LightGBM's threads included),
+* the CPU cost of that stage (user + system time of the process and its
+  children, LightGBM's threads included; wall time in the JSON only),
   beside the feature stage and the run's own potential fit (``fit_potential``,
   with its cross-validation), the stage's price in a training run;
 * the metric it gives (p50 / p90 of the receiving territories' share error)
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -67,6 +69,13 @@ def with_history(folder: Path, out: Path, share: float, seed: int) -> tuple[Path
     return out / "alignment_previous.csv", changed_at
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (user + system)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run(seed: str, tmp: Path, share: float, settings: list[str]) -> dict:
     from territory.models.potential_rep import fit_potential
     from territory.pipelines import stages
@@ -92,17 +101,17 @@ def run(seed: str, tmp: Path, share: float, settings: list[str]) -> dict:
         node[last] = yaml.safe_load(value)
     config = load_config(CONFIG, raw)
     inputs = stages.load_inputs(config)
-    cpu = time.process_time()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     features = stages.feature_stage(config, inputs)
-    features_cpu = time.process_time() - cpu
-    cpu = time.process_time()
+    features_cpu, features_wall = cpu_seconds() - cpu, time.perf_counter() - wall
+    cpu, wall = cpu_seconds(), time.perf_counter()
     metrics, table = rep_change_stage(config, inputs, features)
-    stage_cpu = time.process_time() - cpu
-    cpu = time.process_time()
+    stage_cpu, stage_wall = cpu_seconds() - cpu, time.perf_counter() - wall
+    cpu = cpu_seconds()
     potential, _, _ = fit_potential(config.potential, features.market_table,
                                     features.annual_sales.to_numpy(), features.territory,
                                     features.xy, features.annual_split)
-    potential_cpu = time.process_time() - cpu
+    potential_cpu = cpu_seconds() - cpu
 
     # after the stages: the truth, for the comparison only
     cols = config.data.columns
@@ -124,6 +133,9 @@ def run(seed: str, tmp: Path, share: float, settings: list[str]) -> dict:
             "metrics": metrics, "table": table.to_dict(orient="list"),
             "run_potential_vs_truth": run_truth,
             "features_cpu_s": features_cpu, "stage_cpu_s": stage_cpu,
+            "features_wall_s": features_wall, "stage_wall_s": stage_wall,
+            "n_units": int(len(features.market_table)),
+            "train_rows": int(len(features.train_table)),
             "run_potential_cpu_s": potential_cpu}
 
 
@@ -137,15 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     results = {}
-    print("| company | moved units (receiving territories) | rep-change share error p50 / p90 "
-          "| the same on expected sales (truth) p50 / p90 | run potential vs truth, current "
-          "territories p50 / p90 | stage CPU s | run's potential fit CPU s | features CPU s |")
+    print("| company | moved units: scored (receiving territories) | rep-change share error "
+          "p50 / p90 | the same on expected sales (truth) p50 / p90 | run potential vs truth, "
+          "current territories p50 / p90 | stage CPU s | run's potential fit CPU s | "
+          "features CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="rep_change_stage_") as tmp:
         for seed in args.seeds:
             results[seed] = r = run(seed, Path(tmp), args.share, args.set)
             m, t = r["metrics"], r["run_potential_vs_truth"]
-            print(f"| {seed} | {r['moved_units']} "
+            print(f"| {seed} | {r['moved_units']}: {m['potential_rep_change_units']:.0f} "
                   f"({m['potential_rep_change_territories']:.0f}) | "
                   f"{m['potential_rep_change_share_error_p50']:.1%} / "
                   f"{m['potential_rep_change_share_error_p90']:.1%} | "
