@@ -367,3 +367,24 @@ def test_write_demo_data_with_rep_changes(tmp_path, counties, demographics):
     later = (old["period"] >= changed).to_numpy()
     assert same[later].all() and same[~old["unit_id"].isin(moved).to_numpy()].all()
     assert not same[~later & old["unit_id"].isin(moved).to_numpy() & (old["sales"] > 0)].any()
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_make_demo_data_rep_changes_option(tmp_path, counties, demographics):
+    from typer.testing import CliRunner
+
+    from territory.pipelines.cli import app
+
+    sub, demo = _two_states(counties, demographics)
+    nat_dir = tmp_path / "nat"
+    nat_dir.mkdir()
+    _fake_nat(sub, demo).to_file(nat_dir / "NAT.shp")
+    out = tmp_path / "out"
+    bad = CliRunner().invoke(app, ["make-demo-data", "--nat-dir", str(nat_dir), "--out",
+                                   str(out), "--rep-changes", "1.5"])
+    assert bad.exit_code == 2 and "share of boundary units" in bad.output
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+    good = CliRunner().invoke(app, ["make-demo-data", "--nat-dir", str(nat_dir), "--out",
+                                    str(out), "--seed", "5", "--rep-changes", "0.5"])
+    assert good.exit_code == 0, good.output
+    assert (out / "alignment_previous.csv").is_file()
