@@ -65,7 +65,8 @@ def rep_change_share_error(
         ``potential_rep_change_units``, ``potential_rep_change_territories``, the p50 and p90
         of ``potential_rep_change_share_error`` and ``potential_rep_change_log_rmse`` (units'
         log error after removing the mean, i.e. common growth); per receiving territory
-        ``n_units``, ``sales_after``, ``predicted_sales`` and ``share_error``.
+        ``n_units``, ``sales_after``, ``predicted_sales``, ``predicted_share``,
+        ``actual_share`` (of the scored moved units' sales) and ``share_error``.
     """
     moved = moved_units(before, after).intersection(market.index)
     sales = sales_after.reindex(moved)
@@ -91,9 +92,10 @@ def rep_change_share_error(
     sums = frame.groupby("territory").agg(n_units=("sales_after", "size"),
                                           sales_after=("sales_after", "sum"),
                                           predicted_sales=("predicted_sales", "sum"))
-    actual_share = sums["sales_after"] / sums["sales_after"].sum()
-    sums["share_error"] = ((sums["predicted_sales"] / sums["predicted_sales"].sum()
-                            - actual_share).abs() / actual_share)
+    sums["predicted_share"] = sums["predicted_sales"] / sums["predicted_sales"].sum()
+    sums["actual_share"] = sums["sales_after"] / sums["sales_after"].sum()
+    sums["share_error"] = ((sums["predicted_share"] - sums["actual_share"]).abs()
+                           / sums["actual_share"])
     error = np.log1p(actual) - np.log1p(predicted)
     return {
         "potential_rep_change_units": float(len(moved)),

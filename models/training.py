@@ -35,6 +35,9 @@ class Trained:
     potential_territories: pd.DataFrame | None = None
     # forecast.combination: what the scores publish (None: LightGBM alone)
     published: combination.PublishedForecast | None = None
+    # data.previous_alignment: per territory that received moved units, the rep-change
+    # share error (territory.models.potential_rep_change); None without one
+    rep_change_territories: pd.DataFrame | None = None
 
 
 def validation_metrics(forecaster: SalesForecaster) -> dict[str, float]:

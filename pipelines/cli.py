@@ -524,13 +524,19 @@ def make_demo_data(
     product_lines: Annotated[bool, typer.Option(
         help="Two product lines (urban-led, rural-led), one sales force each, for "
              "configs/demo_two_forces.yaml (write them to data/demo_lines).")] = False,
+    rep_changes: Annotated[float, typer.Option(
+        help="Share of the units on a territory boundary that had another rep until 12 "
+             "months before the end: writes alignment_previous.csv (for "
+             "data.previous_alignment) and the sales it made. 0: none.")] = 0.0,
 ) -> None:
     """Regenerate the embedded demo data from PySAL's NAT files."""
     from territory.pipelines.demo_data import write_demo_data, write_product_line_data
 
     try:
-        write = write_product_line_data if product_lines else write_demo_data
-        written = write(nat_dir, out, seed)
+        if product_lines:
+            written = write_product_line_data(nat_dir, out, seed)
+        else:
+            written = write_demo_data(nat_dir, out, seed, rep_changes)
     except InputError as exc:
         _fail(exc)
     for name, path in written.items():

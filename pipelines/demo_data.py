@@ -25,9 +25,11 @@ from territory.features.demo import (
     simulate_company,
 )
 from territory.features.demo_lines import LINES, ProductLines, simulate_product_lines
+from territory.features.demo_rep_change import with_rep_changes
 from territory.features.spatial import build_adjacency, contiguity_matrix
 
 DEFAULT_SEED = 20261127
+PREVIOUS_ALIGNMENT = "alignment_previous.csv"
 FILES = (
     "counties.parquet",
     "demographics.parquet",
@@ -161,7 +163,8 @@ Total true potential: {stats['total_true_potential'] / 1e6:,.0f} million USD.
 """
 
 
-def write_demo_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
+def write_demo_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED,
+                    rep_changes: float = 0.0) -> dict[str, Path]:
     """Read NAT, simulate the company, write every demo file atomically.
 
     Parameters
@@ -172,6 +175,11 @@ def write_demo_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> d
         Destination folder, created if needed.
     seed
         Simulation seed.
+    rep_changes
+        Above 0: that share of the boundary units had another territory until 12 months
+        before the last month (:func:`territory.features.demo_rep_change.with_rep_changes`,
+        seeded by ``seed``), written as ``alignment_previous.csv``, with the sales it made;
+        the README gives ``changed_at`` for ``data.previous_alignment``. 0: no history.
 
     Returns
     -------
@@ -183,6 +191,9 @@ def write_demo_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> d
         nat = nat.set_crs("EPSG:4326")
     counties, demographics = derive_counties_and_demographics(nat)
     data = simulate_company(counties, demographics, seed)
+    earlier, changed_at = None, None
+    if rep_changes > 0:
+        data, earlier, changed_at = with_rep_changes(data, rep_changes, seed)
 
     original = nat.assign(unit_id=nat["FIPS"].astype(str).str.zfill(5))
     original = original.sort_values("unit_id", kind="stable")
@@ -199,15 +210,37 @@ def write_demo_data(nat_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> d
         data.alignment.to_csv(tmp / "alignment.csv", index=False)
         data.reps.to_csv(tmp / "reps.csv", index=False)
         data.truth.to_parquet(tmp / "truth.parquet", index=False, compression="zstd")
-        sizes = {name: (tmp / name).stat().st_size for name in FILES if name != "README.md"}
-        (tmp / "README.md").write_text(_readme(stats, sizes, lost, pairs, seed), encoding="utf-8")
+        names = list(FILES)
+        if earlier is not None:
+            earlier.to_csv(tmp / PREVIOUS_ALIGNMENT, index=False)
+            names.insert(-1, PREVIOUS_ALIGNMENT)
+        sizes = {name: (tmp / name).stat().st_size for name in names if name != "README.md"}
+        readme = _readme(stats, sizes, lost, pairs, seed)
+        if earlier is not None:
+            readme += _previous_readme(earlier, data, changed_at, rep_changes)
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
         paths = {}
-        for name in FILES:
+        for name in names:
             os.replace(tmp / name, out_dir / name)
             paths[name] = out_dir / name
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return paths
+
+
+def _previous_readme(earlier, data: DemoData, changed_at: str, share: float) -> str:
+    """The README's part on the earlier alignment (``--rep-changes``)."""
+    moved = int((earlier["territory_id"].to_numpy()
+                 != data.alignment["territory_id"].to_numpy()).sum())
+    return f"""
+## Rep changes (`--rep-changes {share}`)
+
+- `{PREVIOUS_ALIGNMENT}`: the alignment until {changed_at}. {moved} units (a share of
+  {share} of the units on a territory boundary, seeded) were in a neighbouring
+  territory; their sales before {changed_at} are the earlier rep's (simulated sales
+  times that rep's penetration over the current one's). Use it as
+  `data.previous_alignment: {{path: {PREVIOUS_ALIGNMENT}, changed_at: "{changed_at}"}}`.
+"""
 
 
 def _lines_readme(lines: ProductLines, seed: int) -> str:
@@ -277,8 +310,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nat-dir", type=Path, required=True, help="folder holding NAT.shp")
     parser.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--rep-changes", type=float, default=0.0,
+                        help="share of boundary units with another territory until 12 months "
+                             "before the end (writes alignment_previous.csv)")
     args = parser.parse_args(argv)
-    paths = write_demo_data(args.nat_dir, args.out, args.seed)
+    paths = write_demo_data(args.nat_dir, args.out, args.seed, args.rep_changes)
     total = sum(p.stat().st_size for p in paths.values())
     for path in paths.values():
         print(f"{path}  {path.stat().st_size / 1024:,.0f} KiB")

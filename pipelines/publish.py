@@ -24,6 +24,7 @@ from territory.models.forces import overlay, with_force
 from territory.models.recommend import Recommendations
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
+from territory.models.tracking.tables import load_logged_table
 from territory.models.training import Trained
 from territory.pipelines import journal, monitoring, run_keys
 from territory.pipelines import report as rpt
@@ -37,6 +38,11 @@ from territory.pipelines.stages import Inputs, unit_names
 __all__ = ["RegisteredModels", "artifact_key", "find_tracked_run", "load_registered_models",
            "registered_models", "registry_transaction", "setup_tracking", "summary_markdown",
            "track_run", "track_training", "tracking_uri", "write_outputs"]
+
+
+#: The rep-change share error per receiving territory (``data.previous_alignment``): a run
+#: folder's file and its training run's MLflow artifact.
+REP_CHANGE_TABLE = "rep_change_territories.csv"
 
 
 def tracking_uri(config: RunConfig) -> str:
@@ -66,14 +72,19 @@ def write_outputs(
     design: Design,
     recs: Recommendations,
     watch=None,
+    fit_rep_change: bool = True,
 ) -> rpt.ReportContent:
     """Write every output file of a run into ``out`` (a temporary folder).
 
     ``watch``: the nightly run's monitoring (:class:`territory.pipelines.monitoring.Watch`),
-    shown in the report.
+    shown in the report. ``fit_rep_change`` False (scoring runs): the rep-change metrics and
+    table are the model's own (its training run's), never fitted again.
     """
     cols = config.data.columns
-    add_rep_change_metrics(config, inputs, features, trained)
+    if fit_rep_change:
+        add_rep_change_metrics(config, inputs, features, trained)
+    if trained.rep_change_territories is not None:
+        write_csv(trained.rep_change_territories, out / REP_CHANGE_TABLE)
     scores.scores.to_parquet(out / "scores.parquet", index=False)
     alignment = pd.DataFrame({
         cols.unit_col: design.proposed.index,
@@ -150,6 +161,8 @@ def _log_training(
     for name, digest in inputs.file_hashes.items():
         tracking.log_tags({f"input_sha256.{name}": digest})
     tracking.log_metrics(trained.metrics)
+    if trained.rep_change_territories is not None:
+        tracking.log_table(trained.rep_change_territories, REP_CHANGE_TABLE)
     monitoring.log_reference(config, inputs, features)  # what later inputs are compared with
     tracking.log_table(trained.forecaster.feature_importance().rename("gain").reset_index()
                        .rename(columns={"index": "feature"}), "forecast_importance.csv")
@@ -254,7 +267,7 @@ def write_force_outputs(out: Path, config: RunConfig, trained: Trained, views, d
         folder = out / "forces" / view.name
         folder.mkdir(parents=True)
         # the force's report states the model its potential came from, not the total's
-        own = replace(trained, potential_territories=None,
+        own = replace(trained, potential_territories=None, rep_change_territories=None,
                       metrics={**forecast_only, **segments.force_metrics[view.name]})
         contents[view.name] = write_outputs(folder, view.config, view.inputs, view.features,
                                             own, view.scores, design, recs)
@@ -436,6 +449,9 @@ def load_registered_models(config: RunConfig, version: str | None = None) -> Reg
         )
     trained = Trained(loaded.forecaster, loaded.potential, loaded.metrics, pd.DataFrame(),
                       loaded.evaluation_windows, published=loaded.published)
+    if "potential_rep_change_units" in loaded.metrics:  # its training run's table, if logged
+        trained.rep_change_territories = load_logged_table(loaded.run_id, REP_CHANGE_TABLE,
+                                                           ("territory",))
     return RegisteredModels(trained, name, loaded.version, loaded.run_id)
 
 
@@ -463,7 +479,7 @@ def write_scored_outputs(
     ``folder`` atomically (``entry``: the flow run's journal entry)."""
     with journal.publishing(entry, config, folder, registry=False) as out:
         content = write_outputs(out.tmp, config, inputs, features, model.trained, scores,
-                                design, recs, watch)
+                                design, recs, watch, fit_rep_change=False)
         manifest = scored_manifest(config, inputs, features, model, started, extra)
         (out.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return {"content": content, "folder": folder}
@@ -482,6 +498,8 @@ def register_and_gate(entry, config: RunConfig, inputs: Inputs, features: Featur
     add_rep_change_metrics(config, inputs, features, trained)
     with journal.publishing(entry, config, folder) as out:
         run_id, decision = track_training(config, inputs, features, trained, key, segments)
+        if trained.rep_change_territories is not None:
+            write_csv(trained.rep_change_territories, out.tmp / REP_CHANGE_TABLE)
         summary = run_keys.train_summary(config, inputs, features, run_id,
                                          decision["version"], trained.metrics, decision, started)
         (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

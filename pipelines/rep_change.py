@@ -5,8 +5,11 @@ differs are a natural experiment (:mod:`territory.models.potential_rep_change`):
 one extra potential is fitted on the year before ``changed_at`` with the
 earlier alignment as the territories, and each moved unit's sales over the
 year from ``changed_at`` are predicted at its receiving territory's rep effect.
-The market table is the run's own; only the sales target and the territories
-are those before the change. Without ``data.previous_alignment`` nothing runs.
+Everything the fit sees is as known one period before ``changed_at``: the
+sales target, the territories and the market table (demographics with a year
+column as of that period, :func:`territory.features.feature_set.market_features`),
+so nothing after the change leaks into it. Without ``data.previous_alignment``
+nothing runs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from __future__ import annotations
 import pandas as pd
 
 from territory.features.errors import InputError
-from territory.features.feature_set import annual_and_workload, annual_split_log_ratio
+from territory.features.feature_set import (
+    annual_and_workload,
+    annual_split_log_ratio,
+    market_features,
+)
 from territory.features.panel import make_panel
 from territory.models.alignment import current_territories
 from territory.models.potential_rep import potential_factory, potential_method
@@ -28,8 +35,7 @@ def rep_change_stage(config, inputs, features) -> tuple[dict[str, float], pd.Dat
     if previous is None or inputs.previous_alignment is None:
         return None
     cols, fc = config.data.columns, config.features
-    market = features.market_table
-    unit_ids = market.index.to_numpy()
+    unit_ids = features.market_table.index.to_numpy()
     changed = pd.Timestamp(previous.changed_at)
     step = pd.tseries.frequencies.to_offset(fc.frequency)
     dates = pd.to_datetime(inputs.sales[cols.time_col])
@@ -41,6 +47,9 @@ def rep_change_stage(config, inputs, features) -> tuple[dict[str, float], pd.Dat
                          column="data.previous_alignment.changed_at",
                          hint="give the month the current alignment started, or leave "
                               "previous_alignment out")
+    market = market_features(inputs.units, inputs.demographics, features.graph, cols,
+                             fc.demographic_columns, config.data.projected_crs,
+                             as_of=changed - step).reindex(features.market_table.index)
     panel = make_panel(inputs.sales, unit_ids, fc.frequency, cols, end=changed - step)
     periods = pd.DatetimeIndex(sorted(panel[cols.time_col].unique()))
     annual, _ = annual_and_workload(panel, periods, fc, fc.season, None, cols)
@@ -62,12 +71,14 @@ def rep_change_stage(config, inputs, features) -> tuple[dict[str, float], pd.Dat
 
 
 def add_rep_change_metrics(config, inputs, features, trained) -> None:
-    """Put :func:`rep_change_stage`'s metrics into ``trained.metrics`` (in place, once), so
-    that the MLflow run, the summary and the report carry them; nothing without
-    ``data.previous_alignment``. A champion whose training run logged them (nightly
-    runs) keeps those."""
+    """Put :func:`rep_change_stage`'s metrics into ``trained.metrics`` and its table into
+    ``trained.rep_change_territories`` (in place, once), so that the MLflow run, the
+    summary, ``rep_change_territories.csv`` and the report carry them; nothing without
+    ``data.previous_alignment``. Models that already carry them (a champion whose
+    training run logged them) keep those."""
     if "potential_rep_change_units" in trained.metrics:
         return
     found = rep_change_stage(config, inputs, features)
     if found is not None:
         trained.metrics.update(found[0])
+        trained.rep_change_territories = found[1]

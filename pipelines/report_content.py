@@ -219,6 +219,23 @@ def potential_accuracy_table(trained: Trained, scores: Scores) -> pd.DataFrame |
     return table
 
 
+def rep_change_table(trained: Trained) -> pd.DataFrame | None:
+    """Per territory that received units whose rep changed (``data.previous_alignment``):
+    units moved in, its predicted and actual share of their sales after the change, the
+    error (code names: :mod:`territory.pipelines.report_format` words them); None without
+    the table."""
+    table = trained.rep_change_territories
+    if table is None:
+        return None
+    return pd.DataFrame({
+        "territory": table["territory"].to_numpy(),
+        "moved_in": table["n_units"].astype(int).to_numpy(),
+        "predicted_share": table["predicted_share"].to_numpy(dtype=float),
+        "actual_share": table["actual_share"].to_numpy(dtype=float),
+        "share_error": table["share_error"].to_numpy(dtype=float),
+    }).sort_values("share_error", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def balance_mode_words(overall: dict) -> str:
     """Which plan robust mode (``territories.robust``) published, and why, in words."""
     rows = overall.get("robust_candidates")
@@ -336,6 +353,9 @@ def report_content(
     accuracy = potential_accuracy_table(trained, scores)
     if accuracy is not None:
         tables["Potential by current territory"] = accuracy.round(3)
+    moved_in = rep_change_table(trained)
+    if moved_in is not None:
+        tables["Potential where the rep changed"] = moved_in
     if inputs.gaps:
         tables["Data gaps"] = inputs.gaps.table(config.data.gaps, config.data.columns.unit_col)
     if design.region_summary is not None:

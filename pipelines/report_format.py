@@ -68,12 +68,15 @@ WORDS = {
     "potential_lo": "Potential, low end of interval", "potential_hi": "Potential, high end",
     "min_p_within": "Least sure territory: chance within tolerance",
     "median_p_within": "Median territory: chance within tolerance",
+    "predicted_share": "Predicted share of the moved units' sales",
+    "actual_share": "Actual share of the moved units' sales", "share_error": "Share error",
 }
 
 SHARE_NAMES = {"penetration", "peer_penetration", "soft_tolerance", "mean_utilisation",
                "max_utilisation", "load_before", "load_after"}
 SHARE_NAMES |= {"wape", "promised_wape", "coverage", "promised_coverage", "territory_wape",
-                "reference_missing", "current_missing", "min_p_within", "median_p_within"}
+                "reference_missing", "current_missing", "min_p_within", "median_p_within",
+                "share_error"}
 SIGNED_NAMES = {"bias", "wape_vs_promised", "mean_change"}
 DECIMAL_NAMES = {"psi", "ks", "elongation", "median_elongation", "max_elongation",
                  "polsby_popper", "cpu_s"}

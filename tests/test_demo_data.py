@@ -338,3 +338,53 @@ def test_write_demo_data_writes_every_file_atomically(tmp_path, counties, demogr
     assert {name: path.read_bytes() for name, path in paths.items()} == first
     written = pd.read_parquet(out / "sales.parquet")
     assert set(written["unit_id"]) == set(sub["unit_id"])
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_write_demo_data_with_rep_changes(tmp_path, counties, demographics):
+    """``--rep-changes``: an earlier alignment and the sales it made before ``changed_at``;
+    from then on the company is the one simulated without it."""
+    sub, demo = _two_states(counties, demographics)
+    nat_dir = tmp_path / "nat"
+    nat_dir.mkdir()
+    _fake_nat(sub, demo).to_file(nat_dir / "NAT.shp")
+    plain = write_demo_data(nat_dir, tmp_path / "plain", seed=5)
+    paths = write_demo_data(nat_dir, tmp_path / "out", seed=5, rep_changes=0.5)
+    assert set(paths) == {*FILES, "alignment_previous.csv"}
+    now = pd.read_csv(paths["alignment.csv"], dtype=str)
+    earlier = pd.read_csv(paths["alignment_previous.csv"], dtype=str)
+    assert now["unit_id"].tolist() == earlier["unit_id"].tolist()
+    moved = set(now["unit_id"][now["territory_id"] != earlier["territory_id"]])
+    assert moved
+    changed = pd.Timestamp(pd.read_parquet(paths["sales.parquet"])["period"].max()) \
+        - pd.DateOffset(months=11)
+    assert f'changed_at: "{changed:%Y-%m}"' in paths["README.md"].read_text()
+    for name in ("alignment.csv", "reps.csv", "truth.parquet", "counties.parquet"):
+        assert paths[name].read_bytes() == plain[name].read_bytes()
+    old = pd.read_parquet(plain["sales.parquet"])
+    new = pd.read_parquet(paths["sales.parquet"])
+    same = (old["sales"] == new["sales"]).to_numpy()
+    later = (old["period"] >= changed).to_numpy()
+    assert same[later].all() and same[~old["unit_id"].isin(moved).to_numpy()].all()
+    assert not same[~later & old["unit_id"].isin(moved).to_numpy() & (old["sales"] > 0)].any()
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_make_demo_data_rep_changes_option(tmp_path, counties, demographics):
+    from typer.testing import CliRunner
+
+    from territory.pipelines.cli import app
+
+    sub, demo = _two_states(counties, demographics)
+    nat_dir = tmp_path / "nat"
+    nat_dir.mkdir()
+    _fake_nat(sub, demo).to_file(nat_dir / "NAT.shp")
+    out = tmp_path / "out"
+    bad = CliRunner().invoke(app, ["make-demo-data", "--nat-dir", str(nat_dir), "--out",
+                                   str(out), "--rep-changes", "1.5"])
+    assert bad.exit_code == 2 and "share of boundary units" in bad.output
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+    good = CliRunner().invoke(app, ["make-demo-data", "--nat-dir", str(nat_dir), "--out",
+                                    str(out), "--seed", "5", "--rep-changes", "0.5"])
+    assert good.exit_code == 0, good.output
+    assert (out / "alignment_previous.csv").is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,8 @@ def test_train_flow_logs_the_rep_change_error(prefect_session, demo_slice_dir, t
     run = MlflowClient(publish.tracking_uri(config)).get_run(summary["mlflow_run_id"])
     assert (run.data.metrics["potential_rep_change_share_error_p90"]
             == pytest.approx(summary["metrics"]["potential_rep_change_share_error_p90"]))
+    folder = Path(config.workspace) / "train" / f"rep-change-{summary['as_of']}"
+    table = pd.read_csv(folder / publish.REP_CHANGE_TABLE)  # beside summary.json, and in MLflow
+    assert table["n_units"].sum() == summary["metrics"]["potential_rep_change_units"]
+    client = MlflowClient(publish.tracking_uri(config))
+    assert publish.REP_CHANGE_TABLE in {a.path for a in client.list_artifacts(run.info.run_id)}
