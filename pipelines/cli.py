@@ -51,6 +51,7 @@ def prepare_environment(workspace: Path, verbose: bool = False,
     os.environ.setdefault("PREFECT_HOME", str((workspace / "prefect").resolve()))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "territory")  # into the run logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
@@ -73,12 +74,14 @@ def run(
     except InputError as exc:
         _fail(exc)
     prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
-    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api, quiet_input_errors
 
     try:
         with prefect_api(Path(cfg.workspace)):
             from territory.pipelines.flows import territory_pipeline, with_runner
 
+            if not verbose:
+                quiet_input_errors()
             result = with_runner(territory_pipeline, cfg)(cfg)
     except (InputError, PrefectStartError) as exc:
         _fail(exc)
@@ -346,7 +349,7 @@ def backfill(
     import pandas as pd
 
     from territory.pipelines.config import load_config
-    from territory.pipelines.prefect_api import PrefectStartError, prefect_api
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api, quiet_input_errors
 
     try:
         cfg = load_config(config)
@@ -354,6 +357,8 @@ def backfill(
         with prefect_api(Path(cfg.workspace)):
             from territory.pipelines.deploy import backfill as replay
             from territory.pipelines.monitoring import backfill_horizons
+
+            quiet_input_errors()
 
             result, csv = replay(cfg, start, end, retrain_every)
     except (InputError, PrefectStartError) as exc:

@@ -21,6 +21,7 @@ and that the disk has room for an estimate of what a run writes.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -139,9 +140,47 @@ def prefect_api(workspace: Path) -> Iterator[str]:
         os.environ["PREFECT_API_URL"] = url
         yield url
     finally:
+        flush_run_logs()
         if os.environ.get("PREFECT_API_URL") == url:
             del os.environ["PREFECT_API_URL"]
         _stop(proc)
+
+
+def _all_handlers() -> set[logging.Handler]:
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger))]
+    return {handler for lg in loggers for handler in lg.handlers}
+
+
+def flush_run_logs() -> None:
+    """Send the run logs still queued for the API while the server still answers (else
+    Prefect prints "Error logging to API" after the command's own last line)."""
+    for handler in _all_handlers():
+        with suppress(Exception):  # a handler that cannot flush must not fail the command
+            handler.flush()
+
+
+class _InputErrorTraceback(logging.Filter):
+    """Drops Prefect's flow- and task-run records of a failure by bad input: the command
+    ends with that error in one line (what to do included), the traceback adds nothing.
+    Drops too the "Still processing items" line of its log and event workers while
+    :func:`flush_run_logs` drains them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.endswith("Worker") and "Still processing items" in record.getMessage():
+            return False
+        if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, InputError) or "InputError" in record.getMessage())
+
+
+def quiet_input_errors() -> None:
+    """Keep bad-input tracebacks off the console (the Prefect run's log keeps them); call
+    once Prefect has set its logging up (after importing the flows)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _InputErrorTraceback) for f in handler.filters):
+            handler.addFilter(_InputErrorTraceback())
 
 
 # --- Preflight ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the backend the config names, chosen once in :func:`backend`: this process
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +35,8 @@ from territory.models.training import Trained
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import file_sha256
 from territory.pipelines.validation import check_run_inputs, handle_data_gaps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,27 +105,14 @@ def load_inputs(config: RunConfig) -> Inputs:
 
 def load_inputs_for_run(config: RunConfig) -> Inputs:
     """:func:`load_inputs`, then the warnings ``territory validate`` shows, logged once
-    (to the console and the Prefect run) so that a run never passes over them in silence."""
+    (to the console, and to the Prefect run: the CLI names ``territory`` among Prefect's
+    extra loggers) so that a run never passes over them in silence."""
     from territory.pipelines.validation import input_warnings
 
     inputs = load_inputs(config)
-    logger = run_logger()
     for warning in input_warnings(config, inputs):
-        logger.warning("%s", warning)
+        log.warning("%s", warning)
     return inputs
-
-
-def run_logger():
-    """Prefect's logger of the current flow or task run; the module logger outside one."""
-    import logging
-
-    from prefect import get_run_logger
-    from prefect.exceptions import MissingContextError
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("territory")
 
 
 def resolved_as_of(config: RunConfig, inputs: Inputs) -> pd.Timestamp:

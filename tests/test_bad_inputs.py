@@ -469,7 +469,7 @@ def test_a_run_without_findings_logs_no_warning(tmp_path, caplog):
 def _load_for_run(config, caplog):
     """Prefect's logging set-up replaces the root handlers (caplog's among them) when it
     first loads, so the capture is attached to the module logger itself."""
-    logger = stages.run_logger()
+    logger = stages.log
     logger.addHandler(caplog.handler)
     try:
         return stages.load_inputs_for_run(config)

@@ -240,3 +240,30 @@ def test_deploy_without_a_prefect_server_says_what_to_set_and_starts_none(
                                     "server"), result.output
     assert "what to do: start one with `prefect server start`" in result.output
     assert "Traceback" not in result.output and refuse_prefect_servers == []
+
+
+@pytest.mark.slow
+def test_bad_input_inside_a_flow_ends_in_one_line_without_a_traceback(demo_slice_dir,
+                                                                       tmp_path):
+    """An input error raised by a task (here: an as-of date before any sale) ends the run
+    with the error's own line: Prefect's task and flow tracebacks stay in its run log, and
+    no "Error logging to API" follows the error (the queued logs go before the server
+    stops). With --verbose the traceback is shown."""
+    workspace = tmp_path / "ws"
+    path = write_slice_config(demo_slice_dir, workspace, **FAST_MODELS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str((workspace / "prefect").resolve())
+    command = [str(Path(sys.executable).with_name("territory")), "run", "--config", str(path),
+               "--as-of", "1990-01-01"]
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 2, quiet.stderr[-3000:]
+    output = quiet.stdout + quiet.stderr
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[0].startswith("error: ") and "1990-01-01" in lines[0], output[-3000:]
+    assert lines[1:] == ["  what to do: set as_of between 2021-01-01 and 2025-12-01, or null "
+                         "for the last period"], output[-3000:]
+    assert "Traceback" not in output and "Error logging to API" not in output, output[-3000:]
+    assert not [line for line in lines if "| ERROR" in line], output[-3000:]
+    verbose = subprocess.run([*command, "--verbose"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
