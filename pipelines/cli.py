@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,8 @@ from territory.pipelines.console_tables import (
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sales territory planning: forecast, potential and territories.")
 err_console = Console(stderr=True)
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep
+                  for name in ("features", "models", "pipelines"))
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Run config (YAML).")]
 
@@ -53,6 +56,18 @@ def prepare_environment(workspace: Path, verbose: bool = False,
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "territory")  # into the run logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not verbose:
+        warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The project's own warnings as one "warning:" line, without the source line Python
+    prints under it; other libraries' warnings as Python shows them."""
+    if issubclass(category, UserWarning) and filename.startswith(_OWN_CODE):
+        err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False,
+                          soft_wrap=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 @app.command()

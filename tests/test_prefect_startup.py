@@ -267,3 +267,18 @@ def test_bad_input_inside_a_flow_ends_in_one_line_without_a_traceback(demo_slice
     verbose = subprocess.run([*command, "--verbose"], env=env, capture_output=True, text=True,
                              timeout=600)
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_the_projects_own_warnings_print_as_one_line(capsys):
+    """``prepare_environment`` shows the project's UserWarnings as one "warning:" line (no
+    source line under it) and leaves other libraries' warnings as Python prints them."""
+    import warnings
+
+    from territory.pipelines import cli
+
+    own = str(Path(cli.__file__).resolve())
+    cli._show_warning(UserWarning("potential: no current alignment"), UserWarning, own, 1)
+    cli._show_warning(FutureWarning("old"), FutureWarning, warnings.__file__, 1)
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "warning: potential: no current alignment"
+    assert "FutureWarning: old" in err
