@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -35,6 +36,9 @@ class Trained:
     potential_territories: pd.DataFrame | None = None
     # forecast.combination: what the scores publish (None: LightGBM alone)
     published: combination.PublishedForecast | None = None
+    # a scoring run's champion: the reconciliation its training run chose
+    # (territory.models.reconcile_runs.ChampionChoice; None for a model trained in this run)
+    champion_reconcile: Any = None
 
 
 def validation_metrics(forecaster: SalesForecaster) -> dict[str, float]:

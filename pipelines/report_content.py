@@ -143,6 +143,8 @@ def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
     if record is None:
         return []
     name = METHOD_WORDS.get(record.method, record.method)
+    if getattr(record, "chosen_in", None) is not None:
+        return champion_reconcile_sentences(record)
     if record.table is None:
         return [f"Unit forecasts are added up to territories as they are ({name}): there was "
                 "no backtest to choose a reconciliation on, so territory totals carry no "
@@ -163,6 +165,33 @@ def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
             "against adding up the units' forecasts (BottomUp)."]
 
 
+def champion_reconcile_sentences(record) -> list[str]:
+    """A scoring run's reconciliation in words: the method its champion's training run
+    chose (``record.chosen_in``), or why it is BottomUp instead."""
+    name = METHOD_WORDS.get(record.method, record.method)
+    run = f"the champion's training run ({str(record.chosen_in)[:8]})"
+    aggregates = record.nodes[record.nodes["level"] != "unit"]
+    ranged = bool(np.isfinite(aggregates["forecast_lo"].to_numpy(dtype=float)).any())
+    ranges = ("Territory ranges are calibrated on that run's backtest forecasts, rebuilt on "
+              "this alignment and this run's sales." if ranged else
+              "Territory totals carry no forecast range of their own: that run kept no "
+              "backtest forecasts to calibrate one on.")
+    if record.fallback == "untagged":
+        return [f"Territory totals are the units' forecasts added up ({name}): {run} recorded "
+                "no reconciliation method (it was trained before runs were reconciled, or "
+                f"without a complete current alignment). {ranges}"]
+    if record.fallback == "no_errors":
+        return [f"Territory totals are the units' forecasts added up ({name}): the method "
+                f"{run} chose needs its backtest errors, and it kept none. {ranges}"]
+    if record.method == "bottom_up":
+        return [f"Territory totals are the units' forecasts added up ({name}), as {run} chose "
+                f"on its backtest windows: no reconciliation beat it there. {ranges}"]
+    return [f"Unit, territory and total forecasts are reconciled with {name} so they add up: "
+            f"the method {run} chose on its backtest windows, applied to this run's "
+            f"forecasts, with each territory's own base forecast refitted on this run's sales. "
+            f"{ranges}"]
+
+
 def territory_forecast_table(scores: Scores) -> pd.DataFrame | None:
     """Each territory's forecast and range per horizon, from the reconciled hierarchy
     (``forecast_hierarchy.csv``); None without reconciliation."""
@@ -173,7 +202,8 @@ def territory_forecast_table(scores: Scores) -> pd.DataFrame | None:
     table = nodes[["node", "horizon", "target_period", "forecast", "forecast_lo",
                    "forecast_hi"]].rename(columns={"node": "territory"})
     table = table.assign(target_period=pd.to_datetime(table["target_period"])
-                         .dt.strftime("%Y-%m-%d"))
+                         .dt.strftime("%Y-%m-%d"),
+                         reconciled_with=METHOD_WORDS.get(record.method, record.method))
     return table.sort_values(["territory", "horizon"], kind="stable").reset_index(drop=True)
 
 
