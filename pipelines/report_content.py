@@ -153,7 +153,11 @@ def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
     windows = int(record.table["windows"].iloc[0]) if "windows" in record.table else None
     on = f"the {windows} backtest windows" if windows else "the backtest windows"
     candidates = wape_.drop(index=["base", "bottom_up"], errors="ignore")
-    if record.method == "bottom_up" or "bottom_up" not in wape_:
+    if record.method != "bottom_up" and "bottom_up" not in wape_:
+        return [f"Unit, territory and total forecasts are reconciled with {name} so they add "
+                f"up: {level} WAPE {wape_[record.method]:.1%} on {on} (BottomUp was not among "
+                "the methods compared, forecast.reconcile.methods)."]
+    if record.method == "bottom_up":
         runner = str(candidates.idxmin()) if len(candidates) else None
         best = (f"; best alternative {METHOD_WORDS.get(runner, runner)} "
                 f"{candidates[runner]:.1%}" if runner is not None else "")

@@ -136,3 +136,15 @@ def test_the_report_says_which_method_the_champion_chose(setting):
         texts["untagged"] and "no forecast range" in texts["untagged"]
     assert "needs its backtest errors" in texts["no_errors"]
     assert all("nan" not in t.lower() for t in texts.values())
+
+
+def test_the_report_words_a_choice_among_methods_without_bottom_up():
+    from territory.models.reconcile import Reconciliation
+    from territory.pipelines.report_content import reconcile_sentences
+
+    table = pd.DataFrame({"method": ["base", "wls_struct"], "level": "territory",
+                          "wape": [0.05, 0.027], "mase": [0.9, 0.7], "windows": 2})
+    record = Reconciliation("wls_struct", table, pd.DataFrame())
+    text = " ".join(reconcile_sentences(SimpleNamespace(reconciliation=record)))
+    assert "reconciled with WLS (structural)" in text and "territory WAPE 2.7%" in text
+    assert "nan" not in text.lower()
