@@ -92,6 +92,8 @@ def reconcile_with(
     started = time.process_time()
     horizon = int(scores["horizon"].max())
     windows = []
+    if backtest is not None:  # a champion newer than this run's data: only origins it has
+        backtest = backtest[pd.to_datetime(backtest["origin"]).isin(history.columns)]
     if backtest is not None and len(backtest):
         windows = rc.backtest_windows(hierarchy, backtest, history, "forecast", horizon, season,
                                       frequency, member, unit_col, max_history)
@@ -130,6 +132,7 @@ def force_backtest(backtest: pd.DataFrame, own: pd.DataFrame, total: pd.DataFram
     """
     periods = pd.DatetimeIndex(total.columns)
     parts = []
+    backtest = backtest[pd.to_datetime(backtest["origin"]).isin(periods)]
     for origin, rows in backtest.groupby("origin", sort=True):
         t = periods.get_loc(pd.Timestamp(origin))
         window = slice(max(t + 1 - season, 0), t + 1)

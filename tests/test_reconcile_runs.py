@@ -89,6 +89,13 @@ def test_a_champion_without_a_method_or_its_errors_publishes_bottom_up(setting):
     pd.testing.assert_frame_equal(out, scores)
     _, record = reconcile_with(h, scores, history, backtest, "mint_shrink", **kw)
     assert (record.method, record.fallback) == ("mint_shrink", None)
+    # a champion trained on later data than this run's (a backfill): origins it lacks drop
+    early = history.iloc[:, :-8]
+    _, record = reconcile_with(h, _scores(early), early, backtest, "mint_shrink", **kw)
+    assert (record.method, record.fallback) == ("mint_shrink", None)  # the 1st origin is left
+    _, record = reconcile_with(h, _scores(early), early.iloc[:, :-3], backtest, "mint_shrink",
+                               **kw)
+    assert (record.method, record.fallback) == ("bottom_up", "no_errors")
 
 
 def test_a_force_s_backtest_share_uses_no_sales_after_the_origin():
@@ -148,3 +155,33 @@ def test_the_report_words_a_choice_among_methods_without_bottom_up():
     text = " ".join(reconcile_sentences(SimpleNamespace(reconciliation=record)))
     assert "reconciled with WLS (structural)" in text and "territory WAPE 2.7%" in text
     assert "nan" not in text.lower()
+
+
+def test_a_run_that_recorded_no_reconciliation_reads_as_none(tmp_path):
+    """An older champion's run: no tag, no kept backtest forecasts (not an error)."""
+    import mlflow
+
+    from territory.models import tracking
+    from territory.models.tracking import reconcile_record
+
+    before = mlflow.get_tracking_uri()
+    tracking.connect(None, tmp_path, "old-runs")
+    try:
+        _record_and_read(mlflow, reconcile_record)
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def _record_and_read(mlflow, reconcile_record) -> None:
+    with mlflow.start_run() as old:
+        mlflow.set_tag("flow", "train")
+    choice = reconcile_record.load_choice(old.info.run_id)
+    assert (choice.methods, choice.backtest) == ({}, None)
+    with mlflow.start_run() as new:
+        reconcile_record.log_methods({None: "ols", "feed-team": "wls_struct"})
+        reconcile_record.log_backtest_forecasts(pd.DataFrame(
+            {"unit_id": ["u1"], "origin": [pd.Timestamp("2024-01-01")], "horizon": [1],
+             "forecast": [2.5]}))
+    choice = reconcile_record.load_choice(new.info.run_id)
+    assert choice.methods == {None: "ols", "feed-team": "wls_struct"}
+    assert choice.backtest["forecast"].tolist() == [2.5]
