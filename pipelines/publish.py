@@ -330,7 +330,7 @@ def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, tr
                      key: str | None = None, recommender=None) -> tuple[str, dict]:
     """Log a run with sales forces: the forecaster as :func:`track_run` does, the segment
     potential models (``segments``) and their metrics, and each force's territory measures
-    as ``<force>_territory_*``.
+    as ``<force>_territory_*`` and reconciliation metrics as ``<force>_reconcile_*``.
 
     ``recommender`` (a :class:`territory.models.force_recommender.ForcesRecommender`)
     is registered as the served recommender and passes the forecaster's gate, as in
@@ -345,7 +345,8 @@ def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, tr
                         if isinstance(v, int | float | np.floating | np.integer)
                         and not isinstance(v, bool)}
             metrics |= {f"{view.name}_{k}": v for k, v in view.scores.metrics.items()
-                        if k.startswith("potential_") and k not in trained.metrics}
+                        if k.startswith("reconcile_")
+                        or (k.startswith("potential_") and k not in trained.metrics)}
             if design.plans is not None:
                 tracking.log_table(design.plans, f"plans_{view.name}.csv")
         _log_choices({v.name: (v.scores.reconciliation.method, v.scores.reconciliation.table)

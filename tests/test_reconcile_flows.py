@@ -169,6 +169,7 @@ def test_a_run_with_forces_reconciles_each_force_s_hierarchy(force_run, force_co
         folder = run_dir / "forces" / force
         _assert_coherent_and_reconciled(folder, _force_territories(force_config, force), horizon)
         assert run.data.tags[f"reconcile_method.{force}"] == "wls_struct"
+        assert f"{force}_reconcile_wls_struct_wape_territory" in run.data.metrics
         html = (folder / "report.html").read_text()
         assert "reconciled with WLS (structural)" in html and "territory WAPE" in html, html
     # each force's forecasts are its own: the two forces' totals add up to the run's
