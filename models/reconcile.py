@@ -24,6 +24,7 @@ Pure logic: frames and arrays in, frames out; no file access, Prefect or MLflow.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -530,12 +531,17 @@ class Reconciliation:
     ``table``: WAPE and MASE by method and level on the backtest windows (None without
     a backtest: then BottomUp, with no interval for the aggregates); ``nodes``: see
     :func:`reconcile_scores`; ``cpu_seconds``: what reconciling cost (process CPU).
+    ``chosen_in``: the training run whose method a scoring run applied (None: chosen here);
+    ``fallback``: why it is BottomUp instead (``untagged``: that run chose none,
+    ``no_errors``: its method needs backtest errors the run did not keep).
     """
 
     method: str
     table: pd.DataFrame | None
     nodes: pd.DataFrame
     cpu_seconds: float = 0.0
+    chosen_in: str | None = None
+    fallback: str | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for tracking: ``reconcile_<method>_wape_<level>`` and the cost."""
@@ -570,19 +576,15 @@ def reconcile_published(
 
     ``history`` is wide sales up to the as-of date (units × periods); ``column`` the
     published forecast's column in ``predictions``. Without predictions (no backtest),
-    BottomUp. Returns the scores (unchanged with BottomUp) and the
-    :class:`Reconciliation`.
+    BottomUp. Returns the scores (unchanged with BottomUp) and the :class:`Reconciliation`.
     """
-    import time
-
     started = time.process_time()
     horizon = int(scores["horizon"].max())
     windows = (backtest_windows(hierarchy, predictions, history, column, horizon, season,
                                 frequency, member, unit_col, max_history)
                if predictions is not None and len(predictions) else [])
     method, table = "bottom_up", None
-    if level not in hierarchy.levels:
-        level = "total"
+    level = level if level in hierarchy.levels else "total"
     if windows:
         method, table = choose_method(hierarchy, windows, methods, level=level,
                                       tolerance=tolerance, unit_tolerance=unit_tolerance)

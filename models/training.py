@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +39,9 @@ class Trained:
     # data.previous_alignment: per territory that received moved units, the rep-change
     # share error (territory.models.potential_rep_change); None without one
     rep_change_territories: pd.DataFrame | None = None
+    # a scoring run's champion: the reconciliation its training run chose
+    # (territory.models.reconcile_runs.ChampionChoice; None for a model trained in this run)
+    champion_reconcile: Any = None
 
 
 def validation_metrics(forecaster: SalesForecaster) -> dict[str, float]:

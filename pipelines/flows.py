@@ -53,6 +53,7 @@ from territory.pipelines import (
     journal,
     monitoring,
     publish,
+    reconcile_runs,
     run_keys,
     stages,
 )
@@ -549,7 +550,7 @@ def _design_forces(config: RunConfig, inputs, features, trained, scores, started
     with _step("potential per segment", config):
         segments = segment_task(config, inputs, features)
     with _step("design territories", config):
-        planned = _force_plans(config, inputs, features, scores, segments, True)
+        planned = _force_plans(config, inputs, features, trained, scores, segments, True)
     with _step("write outputs, report and MLflow run", config):
         run_dir = output_dir(config, "runs", features.as_of)
         result = publish_forces_task(_journal(), config, run_dir, inputs, features, trained,
@@ -559,13 +560,11 @@ def _design_forces(config: RunConfig, inputs, features, trained, scores, started
     return result
 
 
-def _force_plans(config: RunConfig, inputs, features, scores, segments, fresh: bool) -> tuple:
-    """Per sales force its view of the run, its design and its recommendations, the designs
-    submitted side by side to the task runner: ``(segments, views, designs, recs)``.
-
-    ``fresh`` designs every force; otherwise (nightly) a force's current alignment is
-    described, and a force without one is designed.
-    """
+def _force_plans(config: RunConfig, inputs, features, trained, scores, segments,
+                 fresh: bool) -> tuple:
+    """Per sales force its view, design (side by side on the task runner), reconciled scores
+    and recommendations: ``(segments, views, designs, recs)``. ``fresh`` designs every force;
+    else (nightly) a force's current alignment is described (one without it is designed)."""
     views = forces.force_views(config, inputs, features, scores, segments)
     design = _timed(design_task, config.schedule.design_timeout_s)
     futures = []
@@ -574,6 +573,7 @@ def _force_plans(config: RunConfig, inputs, features, scores, segments, fresh: b
         futures.append(chosen.with_options(task_run_name=f"{chosen.name}-{view.name}").submit(
             view.config, view.inputs, view.features, view.scores))
     designs = [future.result() for future in futures]
+    views = reconcile_runs.reconciled_views(config, views, designs, trained)
     recs = [recommend_task(v.config, v.inputs, v.features, v.scores, d)
             for v, d in zip(views, designs, strict=True)]
     return segments, views, designs, recs
@@ -584,7 +584,7 @@ def _champion_force_plans(config: RunConfig, inputs, features, model, scores,
     """:func:`_force_plans` on the segment models of the champion (``model``)'s run."""
     fitted = load_segments_task(config, model)
     segments = champion_segments_task(config, inputs, features, fitted)
-    return _force_plans(config, inputs, features, scores, segments, fresh)
+    return _force_plans(config, inputs, features, model.trained, scores, segments, fresh)
 
 
 def _force_artifacts(config: RunConfig, planned: tuple, contents: dict, folder: Path,

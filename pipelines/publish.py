@@ -24,9 +24,10 @@ from territory.models.forces import overlay, with_force
 from territory.models.recommend import Recommendations
 from territory.models.recommender import build_bundle
 from territory.models.scoring import Scores
+from territory.models.tracking import reconcile_record
 from territory.models.tracking.tables import load_logged_table
 from territory.models.training import Trained
-from territory.pipelines import journal, monitoring, run_keys
+from territory.pipelines import journal, monitoring, reconcile_runs, run_keys
 from territory.pipelines import report as rpt
 from territory.pipelines.config import RunConfig
 from territory.pipelines.forces import forces_recommender, segment_potentials
@@ -170,6 +171,9 @@ def _log_training(
                        .rename(columns={"index": "feature"}), "potential_importance.csv")
     if trained.backtest is not None:
         tracking.log_backtest(trained.backtest)
+    kept = reconcile_runs.training_backtest(config, trained)
+    if kept is not None and config.forecast.reconcile.enabled:  # for the champion's scoring runs
+        reconcile_record.log_backtest_forecasts(kept)
     _log_published(trained)
     version = tracking.log_scoring_model(
         trained.forecaster, features.score_table.head(5), config.tracking.registered_model,
@@ -189,6 +193,15 @@ def _log_training(
     return version, decision
 
 
+def _log_choices(choices: dict) -> None:
+    """The reconciliation method published per force (None: no forces), as tags, and the
+    backtest table it was chosen on (``reconcile_backtest[_<force>].csv``)."""
+    reconcile_record.log_methods({force: method for force, (method, _) in choices.items()})
+    for force, (_, table) in choices.items():
+        if table is not None:
+            tracking.log_table(table, f"reconcile_backtest{'_' + force if force else ''}.csv")
+
+
 def track_training(
     config: RunConfig, inputs: Inputs, features: FeatureSet, trained: Trained, key: str,
     segments=None,
@@ -202,6 +215,7 @@ def track_training(
     setup_tracking(config)
     with tracking.training_run(f"{config.run_name}-train-{features.as_of:%Y-%m}") as run_id:
         _, decision = _log_training(config, inputs, features, trained, segments)
+        _log_choices(reconcile_runs.train_choices(config, inputs, features, trained))
         tracking.log_tags({"run_key": key, "flow": "train"})
     return run_id, decision
 
@@ -230,9 +244,8 @@ def track_run(
                    and not isinstance(v, bool)}
         tracking.log_metrics({**scores.metrics, **overall})
         if scores.reconciliation is not None:
-            tracking.log_tags({"reconcile_method": scores.reconciliation.method})
-            if scores.reconciliation.table is not None:
-                tracking.log_table(scores.reconciliation.table, "reconcile_backtest.csv")
+            record = scores.reconciliation
+            _log_choices({None: (record.method, record.table)})
         tracking.log_table(scores.unit_totals.reset_index(), "unit_drivers.csv")
         if design.plans is not None:
             tracking.log_table(design.plans, "plans.csv")
@@ -330,7 +343,7 @@ def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, tr
                      key: str | None = None, recommender=None) -> tuple[str, dict]:
     """Log a run with sales forces: the forecaster as :func:`track_run` does, the segment
     potential models (``segments``) and their metrics, and each force's territory measures
-    as ``<force>_territory_*``.
+    as ``<force>_territory_*`` and reconciliation metrics as ``<force>_reconcile_*``.
 
     ``recommender`` (a :class:`territory.models.force_recommender.ForcesRecommender`)
     is registered as the served recommender and passes the forecaster's gate, as in
@@ -345,9 +358,12 @@ def track_forces_run(config: RunConfig, inputs: Inputs, features: FeatureSet, tr
                         if isinstance(v, int | float | np.floating | np.integer)
                         and not isinstance(v, bool)}
             metrics |= {f"{view.name}_{k}": v for k, v in view.scores.metrics.items()
-                        if k.startswith("potential_") and k not in trained.metrics}
+                        if k.startswith("reconcile_")
+                        or (k.startswith("potential_") and k not in trained.metrics)}
             if design.plans is not None:
                 tracking.log_table(design.plans, f"plans_{view.name}.csv")
+        _log_choices({v.name: (v.scores.reconciliation.method, v.scores.reconciliation.table)
+                      for v in views if v.scores.reconciliation is not None})
         tracking.log_metrics(metrics)
         tracking.log_table(pd.read_csv(out / "segment_potential.csv"), "segment_potential.csv")
         if recommender is not None:
@@ -448,7 +464,8 @@ def load_registered_models(config: RunConfig, version: str | None = None) -> Reg
             hint="train first: `territory run` or the train flow promotes a champion",
         )
     trained = Trained(loaded.forecaster, loaded.potential, loaded.metrics, pd.DataFrame(),
-                      loaded.evaluation_windows, published=loaded.published)
+                      loaded.evaluation_windows, published=loaded.published,
+                      champion_reconcile=reconcile_record.load_choice(loaded.run_id))
     if "potential_rep_change_units" in loaded.metrics:  # its training run's table, if logged
         trained.rep_change_territories = load_logged_table(loaded.run_id, REP_CHANGE_TABLE,
                                                            ("territory",))

@@ -143,6 +143,8 @@ def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
     if record is None:
         return []
     name = METHOD_WORDS.get(record.method, record.method)
+    if getattr(record, "chosen_in", None) is not None:
+        return champion_reconcile_sentences(record)
     if record.table is None:
         return [f"Unit forecasts are added up to territories as they are ({name}): there was "
                 "no backtest to choose a reconciliation on, so territory totals carry no "
@@ -151,7 +153,11 @@ def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
     windows = int(record.table["windows"].iloc[0]) if "windows" in record.table else None
     on = f"the {windows} backtest windows" if windows else "the backtest windows"
     candidates = wape_.drop(index=["base", "bottom_up"], errors="ignore")
-    if record.method == "bottom_up" or "bottom_up" not in wape_:
+    if record.method != "bottom_up" and "bottom_up" not in wape_:
+        return [f"Unit, territory and total forecasts are reconciled with {name} so they add "
+                f"up: {level} WAPE {wape_[record.method]:.1%} on {on} (BottomUp was not among "
+                "the methods compared, forecast.reconcile.methods)."]
+    if record.method == "bottom_up":
         runner = str(candidates.idxmin()) if len(candidates) else None
         best = (f"; best alternative {METHOD_WORDS.get(runner, runner)} "
                 f"{candidates[runner]:.1%}" if runner is not None else "")
@@ -161,6 +167,33 @@ def reconcile_sentences(scores: Scores, level: str = "territory") -> list[str]:
     return [f"Unit, territory and total forecasts are reconciled with {name} so they add up: "
             f"{level} WAPE {wape_['bottom_up']:.1%} → {wape_[record.method]:.1%} on {on}, "
             "against adding up the units' forecasts (BottomUp)."]
+
+
+def champion_reconcile_sentences(record) -> list[str]:
+    """A scoring run's reconciliation in words: the method its champion's training run
+    chose (``record.chosen_in``), or why it is BottomUp instead."""
+    name = METHOD_WORDS.get(record.method, record.method)
+    run = f"the champion's training run ({str(record.chosen_in)[:8]})"
+    aggregates = record.nodes[record.nodes["level"] != "unit"]
+    ranged = bool(np.isfinite(aggregates["forecast_lo"].to_numpy(dtype=float)).any())
+    ranges = ("Territory ranges are calibrated on that run's backtest forecasts, rebuilt on "
+              "this alignment and this run's sales." if ranged else
+              "Territory totals carry no forecast range of their own: that run kept no "
+              "backtest forecasts to calibrate one on.")
+    if record.fallback == "untagged":
+        return [f"Territory totals are the units' forecasts added up ({name}): {run} recorded "
+                "no reconciliation method (it was trained before runs were reconciled, or "
+                f"without a complete current alignment). {ranges}"]
+    if record.fallback == "no_errors":
+        return [f"Territory totals are the units' forecasts added up ({name}): the method "
+                f"{run} chose needs its backtest errors, and it kept none. {ranges}"]
+    if record.method == "bottom_up":
+        return [f"Territory totals are the units' forecasts added up ({name}), as {run} chose "
+                f"on its backtest windows: no reconciliation beat it there. {ranges}"]
+    return [f"Unit, territory and total forecasts are reconciled with {name} so they add up: "
+            f"the method {run} chose on its backtest windows, applied to this run's "
+            f"forecasts, with each territory's own base forecast refitted on this run's sales. "
+            f"{ranges}"]
 
 
 def territory_forecast_table(scores: Scores) -> pd.DataFrame | None:
@@ -173,7 +206,8 @@ def territory_forecast_table(scores: Scores) -> pd.DataFrame | None:
     table = nodes[["node", "horizon", "target_period", "forecast", "forecast_lo",
                    "forecast_hi"]].rename(columns={"node": "territory"})
     table = table.assign(target_period=pd.to_datetime(table["target_period"])
-                         .dt.strftime("%Y-%m-%d"))
+                         .dt.strftime("%Y-%m-%d"),
+                         reconciled_with=METHOD_WORDS.get(record.method, record.method))
     return table.sort_values(["territory", "horizon"], kind="stable").reset_index(drop=True)
 
 

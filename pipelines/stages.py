@@ -24,7 +24,7 @@ from territory.features.errors import InputError
 from territory.features.feature_set import FeatureSet
 from territory.features.gaps import DataGaps
 from territory.features.spreadsheet_safe import revert_inert
-from territory.models import alignment, plans, reconcile, scoring, training
+from territory.models import alignment, plans, scoring, training
 from territory.models import potential_uncertainty as uncertainty
 from territory.models import recommend as rec
 from territory.models import robust_balance as robust
@@ -32,6 +32,7 @@ from territory.models.alignment import Design, Geography
 from territory.models.recommend import Recommendations
 from territory.models.scoring import Scores
 from territory.models.training import Trained
+from territory.pipelines import reconcile_runs
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import file_sha256
 from territory.pipelines.validation import check_run_inputs, handle_data_gaps
@@ -276,40 +277,14 @@ def current_alignment_stage(config: RunConfig, inputs: Inputs, features: Feature
 def reconcile_stage(config: RunConfig, features: FeatureSet, trained: Trained, scores: Scores,
                     design: Design) -> Scores:
     """Scores whose unit, territory, region and total forecasts add up on the published
-    alignment, with the method chosen on the train stage's backtest
-    (:func:`territory.models.reconcile.reconcile_published`; BottomUp without one).
+    alignment: with the method chosen on the train stage's backtest, or in a scoring run
+    the champion's (:func:`territory.pipelines.reconcile_runs.reconcile_design`).
     Unchanged with ``forecast.reconcile.enabled: false``."""
-    rc, cols = config.forecast.reconcile, config.data.columns
-    if not rc.enabled or design.proposed is None:
+    if not config.forecast.reconcile.enabled or design.proposed is None:
         return scores
-    frame = pd.DataFrame({cols.unit_col: design.proposed.index.astype(str),
-                          cols.territory_col: design.proposed.to_numpy()})
-    if design.region is not None:
-        frame["region"] = design.region.reindex(design.proposed.index).to_numpy()
-    history = scoring.member_history(features, config.features.frequency, cols)
-    scored = scores.scores[cols.unit_col].astype(str).unique()
-    history = history.set_axis(history.index.astype(str), axis=0)
-    history = history.reindex(history.index.union(pd.Index(scored)))
-    hierarchy = reconcile.build_hierarchy(
-        frame, history.index, unit_col=cols.unit_col, territory_col=cols.territory_col,
-        region_col="region" if design.region is not None else None,
-        source="the published alignment")
-    result = trained.backtest
-    published = trained.published
-    season = config.features.season
-    table, record = reconcile.reconcile_published(
-        hierarchy, scores.scores, history, result.predictions if result is not None else None,
-        published.method if published is not None else "forecast", season=season,
-        frequency=config.features.frequency, methods=tuple(rc.methods), member=rc.member,
-        level=rc.level, tolerance=rc.tolerance, unit_tolerance=rc.unit_tolerance,
-        interval_level=config.forecast.interval_level,
-        unit_col=cols.unit_col, max_history=10 * season if season > 1 else None)
-    if record.method == "bottom_up":
-        return replace(scores, reconciliation=record, metrics={**scores.metrics,
-                                                               **record.metrics()})
-    totals = scoring.horizon_totals(table, scores.unit_totals, cols.unit_col)
-    return replace(scores, scores=table, unit_totals=totals, reconciliation=record,
-                   metrics={**scores.metrics, **record.metrics()})
+    history = reconcile_runs.total_history(
+        config, features, scores.scores[config.data.columns.unit_col].unique())
+    return reconcile_runs.reconcile_design(config, trained, scores, design, history)
 
 
 def recommend_stage(config: RunConfig, inputs: Inputs, features: FeatureSet, scores: Scores,

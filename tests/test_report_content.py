@@ -96,7 +96,8 @@ def test_the_territory_forecast_table_holds_each_territory_s_range_per_horizon()
     assert list(table["territory"]) == ["T1", "T1", "T2", "T2"]
     assert list(table["horizon"]) == [1, 2, 1, 2]
     assert list(table.columns) == ["territory", "horizon", "target_period", "forecast",
-                                   "forecast_lo", "forecast_hi"]
+                                   "forecast_lo", "forecast_hi", "reconciled_with"]
+    assert set(table["reconciled_with"]) == {"WLS (structural)"}  # the workbook says it too
     assert (table["forecast_lo"] <= table["forecast"]).all()
     assert (table["forecast"] <= table["forecast_hi"]).all()
     assert territory_forecast_table(SimpleNamespace(metrics={})) is None
