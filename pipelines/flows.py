@@ -8,10 +8,9 @@ as its parameter (Prefect validates it again when a deployment passes JSON):
 - :func:`train`: fit, backtest, register, gate (``<workspace>/train/``);
 - :func:`nightly_forecast`: score with the registry's champion, recommend on
   the current alignment, write the report (``<workspace>/nightly/``);
-- :func:`design_scenario`: one territory scenario scored with the champion
-  (``<workspace>/scenarios/``);
-- :func:`pipeline` (``territory_pipeline``): all of it in one run
-  (``<workspace>/runs/``), what ``territory run`` and ``make demo`` do.
+- :func:`design_scenario`: a scenario scored with the champion (``<workspace>/scenarios/``);
+- :func:`pipeline` (``territory_pipeline``): all of it (``<workspace>/runs/``), as run by
+  ``territory run`` and ``make demo``.
 
 With ``forces:`` each flow works per sales force (:mod:`territory.pipelines.force_runs`).
 
@@ -22,8 +21,8 @@ registry versions and aliases as they were (see
 ``<folder>.failed.json`` beside where its folder would be, and a Prefect
 markdown artifact, saying which stage failed and what to do.
 
-The task runner comes from the config through :func:`task_runner_for`; call a
-flow as ``with_runner(flow, config)(config)`` to honour it.
+The task runner comes from the config (:func:`task_runner_for`): call a flow as
+``with_runner(flow, config)(config)``.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,18 +164,9 @@ def record_failure(flow_obj, flow_run, state) -> None:
     }
     path = failure_record_path(Path(folder))
     write_json(path, record)
-    markdown = "\n".join([
-        f"# {flow_obj.name} failed at: {stage_name}", "",
-        f"- **error**: `{record['error_type']}`: {record['error']}",
-        f"- **as of**: {record['as_of'] or 'latest'}",
-        f"- **when**: {record['failed_at']}",
-        f"- **outputs**: `{folder}` unchanged", "",
-        f"**What to do**: {record['what_to_do']}", "",
-        f"Record: `{path}`",
-    ])
     try:
         create_markdown_artifact(key=publish.artifact_key(config.run_name, "failure"),
-                                 markdown=markdown,
+                                 markdown=journal.failure_markdown(record, path),
                                  description=f"Why {flow_obj.name} failed")
     except Exception:  # the API is what failed: the file record is enough
         pass
@@ -430,7 +420,7 @@ def nightly_forecast(
             scores = score_task(config, features, model.trained)
         with _step("recommend", config):
             if config.forces is not None:  # per force, on the champion's segment models
-                planned = _champion_force_plans(config, inputs, features, model, scores, False)
+                planned = _champion_force_plans(config, inputs, features, model, scores, ())
             elif inputs.alignment is not None:
                 design = current_alignment_task(config, inputs, features, scores)
             else:
@@ -477,7 +467,7 @@ def design_scenario(
 
     ``scenario`` replaces ``config.territories`` (number of territories,
     tolerance, attributes, mode...); with ``forces:``, the territories of the
-    force named ``force``, and every force is designed
+    force named ``force``, the only force redesigned
     (:mod:`territory.pipelines.force_runs`). Writes
     ``<workspace>/scenarios/<run_name>-<scenario_name>-<as_of>/``.
     """
@@ -491,8 +481,9 @@ def design_scenario(
             scores = score_task(config, features, model.trained)
         extra = {"scenario": scenario_name, **({"force": force} if force else {})}
         with _step("design territories", config):
-            if config.forces is not None:  # every force, on the champion's segment models
-                planned = _champion_force_plans(config, inputs, features, model, scores, True)
+            if config.forces is not None:  # the scenario's force, the others as they are
+                planned = _champion_force_plans(config, inputs, features, model, scores,
+                                                force_runs.designed_forces(config, force))
                 design = planned[2][0]
             else:
                 design = _timed(design_task, config.schedule.design_timeout_s)(
@@ -550,7 +541,8 @@ def _design_forces(config: RunConfig, inputs, features, trained, scores, started
     with _step("potential per segment", config):
         segments = segment_task(config, inputs, features)
     with _step("design territories", config):
-        planned = _force_plans(config, inputs, features, trained, scores, segments, True)
+        planned = _force_plans(config, inputs, features, trained, scores, segments,
+                               force_runs.designed_forces(config))
     with _step("write outputs, report and MLflow run", config):
         run_dir = output_dir(config, "runs", features.as_of)
         result = publish_forces_task(_journal(), config, run_dir, inputs, features, trained,
@@ -561,15 +553,16 @@ def _design_forces(config: RunConfig, inputs, features, trained, scores, started
 
 
 def _force_plans(config: RunConfig, inputs, features, trained, scores, segments,
-                 fresh: bool) -> tuple:
+                 fresh: Collection[str]) -> tuple:
     """Per sales force its view, design (side by side on the task runner), reconciled scores
-    and recommendations: ``(segments, views, designs, recs)``. ``fresh`` designs every force;
-    else (nightly) a force's current alignment is described (one without it is designed)."""
+    and recommendations: ``(segments, views, designs, recs)``. The forces named in ``fresh``
+    are designed; the others' current alignment is described (one without it is designed)."""
     views = forces.force_views(config, inputs, features, scores, segments)
     design = _timed(design_task, config.schedule.design_timeout_s)
     futures = []
     for view in views:
-        chosen = design if fresh or view.inputs.alignment is None else current_alignment_task
+        chosen = (design if view.name in fresh or view.inputs.alignment is None
+                  else current_alignment_task)
         futures.append(chosen.with_options(task_run_name=f"{chosen.name}-{view.name}").submit(
             view.config, view.inputs, view.features, view.scores))
     designs = [future.result() for future in futures]
@@ -580,7 +573,7 @@ def _force_plans(config: RunConfig, inputs, features, trained, scores, segments,
 
 
 def _champion_force_plans(config: RunConfig, inputs, features, model, scores,
-                          fresh: bool) -> tuple:
+                          fresh: Collection[str]) -> tuple:
     """:func:`_force_plans` on the segment models of the champion (``model``)'s run."""
     fitted = load_segments_task(config, model)
     segments = champion_segments_task(config, inputs, features, fitted)

@@ -13,8 +13,11 @@ Then, per force, what the one-force flow does on that force's view of the run:
 - nightly: the force's current alignment described and recommended on (a
   force without one is designed fresh, as a one-force nightly run without
   ``data.alignment`` is);
-- scenario: a fresh design of every force, one of them on the scenario's
-  territories (:func:`scenario_config`).
+- scenario: a fresh design of the force the scenario names, on its territories
+  (:func:`scenario_config`); the other forces keep their current alignment,
+  described as in a nightly run (one without an alignment is designed). A
+  scenario that names no force designs every force as configured
+  (:func:`designed_forces`).
 
 The outputs are laid out as the pipeline's with forces are
 (:func:`territory.pipelines.publish.write_force_outputs`): every table at the
@@ -88,6 +91,12 @@ def scenario_config(config: RunConfig, scenario: TerritoryConfig | None, scenari
     forces = [f.model_copy(update={"territories": scenario}) if f.name == force else f
               for f in config.forces]
     return config.model_copy(update={"forces": forces})
+
+
+def designed_forces(config: RunConfig, force: str | None = None) -> list[str]:
+    """The forces a design flow designs afresh: ``force`` (a scenario's) alone, or every
+    force of the config when none is named (the pipeline, a scenario of every force)."""
+    return [force] if force is not None else [f.name for f in config.forces or []]
 
 
 def write_scored_forces(

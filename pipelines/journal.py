@@ -377,3 +377,16 @@ def is_transient(error: BaseException) -> bool:
     except ImportError:  # pragma: no cover - both come with MLflow and Prefect
         pass
     return isinstance(error, transient)
+
+
+def failure_markdown(record: dict, path: Path) -> str:
+    """The Prefect markdown artifact of a failure record (written at ``path``)."""
+    return "\n".join([
+        f"# {record['flow']} failed at: {record['stage']}", "",
+        f"- **error**: `{record['error_type']}`: {record['error']}",
+        f"- **as of**: {record['as_of'] or 'latest'}",
+        f"- **when**: {record['failed_at']}",
+        f"- **outputs**: `{record['outputs']}` unchanged", "",
+        f"**What to do**: {record['what_to_do']}", "",
+        f"Record: `{path}`",
+    ])
