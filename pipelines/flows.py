@@ -434,7 +434,7 @@ def nightly_forecast(
         with _step("write forecast, recommendations and report", config):
             if config.forces is not None:
                 written = write_forces_task(_journal(), config, folder, inputs, features, model,
-                                            *planned, started)
+                                            *planned, started, watch=watched)
                 if kind == "nightly":
                     _force_artifacts(config, planned, written["contents"], folder, "nightly")
             else:

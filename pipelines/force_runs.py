@@ -102,7 +102,7 @@ def designed_forces(config: RunConfig, force: str | None = None) -> list[str]:
 def write_scored_forces(
     entry, config: RunConfig, folder: Path, inputs: Inputs, features: FeatureSet,
     model: RegisteredModels, segments, views, designs, recs, started: float,
-    extra: dict | None = None,
+    extra: dict | None = None, watch=None,
 ) -> dict:
     """Write a scoring run's outputs with sales forces into ``folder``, atomically.
 
@@ -113,7 +113,7 @@ def write_scored_forces(
     """
     with journal.publishing(entry, config, folder, registry=False) as out:
         contents = publish.write_force_outputs(out.tmp, config, model.trained, views, designs,
-                                               recs, segments)
+                                               recs, segments, watch)
         manifest = publish.scored_manifest(config, inputs, features, model, started, extra)
         manifest["forces"] = [view.name for view in views]
         (out.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))

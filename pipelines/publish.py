@@ -267,12 +267,14 @@ def track_run(
 
 
 def write_force_outputs(out: Path, config: RunConfig, trained: Trained, views, designs,
-                        recs_list, segments) -> dict[str, rpt.ReportContent]:
+                        recs_list, segments, watch=None) -> dict[str, rpt.ReportContent]:
     """A run with sales forces: each force's full outputs in ``forces/<force>/``, and the
     tables of every force together at the top, each row carrying its ``force``.
 
     ``views`` are the forces' views of the run (:func:`territory.pipelines.forces.force_views`),
-    with their designs and recommendations in the same order.
+    with their designs and recommendations in the same order. ``watch``: a nightly run's
+    monitoring of the forecast of total sales, shown in every force's report. The
+    rep-change metric (``data.previous_alignment``) is the run's, never refitted per force.
     """
     contents, tables = {}, {}
     forecast_only = {k: v for k, v in trained.metrics.items() if not k.startswith("potential_")}
@@ -283,7 +285,8 @@ def write_force_outputs(out: Path, config: RunConfig, trained: Trained, views, d
         own = replace(trained, potential_territories=None, rep_change_territories=None,
                       metrics={**forecast_only, **segments.force_metrics[view.name]})
         contents[view.name] = write_outputs(folder, view.config, view.inputs, view.features,
-                                            own, view.scores, design, recs)
+                                            own, view.scores, design, recs, watch,
+                                            fit_rep_change=False)
         own = {
             "alignment.parquet": pd.read_parquet(folder / "alignment.parquet"),
             "scores.parquet": view.scores.scores,

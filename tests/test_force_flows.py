@@ -167,8 +167,10 @@ def test_nightly_with_forces_recommends_per_force_on_the_champion(
         assert set(table["force"]) <= {"devices-team", "feed-team"}, name
         if name != "moves.csv":  # the devices team is not redesigned: it moves nothing
             assert set(table["force"]) == {"devices-team", "feed-team"}, name
-    for force in ("devices-team", "feed-team"):
-        assert (folder / "forces" / force / "report.html").is_file()
+    from territory.pipelines.report_monitoring import ALERTS_SECTION
+
+    for force in ("devices-team", "feed-team"):  # each force's report has the monitoring
+        assert ALERTS_SECTION in (folder / "forces" / force / "report.html").read_text()
     assert '<option value="feed-team">' in (folder / "report.html").read_text()
     # each segment scored with the champion's own model: nothing refitted
     fitted = _champion_segments(force_config)
