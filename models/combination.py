@@ -124,7 +124,8 @@ def add_combination(
     finds on those earlier origins instead of at ``level`` (chosen on early
     origins of four real panels: ``benchmarks/RESULTS.md``). Returns the predictions
     with ``territory``, ``territory_lo`` and ``territory_hi``, and the
-    weights used at each origin.
+    weights used at each origin (with the quantile level read there in their
+    ``attrs["interval_level"]`` when the bounds are conformal).
     """
     out = predictions.copy()
     lo_col, hi_col = bounds(COMBINED)
@@ -147,6 +148,7 @@ def add_combination(
             table = conformal_table(refit, COMBINED, quantile, horizon, short_periods)
             rows = out.loc[at].assign(**{COMBINED: point})
             lo, hi = conformal_bounds(rows, COMBINED, table, short_periods, lo, hi)
+            weights.attrs["interval_level"] = quantile  # the quantile level read at this origin
         out.loc[at, lo_col], out.loc[at, hi_col] = lo, hi
         used[pd.Timestamp(origin)] = weights
     return out, used

@@ -358,3 +358,17 @@ def test_adaptive_intervals_of_an_origin_do_not_see_its_own_actuals():
     pooled, _ = combination.add_combination(frame, ["a"], 1, level=0.8, short_periods=36,
                                             adaptive=False)
     assert (out.loc[last, "territory_hi"] > pooled.loc[last, "territory_hi"]).all()
+
+
+def test_a_published_combination_reads_its_quantiles_at_the_adaptive_level():
+    frame = _drifting(np.random.default_rng(3), [0.01, 0.02, 0.04, 0.08], n=100)
+    frame = frame.assign(unit_id=np.tile(np.arange(100), 4).astype(str), scale=1.0,
+                         forecast=110.0, forecast_lo=100.0, forecast_hi=120.0,
+                         b=90.0, b_lo=80.0, b_hi=100.0).drop(columns="territory")
+    adapted, _ = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8, short_periods=36)
+    pooled, _ = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8, short_periods=36,
+                                             adaptive=False)
+    assert adapted.method == pooled.method == combination.COMBINED
+    # errors that grow from origin to origin: a wider interval than the nominal quantiles
+    assert adapted.intervals.loc[1, "long_hi"] > pooled.intervals.loc[1, "long_hi"]
+    assert adapted.intervals.loc[1, "long_lo"] < pooled.intervals.loc[1, "long_lo"]
