@@ -45,7 +45,7 @@ from forecast_aus_retail import CACHE, load_aus_retail, wheel_member  # same fol
 
 from territory.features.config import ColumnsConfig
 from territory.models.sales_backtest import backtest_sales
-from territory.models.statistical import MEMBERS
+from territory.models.statistical import DEFAULT_MEMBERS as MEMBERS  # the three
 from territory.pipelines.sales_backtest import load_sales_panel
 
 ROOT = Path(__file__).resolve().parents[1]

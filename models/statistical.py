@@ -39,6 +39,10 @@ import pandas as pd
 from scipy.stats import norm
 
 MEMBERS = ("auto_ets", "auto_theta", "auto_arima", "auto_ces", "dynamic_theta")
+#: What ``territory backtest`` combines by default (AutoARIMA only for annual and quarterly
+#: data); AutoCES and DynamicOptimizedTheta are there to be named (a study on early origins
+#: did not choose them: ``benchmarks/RESULTS.md``).
+DEFAULT_MEMBERS = ("auto_ets", "auto_theta", "auto_arima")
 FALLBACKS = ("croston_sba", "adida")
 
 
