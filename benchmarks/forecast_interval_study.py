@@ -33,7 +33,22 @@ import pandas as pd
 from territory.models import combination as cb
 
 CANDIDATES = {"current": None, "recent_hl0.5": 0.5, "recent_hl1": 1.0, "recent_hl2": 2.0,
-              "shock": "shock", "adaptive": "adaptive", "adaptive_half": "adaptive_half"}
+              "shock": "shock", "adaptive": "adaptive", "adaptive_half": "adaptive_half",
+              "adaptive_per_h": "adaptive_per_h"}
+
+
+def _adaptive_per_horizon(at: pd.DataFrame, earlier: pd.DataFrame, horizon: int, level: float,
+                          short_periods: int):
+    """Conformal bounds with an adaptive level of each horizon's own."""
+    lo, hi = np.full(len(at), np.nan), np.full(len(at), np.nan)
+    for h in range(1, horizon + 1):
+        mine, rows = (at["horizon"] == h).to_numpy(), earlier[earlier["horizon"] == h]
+        found = cb.adaptive_level(rows, "territory", level, horizon, short_periods)
+        table = cb.conformal_table(rows, "territory", found, horizon, short_periods)
+        nan = np.full(int(mine.sum()), np.nan)
+        lo[mine], hi[mine] = cb.conformal_bounds(at[mine], "territory", table, short_periods,
+                                                 nan, nan)
+    return lo, hi
 
 
 def _adaptive(at: pd.DataFrame, earlier: pd.DataFrame, rule: str, horizon: int, level: float,
@@ -86,6 +101,8 @@ def coverage_by_origin(name: str) -> pd.DataFrame:
             elif rule == "adaptive":
                 mine = adapted[adapted["origin"] == origin]
                 lo, hi = mine["territory_lo"].to_numpy(), mine["territory_hi"].to_numpy()
+            elif rule == "adaptive_per_h":
+                lo, hi = _adaptive_per_horizon(at, raw, horizon, kw["level"], kw["short_periods"])
             elif rule == "adaptive_half":
                 lo, hi = _adaptive(at, raw, rule, horizon, kw["level"], kw["short_periods"])
             else:

@@ -120,8 +120,9 @@ def report(name: str, result, cpu: float) -> None:
                                                    values="coverage")
     print("80% coverage by horizon")
     print(cov_h.loc[sorted(cov_h.index, key=int)].dropna(axis=1, how="all").round(3).to_string())
-    levels = {f"{o:%Y-%m}": w.attrs.get("interval_level") for o, w in result.weights.items()}
-    print(f"quantile level of territory's conformal interval per origin: {levels}")
+    levels = {f"{o:%Y-%m}": w.attrs.get("interval_level") for o, w in result.weights.items()
+              if o in result.origins}
+    print(f"quantile levels of territory's conformal interval per origin (h = 1, 2, ...): {levels}")
     fc = result.forecasts
     stats = [m for m in MEMBERS if m in overall.index]
     best = min(stats, key=lambda m: overall.loc[m, "mase"])

@@ -120,12 +120,13 @@ def add_combination(
     origins before (the same predictor that is scored), series shorter than
     ``short_periods`` apart; the first origin, with none before it, keeps
     the members' bounds averaged with the weights. With ``adaptive`` (the
-    default), the quantiles are read at the level :func:`adaptive_level`
-    finds on those earlier origins instead of at ``level`` (chosen on early
+    default), each horizon's quantiles are read at the level
+    :func:`adaptive_level` finds on that horizon's errors at those earlier
+    origins instead of at ``level`` (:func:`adaptive_table`; chosen on early
     origins of four real panels: ``benchmarks/RESULTS.md``). Returns the predictions
     with ``territory``, ``territory_lo`` and ``territory_hi``, and the
-    weights used at each origin (with the quantile level read there in their
-    ``attrs["interval_level"]`` when the bounds are conformal).
+    weights used at each origin (with the quantile levels read there, per
+    horizon, in their ``attrs["interval_level"]`` when the bounds are conformal).
     """
     out = predictions.copy()
     lo_col, hi_col = bounds(COMBINED)
@@ -143,12 +144,12 @@ def add_combination(
         if level is not None and len(earlier):
             # the errors the combination with these weights made at the earlier origins
             refit = earlier.assign(**{COMBINED: combine(earlier, weights)[0]})
-            quantile = (adaptive_level(refit, COMBINED, level, horizon, short_periods)
-                        if adaptive else level)
-            table = conformal_table(refit, COMBINED, quantile, horizon, short_periods)
+            table = (adaptive_table(refit, COMBINED, level, horizon, short_periods) if adaptive
+                     else conformal_table(refit, COMBINED, level, horizon, short_periods))
             rows = out.loc[at].assign(**{COMBINED: point})
             lo, hi = conformal_bounds(rows, COMBINED, table, short_periods, lo, hi)
-            weights.attrs["interval_level"] = quantile  # the quantile level read at this origin
+            # the quantile level read at this origin, per horizon
+            weights.attrs["interval_level"] = table.attrs.get("levels", [level] * horizon)
         out.loc[at, lo_col], out.loc[at, hi_col] = lo, hi
         used[pd.Timestamp(origin)] = weights
     return out, used
@@ -285,6 +286,29 @@ def adaptive_level(
     return float(grid[best[np.argmin(np.abs(grid[best] - level))]])
 
 
+def adaptive_table(
+    rows: pd.DataFrame,
+    column: str,
+    level: float,
+    horizon: int,
+    short_periods: int | None = None,
+) -> pd.DataFrame:
+    """A :func:`conformal_table` whose horizon ``h`` is read at its own adaptive level.
+
+    For each horizon, :func:`adaptive_level` and :func:`conformal_table` see
+    only the errors of ``rows`` at that horizon (short and long series apart,
+    as there). The levels, one per horizon, are in ``attrs["levels"]``.
+    """
+    parts, levels = [], []
+    for h in range(1, horizon + 1):
+        at_h = rows[rows["horizon"] == h]
+        levels.append(adaptive_level(at_h, column, level, horizon, short_periods))
+        parts.append(conformal_table(at_h, column, levels[-1], horizon, short_periods).loc[[h]])
+    table = pd.concat(parts)
+    table.attrs["levels"] = levels
+    return table
+
+
 def conformal_bounds(
     rows: pd.DataFrame,
     column: str,
@@ -391,8 +415,8 @@ def choose_published(
     gate compares it with each member on the rows every one of them
     forecast. The published weights are learned on every origin, and so are
     the published combination's conformal quantiles (from its errors with
-    those weights; series shorter than ``short_periods`` apart; with ``adaptive``, read at
-    the level :func:`adaptive_level` finds on the backtest origins).
+    those weights; series shorter than ``short_periods`` apart; with ``adaptive``, each
+    horizon's read at the level :func:`adaptive_level` finds on the backtest origins).
 
     Returns the published forecast and the predictions with the ``territory``
     column and its bounds added.
@@ -407,9 +431,8 @@ def choose_published(
         method = COMBINED
         weights = combination_weights(combined, all_members, horizon, power, trim)
         refit = combined.assign(**{COMBINED: combine(combined, weights)[0]})
-        quantile = (adaptive_level(refit, COMBINED, level, horizon, short_periods)
-                    if adaptive else level)
-        intervals = conformal_table(refit, COMBINED, quantile, horizon, short_periods)
+        intervals = (adaptive_table(refit, COMBINED, level, horizon, short_periods) if adaptive
+                     else conformal_table(refit, COMBINED, level, horizon, short_periods))
     else:
         method = str(gate["best_member"])
         weights = pd.DataFrame(0.0, index=pd.RangeIndex(1, horizon + 1, name="horizon"),

@@ -372,3 +372,17 @@ def test_a_published_combination_reads_its_quantiles_at_the_adaptive_level():
     # errors that grow from origin to origin: a wider interval than the nominal quantiles
     assert adapted.intervals.loc[1, "long_hi"] > pooled.intervals.loc[1, "long_hi"]
     assert adapted.intervals.loc[1, "long_lo"] < pooled.intervals.loc[1, "long_lo"]
+
+
+def test_each_horizon_gets_its_own_adaptive_level():
+    rng = np.random.default_rng(4)
+    steady = _drifting(rng, [0.1] * 4)
+    growing = _drifting(rng, [0.05, 0.08, 0.12, 0.18]).assign(horizon=2)
+    rows = pd.concat([steady, growing], ignore_index=True)
+    table = combination.adaptive_table(rows, "territory", 0.8, 2)
+    low, high = table.attrs["levels"]
+    assert low == pytest.approx(0.8, abs=0.05) and high > 0.88
+    # each horizon's quantiles are those of its own errors at its own level
+    alone = combination.conformal_table(growing, "territory", high, 2)
+    np.testing.assert_allclose(table.loc[2], alone.loc[2])
+    assert list(table.index) == [1, 2]
