@@ -11,7 +11,10 @@ that origin), as the run does.
 It also prints a rule chosen per panel on that panel's own early origins (what a
 run could do on its own backtest). Candidates: the current rule (log errors
 pooled per horizon, every earlier origin weighing the same), recency weighting
-with a half-life of 0.5, 1 or 2 origins, and the common-shock variant.
+with a half-life of 0.5, 1 or 2 origins, the common-shock variant, and adaptive
+conformal levels (:func:`territory.models.combination.adaptive_level`: the
+quantile level that would have covered 80% at the earlier origins, each scored
+with the origins before it; ``adaptive_half`` moves half-way to it).
 
 Needs the captures of ``forecast_rule_study.py --capture`` in the benchmark
 cache (seconds once they are there). Run (not part of the test suite)::
@@ -30,7 +33,33 @@ import pandas as pd
 from territory.models import combination as cb
 
 CANDIDATES = {"current": None, "recent_hl0.5": 0.5, "recent_hl1": 1.0, "recent_hl2": 2.0,
-              "shock": "shock"}
+              "shock": "shock", "adaptive": "adaptive", "adaptive_half": "adaptive_half",
+              "adaptive_per_h": "adaptive_per_h"}
+
+
+def _adaptive_per_horizon(at: pd.DataFrame, earlier: pd.DataFrame, horizon: int, level: float,
+                          short_periods: int):
+    """Conformal bounds with an adaptive level of each horizon's own."""
+    lo, hi = np.full(len(at), np.nan), np.full(len(at), np.nan)
+    for h in range(1, horizon + 1):
+        mine, rows = (at["horizon"] == h).to_numpy(), earlier[earlier["horizon"] == h]
+        found = cb.adaptive_level(rows, "territory", level, horizon, short_periods)
+        table = cb.conformal_table(rows, "territory", found, horizon, short_periods)
+        nan = np.full(int(mine.sum()), np.nan)
+        lo[mine], hi[mine] = cb.conformal_bounds(at[mine], "territory", table, short_periods,
+                                                 nan, nan)
+    return lo, hi
+
+
+def _adaptive(at: pd.DataFrame, earlier: pd.DataFrame, rule: str, horizon: int, level: float,
+              short_periods: int):
+    """Conformal bounds at the level that covered ``level`` at the earlier origins
+    (``adaptive``), or half-way between it and ``level`` (``adaptive_half``)."""
+    found = cb.adaptive_level(earlier, "territory", level, horizon, short_periods)
+    quantile = found if rule == "adaptive" else (found + level) / 2
+    table = cb.conformal_table(earlier, "territory", quantile, horizon, short_periods)
+    nan = np.full(len(at), np.nan)
+    return cb.conformal_bounds(at, "territory", table, short_periods, nan, nan)
 
 
 def _bounds(at: pd.DataFrame, earlier: pd.DataFrame, rule, horizon: int, level: float):
@@ -55,18 +84,27 @@ def _bounds(at: pd.DataFrame, earlier: pd.DataFrame, rule, horizon: int, level: 
 def coverage_by_origin(name: str) -> pd.DataFrame:
     """Coverage per scored origin and rule (rows: origins oldest first; columns: rules)."""
     pred, members, horizon, kw, scored = rs.load(name)
-    out, used = cb.add_combination(pred, members, horizon, **kw)
+    out, used = cb.add_combination(pred, members, horizon, adaptive=False, **kw)
+    adapted, _ = cb.add_combination(pred, members, horizon, adaptive=True, **kw)  # as a run does
     records = []
     for origin in scored:
         at = out[out["origin"] == origin].copy()
         earlier = out[(out["origin"] < origin) & (out["target_period"] <= origin)]
         earlier = earlier.assign(territory=cb.combine(earlier, used[origin])[0])
+        raw = earlier  # what add_combination calibrates on (scale not required)
         earlier = earlier[earlier[["actual", "territory"]].notna().all(axis=1)
                           & (earlier["scale"] > 0)]
         keep = at[["actual", "territory"]].notna().all(axis=1) & (at["scale"] > 0)
         for label, rule in CANDIDATES.items():
             if rule is None:
                 lo, hi = at["territory_lo"].to_numpy(), at["territory_hi"].to_numpy()
+            elif rule == "adaptive":
+                mine = adapted[adapted["origin"] == origin]
+                lo, hi = mine["territory_lo"].to_numpy(), mine["territory_hi"].to_numpy()
+            elif rule == "adaptive_per_h":
+                lo, hi = _adaptive_per_horizon(at, raw, horizon, kw["level"], kw["short_periods"])
+            elif rule == "adaptive_half":
+                lo, hi = _adaptive(at, raw, rule, horizon, kw["level"], kw["short_periods"])
             else:
                 lo, hi = _bounds(at, earlier, rule, horizon, kw["level"])
             a = at["actual"].to_numpy()

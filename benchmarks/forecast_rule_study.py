@@ -106,7 +106,7 @@ def _bounds(at: pd.DataFrame, earlier: pd.DataFrame, variant: str, horizon: int,
 
 def coverage(name: str, variant: str):
     pred, members, horizon, kw, scored = load(name)
-    out, used = cb.add_combination(pred, members, horizon, **kw)
+    out, used = cb.add_combination(pred, members, horizon, adaptive=False, **kw)
     parts = []
     for origin in scored:
         at = out[out["origin"] == origin].copy()

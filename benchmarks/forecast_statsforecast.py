@@ -45,7 +45,7 @@ from forecast_aus_retail import CACHE, load_aus_retail, wheel_member  # same fol
 
 from territory.features.config import ColumnsConfig
 from territory.models.sales_backtest import backtest_sales
-from territory.models.statistical import MEMBERS
+from territory.models.statistical import DEFAULT_MEMBERS as MEMBERS  # the three
 from territory.pipelines.sales_backtest import load_sales_panel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +116,13 @@ def report(name: str, result, cpu: float) -> None:
                                                    values="mase")
     print("MASE by horizon")
     print(per_h.loc[sorted(per_h.index, key=int), result.methods].round(3).to_string())
+    cov_h = table[table["horizon"] != "all"].pivot(index="horizon", columns="method",
+                                                   values="coverage")
+    print("80% coverage by horizon")
+    print(cov_h.loc[sorted(cov_h.index, key=int)].dropna(axis=1, how="all").round(3).to_string())
+    levels = {f"{o:%Y-%m}": w.attrs.get("interval_level") for o, w in result.weights.items()
+              if o in result.origins}
+    print(f"quantile levels of territory's conformal interval per origin (h = 1, 2, ...): {levels}")
     fc = result.forecasts
     stats = [m for m in MEMBERS if m in overall.index]
     best = min(stats, key=lambda m: overall.loc[m, "mase"])
@@ -130,6 +137,10 @@ def report(name: str, result, cpu: float) -> None:
     print(per_origin.round(3).to_string())
     wins = int((per_origin["territory"] < per_origin[best]).sum())
     print(f"territory better than {best} on {wins} of {len(per_origin)} origins")
+    ours = fc[fc["method"] == "territory"]
+    inside = (ours["actual"] >= ours["lo"]) & (ours["actual"] <= ours["hi"])
+    print(f"territory's 80% coverage by origin: "
+          f"{inside.groupby(ours['origin'].dt.strftime('%Y-%m')).mean().round(3).to_dict()}")
     weights = pd.concat({o: w for o, w in result.weights.items() if o in result.origins})
     print("weights (mean over horizons) per origin")
     print(weights.groupby(level=0).mean().round(3).to_string())

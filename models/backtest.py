@@ -316,7 +316,7 @@ def rolling_origin_backtest(
         Passed to :func:`territory.features.build.build_forecast_table`.
     baselines
         Any of ``"seasonal_naive"``, ``"moving_average"`` and the statistical
-        members ``"auto_ets"``, ``"auto_theta"``, ``"auto_arima"``.
+        members of :data:`territory.models.statistical.MEMBERS`.
     season, ma_window
         Periods of a season (seasonal naive, its MASE scale and the members) and of the
         moving average; by default the features' season (12 monthly, 4

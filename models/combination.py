@@ -108,6 +108,7 @@ def add_combination(
     trim: float = 1.5,
     level: float | None = None,
     short_periods: int | None = None,
+    adaptive: bool = True,
 ) -> tuple[pd.DataFrame, dict[pd.Timestamp, pd.DataFrame]]:
     """Add the ``territory`` column (and its bounds) to backtest predictions.
 
@@ -118,9 +119,14 @@ def add_combination(
     errors that the combination with this origin's weights made at the
     origins before (the same predictor that is scored), series shorter than
     ``short_periods`` apart; the first origin, with none before it, keeps
-    the members' bounds averaged with the weights. Returns the predictions
+    the members' bounds averaged with the weights. With ``adaptive`` (the
+    default), each horizon's quantiles are read at the level
+    :func:`adaptive_level` finds on that horizon's errors at those earlier
+    origins instead of at ``level`` (:func:`adaptive_table`; chosen on early
+    origins of four real panels: ``benchmarks/RESULTS.md``). Returns the predictions
     with ``territory``, ``territory_lo`` and ``territory_hi``, and the
-    weights used at each origin.
+    weights used at each origin (with the quantile levels read there, per
+    horizon, in their ``attrs["interval_level"]`` when the bounds are conformal).
     """
     out = predictions.copy()
     lo_col, hi_col = bounds(COMBINED)
@@ -138,9 +144,12 @@ def add_combination(
         if level is not None and len(earlier):
             # the errors the combination with these weights made at the earlier origins
             refit = earlier.assign(**{COMBINED: combine(earlier, weights)[0]})
-            table = conformal_table(refit, COMBINED, level, horizon, short_periods)
+            table = (adaptive_table(refit, COMBINED, level, horizon, short_periods) if adaptive
+                     else conformal_table(refit, COMBINED, level, horizon, short_periods))
             rows = out.loc[at].assign(**{COMBINED: point})
             lo, hi = conformal_bounds(rows, COMBINED, table, short_periods, lo, hi)
+            # the quantile level read at this origin, per horizon
+            weights.attrs["interval_level"] = table.attrs.get("levels", [level] * horizon)
         out.loc[at, lo_col], out.loc[at, hi_col] = lo, hi
         used[pd.Timestamp(origin)] = weights
     return out, used
@@ -224,6 +233,80 @@ def conformal_table(
             hi.append(max(q[1], 0.0))
         table[f"{name}_lo"], table[f"{name}_hi"] = lo, hi
     return pd.DataFrame(table, index=pd.RangeIndex(1, horizon + 1, name="horizon"))
+
+
+#: Quantile levels :func:`adaptive_level` chooses from.
+LEVEL_GRID = tuple(np.round(np.arange(0.50, 0.981, 0.02), 2))
+
+
+def adaptive_level(
+    rows: pd.DataFrame,
+    column: str,
+    level: float,
+    horizon: int,
+    short_periods: int | None = None,
+    grid: Sequence[float] = LEVEL_GRID,
+) -> float:
+    """The quantile level whose intervals covered ``level`` of the actuals at earlier origins.
+
+    ``rows`` are scored backtest rows of the origins before the one to
+    forecast (``origin``, ``target_period``, ``actual``, ``horizon``,
+    ``history_periods`` and ``column``). Each of them but the first is
+    scored as if it were the origin: its intervals come from
+    :func:`conformal_table` on the origins before it (targets known at it),
+    at each level of ``grid``. The level whose pooled coverage over those
+    origins is closest to ``level`` is returned (the one nearest ``level``
+    among ties); with fewer than two origins, ``level`` itself. Adaptive
+    conformal prediction in its batch form: a spread that drifts from origin
+    to origin is corrected by the same amount it missed by before.
+    """
+    rows = rows[rows["actual"].notna() & rows[column].notna()]
+    origins = sorted(rows["origin"].unique())
+    if len(origins) < 2:
+        return level
+    grid = np.asarray(grid, dtype=float)
+    inside, total = np.zeros(len(grid)), np.zeros(len(grid))
+    for origin in origins[1:]:
+        before = rows[rows["origin"] < origin]
+        if "target_period" in before:  # windows that overlap lend only the actuals known then
+            before = before[before["target_period"] <= origin]
+        at = rows[rows["origin"] == origin]
+        actual = at["actual"].to_numpy(dtype=float)
+        nan = np.full(len(at), np.nan)
+        for k, q in enumerate(grid):
+            table = conformal_table(before, column, float(q), horizon, short_periods)
+            lo, hi = conformal_bounds(at, column, table, short_periods, nan, nan)
+            known = np.isfinite(lo) & np.isfinite(hi)  # horizons the origins before lent errors
+            inside[k] += np.sum(known & (actual >= lo) & (actual <= hi))
+            total[k] += known.sum()
+    if not total.min():
+        return level
+    miss = np.abs(inside / total - level)
+    best = np.flatnonzero(np.isclose(miss, miss.min()))
+    return float(grid[best[np.argmin(np.abs(grid[best] - level))]])
+
+
+def adaptive_table(
+    rows: pd.DataFrame,
+    column: str,
+    level: float,
+    horizon: int,
+    short_periods: int | None = None,
+) -> pd.DataFrame:
+    """A :func:`conformal_table` whose horizon ``h`` is read at its own adaptive level.
+
+    For each horizon, :func:`adaptive_level` and :func:`conformal_table` see
+    only the errors of ``rows`` at that horizon (short and long series apart,
+    as there). The levels, one per horizon, are in ``attrs["levels"]``.
+    """
+    parts, levels = [], []
+    for h in range(1, horizon + 1):
+        at_h = rows[rows["horizon"] == h]
+        levels.append(adaptive_level(at_h, column, level, horizon, short_periods))
+        parts.append(conformal_table(at_h, column, levels[-1], horizon, short_periods).loc[[h]])
+    table = pd.concat(parts)
+    table.attrs["levels"] = levels
+    return table
 
 
 def conformal_bounds(
@@ -322,6 +405,7 @@ def choose_published(
     trim: float = 1.5,
     max_history: int | None = None,
     short_periods: int | None = None,
+    adaptive: bool = True,
 ) -> tuple[PublishedForecast, pd.DataFrame]:
     """Gate the combination against the best single member on the backtest windows.
 
@@ -331,14 +415,15 @@ def choose_published(
     gate compares it with each member on the rows every one of them
     forecast. The published weights are learned on every origin, and so are
     the published combination's conformal quantiles (from its errors with
-    those weights; series shorter than ``short_periods`` apart).
+    those weights; series shorter than ``short_periods`` apart; with ``adaptive``, each
+    horizon's read at the level :func:`adaptive_level` finds on the backtest origins).
 
     Returns the published forecast and the predictions with the ``territory``
     column and its bounds added.
     """
     all_members = [LIGHTGBM, *members]
     combined, _ = add_combination(predictions, all_members, horizon, power, trim, level,
-                                  short_periods)
+                                  short_periods, adaptive)
     complete = combined[["actual", "scale", COMBINED, *all_members]].notna().all(axis=1)
     gate = promotion_gate(combined[complete & (combined["scale"] > 0)], all_members)
     intervals = None
@@ -346,7 +431,8 @@ def choose_published(
         method = COMBINED
         weights = combination_weights(combined, all_members, horizon, power, trim)
         refit = combined.assign(**{COMBINED: combine(combined, weights)[0]})
-        intervals = conformal_table(refit, COMBINED, level, horizon, short_periods)
+        intervals = (adaptive_table(refit, COMBINED, level, horizon, short_periods) if adaptive
+                     else conformal_table(refit, COMBINED, level, horizon, short_periods))
     else:
         method = str(gate["best_member"])
         weights = pd.DataFrame(0.0, index=pd.RangeIndex(1, horizon + 1, name="horizon"),

@@ -20,12 +20,12 @@ class BacktestConfig(FrozenModel):
     step: int = Field(3, ge=1)
     # "ets" is the older name of "auto_ets" (statsforecast's AutoETS)
     baselines: list[Literal["seasonal_naive", "moving_average", "auto_ets", "auto_theta",
-                            "auto_arima", "ets"]] = Field(
+                            "auto_arima", "auto_ces", "dynamic_theta", "ets"]] = Field(
         default_factory=lambda: ["seasonal_naive", "moving_average"]
     )
 
 
-Member = Literal["auto_ets", "auto_theta", "auto_arima"]
+Member = Literal["auto_ets", "auto_theta", "auto_arima", "auto_ces", "dynamic_theta"]
 
 
 class CombinationConfig(FrozenModel):

@@ -39,7 +39,7 @@ from territory.features.panel import make_panel, to_wide
 from territory.models import backtest, combination
 from territory.models.config import ForecastConfig
 from territory.models.forecast import forecaster_from_config
-from territory.models.statistical import MEMBERS
+from territory.models.statistical import DEFAULT_MEMBERS
 
 LIGHTGBM = "lightgbm"
 SEASONAL_NAIVE = "seasonal_naive"
@@ -220,7 +220,7 @@ def backtest_sales(
     spec = frequency_spec(frequency)
     step = horizon if step is None else step
     if members is None:
-        members = MEMBERS if spec.season <= 4 else ("auto_ets", "auto_theta")
+        members = DEFAULT_MEMBERS if spec.season <= 4 else ("auto_ets", "auto_theta")
     cols = ColumnsConfig()
     units = sorted(sales[cols.unit_col].unique())
     panel = make_panel(sales, units, frequency, cols)

@@ -300,3 +300,89 @@ def test_conformal_intervals_cover_short_and_long_series_per_horizon():
     lo, _ = combination.conformal_bounds(fresh.assign(horizon=3), "territory", table, 36,
                                          np.full(len(fresh), -1.0), np.zeros(len(fresh)))
     assert (lo == -1.0).all()
+
+
+def _drifting(rng, sigmas: list[float], n: int = 300) -> pd.DataFrame:
+    """One origin per sigma (a year apart), horizon 1: forecast 100, log error ~ N(0, sigma)."""
+    origins = pd.date_range("2015-01-01", periods=len(sigmas), freq="YS")
+    return pd.concat([pd.DataFrame({
+        "origin": origin, "target_period": origin + pd.DateOffset(months=1), "horizon": 1,
+        "history_periods": 100, "territory": 100.0,
+        "actual": 100.0 * np.exp(rng.normal(0, sigma, n))})
+        for origin, sigma in zip(origins, sigmas, strict=True)], ignore_index=True)
+
+
+def test_adaptive_level_follows_the_drift_of_the_errors_and_is_nominal_without_it():
+    rng = np.random.default_rng(0)
+    steady = combination.adaptive_level(_drifting(rng, [0.1] * 4), "territory", 0.8, 1)
+    assert steady == pytest.approx(0.8, abs=0.05)
+    # errors growing from origin to origin: the nominal quantile under-covers, so it widens
+    growing = combination.adaptive_level(_drifting(rng, [0.05, 0.08, 0.12, 0.18]), "territory",
+                                         0.8, 1)
+    shrinking = combination.adaptive_level(_drifting(rng, [0.18, 0.12, 0.08, 0.05]),
+                                           "territory", 0.8, 1)
+    assert growing > 0.88 and shrinking < 0.72
+    # the chosen level's coverage at the earlier origins (each from those before it) beats
+    # the nominal level's, computed here the long way
+    rows = _drifting(np.random.default_rng(1), [0.05, 0.08, 0.12, 0.18])
+
+    def cover(q):
+        inside = []
+        for origin in sorted(rows["origin"].unique())[1:]:
+            table = combination.conformal_table(rows[rows["origin"] < origin], "territory", q, 1)
+            at = rows[rows["origin"] == origin]
+            lo, hi = combination.conformal_bounds(at, "territory", table, None,
+                                                  np.full(len(at), np.nan),
+                                                  np.full(len(at), np.nan))
+            inside.append((at["actual"] >= lo) & (at["actual"] <= hi))
+        return pd.concat(inside).mean()
+
+    chosen = combination.adaptive_level(rows, "territory", 0.8, 1)
+    assert abs(cover(chosen) - 0.8) < abs(cover(0.8) - 0.8)
+    # one origin (nothing to score it on) or none: the nominal level
+    assert combination.adaptive_level(rows[rows["origin"] == rows["origin"].min()],
+                                      "territory", 0.8, 1) == 0.8
+
+
+def test_adaptive_intervals_of_an_origin_do_not_see_its_own_actuals():
+    rng = np.random.default_rng(2)
+    frame = _drifting(rng, [0.05, 0.08, 0.12, 0.18], n=100)
+    frame = frame.assign(unit_id=np.tile(np.arange(100), 4).astype(str), scale=1.0,
+                         a=frame["territory"], a_lo=90.0, a_hi=110.0).drop(columns="territory")
+    out, _ = combination.add_combination(frame, ["a"], 1, level=0.8, short_periods=36)
+    last = frame["origin"] == frame["origin"].max()
+    shocked = frame.assign(actual=np.where(last, 1e6, frame["actual"]))
+    moved, _ = combination.add_combination(shocked, ["a"], 1, level=0.8, short_periods=36)
+    np.testing.assert_array_equal(out["territory_hi"], moved["territory_hi"])
+    # and the intervals widen with the drift: the last origin's are wider than pooled ones
+    pooled, _ = combination.add_combination(frame, ["a"], 1, level=0.8, short_periods=36,
+                                            adaptive=False)
+    assert (out.loc[last, "territory_hi"] > pooled.loc[last, "territory_hi"]).all()
+
+
+def test_a_published_combination_reads_its_quantiles_at_the_adaptive_level():
+    frame = _drifting(np.random.default_rng(3), [0.01, 0.02, 0.04, 0.08], n=100)
+    frame = frame.assign(unit_id=np.tile(np.arange(100), 4).astype(str), scale=1.0,
+                         forecast=110.0, forecast_lo=100.0, forecast_hi=120.0,
+                         b=90.0, b_lo=80.0, b_hi=100.0).drop(columns="territory")
+    adapted, _ = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8, short_periods=36)
+    pooled, _ = combination.choose_published(frame, ["b"], 1, 12, "MS", 0.8, short_periods=36,
+                                             adaptive=False)
+    assert adapted.method == pooled.method == combination.COMBINED
+    # errors that grow from origin to origin: a wider interval than the nominal quantiles
+    assert adapted.intervals.loc[1, "long_hi"] > pooled.intervals.loc[1, "long_hi"]
+    assert adapted.intervals.loc[1, "long_lo"] < pooled.intervals.loc[1, "long_lo"]
+
+
+def test_each_horizon_gets_its_own_adaptive_level():
+    rng = np.random.default_rng(4)
+    steady = _drifting(rng, [0.1] * 4)
+    growing = _drifting(rng, [0.05, 0.08, 0.12, 0.18]).assign(horizon=2)
+    rows = pd.concat([steady, growing], ignore_index=True)
+    table = combination.adaptive_table(rows, "territory", 0.8, 2)
+    low, high = table.attrs["levels"]
+    assert low == pytest.approx(0.8, abs=0.05) and high > 0.88
+    # each horizon's quantiles are those of its own errors at its own level
+    alone = combination.conformal_table(growing, "territory", high, 2)
+    np.testing.assert_allclose(table.loc[2], alone.loc[2])
+    assert list(table.index) == [1, 2]
