@@ -316,8 +316,8 @@ def fit_from_parts(
     template
         A frame with the tables' columns and dtypes (no rows needed).
     parts
-        Futures of the partitions' training tables (the rows of one unit in one
-        partition). The list is emptied once the fit's rows are built, so the
+        Futures of the partitions' training tables (each unit's rows in one
+        table). The list is emptied once the fit's rows are built, so the
         workers let go of the tables before the refit.
     client
         The ``distributed.Client`` the futures belong to.
@@ -331,10 +331,10 @@ def fit_from_parts(
     periods = np.unique(np.concatenate(client.gather(client.map(_unique_periods, keys))))
     cut = _validation_cut(periods, est.validation_periods)
     counts = client.gather(client.map(_run_counts, keys, cut=cut))
-    if sum(int(c[1].sum() + c[2].sum()) for c in counts) < 100:
-        n = sum(int(c[1].sum() + c[2].sum()) for c in counts)
+    n_usable = sum(int(c[1].sum() + c[2].sum()) for c in counts)
+    if n_usable < 100:
         raise InputError(
-            "forecast table", f"only {n} rows have both a target and a full history",
+            "forecast table", f"only {n_usable} rows have both a target and a full history",
             hint="supply a longer sales history or smaller lags and windows")
     train_ranks, dest = _draw(est, counts, cut)
     kept = [client.submit(_kept, k, cut, r, pure=False)
