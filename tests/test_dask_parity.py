@@ -293,3 +293,13 @@ def test_the_refit_runs_from_the_workers_rows_without_the_tables(client, subset_
     wape_local = _holdout_wape(subset_config, inputs, local_scores)
     wape_dask = _holdout_wape(subset_config, inputs, dask_scores)
     assert abs(wape_dask - wape_local) <= WAPE_TOLERANCE * wape_local, (wape_local, wape_dask)
+
+
+def test_the_fit_from_worker_rows_names_a_missing_scale_column():
+    from territory.features.errors import InputError
+    from territory.models.distributed import fit_from_parts
+    from territory.models.forecast import SalesForecaster
+
+    template = pd.DataFrame({"unit_id": pd.Series(dtype=str), "target": pd.Series(dtype=float)})
+    with pytest.raises(InputError, match="sales_roll_mean_w12"):
+        fit_from_parts(SalesForecaster(), template, parts=[], client=None)
