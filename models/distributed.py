@@ -17,6 +17,16 @@ Below ``min_rows`` it is ``estimator.fit``. The result is a plain fitted ``Sales
 ``booster_`` is an ordinary LightGBM booster), so tracking, serving and
 scoring do not change.
 
+:func:`fit_from_parts` does the same when the training rows never came to
+the driver: they stay on the workers, one table per partition of units (the
+Dask runner's feature build leaves them there). The workers find the usable
+rows and their order, the driver draws the seeded sample from counts per
+unit, the workers build the selected rows' design matrices, and the driver
+pulls them (in the local fit's row order) only for the early-stopping fit and
+the calibration, which are therefore bitwise the local ones. The refit runs
+on ``lightgbm.dask`` from the design matrices where the workers built them;
+the partitions' training tables are released before it.
+
 Data-parallel LightGBM bins features and bags rows per worker, so the
 distributed refit is not bitwise equal to the local one; the parity test
 (``tests/test_dask_parity.py``) holds its validation WAPE and its forecasts
@@ -26,11 +36,14 @@ to the local model's within a stated tolerance.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from territory.models.forecast import SalesForecaster
+from territory.features.errors import InputError
+from territory.models.forecast import NON_FEATURES, SalesForecaster, _FitData
 
 
 def n_fit_rows(est: SalesForecaster, X: pd.DataFrame) -> int:
@@ -118,3 +131,306 @@ def fit_distributed(
     est.booster_ = model.booster_
     est.n_features_in_ = len(est.feature_names_)
     return est
+
+
+# -- the final fit from training rows that stay on the workers ------------------------------
+@dataclass
+class _PartKeys:
+    """A partition's usable rows in the fit's order (unit, origin, horizon), and its units."""
+
+    rows: np.ndarray  # positions in the partition's table
+    periods: np.ndarray  # their target periods
+    units: np.ndarray  # the partition's units in that order; each unit's rows are one run
+    run_lengths: np.ndarray
+
+
+@dataclass
+class _FitPart:
+    """A partition's selected rows, as ``SalesForecaster._prepare`` makes them."""
+
+    design: pd.DataFrame
+    target: pd.Series
+    weight: pd.Series
+    y: np.ndarray
+    scale: np.ndarray
+    periods: np.ndarray
+    slim: pd.DataFrame  # unit, horizon and seasonal-naive columns (the validation table's)
+
+
+def _part_keys(table: pd.DataFrame, est: SalesForecaster) -> _PartKeys:
+    """The usable rows and their order, found as ``SalesForecaster._prepare`` finds them."""
+    y = table["target"].to_numpy(dtype=float)
+    usable = ~np.isnan(y) & ~np.isnan(table[est.scale_col].to_numpy(dtype=float))
+    usable_idx = np.flatnonzero(usable)
+    keys = [c for c in (est.unit_col, "origin", "horizon") if c in table.columns]
+    order = (table[keys].iloc[usable_idx].reset_index(drop=True)
+             .sort_values(keys, kind="stable").index.to_numpy())
+    rows = usable_idx[order]
+    units = table[est.unit_col].to_numpy()[rows]
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]]) if len(rows) else rows[:0]
+    return _PartKeys(rows, table[est.time_col].to_numpy()[rows], units[starts],
+                     np.diff(np.r_[starts, len(rows)]))
+
+
+def _unique_periods(keys: _PartKeys) -> np.ndarray:
+    return np.unique(keys.periods)
+
+
+def _run_counts(keys: _PartKeys, cut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The partition's units with their numbers of training and validation rows."""
+    valid = keys.periods >= cut
+    run = np.repeat(np.arange(len(keys.units)), keys.run_lengths)
+    n_valid = np.bincount(run, weights=valid, minlength=len(keys.units)).astype(np.int64)
+    return keys.units, keys.run_lengths - n_valid, n_valid
+
+
+def _kept(keys: _PartKeys, cut, train_ranks: np.ndarray) -> np.ndarray:
+    """Positions (into ``keys.rows``) of the fit's rows: the sampled training rows, every
+    validation row, in the fit's order."""
+    valid = keys.periods >= cut
+    return np.sort(np.concatenate([np.flatnonzero(~valid)[train_ranks], np.flatnonzero(valid)]))
+
+
+def _kept_scale(table: pd.DataFrame, keys: _PartKeys, kept: np.ndarray, scale_col: str
+                ) -> np.ndarray:
+    return table[scale_col].to_numpy(dtype=float)[keys.rows[kept]]
+
+
+def _fit_part(table: pd.DataFrame, keys: _PartKeys, kept: np.ndarray, est: SalesForecaster
+              ) -> _FitPart:
+    """The selected rows' design matrix, target and weights: ``_prepare``'s, for these rows."""
+    X = table.iloc[keys.rows[kept]].reset_index(drop=True)
+    y = X["target"].to_numpy(dtype=float)
+    scale = est._scale(X)
+    naive = est.level_prefix + ("lag_1" if est.season == 1 else "same_period_1y")
+    slim = X[[c for c in (est.unit_col, "horizon", naive) if c in X.columns]]
+    return _FitPart(est._design(X, scale), pd.Series(est._to_target(y, scale), name="target"),
+                    pd.Series(est._weights(scale), name="weight"), y, scale,
+                    X[est.time_col].to_numpy(), slim)
+
+
+def _validation_cut(periods: np.ndarray, n_periods: int):
+    """The first validation period, as ``_prepare`` picks it; an error if none is left over."""
+    if len(periods) == 0 or (periods[-n_periods] if len(periods) > n_periods
+                             else periods[-1]) <= periods[0]:
+        raise InputError(
+            "forecast table", "too few target periods to hold out a validation window",
+            column="target_period",
+            hint="lower forecast.validation_periods or supply a longer history")
+    return periods[-n_periods] if len(periods) > n_periods else periods[-1]
+
+
+def _sample_ranks(est: SalesForecaster, n_train: int) -> np.ndarray:
+    """Ranks (in the fit's order) of the training rows drawn, as ``_prepare`` draws them."""
+    if n_train <= est.max_train_rows:
+        return np.arange(n_train)
+    rng = np.random.default_rng(est.random_state)
+    # ``rng.choice(positions, k)`` is ``positions[rng.choice(len(positions), k)]``
+    return np.sort(rng.choice(n_train, est.max_train_rows, replace=False))
+
+
+def _check_template(est: SalesForecaster, template: pd.DataFrame) -> None:
+    if est.scale_col not in template.columns:
+        raise InputError(
+            "forecast table", f"scale column '{est.scale_col}' is missing", column=est.scale_col,
+            hint="keep the widest rolling mean in features.rolling_windows")
+
+
+def _draw(est: SalesForecaster, counts: list, cut) -> tuple[list, list]:
+    """Each partition's sampled training ranks, and where its fit rows go in the fit's order.
+
+    ``counts`` holds each partition's units (in its own order) with their numbers of
+    training and validation rows. The fit's order sorts rows by unit first, so units
+    of different partitions interleave; the sample is drawn over all training rows in
+    that order, as ``_prepare`` draws it from the whole table.
+    """
+    units = pd.Series(np.concatenate([c[0] for c in counts]))
+    n_train = np.concatenate([c[1] for c in counts])
+    n_valid = np.concatenate([c[2] for c in counts])
+    part = np.repeat(np.arange(len(counts)), [len(c[0]) for c in counts])
+    order = units.sort_values(kind="stable").index.to_numpy()  # position in the fit's order
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    # the sampled ranks, unit by unit (in the fit's order), then per partition
+    train_end = np.cumsum(n_train[order])
+    ranks = _sample_ranks(est, int(train_end[-1]) if len(train_end) else 0)
+    unit_of = order[np.searchsorted(train_end, ranks, side="right")]
+    within_unit = ranks - (train_end[rank[unit_of]] - n_train[unit_of])
+    part_start = np.zeros(len(units), dtype=np.int64)  # a unit's first rank in its partition
+    for k in range(len(counts)):
+        mine = part == k
+        part_start[mine] = np.cumsum(n_train[mine]) - n_train[mine]
+    local_rank = part_start[unit_of] + within_unit
+    picked = np.bincount(unit_of, minlength=len(units))
+    n_kept = picked + n_valid
+    first = np.empty(len(units), dtype=np.int64)  # a unit's first row in the fit's order
+    first[order] = np.cumsum(n_kept[order]) - n_kept[order]
+    train_ranks, dest = [], []
+    for k in range(len(counts)):
+        train_ranks.append(local_rank[part[unit_of] == k])
+        mine = np.flatnonzero(part == k)
+        runs = n_kept[mine]
+        starts = np.repeat(first[mine], runs)
+        dest.append(starts + np.arange(runs.sum()) - np.repeat(np.cumsum(runs) - runs, runs))
+    return train_ranks, dest
+
+
+def _assemble(fit_parts: list, dest: list, n_rows: int
+              ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """The fit's rows on the driver, in the fit's order, pulled one partition at a time."""
+    out: dict = {}
+    names: list[str] = []
+    for future, where in zip(fit_parts, dest, strict=True):
+        part: _FitPart = future.result()
+        pieces = {"y": part.y, "scale": part.scale, "periods": part.periods,
+                  "target": part.target.to_numpy(), "weight": part.weight.to_numpy(),
+                  **{f"design:{c}": part.design[c].to_numpy() for c in part.design.columns},
+                  **{f"slim:{c}": part.slim[c].to_numpy() for c in part.slim.columns}}
+        if not out:
+            names = list(part.design.columns)
+            out = {k: np.empty(n_rows, dtype=v.dtype) for k, v in pieces.items()}
+        for key, values in pieces.items():
+            out[key][where] = values
+        del part, pieces
+    design = pd.DataFrame({c: out.pop(f"design:{c}") for c in names}, copy=False)
+    slim = pd.DataFrame({k.removeprefix("slim:"): out.pop(k) for k in list(out)
+                         if k.startswith("slim:")}, copy=False)
+    return design, slim, out
+
+
+def fit_from_parts(
+    est: SalesForecaster,
+    template: pd.DataFrame,
+    *,
+    parts: list,
+    client,
+    min_rows: int = 1_000_000,
+    record: dict | None = None,
+) -> SalesForecaster:
+    """Fit ``est`` on training tables held by the workers; the same fit as on their concat.
+
+    Parameters
+    ----------
+    est
+        An unfitted forecaster; it is fitted in place and returned.
+    template
+        A frame with the tables' columns and dtypes (no rows needed).
+    parts
+        Futures of the partitions' training tables (each unit's rows in one
+        table). The list is emptied once the fit's rows are built, so the
+        workers let go of the tables before the refit.
+    client
+        The ``distributed.Client`` the futures belong to.
+    min_rows
+        Smallest final fit that goes to ``lightgbm.dask``; a smaller one is refit here.
+    record
+        If given, ``record["fit_rows"]`` is set to the number of rows of the final fit.
+    """
+    _check_template(est, template)
+    keys = client.map(_part_keys, parts, est=est, pure=False)
+    periods = np.unique(np.concatenate(client.gather(client.map(_unique_periods, keys))))
+    cut = _validation_cut(periods, est.validation_periods)
+    counts = client.gather(client.map(_run_counts, keys, cut=cut))
+    n_usable = sum(int(c[1].sum() + c[2].sum()) for c in counts)
+    if n_usable < 100:
+        raise InputError(
+            "forecast table", f"only {n_usable} rows have both a target and a full history",
+            hint="supply a longer sales history or smaller lags and windows")
+    train_ranks, dest = _draw(est, counts, cut)
+    kept = [client.submit(_kept, k, cut, r, pure=False)
+            for k, r in zip(keys, train_ranks, strict=True)]
+    # what ``_prepare`` learns from the selected rows: the scale floor and the features
+    raw_scale = np.concatenate(client.gather(
+        client.map(_kept_scale, parts, keys, kept, scale_col=est.scale_col)))
+    positive = raw_scale[raw_scale > 0]
+    est.scale_floor_ = float(np.quantile(positive, 0.05)) if len(positive) else 1.0
+    est.feature_names_ = [c for c in template.columns if c not in NON_FEATURES
+                          and c != est.unit_col and c not in est.exclude_features]
+    est.level_features_ = [c for c in est.feature_names_ if c.startswith(est.level_prefix)]
+    fit_parts = client.map(_fit_part, parts, keys, kept, est=est, pure=False)
+    del raw_scale, positive
+    _release_as_done(client, fit_parts, [parts, keys, kept])
+    parts.clear()  # the workers have let go of the training tables
+
+    n_rows = sum(len(d) for d in dest)
+    design, slim, cols = _assemble(fit_parts, dest, n_rows)
+    est.derived_names_ = [c for c in design.columns if c not in est.feature_names_]
+    periods = pd.DatetimeIndex(cols["periods"])
+    valid = np.asarray(periods >= cut)
+    data = _FitData(X=slim, y=cols["y"], periods=periods, train_idx=np.flatnonzero(~valid),
+                    valid_idx=np.flatnonzero(valid), scale=cols["scale"],
+                    target=cols["target"], weight=cols["weight"], design=design)
+    del design, slim, cols
+    est._choose_rounds(data)  # early stopping and calibration, bitwise the local ones
+    if record is not None:
+        record["fit_rows"] = n_rows
+    if n_rows < min_rows:
+        full_set = lgb.Dataset(data.design, data.target, weight=data.weight)
+        est.booster_ = lgb.train(est._params(), full_set, num_boost_round=est.best_iteration_)
+    else:
+        del data
+        trim_memory()
+        _refit_on_workers(est, client, fit_parts)
+    est.n_features_in_ = len(est.feature_names_)
+    return est
+
+
+def _release_as_done(client, done: list, inputs: list[list]) -> None:
+    """Wait for ``done``; as each finishes, drop the futures of its inputs (the same
+    position in each list of ``inputs``), so a worker lets go of a partition's training
+    table as soon as its fit rows are built. Then ask the workers to hand freed memory
+    back to the system (glibc keeps it otherwise; Dask's advice for unmanaged memory)."""
+    import distributed
+
+    position = {f.key: i for i, f in enumerate(done)}
+    for finished in distributed.as_completed(done):
+        for futures in inputs:
+            futures[position[finished.key]] = None
+    client.run(trim_memory)
+
+
+def trim_memory() -> int:
+    """``malloc_trim(0)`` where glibc has it: freed heap memory goes back to the system."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return 0
+
+
+def _refit_on_workers(est: SalesForecaster, client, fit_parts: list) -> None:
+    """The refit on ``lightgbm.dask`` from the design matrices where the workers built them."""
+    import dask.dataframe as dd
+    import lightgbm.dask as lgb_dask
+
+    sizes = client.gather(client.map(_n_rows, fit_parts))
+    fit_parts = [f for f, n in zip(fit_parts, sizes, strict=True) if n > 0]
+    frames = [client.map(_field, fit_parts, name=name) for name in ("design", "target", "weight")]
+    del fit_parts
+    holders = {w for ws in client.who_has(frames[0]).values() for w in ws}
+    if len(holders) < min(len(frames[0]), len(client.scheduler_info()["workers"])):
+        client.rebalance([f for fs in frames for f in fs])
+    metas = [client.submit(_no_rows, frames[0][0]).result(), pd.Series(dtype=float, name="target"),
+             pd.Series(dtype=float, name="weight")]
+    design, label, weight = (dd.from_delayed(fs, meta=meta, verify_meta=False)
+                             for fs, meta in zip(frames, metas, strict=True))
+    params = {k: v for k, v in est._params().items() if k not in ("num_threads", "seed")}
+    model = lgb_dask.DaskLGBMRegressor(
+        client=client, n_estimators=est.best_iteration_, random_state=est.random_state, **params)
+    with warnings.catch_warnings():  # it drops n_jobs for the workers' own threads, as wanted
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        model.fit(design, label, sample_weight=weight)
+    est.booster_ = model.booster_
+
+
+def _n_rows(part: _FitPart) -> int:
+    return len(part.target)
+
+
+def _field(part: _FitPart, name: str):
+    return getattr(part, name)
+
+
+def _no_rows(design: pd.DataFrame) -> pd.DataFrame:
+    return design.iloc[:0]

@@ -12,7 +12,16 @@
   partition, in another order, which no stage depends on). ``train`` trains
   as the local backend does, except that the forecaster's final fit runs on
   ``lightgbm.dask`` once it has at least ``dask.lightgbm_min_rows`` rows
-  (:mod:`territory.models.distributed`). ``score`` scores each partition on
+  (:mod:`territory.models.distributed`).
+
+  :func:`worker_features` and ``distributed_training(..., parts)`` go one
+  step further: the training rows (18.6 M at 42,000 units, about 4 GiB) never
+  come to the driver. They stay on the workers, the forecaster's fit rows
+  and design matrices are built there, the driver pulls only the fit's rows
+  for early stopping and calibration, and the refit runs from the workers'
+  design matrices (``benchmarks/scale.py`` measures this path). The flows'
+  feature build is a cached, persisted Prefect task, so the backend gathers
+  the rows for them, as before. ``score`` scores each partition on
   a worker with the local scoring code; the scores equal the local ones.
 
 The driver reads and validates the inputs, as with the local runner, and
@@ -26,6 +35,7 @@ import copy
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -126,8 +136,47 @@ class DaskBackend:
             return partitioned_scores(config, features, trained, client)
 
 
+@dataclass
+class TrainParts:
+    """The training table left on the workers: one table per partition of units.
+
+    ``futures`` are the partitions' tables in partition order; ``template`` has
+    their columns and dtypes and no rows. :meth:`gather` brings them to the
+    driver; :func:`distributed_training` fits from them where they are (and
+    empties ``futures``, so the workers let go of them before the refit).
+    """
+
+    futures: list
+    n_rows: int
+    template: pd.DataFrame
+    stats: dict = dataclasses.field(default_factory=dict)
+
+    def gather(self) -> pd.DataFrame:
+        """The whole table, rows grouped by partition; each partition released once here."""
+        def arriving():
+            while self.futures:
+                yield self.futures.pop(0).result()
+
+        return stack_tables(arriving(), self.n_rows, self.template)
+
+
 def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> FeatureSet:
     """The local feature set, built one partition of units per Dask task."""
+    features, parts = worker_features(config, inputs, client)
+    return dataclasses.replace(features, train_table=parts.gather())
+
+
+def worker_features(config: RunConfig, inputs: stages.Inputs, client
+                    ) -> tuple[FeatureSet, TrainParts]:
+    """:func:`partitioned_features` with the training rows left on the workers.
+
+    The feature set's ``train_table`` has no rows (only the columns); the rows
+    are in the returned :class:`TrainParts`, for :func:`distributed_training`.
+    """
+    import distributed
+
+    from territory.models.distributed import trim_memory
+
     cols, feats, dc = config.data.columns, config.features, config.dask
     units = inputs.units
     unit_ids = units[cols.unit_col].to_numpy()
@@ -169,32 +218,44 @@ def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> Fe
         demo_k = demo[in_core[demo_pos]] if demo is not None else None
         [sales_f, demo_f, graph_f] = client.scatter([sales_k, demo_k, graph_k])
         futures.append(client.submit(build, sales_f, graph_f, ids[core], demographics=demo_f))
-    # Small tables first; then the training rows one partition at a time, each
-    # released on its worker once it is here, so neither side holds two copies.
+    # The small tables come here; the training rows stay where they were built.
     small: list[PartitionFeatures] = client.gather(client.map(_without_train_rows, futures))
     n_rows = sum(client.gather(client.map(_n_train_rows, futures)))
+    train = TrainParts(client.map(_train_rows, futures), n_rows, small[0].train_table)
+    distributed.wait(train.futures)
+    del futures
+    client.run(trim_memory)  # the builds' scratch memory, freed, back to the system
     merged = concat_partitions(small, cols)
-
-    def arriving():
-        while futures:
-            yield futures.pop(0).result().train_table
-
-    train = stack_tables(arriving(), n_rows, small[0].train_table)
     market = stages.market_table(config, inputs, graph)
-    return FeatureSet(
-        graph, xy, as_of, train, merged.score_table, market,
+    features = FeatureSet(
+        graph, xy, as_of, train.template, merged.score_table, market,
         merged.annual_sales.reindex(unit_ids), merged.workload.reindex(unit_ids).fillna(0.0),
         annual_split=(None if merged.annual_split is None
                       else merged.annual_split.reindex(unit_ids)),
         sales_panel=sales_panel(inputs.sales, unit_ids, feats.frequency, cols, as_of),
     )
+    return features, train
 
 
-def distributed_training(config: RunConfig, features: FeatureSet, client) -> Trained:
-    """The local training, with the forecaster's big fit on ``lightgbm.dask``."""
-    from territory.models.distributed import fit_distributed
+def distributed_training(config: RunConfig, features: FeatureSet, client,
+                         parts: TrainParts | None = None) -> Trained:
+    """The local training, with the forecaster's big fit on ``lightgbm.dask``.
 
-    fit = partial(fit_distributed, client=client, min_rows=config.dask.lightgbm_min_rows)
+    With ``parts`` (from :func:`worker_features`) the forecaster fits from the
+    training rows where the workers hold them, and ``parts`` is spent; the
+    rolling-origin backtest needs the whole table here, so with backtest
+    windows the rows are gathered first.
+    """
+    from territory.models.distributed import fit_distributed, fit_from_parts
+
+    min_rows = config.dask.lightgbm_min_rows
+    if parts is not None and config.forecast.backtest.windows > 0:
+        features, parts = dataclasses.replace(features, train_table=parts.gather()), None
+    if parts is None:
+        fit = partial(fit_distributed, client=client, min_rows=min_rows)
+    else:
+        fit = partial(fit_from_parts, parts=parts.futures, client=client, min_rows=min_rows,
+                      record=parts.stats)
     return stages.LocalBackend().train(config, features, fit_forecaster=fit)
 
 
@@ -204,6 +265,10 @@ def _without_train_rows(part: PartitionFeatures) -> PartitionFeatures:
 
 def _n_train_rows(part: PartitionFeatures) -> int:
     return len(part.train_table)
+
+
+def _train_rows(part: PartitionFeatures) -> pd.DataFrame:
+    return part.train_table
 
 
 

@@ -213,3 +213,93 @@ def test_pipeline_flow_runs_on_the_dask_cluster(client, prefect_session, demo_sl
     # features, the forecaster's final fit and scoring ran as tasks on this cluster
     ran = {distributed.utils.key_split(task["key"]) for task in stream.data}
     assert {"build_partition", "score_partition", "train_part"} <= ran, ran  # key_split drops "_"
+
+
+def _banded(config):
+    """Three west-to-east bands: unit ids of different partitions interleave in sort order."""
+    return config.model_copy(update={"dask": config.dask.model_copy(
+        update={"partition_by": None, "n_partitions": 3})})
+
+
+@pytest.mark.parametrize("max_train_rows", [None, 3000])
+def test_the_fit_from_rows_on_the_workers_is_the_local_fit(client, subset_config, local_run,
+                                                           max_train_rows):
+    """Issue 13 item 8: the training rows stay on the workers; the driver draws the same
+    sample (3000: a seeded draw across partitions whose units interleave) and fits the
+    same early-stopping model; refit here (below ``min_rows``) the booster is the local
+    one, bit for bit."""
+    inputs, features_local, local = local_run
+    config = _banded(subset_config)
+    config = config.model_copy(update={"dask": config.dask.model_copy(
+        update={"lightgbm_min_rows": 10**9})})
+    if max_train_rows is not None:
+        config = config.model_copy(update={"forecast": config.forecast.model_copy(
+            update={"max_train_rows": max_train_rows})})
+        local = stages.LocalBackend().train(config, features_local)
+    features, parts = dask_runner.worker_features(config, inputs, client)
+    assert len(features.train_table) == 0 and parts.n_rows == len(local_run[1].train_table)
+    trained = dask_runner.distributed_training(config, features, client, parts)
+    ours, theirs = trained.forecaster, local.forecaster
+    assert parts.futures == [] and parts.stats["fit_rows"] > 0
+    for name in ("best_iteration_", "scale_floor_", "feature_names_", "derived_names_",
+                 "interval_quantiles_"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    pd.testing.assert_frame_equal(ours.validation_, theirs.validation_, check_exact=True)
+    assert trained.metrics == local.metrics
+    if max_train_rows is not None:
+        assert parts.stats["fit_rows"] == len(ours.validation_) + max_train_rows
+    table = features_local.score_table
+    np.testing.assert_array_equal(ours.predict(table), theirs.predict(table))
+
+
+def _held(keys, dask_scheduler=None) -> list:
+    """The keys some worker still holds (asked of the scheduler, without holding them)."""
+    tasks = dask_scheduler.tasks
+    return [k for k in keys if k in tasks and tasks[k].who_has]
+
+
+def test_the_refit_runs_from_the_workers_rows_without_the_tables(client, subset_config,
+                                                                local_run, monkeypatch):
+    """The ``lightgbm.dask`` refit trains on the design matrices the workers built; by then
+    the workers no longer hold the training tables, and the driver never did."""
+    import time
+
+    import lightgbm.dask as lgb_dask
+
+    inputs, features_local, local = local_run
+    config = _banded(subset_config)
+    features, parts = dask_runner.worker_features(config, inputs, client)
+    table_keys = [f.key for f in parts.futures]
+    held_at_refit: list = []
+    fit = lgb_dask.DaskLGBMRegressor.fit
+
+    def watched_fit(self, *args, **kwargs):
+        deadline = time.monotonic() + 10  # releases reach the scheduler asynchronously
+        while client.run_on_scheduler(_held, table_keys) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        held_at_refit.extend(client.run_on_scheduler(_held, table_keys))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(lgb_dask.DaskLGBMRegressor, "fit", watched_fit)
+    trained = dask_runner.distributed_training(config, features, client, parts)
+    assert held_at_refit == [] and len(table_keys) == 3
+    booster = trained.forecaster.booster_
+    assert booster.params.get("tree_learner") == "data"
+    assert int(booster.params.get("num_machines", 1)) == 2
+    # the early-stopping fit is the local one; the data-parallel refit is within tolerance
+    assert trained.metrics["valid_wape"] == local.metrics["valid_wape"]
+    local_scores = stages.LocalBackend().score(subset_config, features_local, local)
+    dask_scores = stages.LocalBackend().score(subset_config, features_local, trained)
+    wape_local = _holdout_wape(subset_config, inputs, local_scores)
+    wape_dask = _holdout_wape(subset_config, inputs, dask_scores)
+    assert abs(wape_dask - wape_local) <= WAPE_TOLERANCE * wape_local, (wape_local, wape_dask)
+
+
+def test_the_fit_from_worker_rows_names_a_missing_scale_column():
+    from territory.features.errors import InputError
+    from territory.models.distributed import fit_from_parts
+    from territory.models.forecast import SalesForecaster
+
+    template = pd.DataFrame({"unit_id": pd.Series(dtype=str), "target": pd.Series(dtype=float)})
+    with pytest.raises(InputError, match="sales_roll_mean_w12"):
+        fit_from_parts(SalesForecaster(), template, parts=[], client=None)
