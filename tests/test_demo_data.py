@@ -322,12 +322,18 @@ def test_derive_renames_real_columns(counties, demographics):
     np.testing.assert_allclose(derived["population_growth"], expected["population_growth"])
 
 
-@pytest.mark.filterwarnings("ignore:'crs' was not provided")
-def test_write_demo_data_writes_every_file_atomically(tmp_path, counties, demographics):
+def _nat_folder(tmp_path, counties, demographics):
+    """Two states' counties written as a NAT folder: (their units, the folder)."""
     sub, demo = _two_states(counties, demographics)
     nat_dir = tmp_path / "nat"
     nat_dir.mkdir()
     _fake_nat(sub, demo).to_file(nat_dir / "NAT.shp")
+    return sub, nat_dir
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_write_demo_data_writes_every_file_atomically(tmp_path, counties, demographics):
+    sub, nat_dir = _nat_folder(tmp_path, counties, demographics)
     out = tmp_path / "out"
     paths = write_demo_data(nat_dir, out, seed=5)
     assert set(paths) == set(FILES)
@@ -344,10 +350,7 @@ def test_write_demo_data_writes_every_file_atomically(tmp_path, counties, demogr
 def test_write_demo_data_with_rep_changes(tmp_path, counties, demographics):
     """``--rep-changes``: an earlier alignment and the sales it made before ``changed_at``;
     from then on the company is the one simulated without it."""
-    sub, demo = _two_states(counties, demographics)
-    nat_dir = tmp_path / "nat"
-    nat_dir.mkdir()
-    _fake_nat(sub, demo).to_file(nat_dir / "NAT.shp")
+    sub, nat_dir = _nat_folder(tmp_path, counties, demographics)
     plain = write_demo_data(nat_dir, tmp_path / "plain", seed=5)
     paths = write_demo_data(nat_dir, tmp_path / "out", seed=5, rep_changes=0.5)
     assert set(paths) == {*FILES, "alignment_previous.csv"}
@@ -375,10 +378,7 @@ def test_make_demo_data_rep_changes_option(tmp_path, counties, demographics):
 
     from territory.pipelines.cli import app
 
-    sub, demo = _two_states(counties, demographics)
-    nat_dir = tmp_path / "nat"
-    nat_dir.mkdir()
-    _fake_nat(sub, demo).to_file(nat_dir / "NAT.shp")
+    sub, nat_dir = _nat_folder(tmp_path, counties, demographics)
     out = tmp_path / "out"
     bad = CliRunner().invoke(app, ["make-demo-data", "--nat-dir", str(nat_dir), "--out",
                                    str(out), "--rep-changes", "1.5"])
