@@ -265,22 +265,29 @@ def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
 
 
 # -- reporting --------------------------------------------------------------------
+def _key(r: dict) -> tuple:
+    """One row per size, runner and number of backtest windows."""
+    return r["n_units"], r["runner"], r.get("backtest_windows") or 0
+
+
 def table(results: list[dict]) -> str:
     head = ("| units | runner | features s | training s | scoring s | design s | peak GB "
             "| train rows | final fit rows (lightgbm.dask) | valid WAPE |")
     # each stage cell: wall seconds / CPU seconds of the process tree; ✗ = wall over target
     lines = [head, "|" + "---|" * 10]
-    for r in sorted(results, key=lambda r: (r["n_units"], r["runner"])):
+    for r in sorted(results, key=_key):
         def cell(name, s=r["stages"]):
             v, cpu = s[name]["wall_s"], s[name].get("tree_cpu_s", s[name]["cpu_s"])
             target = TARGETS_S.get(name)
             return f"{v:.0f} / {cpu:.0f}" + (" ✗" if target and v > target else "")
 
         peak = f"{r['peak_gb']:.1f}" + (" ✗" if r["peak_gb"] > TARGET_PEAK_GB else "")
+        runner = r["runner"] + (f", backtest {w}" if (w := r.get("backtest_windows")) else "")
+        fit_rows = "-" if r["final_fit_rows"] is None else f"{r['final_fit_rows']:,}"
         lines.append(
-            f"| {r['n_units']:,} | {r['runner']} | {cell('build_features')} | "
+            f"| {r['n_units']:,} | {runner} | {cell('build_features')} | "
             f"{cell('train_models')} | {cell('score_units')} | {cell('design_territories')} | "
-            f"{peak} | {r['train_rows']:,} | {r['final_fit_rows']:,} "
+            f"{peak} | {r['train_rows']:,} | {fit_rows} "
             f"({'yes' if r['lightgbm_dask'] else 'no'}) | {r['valid_wape']:.3f} |")
     return "\n".join(lines)
 
@@ -325,7 +332,7 @@ def main() -> None:
         return
 
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"results": []}
-    results = {(r["n_units"], r["runner"]): r for r in previous["results"]}
+    results = {_key(r): r for r in previous["results"]}
     for n in args.units:
         for runner in args.runners:
             print(f"== {n} units, {runner} runner", flush=True)
@@ -337,20 +344,21 @@ def main() -> None:
             print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("  ")))
             if proc.returncode != 0 or not lines:
                 print(proc.stderr[-3000:])
-                results[(n, runner)] = {"n_units": n, "runner": runner,
-                                        "error": proc.stderr[-500:]}
+                failed = {"n_units": n, "runner": runner,
+                          "backtest_windows": args.backtest_windows, "error": proc.stderr[-500:]}
+                results[_key(failed)] = failed
                 continue
             r = json.loads(lines[-1][len("RESULT "):])
             r["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             r["load_average_1m"] = round(os.getloadavg()[0], 1)
-            results[(n, runner)] = r
+            results[_key(r)] = r
             RESULTS.write_text(json.dumps(
                 {"machine": f"{platform.node()}, {os.cpu_count()} CPU, {platform.platform()}",
                  "results": list(results.values())}, indent=1))
     ok = [r for r in results.values() if "error" not in r]
     print(table(ok))
     if ok:
-        plot(ok, ROOT / "benchmarks" / "scale.png")
+        plot([r for r in ok if not r.get("backtest_windows")], ROOT / "benchmarks" / "scale.png")
 
 
 if __name__ == "__main__":
