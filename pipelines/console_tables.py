@@ -124,7 +124,8 @@ def print_backtest(result, written: dict) -> None:
     by_length = result.coverage_by_length
     if by_length is not None and len(by_length):
         lengths = by_length[by_length["history"] != "all"]
-        words = ", ".join(f"{row['history']} {row['coverage']:.3f} ({int(row['rows'])} rows)"
+        words = ", ".join(f"{row['history']} " + (f"{row['coverage']:.3f} ({int(row['rows'])} "
+                                                   "rows)" if row["rows"] else "no rows")
                           for _, row in lengths[lengths["method"] == "territory"].iterrows())
         console.print(f"territory's 80% coverage by history: {words}", highlight=False)
     gate = result.gate

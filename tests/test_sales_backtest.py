@@ -161,6 +161,10 @@ def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_p
     forecasts = pd.read_csv(out / "forecasts.csv")
     by_length = pd.read_csv(out / "coverage_by_length.csv")
     assert set(by_length["history"]) == {"< 12 quarters", ">= 12 quarters", "all"}
+    short = by_length.query("method == 'territory' and history == '< 12 quarters'")
+    assert short["rows"].tolist() == [0]  # 48 quarters: no short series, said in words
+    assert "by history: < 12 quarters no rows, >= 12 quarters 0." in " ".join(
+        result.output.split())
     every = by_length[by_length["history"] == "all"].set_index("method")["rows"]
     assert (every == len(forecasts) // forecasts["method"].nunique()).all()
     assert set(forecasts["method"]) >= {"territory", "lightgbm", "auto_ets", "auto_theta"}
