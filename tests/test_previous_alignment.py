@@ -99,16 +99,7 @@ def test_rep_change_share_error_on_the_slice(demo_slice_dir, tmp_path):
 
     sales = pd.read_parquet(demo_slice_dir / "sales.parquet")
     changed = (pd.Timestamp(sales["period"].max()) - pd.DateOffset(months=11)).strftime("%Y-%m")
-    rng = np.random.default_rng(0)
-
-    def moved(frame):  # a seeded third of the units came from another territory
-        territories = sorted(frame["territory_id"].unique())
-        rows = rng.choice(len(frame), len(frame) // 3, replace=False)
-        frame.loc[rows, "territory_id"] = [
-            territories[(territories.index(t) + 1) % len(territories)]
-            for t in frame.loc[rows, "territory_id"]]
-
-    _earlier(demo_slice_dir, tmp_path, moved)
+    _earlier(demo_slice_dir, tmp_path, _third_moved(seed=0))
     config = load_config(_config(demo_slice_dir, tmp_path,
                                  {"path": "earlier.csv", "changed_at": changed}))
     inputs = stages.load_inputs(config)
@@ -150,16 +141,7 @@ def test_train_flow_logs_the_rep_change_error(prefect_session, demo_slice_dir, t
 
     sales = pd.read_parquet(demo_slice_dir / "sales.parquet")
     changed = (pd.Timestamp(sales["period"].max()) - pd.DateOffset(months=11)).strftime("%Y-%m")
-    rng = np.random.default_rng(1)
-
-    def moved(frame):
-        territories = sorted(frame["territory_id"].unique())
-        rows = rng.choice(len(frame), len(frame) // 3, replace=False)
-        frame.loc[rows, "territory_id"] = [
-            territories[(territories.index(t) + 1) % len(territories)]
-            for t in frame.loc[rows, "territory_id"]]
-
-    _earlier(demo_slice_dir, tmp_path, moved)
+    _earlier(demo_slice_dir, tmp_path, _third_moved(seed=1))
     path = _config(demo_slice_dir, tmp_path, {"path": "earlier.csv", "changed_at": changed})
     raw = yaml.safe_load(path.read_text()) | FAST_MODELS | {
         "run_name": "rep-change",
@@ -176,3 +158,17 @@ def test_train_flow_logs_the_rep_change_error(prefect_session, demo_slice_dir, t
     assert table["n_units"].sum() == summary["metrics"]["potential_rep_change_units"]
     client = MlflowClient(publish.tracking_uri(config))
     assert publish.REP_CHANGE_TABLE in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def _third_moved(seed: int):
+    """An edit of the alignment: a seeded third of the units came from the next territory."""
+    rng = np.random.default_rng(seed)
+
+    def moved(frame):
+        territories = sorted(frame["territory_id"].unique())
+        rows = rng.choice(len(frame), len(frame) // 3, replace=False)
+        frame.loc[rows, "territory_id"] = [
+            territories[(territories.index(t) + 1) % len(territories)]
+            for t in frame.loc[rows, "territory_id"]]
+
+    return moved
