@@ -17,6 +17,7 @@ atomically, into the output folder:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -29,15 +30,44 @@ from territory.features.spreadsheet_safe import write_csv
 from territory.models.sales_backtest import SalesBacktest, backtest_sales
 from territory.pipelines.outputs import atomic_file
 
+#: The validators name config settings; here the flags set them (pattern, replacement).
+SETTING_TO_FLAG = (
+    (r"set features\.frequency: (\S+) in the config \([^)]*\), or run territory init on "
+     r"this file", r"pass --frequency \1"),
+    (r"features\.frequency is", "--frequency is"),
+    (r"set data\.date_format:", "pass --date-format"),
+    (r"set data\.date_format", "pass --date-format"),
+    (r"data\.date_format", "--date-format"),
+    (r"set its name in the columns config", "name it with --unit-col, --time-col or --target-col"),
+)
+
+
+def in_flag_terms(exc: InputError) -> InputError:
+    """``exc`` with the config settings it names replaced by this command's flags."""
+    def reword(text: str | None) -> str | None:
+        for pattern, flag in SETTING_TO_FLAG:
+            text = re.sub(pattern, flag, text) if text else text
+        return text
+
+    return InputError(exc.source, reword(exc.rule), column=exc.column, rows=exc.rows,
+                      n_rows=exc.n_rows, hint=reword(exc.hint), key=exc.key)
+
 
 def load_sales_panel(path: Path, frequency: str, columns: ColumnsConfig,
                      date_format: str | None = None) -> pd.DataFrame:
-    """The sales file, validated and aggregated to ``frequency``, with the contract's names."""
+    """The sales file, validated and aggregated to ``frequency``, with the contract's names.
+
+    Errors name the flags (``--date-format``, ``--frequency``, ``--unit-col``),
+    not the config settings the validators speak of.
+    """
     frame = read_table(path, [columns.unit_col])
     ids = (frame[columns.unit_col].dropna().astype(str).unique()
            if columns.unit_col in frame else [])
-    sales = validate_sales(frame, str(path), ids, columns=columns, frequency=frequency,
-                           date_format=date_format)
+    try:
+        sales = validate_sales(frame, str(path), ids, columns=columns, frequency=frequency,
+                               date_format=date_format)
+    except InputError as exc:
+        raise in_flag_terms(exc) from None
     default = ColumnsConfig()
     return sales.rename(columns={columns.unit_col: default.unit_col,
                                  columns.time_col: default.time_col,

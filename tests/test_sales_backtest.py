@@ -151,7 +151,8 @@ def test_cli_reads_own_column_names_and_date_format_and_writes_every_table(tmp_p
             "--windows", "2", "--out", str(out), "--unit-col", "store", "--time-col", "quarter",
             "--target-col", "revenue"]
     refused = CliRunner().invoke(app, args)
-    assert refused.exit_code == 2 and "date_format" in refused.output
+    assert refused.exit_code == 2
+    assert "pass --date-format, e.g. '%d/%m/%Y'" in " ".join(refused.output.split())
     result = CliRunner().invoke(app, [*args, "--date-format", "%d/%m/%Y"])
     assert result.exit_code == 0, result.output
     assert "territory" in result.output and "MASE by horizon" in result.output
@@ -234,6 +235,20 @@ def test_cli_bad_files_are_refused_with_the_file_and_column(tmp_path, change, me
     assert result.exit_code == 2
     assert str(path) in result.output and message in result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--frequency", "MS", "--unit-col", "store"], "pass --frequency QS"),
+    (["--frequency", "QS", "--unit-col", "shop"], "--unit-col, --time-col or --target-col"),
+])
+def test_cli_errors_name_the_flags_that_fix_them_not_config_settings(tmp_path, args, flag):
+    sales = _sales("QS", 40).rename(columns={"unit_id": "store"})
+    path = _write(tmp_path, sales)
+    result = CliRunner().invoke(app, ["backtest", "--sales", str(path), "--horizon", "4",
+                                      "--out", str(tmp_path / "r"), *args])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and flag in said, said
+    assert "features.frequency" not in said and "columns config" not in said
 
 
 def test_cli_refuses_an_unknown_frequency_and_bad_numbers(tmp_path):
