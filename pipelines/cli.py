@@ -19,8 +19,10 @@ from rich.table import Table
 from territory.features.errors import InputError, shorten
 from territory.pipelines.console_tables import (
     console,
+    print_backfill,
     print_backtest,
     print_horizons,
+    print_nightly,
     print_result,
     print_validation,
 )
@@ -294,6 +296,36 @@ def migrate(config: ConfigOption = Path("configs/demo.yaml")) -> None:
     console.print("every alias of an old version (champion, challenger) now names its new one")
 
 
+@app.command()
+def nightly(
+    config: ConfigOption = Path("configs/demo.yaml"),
+    as_of: Annotated[str | None, typer.Option(help="As-of date (YYYY-MM-DD).")] = None,
+    model_version: Annotated[str | None, typer.Option(
+        help="Score with this registered version instead of the champion.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the nightly forecast now: score with the champion, recommend, report, monitor."""
+    from territory.pipelines.config import load_config
+
+    try:
+        cfg = load_config(config, {"as_of": as_of} if as_of else None)
+    except InputError as exc:
+        _fail(exc)
+    prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
+    from territory.pipelines.prefect_api import PrefectStartError, prefect_api, quiet_input_errors
+
+    try:
+        with prefect_api(Path(cfg.workspace)):
+            from territory.pipelines.flows import nightly_forecast, with_runner
+
+            if not verbose:
+                quiet_input_errors()
+            result = with_runner(nightly_forecast, cfg)(cfg, model_version)
+    except (InputError, PrefectStartError) as exc:
+        _fail(exc)
+    print_nightly(result, cfg)
+
+
 def _needs_prefect_server(what: str) -> None:
     if not os.environ.get("PREFECT_API_URL"):
         _fail(InputError(
@@ -362,8 +394,6 @@ def backfill(
              "every month).")] = 1,
 ) -> None:
     """Replay the nightly forecast as of each month; report accuracy per as-of date."""
-    import pandas as pd
-
     from territory.pipelines.config import load_config
     from territory.pipelines.prefect_api import PrefectStartError, prefect_api, quiet_input_errors
 
@@ -379,28 +409,7 @@ def backfill(
             result, csv = replay(cfg, start, end, retrain_every)
     except (InputError, PrefectStartError) as exc:
         _fail(exc)
-    table = Table(title="Backfill: forecast vs later actuals, per as-of date", pad_edge=False)
-    for column in ("as of", "model", "months", "WAPE", "WAPE h1", "terr. WAPE", "bias",
-                   "cover", "status"):
-        table.add_column(column, justify="left" if column in ("as of", "status") else "right",
-                         no_wrap=column in ("as of", "model"),
-                         min_width=None if column in ("as of", "model", "status") else 5)
-
-    def pct(value) -> str:
-        return "" if pd.isna(value) else f"{value:.1%}"
-
-    def model(row) -> str:  # with the month it was trained at, when it is an earlier one
-        if pd.isna(row.model_version):
-            return ""
-        earlier = row.model_as_of != row.as_of
-        return f"v{row.model_version}" + (f" ({row.model_as_of[:7]})" if earlier else "")
-
-    for row in result.itertuples():
-        table.add_row(row.as_of[:7], model(row),
-                      "" if pd.isna(row.months_observed) else f"{row.months_observed:.0f}",
-                      pct(row.wape), pct(row.wape_h1), pct(row.wape_territory), pct(row.bias),
-                      pct(row.coverage), row.status)
-    console.print(table)
+    print_backfill(result)
     print_horizons(backfill_horizons(cfg, result.loc[result["status"] == "ok", "as_of"]))
     console.print(f"accuracy table: {csv}")
     console.print(f"monitoring history: {Path(cfg.workspace) / 'monitoring' / 'accuracy.parquet'}")

@@ -164,3 +164,54 @@ def print_horizons(summary) -> None:
         table.add_row(str(row.horizon), str(row.forecasts), pct(row.wape), pct(row.promised_wape),
                       pct(row.bias), pct(row.coverage), pct(row.promised_coverage))
     console.print(table)
+
+
+def print_backfill(result) -> None:
+    """The backfill's accuracy per as-of date."""
+    import pandas as pd
+
+    table = Table(title="Backfill: forecast vs later actuals, per as-of date", pad_edge=False)
+    for column in ("as of", "model", "months", "WAPE", "WAPE h1", "terr. WAPE", "bias",
+                   "cover", "status"):
+        table.add_column(column, justify="left" if column in ("as of", "status") else "right",
+                         no_wrap=column in ("as of", "model"),
+                         min_width=None if column in ("as of", "model", "status") else 5)
+
+    def pct(value) -> str:
+        return "" if pd.isna(value) else f"{value:.1%}"
+
+    def model(row) -> str:  # with the month it was trained at, when it is an earlier one
+        if pd.isna(row.model_version):
+            return ""
+        earlier = row.model_as_of != row.as_of
+        return f"v{row.model_version}" + (f" ({row.model_as_of[:7]})" if earlier else "")
+
+    for row in result.itertuples():
+        table.add_row(row.as_of[:7], model(row),
+                      "" if pd.isna(row.months_observed) else f"{row.months_observed:.0f}",
+                      pct(row.wape), pct(row.wape_h1), pct(row.wape_territory), pct(row.bias),
+                      pct(row.coverage), row.status)
+    console.print(table)
+
+
+def print_nightly(result: dict, config) -> None:
+    """Where the nightly forecast wrote, with which model, and what monitoring found."""
+    folder, scores = Path(result["folder"]), result["scores"]
+    table = Table(title=f"Nightly forecast as of {result['as_of']:%Y-%m-%d}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("model version", f"v{result['model_version']}")
+    table.add_row("units scored", f"{scores[config.data.columns.unit_col].nunique():,}")
+    table.add_row("periods ahead", str(scores["horizon"].nunique()))
+    if result.get("forces"):
+        table.add_row("sales forces", ", ".join(map(str, result["forces"])))
+    watched = result.get("monitoring") or {}
+    if "error" in watched:
+        table.add_row("monitoring", f"not updated: {watched['error']}")
+    else:
+        table.add_row("earlier forecasts measured", str(watched.get("forecasts_measured", 0)))
+    console.print(table)
+    console.print(f"outputs:  {folder}", soft_wrap=True)
+    for label, name in (("report:  ", "report.html"), ("workbook:", "report.xlsx")):
+        if (folder / name).is_file():
+            console.print(f"{label} {folder / name}", soft_wrap=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -422,6 +423,32 @@ def test_backfill_command_prints_the_accuracy_table(trained, config, prefect_ses
     bad = CliRunner().invoke(app, ["backfill", "--config", str(path), "--start", "2025-13",
                                    "--end", "2025-11"])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+
+
+def test_nightly_command_runs_the_nightly_now_and_moves_no_alias(trained, config,
+                                                                  prefect_session, monkeypatch):
+    from typer.testing import CliRunner
+
+    from territory.pipelines.cli import app
+
+    monkeypatch.setenv("PREFECT_HOME", str(prefect_session))
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    path = Path(config.workspace).parent / f"{Path(config.workspace).name}.yaml"
+    before = registry_state(config)
+    result = CliRunner().invoke(app, ["nightly", "--config", str(path)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"model version\W+v{trained['version']}\W", said) and "units scored" in said
+    folder = Path(config.workspace) / "nightly" / f"{config.run_name}-{trained['as_of']}"
+    assert f"report: {folder / 'report.html'}" in said and (folder / "report.html").is_file()
+    assert registry_state(config) == before  # scoring registers nothing and moves no alias
+    missing = CliRunner().invoke(app, ["nightly", "--config", str(path),
+                                       "--model-version", "999"])
+    said = " ".join(missing.output.split())
+    assert missing.exit_code == 2 and "no version 999" in said and "train first" in said
+    assert "Traceback" not in missing.output
 
 
 @pytest.mark.slow
