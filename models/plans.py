@@ -241,7 +241,7 @@ def plan_measures(design: Design, config: TerritoryConfig) -> dict:
     row["max_span_km"] = float(summary["diameter_km"].max())
     row["median_elongation"] = (float(summary["elongation"].median())
                                 if "elongation" in summary else np.nan)
-    moved = 0
+    moved = np.nan  # without a current alignment there is nothing to move from
     if design.current is not None:
         moved = int((design.current.reindex(design.proposed.index).astype(str)
                      != design.proposed.astype(str)).sum())

@@ -78,8 +78,8 @@ def print_plans(run_dir: Path) -> None:
         table.add_row(str(row["plan"]), *(num(row, c, ".1%") for c in devs),
                       num(row, "hard_violations", ".0f"), num(row, "median_elongation", ".2f"),
                       num(row, "max_span_km", ",.0f"),
-                      num(row, "units_moved_pct", ".1f") + ("%" if "units_moved_pct" in row
-                                                           else ""), style=style)
+                      moved + "%" if (moved := num(row, "units_moved_pct", ".1f")) else "",
+                      style=style)
     console.print(table)
 
 

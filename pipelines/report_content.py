@@ -311,7 +311,9 @@ def _headline(config: RunConfig, features: FeatureSet, design: Design, recs: Rec
                          f"{int((sure >= 0.8).sum())} of {len(sure)} territories at ≥ 80% "
                          f"probability (least sure {sure.min():.0%})"))
         headline.append(("Balance mode", balance_mode_words(ov)))
-    headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"))
+    headline.append(("Units moved", f"{len(recs.moves):,} ({len(recs.moves) / len(uid):.0%})"
+                      if design.current is not None else "none: no current alignment, a first "
+                      "design"))
     if recs.reps is not None and "load_after" in recs.reps:
         known = recs.reps["load_after"].dropna()
         over = int((known > 1 + 1e-9).sum())

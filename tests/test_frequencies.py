@@ -248,6 +248,10 @@ def test_us_income_annual_runs_from_init(prefect_session, tmp_path):
     _check_run(config, result, 48, "3 years")
     scores = pd.read_parquet(result["run_dir"] / "scores.parquet")
     assert sorted(scores["target_period"].dt.year.unique()) == [2010, 2011, 2012]
+    # no current alignment: nothing was moved, and neither table nor report says "0 moved"
+    report = " ".join((result["run_dir"] / "report.html").read_text().split())
+    assert "none: no current alignment, a first design" in report
+    assert pd.read_csv(result["run_dir"] / "plan_comparison.csv")["units_moved"].isna().all()
 
 
 def test_quarterly_panel_runs_from_init(prefect_session, demo_slice_dir, tmp_path):

@@ -65,6 +65,22 @@ def test_no_minimal_change_without_a_current_alignment_or_when_switched_off():
     assert "minimal change" not in set(design.comparison["plan"])
 
 
+def test_a_first_design_has_no_units_moved_rather_than_zero(tmp_path, capsys, monkeypatch):
+    from territory.pipelines import console_tables
+
+    geo, measures, _, config = _case()
+    design = plans.publishable_design(geo, measures, config.model_copy(update={"frontier": []}),
+                                      None)
+    table = design.comparison
+    assert "current alignment" not in set(table["plan"])
+    assert table["units_moved"].isna().all() and table["units_moved_pct"].isna().all()
+    table.to_csv(tmp_path / "plan_comparison.csv", index=False)
+    monkeypatch.setattr(console_tables.console, "width", 200)
+    console_tables.print_plans(tmp_path)
+    proposed = next(line for line in capsys.readouterr().out.splitlines() if "proposed" in line)
+    assert "%" in proposed and not proposed.rstrip(" │").endswith("%")  # deviations, no moved
+
+
 def test_the_run_prints_the_price_of_balance(tmp_path, capsys, monkeypatch):
     from territory.pipelines import console_tables as cli
 
