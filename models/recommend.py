@@ -217,7 +217,7 @@ def territory_recommendations(
     frame["top_white_space_units"] = ranked.groupby(territory_col)["_label"].apply(
         lambda s: "; ".join(s.head(top_units)))  # names may hold commas ("Story, Iowa")
     keep = [c for c in summary.columns if c.endswith("_deviation") or c in
-            ("n_components", "dispersion", "diameter_km", "polsby_popper", "moved_in",
+            ("n_components", "mean_distance_km", "diameter_km", "polsby_popper", "moved_in",
              "moved_out", "potential_lo", "potential_hi", "p_within_tolerance")]
     merged = frame.join(summary.set_index("territory")[keep], how="left")
     return merged.rename_axis("territory").reset_index().sort_values("white_space",
