@@ -242,21 +242,36 @@ def distributed_training(config: RunConfig, features: FeatureSet, client,
     """The local training, with the forecaster's big fit on ``lightgbm.dask``.
 
     With ``parts`` (from :func:`worker_features`) the forecaster fits from the
-    training rows where the workers hold them, and ``parts`` is spent; the
-    rolling-origin backtest needs the whole table here, so with backtest
-    windows the rows are gathered first.
+    training rows where the workers hold them, and ``parts`` is spent. With
+    backtest windows every fit (the final one and one per origin) reads the
+    rows again, so the workers first write their tables to files and let go
+    of them (:mod:`territory.models.distributed_backtest`); the backtest's fits
+    and forecasts run there too, and the files are deleted at the end.
+    ``parts.stats`` gets ``fit_rows`` (the final fit's) and ``backtest_fit_rows``.
     """
     from territory.models.distributed import fit_distributed, fit_from_parts
 
     min_rows = config.dask.lightgbm_min_rows
-    if parts is not None and config.forecast.backtest.windows > 0:
-        features, parts = dataclasses.replace(features, train_table=parts.gather()), None
     if parts is None:
         fit = partial(fit_distributed, client=client, min_rows=min_rows)
-    else:
+        return stages.LocalBackend().train(config, features, fit_forecaster=fit)
+    if config.forecast.backtest.windows == 0:
         fit = partial(fit_from_parts, parts=parts.futures, client=client, min_rows=min_rows,
                       record=parts.stats)
-    return stages.LocalBackend().train(config, features, fit_forecaster=fit)
+        return stages.LocalBackend().train(config, features, fit_forecaster=fit)
+    from territory.models import distributed_backtest
+
+    spilled = distributed_backtest.spill_tables(client, parts.futures)
+    try:
+        fit = partial(fit_from_parts, parts=list(spilled), client=client, min_rows=min_rows,
+                      record=parts.stats)
+        at_origin = distributed_backtest.origin_forecasts(
+            client, spilled, parts.template, unit_col=config.data.columns.unit_col,
+            min_rows=min_rows, record=parts.stats.setdefault("backtest_fit_rows", []))
+        return stages.LocalBackend().train(config, features, fit_forecaster=fit,
+                                           origin_forecasts=at_origin)
+    finally:
+        distributed_backtest.remove_spilled(client, spilled)
 
 
 def _without_train_rows(part: PartitionFeatures) -> PartitionFeatures:

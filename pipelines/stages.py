@@ -139,9 +139,11 @@ class LocalBackend:
             config.features, config.forecast.horizon, config.data.columns,
             config.territories.workload_column, config.data.projected_crs)
 
-    def train(self, config: RunConfig, features: FeatureSet, fit_forecaster=None) -> Trained:
+    def train(self, config: RunConfig, features: FeatureSet, fit_forecaster=None,
+              origin_forecasts=None) -> Trained:
         return training.train_models(features, config.forecast, config.potential,
-                                     config.features, config.data.columns, fit_forecaster)
+                                     config.features, config.data.columns, fit_forecaster,
+                                     origin_forecasts)
 
     def score(self, config: RunConfig, features: FeatureSet, trained: Trained) -> Scores:
         return scoring.score_units(features, trained, config.features.frequency,
