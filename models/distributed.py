@@ -138,11 +138,12 @@ def fit_distributed(
 class SpilledTable:
     """A partition's training table written to a file by the worker that holds it.
 
-    Tasks that read it run on that worker (its local directory need not be shared).
+    Tasks that read it run on that worker (its local directory need not be shared);
+    ``worker`` None: the file is in a folder every worker reads (the feature cache).
     """
 
     path: str
-    worker: str  # the address of the worker that wrote it
+    worker: str | None  # the address of the worker that wrote it
     n_rows: int
 
 
@@ -163,7 +164,8 @@ def _per_part(client, fn, parts: list, *others: list, **kwargs) -> list:
     """``client.map(fn, parts, *others, **kwargs)``, each task of a spilled table pinned to
     the worker that holds its file."""
     return [client.submit(fn, part, *(o[i] for o in others), pure=False,
-                          workers=[part.worker] if isinstance(part, SpilledTable) else None,
+                          workers=([part.worker] if isinstance(part, SpilledTable)
+                                   and part.worker else None),
                           **kwargs)
             for i, part in enumerate(parts)]
 

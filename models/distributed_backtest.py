@@ -33,33 +33,37 @@ from territory.models.distributed import SpilledTable, _per_part, _table, fit_fr
 from territory.models.forecast import SalesForecaster
 
 
-def _spill(table: pd.DataFrame, folder: str | None = None) -> SpilledTable:
-    """Write a partition's table to a file in the worker's local directory (atomically)."""
+def _spill(table: pd.DataFrame, index: int, folder: str | None = None) -> SpilledTable:
+    """Write a partition's table to a file (atomically): in ``folder``, which every worker
+    reads, or else in this worker's local directory."""
     import distributed
 
     worker = distributed.get_worker()
+    shared = folder is not None
     folder = folder or os.path.join(worker.local_directory, "territory-train-tables")
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"part-{uuid.uuid4().hex}.feather")
-    tmp = f"{path}.tmp"
+    name = f"part-{index:04d}" if shared else f"part-{uuid.uuid4().hex}"
+    path = os.path.join(folder, f"{name}.feather")
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{name}")
     frame = table if isinstance(table.index, pd.RangeIndex) and table.index.start == 0 \
         and table.index.step == 1 else table.reset_index(drop=True)
     frame.to_feather(tmp, compression="uncompressed")  # read back fast, columns apart
     os.replace(tmp, path)
-    return SpilledTable(path, worker.address, len(frame))
+    return SpilledTable(path, None if shared else worker.address, len(frame))
 
 
 def spill_tables(client, futures: list, folder: str | None = None) -> list[SpilledTable]:
     """Each table of ``futures`` written to a file by the worker that holds it.
 
     ``futures`` is emptied: the workers let go of the tables in memory. ``folder``
-    (default: each worker's local directory) must be one the workers can write.
+    (default: each worker's local directory, read back on that worker) must be one
+    every worker can write and read.
     """
     import distributed
 
     from territory.models.distributed import trim_memory
 
-    spilled = client.map(_spill, futures, folder=folder, pure=False)
+    spilled = client.map(_spill, futures, range(len(futures)), folder=folder, pure=False)
     distributed.wait(spilled)
     futures.clear()
     out = client.gather(spilled)

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -121,11 +123,27 @@ def _flow_runner_client():
 
 
 class DaskBackend:
-    """Features, training and scoring on the flow's (or the config's) Dask cluster."""
+    """Features, training and scoring on the flow's (or the config's) Dask cluster.
+
+    In a flow, whose feature build is a cached, persisted Prefect task, the
+    training rows do not come to the driver: the workers write them to one
+    file per partition next to the cache entry (:func:`feature_tables_folder`),
+    the feature set keeps the files (``train_files``) and a training table
+    without rows, and training reads them where the workers are. Outside a
+    flow the rows are gathered into ``train_table``, as the local backend has them.
+    """
 
     def features(self, config: RunConfig, inputs: stages.Inputs) -> FeatureSet:
+        folder = feature_tables_folder(config, inputs)
         with dask_client(config) as client:
-            return partitioned_features(config, inputs, client)
+            if folder is None:
+                return partitioned_features(config, inputs, client)
+            from territory.models.distributed_backtest import spill_tables
+
+            features, parts = worker_features(config, inputs, client)
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier build's files
+            files = spill_tables(client, parts.futures, str(folder))
+            return dataclasses.replace(features, train_files=files)
 
     def train(self, config: RunConfig, features: FeatureSet) -> Trained:
         with dask_client(config) as client:
@@ -158,6 +176,22 @@ class TrainParts:
                 yield self.futures.pop(0).result()
 
         return stack_tables(arriving(), self.n_rows, self.template)
+
+
+def feature_tables_folder(config: RunConfig, inputs: stages.Inputs) -> Path | None:
+    """Where a flow's Dask feature build keeps its training rows: ``<entry>.tables`` beside
+    the feature cache entry in Prefect's result storage (pruned and cleared with it,
+    :mod:`territory.pipelines.cache`); None outside a flow run. The workers must be able
+    to read and write it (a ``LocalCluster``, or a shared result storage path)."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import get_current_settings
+
+    from territory.pipelines import run_keys
+
+    if FlowRunContext.get() is None:
+        return None
+    key = run_keys.features_cache_key(config, inputs.file_hashes)
+    return Path(get_current_settings().results.local_storage_path) / f"{key}.tables"
 
 
 def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> FeatureSet:
@@ -252,6 +286,8 @@ def distributed_training(config: RunConfig, features: FeatureSet, client,
     from territory.models.distributed import fit_distributed, fit_from_parts
 
     min_rows = config.dask.lightgbm_min_rows
+    if features.train_files is not None:  # a flow's feature build: the rows are in files
+        return _train_from_files(config, features, client, features.train_files, {})
     if parts is None:
         fit = partial(fit_distributed, client=client, min_rows=min_rows)
         return stages.LocalBackend().train(config, features, fit_forecaster=fit)
@@ -263,15 +299,33 @@ def distributed_training(config: RunConfig, features: FeatureSet, client,
 
     spilled = distributed_backtest.spill_tables(client, parts.futures)
     try:
-        fit = partial(fit_from_parts, parts=list(spilled), client=client, min_rows=min_rows,
-                      record=parts.stats)
-        at_origin = distributed_backtest.origin_forecasts(
-            client, spilled, parts.template, unit_col=config.data.columns.unit_col,
-            min_rows=min_rows, record=parts.stats.setdefault("backtest_fit_rows", []))
-        return stages.LocalBackend().train(config, features, fit_forecaster=fit,
-                                           origin_forecasts=at_origin)
+        return _train_from_files(config, features, client, spilled, parts.stats)
     finally:
         distributed_backtest.remove_spilled(client, spilled)
+
+
+def _train_from_files(config: RunConfig, features: FeatureSet, client, files: list,
+                      stats: dict) -> Trained:
+    """The training, every fit (the final one, the backtest's) reading the rows from
+    ``files`` on the workers; ``stats`` gets the fits' numbers of rows."""
+    from territory.models import distributed_backtest
+    from territory.models.distributed import fit_from_parts
+
+    missing = [f.path for f in files if f.worker is None and not Path(f.path).is_file()]
+    if missing:
+        raise InputError(
+            "feature cache",
+            f"{len(missing)} of the {len(files)} training-row files are gone, e.g. {missing[0]}",
+            hint="run `territory cache clear` and run again (the features are rebuilt)")
+    min_rows = config.dask.lightgbm_min_rows
+    fit = partial(fit_from_parts, parts=list(files), client=client, min_rows=min_rows,
+                  record=stats)
+    at_origin = distributed_backtest.origin_forecasts(
+        client, files, features.train_table.iloc[:0], unit_col=config.data.columns.unit_col,
+        min_rows=min_rows, record=stats.setdefault("backtest_fit_rows", []))
+    # the local training, told that the rows are not in train_table but where the fits read
+    return stages.LocalBackend().train(config, dataclasses.replace(features, train_files=None),
+                                       fit_forecaster=fit, origin_forecasts=at_origin)
 
 
 def _without_train_rows(part: PartitionFeatures) -> PartitionFeatures:

@@ -35,6 +35,7 @@ from territory.models.training import Trained
 from territory.pipelines import reconcile_runs
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import file_sha256
+from territory.pipelines.train_files import with_train_rows
 from territory.pipelines.validation import check_run_inputs, handle_data_gaps
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class LocalBackend:
 
     def train(self, config: RunConfig, features: FeatureSet, fit_forecaster=None,
               origin_forecasts=None) -> Trained:
+        features = with_train_rows(features, config.data.columns.unit_col)  # Dask-built
         return training.train_models(features, config.forecast, config.potential,
                                      config.features, config.data.columns, fit_forecaster,
                                      origin_forecasts)

@@ -213,6 +213,13 @@ def test_pipeline_flow_runs_on_the_dask_cluster(client, prefect_session, demo_sl
     # features, the forecaster's final fit and scoring ran as tasks on this cluster
     ran = {distributed.utils.key_split(task["key"]) for task in stream.data}
     assert {"build_partition", "score_partition", "train_part"} <= ran, ran  # key_split drops "_"
+    # the cached feature build kept its training rows in files beside the cache entry
+    # (written by the workers, "spill"), and the backtest forecast from them ("forecasts_at")
+    assert config.forecast.backtest.windows > 0 and {"spill", "forecasts_at"} <= ran, ran
+    from prefect.settings import get_current_settings
+
+    storage = Path(get_current_settings().results.local_storage_path)
+    assert list(storage.glob("features-*.tables/part-*.feather"))
 
 
 def _banded(config):
@@ -424,3 +431,62 @@ def test_the_dask_backtest_on_lightgbm_dask_is_close_to_the_local_one(
     for col in ("forecast", "forecast_lo", "forecast_hi"):
         assert ours[col].sum() == pytest.approx(theirs[col].sum(), rel=WAPE_TOLERANCE)
     assert all(files == [] for files in client.run(_spilled_files).values())
+
+
+def _file_backed(config, inputs, client, folder: Path):
+    """The flow's Dask feature build: the training rows in files that every worker reads."""
+    import dataclasses
+
+    from territory.models.distributed_backtest import spill_tables
+
+    features, parts = dask_runner.worker_features(config, inputs, client)
+    files = spill_tables(client, parts.futures, str(folder))
+    return dataclasses.replace(features, train_files=files)
+
+
+def test_a_feature_set_with_its_rows_in_files_trains_and_monitors_as_the_local_one(
+        client, local_run, local_backtest, tmp_path, monkeypatch):
+    """The flow's Dask feature set keeps its training rows in one file per partition (the
+    cached set has none): training from the files is the local training (refit here, bit
+    for bit), the driver receives no training row, and the drift reference's rows (one
+    horizon, the sales features) read from the files equal the local ones."""
+    from territory.pipelines import monitoring, train_files
+
+    inputs, features_local, _ = local_run
+    config, local = local_backtest
+    features = _file_backed(config, inputs, client, tmp_path / "features-x.tables")
+    assert len(features.train_table) == 0 and len(features.train_files) == 3
+    assert sorted(p.name for p in (tmp_path / "features-x.tables").iterdir()) == [
+        "part-0000.feather", "part-0001.feather", "part-0002.feather"]
+    pd.testing.assert_frame_equal(train_files.train_rows(features, "unit_id"),
+                                  features_local.train_table, check_exact=True)
+    ours = monitoring.drift_tables(config, features, training=True)["forecast"]
+    theirs = monitoring.drift_tables(config, features_local, training=True)["forecast"]
+    pd.testing.assert_frame_equal(ours.reset_index(drop=True), theirs.reset_index(drop=True),
+                                  check_exact=True)
+
+    seen = _watch_the_driver(monkeypatch, features_local.train_table.columns)
+    trained = dask_runner.distributed_training(config, features, client)
+    monkeypatch.undo()
+    assert seen == []
+    pd.testing.assert_frame_equal(_keys(trained.backtest.predictions),
+                                  _keys(local.backtest.predictions), check_exact=True)
+    assert trained.forecaster.best_iteration_ == local.forecaster.best_iteration_
+    # the files stay: they belong to the feature cache entry
+    assert len(list((tmp_path / "features-x.tables").glob("*.feather"))) == 3
+    # and a local run on the same cached set reads the rows back
+    again = stages.LocalBackend().train(config, features)
+    pd.testing.assert_frame_equal(again.validation, local.validation, check_exact=True)
+
+
+def test_missing_training_row_files_say_to_clear_the_cache(client, local_run, local_backtest,
+                                                          tmp_path):
+    from territory.features.errors import InputError
+
+    inputs, _, _ = local_run
+    config, _ = local_backtest
+    features = _file_backed(config, inputs, client, tmp_path / "features-y.tables")
+    Path(features.train_files[1].path).unlink()
+    with pytest.raises(InputError,
+                       match="(?s)1 of the 3 .*part-0001.feather.*territory cache clear"):
+        dask_runner.distributed_training(config, features, client)
