@@ -100,7 +100,9 @@ def dask_client(config: RunConfig) -> Iterator:
         return
     runner_client = _flow_runner_client()
     if runner_client is not None:
-        yield runner_client
+        # the current client too: distributed.wait and as_completed look for one
+        with runner_client.as_current():
+            yield runner_client
         return
     if config.dask.address:
         with distributed.Client(config.dask.address) as client:

@@ -490,3 +490,19 @@ def test_missing_training_row_files_say_to_clear_the_cache(client, local_run, lo
     with pytest.raises(InputError,
                        match="(?s)1 of the 3 .*part-0001.feather.*territory cache clear"):
         dask_runner.distributed_training(config, features, client)
+
+
+def test_the_flow_runners_client_is_the_current_one(client, subset_config, monkeypatch):
+    """In a flow the stages use the DaskTaskRunner's client, which is not the default
+    client: ``distributed.wait`` and ``as_completed`` (which look for the current client)
+    must find it, or the build fails with "No clients found" (found by
+    ``benchmarks/scale_flow.py``)."""
+    import distributed
+
+    with distributed.Client(client.scheduler.address, set_as_default=False) as runner:
+        monkeypatch.setattr(dask_runner, "_flow_runner_client", lambda: runner)
+        with dask_runner.dask_client(subset_config) as got:
+            assert got is runner and distributed.default_client() is runner
+            futures = got.map(abs, [-1, -2])
+            distributed.wait(futures)
+            assert sorted(f.result() for f in distributed.as_completed(futures)) == [1, 2]
