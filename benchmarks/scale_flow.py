@@ -80,7 +80,8 @@ def run_train_flow(n_units: int, backtest_windows: int) -> dict:
     if not (folder / "sales.parquet").exists():
         make_data(n_units, folder)
     config = config_for(folder, "dask", backtest_windows)
-    workspace = Path(config.workspace)
+    workspace = folder / "workspace-flow"  # not scale.py's (one may run beside it)
+    config = config.model_copy(update={"workspace": type(config.workspace)(workspace)})
     shutil.rmtree(workspace, ignore_errors=True)  # a fresh workspace: the feature cache misses
     workspace.mkdir(parents=True)
 

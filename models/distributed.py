@@ -25,7 +25,10 @@ unit, the workers build the selected rows' design matrices, and the driver
 pulls them (in the local fit's row order) only for the early-stopping fit and
 the calibration, which are therefore bitwise the local ones. The refit runs
 on ``lightgbm.dask`` from the design matrices where the workers built them;
-the partitions' training tables are released before it.
+the partitions' training tables are released before it. The tables may
+also be files the workers wrote (:class:`SpilledTable`), read back per task,
+and a row filter (``until``) gives the fit at a backtest origin
+(:mod:`territory.models.distributed_backtest`).
 
 Data-parallel LightGBM bins features and bags rows per worker, so the
 distributed refit is not bitwise equal to the local one; the parity test

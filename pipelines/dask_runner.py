@@ -19,9 +19,14 @@
   come to the driver. They stay on the workers, the forecaster's fit rows
   and design matrices are built there, the driver pulls only the fit's rows
   for early stopping and calibration, and the refit runs from the workers'
-  design matrices (``benchmarks/scale.py`` measures this path). The flows'
-  feature build is a cached, persisted Prefect task, so the backend gathers
-  the rows for them, as before. ``score`` scores each partition on
+  design matrices (``benchmarks/scale.py`` measures this path). With backtest
+  windows every fit reads the rows again, so the workers write their tables
+  to files first, and the backtest's fits and forecasts at each origin run
+  from them too (:mod:`territory.models.distributed_backtest`). The flows'
+  feature build is a cached, persisted Prefect task: there the workers write
+  the rows to files beside the cache entry and the feature set keeps only
+  their names (``FeatureSet.train_files``; ``benchmarks/scale_flow.py``
+  measures the flow). ``score`` scores each partition on
   a worker with the local scoring code; the scores equal the local ones.
 
 The driver reads and validates the inputs, as with the local runner, and
