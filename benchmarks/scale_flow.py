@@ -75,13 +75,17 @@ class Peaks:
         self._thread.join()
 
 
-def run_train_flow(n_units: int, backtest_windows: int) -> dict:
+def run_train_flow(n_units: int, backtest_windows: int, members: bool = True) -> dict:
     folder = CACHE / f"units-{n_units}"
     if not (folder / "sales.parquet").exists():
         make_data(n_units, folder)
     config = config_for(folder, "dask", backtest_windows)
     workspace = folder / "workspace-flow"  # not scale.py's (one may run beside it)
     config = config.model_copy(update={"workspace": type(config.workspace)(workspace)})
+    if not members:  # LightGBM alone: the backtest's fits without the statistical members
+        forecast = config.forecast.model_copy(update={"combination": (
+            config.forecast.combination.model_copy(update={"members": []}))})
+        config = config.model_copy(update={"forecast": forecast})
     shutil.rmtree(workspace, ignore_errors=True)  # a fresh workspace: the feature cache misses
     workspace.mkdir(parents=True)
 
@@ -108,7 +112,7 @@ def run_train_flow(n_units: int, backtest_windows: int) -> dict:
         summary = flows.with_runner(flows.train, config)(config)
     peaks.stop()
     tables = list((workspace / "prefect").rglob("features-*.tables/*.feather"))
-    return {"n_units": n_units, "backtest_windows": backtest_windows,
+    return {"n_units": n_units, "backtest_windows": backtest_windows, "members": members,
             "wall_s": round(time.perf_counter() - t0, 1), "steps": peaks.steps,
             "peak_gb": max(s["peak_gb"] for s in peaks.steps.values()),
             "peak_gb_no_server": max(s["peak_gb_no_server"] for s in peaks.steps.values()),
@@ -123,8 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--units", type=int, default=42000)
     parser.add_argument("--backtest-windows", type=int, default=2)
+    parser.add_argument("--no-members", action="store_true",
+                        help="forecast.combination.members: [] (the members cost time, not memory)")
     args = parser.parse_args()
-    result = run_train_flow(args.units, args.backtest_windows)
+    result = run_train_flow(args.units, args.backtest_windows, not args.no_members)
     print(json.dumps(result, indent=1))
     print("| step | wall s | peak GB (tree) | peak GB (without Prefect's server) |")
     print("|---|---:|---:|---:|")
