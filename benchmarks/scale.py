@@ -18,9 +18,12 @@ intervals, potential and drivers of every unit) and ``design_territories``
 ``territory.pipelines.dask_runner`` on ``LocalCluster(n_workers=2,
 threads_per_worker=1)``; territory design is the same sequential code for
 both; its training rows stay on the workers (``dask_runner.worker_features``)
-and the forecaster fits from them there. Reported per stage: wall time, CPU
-time of the driver process and of the whole process tree (driver + Dask
-workers), and peak memory = the largest sum of RSS over the process tree, sampled every 0.1 s.
+and the forecaster fits from them there (with backtest windows, the workers
+write them to files and every fit, the backtest's included, reads them there).
+``benchmarks/scale_flow.py`` measures the real Prefect ``train`` flow instead.
+Reported per stage: wall time, CPU time of the driver process and of the
+whole process tree (driver + Dask workers), and peak memory = the largest
+sum of RSS over the process tree, sampled every 0.1 s.
 
 Run (not part of the test suite; about 30 minutes on 2 cores)::
 
@@ -250,6 +253,7 @@ def run_one(n_units: int, runner: str, backtest_windows: int = 0) -> dict:
     if runner == "dask":  # the driver never held the training rows
         out["train_rows"] = parts.n_rows
         out["final_fit_rows"] = parts.stats.get("fit_rows")
+        out["backtest_fit_rows"] = parts.stats.get("backtest_fit_rows")  # one per origin
     else:
         out["train_rows"] = len(features.train_table)
         out["final_fit_rows"] = n_fit_rows(trained.forecaster, features.train_table)

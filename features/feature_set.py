@@ -43,6 +43,10 @@ class FeatureSet:
     # unit, period, target up to the as-of date: the statistical members' history (None in
     # feature sets cached before it existed: the history is then recovered from train_table)
     sales_panel: pd.DataFrame | None = None
+    # the training rows kept in files instead (the Dask runner's cached feature builds: one
+    # file per partition of units, ``territory.models.distributed.SpilledTable``, read by
+    # the workers); ``train_table`` then has the columns and no rows. None: in train_table
+    train_files: list | None = None
 
 
 def resolve_as_of(as_of: str | None, sales: pd.DataFrame, time_col: str) -> pd.Timestamp:

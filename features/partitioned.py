@@ -146,6 +146,13 @@ def build_partition(
     return PartitionFeatures(train, score, annual, workload, split)
 
 
+def whole_table_order(table: pd.DataFrame, unit_col: str) -> pd.DataFrame:
+    """``table``'s rows in the whole-table build's order: by origin, horizon and unit."""
+    unit_codes, _ = pd.factorize(table[unit_col], sort=True)
+    order = np.lexsort((unit_codes, table["horizon"].to_numpy(), table["origin"].to_numpy()))
+    return table.take(order).reset_index(drop=True)
+
+
 def concat_partitions(
     parts: list[PartitionFeatures], columns: ColumnsConfig | None = None
 ) -> PartitionFeatures:
@@ -156,12 +163,7 @@ def concat_partitions(
     cols = columns or ColumnsConfig()
 
     def ordered(tables: list[pd.DataFrame]) -> pd.DataFrame:
-        table = pd.concat(tables, ignore_index=True)
-        unit_codes, _ = pd.factorize(table[cols.unit_col], sort=True)
-        order = np.lexsort(
-            (unit_codes, table["horizon"].to_numpy(), table["origin"].to_numpy())
-        )
-        return table.take(order).reset_index(drop=True)
+        return whole_table_order(pd.concat(tables, ignore_index=True), cols.unit_col)
 
     return PartitionFeatures(
         train_table=ordered([p.train_table for p in parts]),

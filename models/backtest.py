@@ -279,6 +279,39 @@ class BacktestResult:
         return out
 
 
+#: ``origin_forecasts(estimator, origin)``: the forecasts of ``estimator`` fitted at ``origin``
+OriginForecasts = Callable[[Any, pd.Timestamp], pd.DataFrame]
+#: the columns of an origin's forecasts, after the unit column
+FORECAST_COLUMNS = ("horizon", "target_period", "forecast", "forecast_lo", "forecast_hi")
+
+
+def origin_rows_forecasts(estimator: Any, test: pd.DataFrame, unit_col: str) -> pd.DataFrame:
+    """A fitted estimator's forecasts of the rows ``test`` (one origin's), with their keys."""
+    if hasattr(estimator, "predict_interval"):
+        point, lo, hi = estimator.predict_interval(test)
+    else:
+        point = estimator.predict(test)
+        lo = hi = np.full(len(test), np.nan)
+    return pd.DataFrame({
+        unit_col: test[unit_col].to_numpy(), "horizon": test["horizon"].to_numpy(),
+        "target_period": test["target_period"].to_numpy(),
+        "forecast": point, "forecast_lo": lo, "forecast_hi": hi,
+    })
+
+
+def table_forecasts(table: pd.DataFrame, unit_col: str) -> OriginForecasts:
+    """The backtest's fit at an origin on ``table``: the rows whose target period is at or
+    before the origin; forecasts of the rows of that origin, in the table's order."""
+    def forecasts(estimator: Any, origin: pd.Timestamp) -> pd.DataFrame:
+        test = table[table["origin"] == origin]
+        if test.empty:  # the backtest says which origin has too little history
+            return pd.DataFrame(columns=[unit_col, *FORECAST_COLUMNS])
+        estimator.fit(table[table["target_period"] <= origin])
+        return origin_rows_forecasts(estimator, test, unit_col)
+
+    return forecasts
+
+
 def rolling_origin_backtest(
     panel: pd.DataFrame,
     features: FeaturesConfig,
@@ -296,6 +329,7 @@ def rolling_origin_backtest(
     table: pd.DataFrame | None = None,
     member_max_history: int | None = None,
     n_jobs: int = 1,
+    origin_forecasts: OriginForecasts | None = None,
 ) -> BacktestResult:
     """Refit an estimator at each of ``n_windows`` origins and score it against baselines.
 
@@ -333,6 +367,13 @@ def rolling_origin_backtest(
         (default: ten seasons, or all of an annual history).
     n_jobs
         Processes the statistical members use.
+    origin_forecasts
+        ``origin_forecasts(estimator, origin)`` fits the unfitted ``estimator`` on
+        the rows whose target period is at or before ``origin`` and returns its
+        forecasts from that origin (see :func:`table_forecasts`, the default on
+        ``table``). The Dask runner passes one that fits and forecasts where the
+        workers hold the rows (:mod:`territory.models.distributed_backtest`); the
+        table is then not read.
 
     Returns
     -------
@@ -349,7 +390,7 @@ def rolling_origin_backtest(
     periods = pd.DatetimeIndex(wide.columns)
     values = wide.to_numpy(dtype=float)
     origins = backtest_origins(periods, n_windows, step, horizon)
-    if table is None:
+    if origin_forecasts is None and table is None:
         table = build_forecast_table(
             panel, features, horizon,
             [o for o in training_origins(periods, features) if o <= origins[-1]],
@@ -365,21 +406,16 @@ def rolling_origin_backtest(
     level = interval_level
     observed = ~np.isnan(values)
     first_seen = np.where(observed.any(axis=1), observed.argmax(axis=1), values.shape[1])
+    if origin_forecasts is None:
+        origin_forecasts = table_forecasts(table, unit)
     for origin in origins:
         t = periods.get_loc(origin)
-        train = table[table["target_period"] <= origin]
-        test = table[table["origin"] == origin]
+        started = time.perf_counter()
+        estimator = make_estimator()
+        test = origin_forecasts(estimator, origin)
         if test.empty:
             raise InputError(
                 "sales", f"origin {origin:%Y-%m} has too little history for the features")
-        started = time.perf_counter()
-        estimator = make_estimator()
-        estimator.fit(train)
-        if hasattr(estimator, "predict_interval"):
-            point, lo, hi = estimator.predict_interval(test)
-        else:
-            point = estimator.predict(test)
-            lo = hi = np.full(len(test), np.nan)
         fit_seconds += time.perf_counter() - started
         if level is None:
             level = float(getattr(estimator, "interval_level", np.nan))
@@ -396,9 +432,9 @@ def rolling_origin_backtest(
             "actual": values[row, t + 1 + hcol],
             "scale": seasonal_naive_scale(history, season)[row],
             "history_periods": np.maximum(t + 1 - first_seen[row], 0),
-            "forecast": point,
-            "forecast_lo": lo,
-            "forecast_hi": hi,
+            "forecast": test["forecast"].to_numpy(),
+            "forecast_lo": test["forecast_lo"].to_numpy(),
+            "forecast_hi": test["forecast_hi"].to_numpy(),
         })
         if "seasonal_naive" in baselines:
             frame["seasonal_naive"] = seasonal_naive_forecast(history, horizon, season)[row, hcol]

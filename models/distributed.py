@@ -25,7 +25,10 @@ unit, the workers build the selected rows' design matrices, and the driver
 pulls them (in the local fit's row order) only for the early-stopping fit and
 the calibration, which are therefore bitwise the local ones. The refit runs
 on ``lightgbm.dask`` from the design matrices where the workers built them;
-the partitions' training tables are released before it.
+the partitions' training tables are released before it. The tables may
+also be files the workers wrote (:class:`SpilledTable`), read back per task,
+and a row filter (``until``) gives the fit at a backtest origin
+(:mod:`territory.models.distributed_backtest`).
 
 Data-parallel LightGBM bins features and bags rows per worker, so the
 distributed refit is not bitwise equal to the local one; the parity test
@@ -134,6 +137,42 @@ def fit_distributed(
 
 
 # -- the final fit from training rows that stay on the workers ------------------------------
+@dataclass(frozen=True)
+class SpilledTable:
+    """A partition's training table written to a file by the worker that holds it.
+
+    Tasks that read it run on that worker (its local directory need not be shared);
+    ``worker`` None: the file is in a folder every worker reads (the feature cache).
+    """
+
+    path: str
+    worker: str | None  # the address of the worker that wrote it
+    n_rows: int
+
+
+def _table(part, columns: list[str] | None = None) -> pd.DataFrame:
+    """A partition's training table: itself, or read back from its file (``columns`` only)."""
+    if isinstance(part, SpilledTable):
+        if columns is not None:
+            import pyarrow as pa
+
+            with pa.memory_map(part.path) as source:
+                names = set(pa.ipc.open_file(source).schema.names)
+            columns = [c for c in columns if c in names]
+        return pd.read_feather(part.path, columns=columns)
+    return part
+
+
+def _per_part(client, fn, parts: list, *others: list, **kwargs) -> list:
+    """``client.map(fn, parts, *others, **kwargs)``, each task of a spilled table pinned to
+    the worker that holds its file."""
+    return [client.submit(fn, part, *(o[i] for o in others), pure=False,
+                          workers=([part.worker] if isinstance(part, SpilledTable)
+                                   and part.worker else None),
+                          **kwargs)
+            for i, part in enumerate(parts)]
+
+
 @dataclass
 class _PartKeys:
     """A partition's usable rows in the fit's order (unit, origin, horizon), and its units."""
@@ -157,10 +196,16 @@ class _FitPart:
     slim: pd.DataFrame  # unit, horizon and seasonal-naive columns (the validation table's)
 
 
-def _part_keys(table: pd.DataFrame, est: SalesForecaster) -> _PartKeys:
-    """The usable rows and their order, found as ``SalesForecaster._prepare`` finds them."""
+def _part_keys(part, est: SalesForecaster, until=None) -> _PartKeys:
+    """The usable rows and their order, found as ``SalesForecaster._prepare`` finds them;
+    with ``until``, only the rows whose target period is at or before it (a backtest's)."""
+    table = _table(part, list(dict.fromkeys(
+        ["target", est.scale_col, est.unit_col, "origin", "horizon", est.time_col,
+         "target_period"])))
     y = table["target"].to_numpy(dtype=float)
     usable = ~np.isnan(y) & ~np.isnan(table[est.scale_col].to_numpy(dtype=float))
+    if until is not None:
+        usable &= table["target_period"].to_numpy() <= np.datetime64(until)  # as the backtest
     usable_idx = np.flatnonzero(usable)
     keys = [c for c in (est.unit_col, "origin", "horizon") if c in table.columns]
     order = (table[keys].iloc[usable_idx].reset_index(drop=True)
@@ -191,15 +236,13 @@ def _kept(keys: _PartKeys, cut, train_ranks: np.ndarray) -> np.ndarray:
     return np.sort(np.concatenate([np.flatnonzero(~valid)[train_ranks], np.flatnonzero(valid)]))
 
 
-def _kept_scale(table: pd.DataFrame, keys: _PartKeys, kept: np.ndarray, scale_col: str
-                ) -> np.ndarray:
-    return table[scale_col].to_numpy(dtype=float)[keys.rows[kept]]
+def _kept_scale(part, keys: _PartKeys, kept: np.ndarray, scale_col: str) -> np.ndarray:
+    return _table(part, [scale_col])[scale_col].to_numpy(dtype=float)[keys.rows[kept]]
 
 
-def _fit_part(table: pd.DataFrame, keys: _PartKeys, kept: np.ndarray, est: SalesForecaster
-              ) -> _FitPart:
+def _fit_part(part, keys: _PartKeys, kept: np.ndarray, est: SalesForecaster) -> _FitPart:
     """The selected rows' design matrix, target and weights: ``_prepare``'s, for these rows."""
-    X = table.iloc[keys.rows[kept]].reset_index(drop=True)
+    X = _table(part).iloc[keys.rows[kept]].reset_index(drop=True)
     y = X["target"].to_numpy(dtype=float)
     scale = est._scale(X)
     naive = est.level_prefix + ("lag_1" if est.season == 1 else "same_period_1y")
@@ -306,6 +349,7 @@ def fit_from_parts(
     client,
     min_rows: int = 1_000_000,
     record: dict | None = None,
+    until=None,
 ) -> SalesForecaster:
     """Fit ``est`` on training tables held by the workers; the same fit as on their concat.
 
@@ -317,17 +361,22 @@ def fit_from_parts(
         A frame with the tables' columns and dtypes (no rows needed).
     parts
         Futures of the partitions' training tables (each unit's rows in one
-        table). The list is emptied once the fit's rows are built, so the
-        workers let go of the tables before the refit.
+        table), or the :class:`SpilledTable` files the workers wrote them to.
+        The list is emptied once the fit's rows are built, so the workers let
+        go of the tables before the refit (pass a copy to fit again from files).
     client
         The ``distributed.Client`` the futures belong to.
     min_rows
         Smallest final fit that goes to ``lightgbm.dask``; a smaller one is refit here.
     record
         If given, ``record["fit_rows"]`` is set to the number of rows of the final fit.
+    until
+        If given, the fit uses only the rows whose target period is at or before
+        it: the fit at a backtest origin, equal to the fit on the concatenated
+        tables' rows ``target_period <= until``.
     """
     _check_template(est, template)
-    keys = client.map(_part_keys, parts, est=est, pure=False)
+    keys = _per_part(client, _part_keys, parts, est=est, until=until)
     periods = np.unique(np.concatenate(client.gather(client.map(_unique_periods, keys))))
     cut = _validation_cut(periods, est.validation_periods)
     counts = client.gather(client.map(_run_counts, keys, cut=cut))
@@ -341,13 +390,13 @@ def fit_from_parts(
             for k, r in zip(keys, train_ranks, strict=True)]
     # what ``_prepare`` learns from the selected rows: the scale floor and the features
     raw_scale = np.concatenate(client.gather(
-        client.map(_kept_scale, parts, keys, kept, scale_col=est.scale_col)))
+        _per_part(client, _kept_scale, parts, keys, kept, scale_col=est.scale_col)))
     positive = raw_scale[raw_scale > 0]
     est.scale_floor_ = float(np.quantile(positive, 0.05)) if len(positive) else 1.0
     est.feature_names_ = [c for c in template.columns if c not in NON_FEATURES
                           and c != est.unit_col and c not in est.exclude_features]
     est.level_features_ = [c for c in est.feature_names_ if c.startswith(est.level_prefix)]
-    fit_parts = client.map(_fit_part, parts, keys, kept, est=est, pure=False)
+    fit_parts = _per_part(client, _fit_part, parts, keys, kept, est=est)
     del raw_scale, positive
     _release_as_done(client, fit_parts, [parts, keys, kept])
     parts.clear()  # the workers have let go of the training tables

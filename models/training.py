@@ -69,11 +69,15 @@ def train_models(
     features_config: FeaturesConfig,
     columns: ColumnsConfig,
     fit_forecaster: FitForecaster | None = None,
+    origin_forecasts: backtest.OriginForecasts | None = None,
 ) -> Trained:
     """Fit the forecaster and the potential model; score them out of sample.
 
     ``fit_forecaster(estimator, table)`` replaces ``estimator.fit(table)`` for
-    the main fit (the Dask backend fits on ``lightgbm.dask``).
+    the main fit (the Dask backend fits on ``lightgbm.dask``), and
+    ``origin_forecasts`` the backtest's fit and forecasts at each origin (the Dask
+    backend's run where the workers hold the training rows; see
+    :func:`territory.models.backtest.rolling_origin_backtest`).
 
     The forecaster is scored on its validation window and, unless
     ``forecast.backtest.windows`` is 0, by a rolling-origin backtest that
@@ -107,6 +111,7 @@ def train_models(
             panel, features_config, fc.horizon, make_forecaster, n_windows=fc.backtest.windows,
             step=fc.backtest.step, columns=cols, baselines=(*fc.backtest.baselines, *members),
             table=features.train_table, n_jobs=fc.combination.n_jobs,
+            origin_forecasts=origin_forecasts,
         )
         metrics.update(result.summary())
         windows = result.windows_key

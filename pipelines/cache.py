@@ -8,16 +8,23 @@ every build, :func:`prune` removes the entries older than
 rest fit in ``cache.max_size_gb``; the entry the run just used is always
 kept (a reuse counts as a use: :func:`touch`). ``territory cache clear``
 empties it (:func:`clear`). Other files in that storage are never touched.
+
+A build by the Dask runner keeps its training rows beside its entry, in the
+folder ``features-<key>.tables`` (one file per partition of units); it counts
+in the entry's size and goes with it. Such a folder without its entry (a run
+that died before Prefect stored the entry) is removed by :func:`clear`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 PATTERN = "features-*"
+TABLES = ".tables"  # suffix of the folder of a Dask build's training rows
 GIB = 2**30
 
 
@@ -39,8 +46,29 @@ def entries(folder: Path) -> list[Entry]:
         except FileNotFoundError:  # removed meanwhile
             continue
         if path.is_file():
-            found.append(Entry(path, stat.st_size, stat.st_mtime))
+            found.append(Entry(path, stat.st_size + _folder_size(tables_of(path)),
+                               stat.st_mtime))
     return sorted(found, key=lambda e: (e.used, e.path.name))
+
+
+def tables_of(path: Path) -> Path:
+    """The folder of a Dask build's training rows, beside its entry ``path``."""
+    return path.with_name(path.name + TABLES)
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for file in folder.glob("*") if folder.is_dir() else ():
+        try:
+            total += file.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _remove(entry: Entry) -> None:
+    entry.path.unlink(missing_ok=True)
+    shutil.rmtree(tables_of(entry.path), ignore_errors=True)
 
 
 def touch(folder: Path, key: str) -> None:
@@ -70,7 +98,7 @@ def prune(folder: Path, max_bytes: float, max_age_s: float, keep: str | None = N
         removed.append(entry)
         total -= entry.size
     for entry in removed:
-        entry.path.unlink(missing_ok=True)
+        _remove(entry)
     return removed
 
 
@@ -78,5 +106,7 @@ def clear(folder: Path) -> list[Entry]:
     """Remove every cached feature build in ``folder``; returns what was removed."""
     found = entries(folder)
     for entry in found:
-        entry.path.unlink(missing_ok=True)
+        _remove(entry)
+    for tables in Path(folder).glob(PATTERN + TABLES):  # a dead run's, without an entry
+        shutil.rmtree(tables, ignore_errors=True)
     return found

@@ -19,9 +19,14 @@
   come to the driver. They stay on the workers, the forecaster's fit rows
   and design matrices are built there, the driver pulls only the fit's rows
   for early stopping and calibration, and the refit runs from the workers'
-  design matrices (``benchmarks/scale.py`` measures this path). The flows'
-  feature build is a cached, persisted Prefect task, so the backend gathers
-  the rows for them, as before. ``score`` scores each partition on
+  design matrices (``benchmarks/scale.py`` measures this path). With backtest
+  windows every fit reads the rows again, so the workers write their tables
+  to files first, and the backtest's fits and forecasts at each origin run
+  from them too (:mod:`territory.models.distributed_backtest`). The flows'
+  feature build is a cached, persisted Prefect task: there the workers write
+  the rows to files beside the cache entry and the feature set keeps only
+  their names (``FeatureSet.train_files``; ``benchmarks/scale_flow.py``
+  measures the flow). ``score`` scores each partition on
   a worker with the local scoring code; the scores equal the local ones.
 
 The driver reads and validates the inputs, as with the local runner, and
@@ -33,10 +38,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,7 +105,9 @@ def dask_client(config: RunConfig) -> Iterator:
         return
     runner_client = _flow_runner_client()
     if runner_client is not None:
-        yield runner_client
+        # the current client too: distributed.wait and as_completed look for one
+        with runner_client.as_current():
+            yield runner_client
         return
     if config.dask.address:
         with distributed.Client(config.dask.address) as client:
@@ -121,11 +130,27 @@ def _flow_runner_client():
 
 
 class DaskBackend:
-    """Features, training and scoring on the flow's (or the config's) Dask cluster."""
+    """Features, training and scoring on the flow's (or the config's) Dask cluster.
+
+    In a flow, whose feature build is a cached, persisted Prefect task, the
+    training rows do not come to the driver: the workers write them to one
+    file per partition next to the cache entry (:func:`feature_tables_folder`),
+    the feature set keeps the files (``train_files``) and a training table
+    without rows, and training reads them where the workers are. Outside a
+    flow the rows are gathered into ``train_table``, as the local backend has them.
+    """
 
     def features(self, config: RunConfig, inputs: stages.Inputs) -> FeatureSet:
+        folder = feature_tables_folder(config, inputs)
         with dask_client(config) as client:
-            return partitioned_features(config, inputs, client)
+            if folder is None:
+                return partitioned_features(config, inputs, client)
+            from territory.models.distributed_backtest import spill_tables
+
+            features, parts = worker_features(config, inputs, client)
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier build's files
+            files = spill_tables(client, parts.futures, str(folder))
+            return dataclasses.replace(features, train_files=files)
 
     def train(self, config: RunConfig, features: FeatureSet) -> Trained:
         with dask_client(config) as client:
@@ -158,6 +183,22 @@ class TrainParts:
                 yield self.futures.pop(0).result()
 
         return stack_tables(arriving(), self.n_rows, self.template)
+
+
+def feature_tables_folder(config: RunConfig, inputs: stages.Inputs) -> Path | None:
+    """Where a flow's Dask feature build keeps its training rows: ``<entry>.tables`` beside
+    the feature cache entry in Prefect's result storage (pruned and cleared with it,
+    :mod:`territory.pipelines.cache`); None outside a flow run. The workers must be able
+    to read and write it (a ``LocalCluster``, or a shared result storage path)."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import get_current_settings
+
+    from territory.pipelines import run_keys
+
+    if FlowRunContext.get() is None:
+        return None
+    key = run_keys.features_cache_key(config, inputs.file_hashes)
+    return Path(get_current_settings().results.local_storage_path) / f"{key}.tables"
 
 
 def partitioned_features(config: RunConfig, inputs: stages.Inputs, client) -> FeatureSet:
@@ -242,21 +283,56 @@ def distributed_training(config: RunConfig, features: FeatureSet, client,
     """The local training, with the forecaster's big fit on ``lightgbm.dask``.
 
     With ``parts`` (from :func:`worker_features`) the forecaster fits from the
-    training rows where the workers hold them, and ``parts`` is spent; the
-    rolling-origin backtest needs the whole table here, so with backtest
-    windows the rows are gathered first.
+    training rows where the workers hold them, and ``parts`` is spent. With
+    backtest windows every fit (the final one and one per origin) reads the
+    rows again, so the workers first write their tables to files and let go
+    of them (:mod:`territory.models.distributed_backtest`); the backtest's fits
+    and forecasts run there too, and the files are deleted at the end.
+    ``parts.stats`` gets ``fit_rows`` (the final fit's) and ``backtest_fit_rows``.
     """
     from territory.models.distributed import fit_distributed, fit_from_parts
 
     min_rows = config.dask.lightgbm_min_rows
-    if parts is not None and config.forecast.backtest.windows > 0:
-        features, parts = dataclasses.replace(features, train_table=parts.gather()), None
+    if features.train_files is not None:  # a flow's feature build: the rows are in files
+        return _train_from_files(config, features, client, features.train_files, {})
     if parts is None:
         fit = partial(fit_distributed, client=client, min_rows=min_rows)
-    else:
+        return stages.LocalBackend().train(config, features, fit_forecaster=fit)
+    if config.forecast.backtest.windows == 0:
         fit = partial(fit_from_parts, parts=parts.futures, client=client, min_rows=min_rows,
                       record=parts.stats)
-    return stages.LocalBackend().train(config, features, fit_forecaster=fit)
+        return stages.LocalBackend().train(config, features, fit_forecaster=fit)
+    from territory.models import distributed_backtest
+
+    spilled = distributed_backtest.spill_tables(client, parts.futures)
+    try:
+        return _train_from_files(config, features, client, spilled, parts.stats)
+    finally:
+        distributed_backtest.remove_spilled(client, spilled)
+
+
+def _train_from_files(config: RunConfig, features: FeatureSet, client, files: list,
+                      stats: dict) -> Trained:
+    """The training, every fit (the final one, the backtest's) reading the rows from
+    ``files`` on the workers; ``stats`` gets the fits' numbers of rows."""
+    from territory.models import distributed_backtest
+    from territory.models.distributed import fit_from_parts
+
+    missing = [f.path for f in files if f.worker is None and not Path(f.path).is_file()]
+    if missing:
+        raise InputError(
+            "feature cache",
+            f"{len(missing)} of the {len(files)} training-row files are gone, e.g. {missing[0]}",
+            hint="run `territory cache clear` and run again (the features are rebuilt)")
+    min_rows = config.dask.lightgbm_min_rows
+    fit = partial(fit_from_parts, parts=list(files), client=client, min_rows=min_rows,
+                  record=stats)
+    at_origin = distributed_backtest.origin_forecasts(
+        client, files, features.train_table.iloc[:0], unit_col=config.data.columns.unit_col,
+        min_rows=min_rows, record=stats.setdefault("backtest_fit_rows", []))
+    # the local training, told that the rows are not in train_table but where the fits read
+    return stages.LocalBackend().train(config, dataclasses.replace(features, train_files=None),
+                                       fit_forecaster=fit, origin_forecasts=at_origin)
 
 
 def _without_train_rows(part: PartitionFeatures) -> PartitionFeatures:

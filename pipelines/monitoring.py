@@ -34,6 +34,7 @@ from territory.models.tracking import monitoring as tracking_monitoring
 from territory.pipelines import alerts
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import atomic_file
+from territory.pipelines.train_files import min_horizon, train_rows
 
 BACKFILL_SUFFIX = "-backfill"
 SCORE_COLUMNS = ["as_of", "horizon", "target_period", "forecast", "forecast_lo", "forecast_hi"]
@@ -241,8 +242,14 @@ def drift_tables(config: RunConfig, features: FeatureSet, training: bool
     run's origin) and the market table (``market``). Calendar features (month, trend index)
     are left out: they move by design."""
     target = config.data.columns.target_col
-    table = features.train_table if training else features.score_table
-    rows = table[table["horizon"] == table["horizon"].min()]
+    if training:  # the training rows, of one horizon (read from a Dask build's files)
+        unit = config.data.columns.unit_col
+        names = features.train_table.columns
+        rows = train_rows(features, unit, [c for c in names if c.startswith(f"{target}_")
+                                           or c == "origin"], min_horizon(features))
+    else:
+        table = features.score_table
+        rows = table[table["horizon"] == table["horizon"].min()]
     forecast = rows[[c for c in rows.columns if c.startswith(f"{target}_")]]
     if training:
         forecast = forecast.assign(**{SEASON: season_position(rows["origin"], config)})

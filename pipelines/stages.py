@@ -35,6 +35,7 @@ from territory.models.training import Trained
 from territory.pipelines import reconcile_runs
 from territory.pipelines.config import RunConfig
 from territory.pipelines.outputs import file_sha256
+from territory.pipelines.train_files import with_train_rows
 from territory.pipelines.validation import check_run_inputs, handle_data_gaps
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,12 @@ class LocalBackend:
             config.features, config.forecast.horizon, config.data.columns,
             config.territories.workload_column, config.data.projected_crs)
 
-    def train(self, config: RunConfig, features: FeatureSet, fit_forecaster=None) -> Trained:
+    def train(self, config: RunConfig, features: FeatureSet, fit_forecaster=None,
+              origin_forecasts=None) -> Trained:
+        features = with_train_rows(features, config.data.columns.unit_col)  # Dask-built
         return training.train_models(features, config.forecast, config.potential,
-                                     config.features, config.data.columns, fit_forecaster)
+                                     config.features, config.data.columns, fit_forecaster,
+                                     origin_forecasts)
 
     def score(self, config: RunConfig, features: FeatureSet, trained: Trained) -> Scores:
         return scoring.score_units(features, trained, config.features.frequency,

@@ -225,3 +225,39 @@ def test_promotion_gate_compares_only_the_same_backtest_windows(tmp_path):
         assert str(client.get_model_version_by_alias("m", tracking.CHAMPION).version) == "3"
     finally:
         mlflow.set_tracking_uri("")
+
+
+def test_the_fit_at_each_origin_can_be_supplied():
+    """``origin_forecasts`` replaces the fit on the table at each origin (the Dask runner
+    fits where the workers hold the rows): on the same rows, in another order, the
+    backtest is the same; the table is not read."""
+    panel = _panel()
+    periods = pd.DatetimeIndex(sorted(panel["period"].unique()))
+    table = build_forecast_table(panel, FEATURES, 6, training_origins(periods, FEATURES))
+    shuffled = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    calls: list = []
+
+    def elsewhere(estimator, origin):
+        calls.append((type(estimator), origin))
+        return backtest.table_forecasts(shuffled, "unit_id")(estimator, origin)
+
+    SpyEstimator.fits = []
+    ours = backtest.rolling_origin_backtest(panel, FEATURES, 6, SpyEstimator, n_windows=2,
+                                            step=3, table=table.iloc[:0],
+                                            origin_forecasts=elsewhere)
+    theirs = backtest.rolling_origin_backtest(panel, FEATURES, 6, SpyEstimator, n_windows=2,
+                                              step=3, table=table)
+    assert calls == [(SpyEstimator, o) for o in theirs.origins]
+    key = ["unit_id", "origin", "horizon"]
+    pd.testing.assert_frame_equal(
+        ours.predictions.sort_values(key).reset_index(drop=True),
+        theirs.predictions.sort_values(key).reset_index(drop=True), check_exact=True)
+
+
+def test_an_origin_without_forecasts_is_a_clear_error():
+    def nothing(estimator, origin):
+        return pd.DataFrame(columns=["unit_id", *backtest.FORECAST_COLUMNS])
+
+    with pytest.raises(InputError, match="too little history"):
+        backtest.rolling_origin_backtest(_panel(), FEATURES, 6, SpyEstimator, n_windows=2,
+                                         step=3, origin_forecasts=nothing)

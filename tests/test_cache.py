@@ -56,6 +56,42 @@ def test_a_reuse_counts_as_a_use(tmp_path):
     cache.touch(tmp_path, "features-missing")  # a key never written: nothing happens
 
 
+def _tables(entry: Path, size: int) -> Path:
+    """A Dask build's folder of training rows beside ``entry``, two files of ``size``."""
+    folder = cache.tables_of(entry)
+    folder.mkdir()
+    for k in range(2):
+        (folder / f"part-{k:04d}.feather").write_bytes(b"x" * size)
+    return folder
+
+
+def test_a_dask_builds_training_rows_count_and_go_with_its_entry(tmp_path):
+    """The folder of a Dask build's training-row files counts in its entry's size, is
+    removed with it, and is kept while the entry is in use."""
+    now = time.time()
+    old = _entry(tmp_path, "features-old", 10, 2, now)
+    old_tables = _tables(old, 100)
+    new = _entry(tmp_path, "features-new", 10, 1, now)
+    new_tables = _tables(new, 100)
+    assert {e.path.name: e.size for e in cache.entries(tmp_path)} == {
+        "features-old": 210, "features-new": 210}  # the folders are not entries of their own
+    removed = cache.prune(tmp_path, max_bytes=300, max_age_s=30 * DAY, keep=new.name, now=now)
+    assert [e.path for e in removed] == [old]
+    assert not old.exists() and not old_tables.exists()
+    assert new.exists() and len(list(new_tables.glob("*.feather"))) == 2
+
+
+def test_clear_removes_training_rows_left_without_an_entry(tmp_path):
+    """A run that died after its workers wrote the rows, before Prefect stored the entry."""
+    now = time.time()
+    entry = _entry(tmp_path, "features-kept", 10, 1, now)
+    tables = _tables(entry, 10)
+    orphan = _tables(tmp_path / "features-died", 10)
+    other = _entry(tmp_path, "0a1b2c3d", 10, 1, now)
+    assert [e.path for e in cache.clear(tmp_path)] == [entry]
+    assert not tables.exists() and not orphan.exists() and other.exists()
+
+
 def test_cache_clear_empties_the_feature_cache(tmp_path, demo_slice_dir):
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
