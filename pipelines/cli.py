@@ -91,19 +91,25 @@ def run(
             cfg = with_edits(cfg, edits)
     except InputError as exc:
         _fail(exc)
+    print_result(_run_flow(cfg, "territory_pipeline", verbose), cfg)
+
+
+def _run_flow(cfg, name: str, verbose: bool, *args):
+    """Flow ``name`` of :mod:`territory.pipelines.flows` on ``cfg`` under a Prefect API (the
+    environment's or one started for this command), on the config's runner; a bad input or
+    a server that does not start ends the command with one line."""
     prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
     from territory.pipelines.prefect_api import PrefectStartError, prefect_api, quiet_input_errors
 
     try:
         with prefect_api(Path(cfg.workspace)):
-            from territory.pipelines.flows import territory_pipeline, with_runner
+            from territory.pipelines import flows
 
             if not verbose:
                 quiet_input_errors()
-            result = with_runner(territory_pipeline, cfg)(cfg)
+            return flows.with_runner(getattr(flows, name), cfg)(cfg, *args)
     except (InputError, PrefectStartError) as exc:
         _fail(exc)
-    print_result(result, cfg)
 
 
 def _input_files(cfg) -> list[Path]:
@@ -311,19 +317,7 @@ def nightly(
         cfg = load_config(config, {"as_of": as_of} if as_of else None)
     except InputError as exc:
         _fail(exc)
-    prepare_environment(Path(cfg.workspace), verbose, _input_files(cfg))
-    from territory.pipelines.prefect_api import PrefectStartError, prefect_api, quiet_input_errors
-
-    try:
-        with prefect_api(Path(cfg.workspace)):
-            from territory.pipelines.flows import nightly_forecast, with_runner
-
-            if not verbose:
-                quiet_input_errors()
-            result = with_runner(nightly_forecast, cfg)(cfg, model_version)
-    except (InputError, PrefectStartError) as exc:
-        _fail(exc)
-    print_nightly(result, cfg)
+    print_nightly(_run_flow(cfg, "nightly_forecast", verbose, model_version), cfg)
 
 
 def _needs_prefect_server(what: str) -> None:
