@@ -197,6 +197,9 @@ def propose_alignment(
     if current is not None:
         summary, moved = _with_movement(summary, current, proposed, measures["potential"])
         overall.update(moved)
+    else:  # a first design: nothing moved from an alignment that does not exist
+        summary = summary.assign(moved_in=pd.NA, moved_out=pd.NA).astype(
+            {"moved_in": "Int64", "moved_out": "Int64"})
     violations = list(report.violations)
     region = region_summary = None
     if tc.regions is not None:

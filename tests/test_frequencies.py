@@ -252,6 +252,8 @@ def test_us_income_annual_runs_from_init(prefect_session, tmp_path):
     report = " ".join((result["run_dir"] / "report.html").read_text().split())
     assert "none: no current alignment, a first design" in report
     assert pd.read_csv(result["run_dir"] / "plan_comparison.csv")["units_moved"].isna().all()
+    summary = pd.read_csv(result["run_dir"] / "territory_summary.csv")
+    assert summary[["moved_in", "moved_out"]].isna().all().all()
 
 
 def test_quarterly_panel_runs_from_init(prefect_session, demo_slice_dir, tmp_path):
