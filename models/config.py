@@ -90,6 +90,8 @@ class ForecastConfig(FrozenModel):
     bagging_fraction: float = Field(0.8, gt=0.0, le=1.0)
     lambda_l2: float = Field(0.0, ge=0.0)
     weighting: Literal["scale", "sqrt_scale", "equal"] = "sqrt_scale"
+    # a row weighs half as much per 10 years of age (chosen on early origins; None: all alike)
+    recency_half_life: float | None = Field(10.0, gt=0.0)
     log_offset: float = Field(0.05, gt=0.0, le=10.0)  # zeros: log(y + c·level), c = log_offset
     early_stopping_rounds: int = Field(50, ge=1)
     max_train_rows: int = Field(400_000, ge=1000)

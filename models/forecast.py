@@ -96,6 +96,9 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
     weighting
         ``"scale"`` (rows weighted by the unit's level: the loss matches
         WAPE) or ``"equal"``.
+    recency_half_life
+        Years after which a row's weight halves (by its target period's age
+        before the latest one); None weighs every year the same.
     exclude_features
         Table columns not to use as features.
     n_jobs
@@ -130,6 +133,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         max_train_rows: int = 400_000,
         max_bin: int = 255,
         weighting: str = "sqrt_scale",
+        recency_half_life: float | None = None,
         log_offset: float = 0.05,
         derived_features: bool = True,
         exclude_features: tuple[str, ...] = (),
@@ -156,6 +160,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         self.max_train_rows = max_train_rows
         self.max_bin = max_bin
         self.weighting = weighting
+        self.recency_half_life = recency_half_life
         self.log_offset = log_offset
         self.derived_features = derived_features
         self.exclude_features = exclude_features
@@ -255,6 +260,12 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
             return np.ones_like(scale)
         raise ValueError(f"weighting must be 'scale', 'sqrt_scale' or 'equal', "
                          f"got {self.weighting!r}")
+
+    def _recency(self, periods: pd.DatetimeIndex) -> np.ndarray:
+        if self.recency_half_life is None:
+            return np.ones(len(periods))
+        age_years = np.asarray((periods.max() - periods).days, dtype=float) / 365.25
+        return 0.5 ** (age_years / self.recency_half_life)
 
     def _params(self) -> dict:
         objective = {"l2_scaled": "regression", "l2_log": "regression", "tweedie": "tweedie",
@@ -360,7 +371,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         return _FitData(
             X=X, y=y, periods=periods, train_idx=np.flatnonzero(~valid),
             valid_idx=np.flatnonzero(valid), scale=scale, target=self._to_target(y, scale),
-            weight=self._weights(scale), design=design,
+            weight=self._weights(scale) * self._recency(periods), design=design,
         )
 
     def _choose_rounds(self, data: _FitData) -> None:
@@ -582,7 +593,8 @@ def forecaster_from_config(
         min_child_samples=fc.min_child_samples, feature_fraction=fc.feature_fraction,
         lambda_l2=fc.lambda_l2, bagging_fraction=fc.bagging_fraction,
         early_stopping_rounds=fc.early_stopping_rounds, max_train_rows=fc.max_train_rows,
-        max_bin=fc.max_bin, weighting=fc.weighting, log_offset=fc.log_offset, n_jobs=fc.n_jobs,
+        max_bin=fc.max_bin, weighting=fc.weighting,
+        recency_half_life=fc.recency_half_life, log_offset=fc.log_offset, n_jobs=fc.n_jobs,
         scale_col=scale_col, level_prefix=level_prefix, unit_col=unit_col, season=season,
         random_state=fc.seed,
     )

@@ -257,3 +257,24 @@ def test_published_combination_weights_lightgbm_and_the_refit_member(fitted, sea
     point_alone, _, _ = scoring.published_forecast(
         table, Trained(fitted, None, {}, pd.DataFrame(), "", published=alone))
     np.testing.assert_allclose(point_alone, lgb)
+
+
+def test_recency_half_life_halves_a_row_weight_per_half_life(seasonal_tables):
+    train, _ = seasonal_tables
+    flat = SalesForecaster(validation_periods=6)._prepare(train, None)
+    recent = SalesForecaster(validation_periods=6, recency_half_life=1.0)._prepare(train, None)
+    ratio = recent.weight / flat.weight
+    age_years = (flat.periods.max() - flat.periods).days.to_numpy() / 365.25
+    np.testing.assert_allclose(ratio, 0.5 ** age_years)
+    latest = flat.periods == flat.periods.max()
+    assert np.allclose(ratio[latest], 1.0) and ratio.min() < 0.5
+
+
+def test_recency_half_life_must_be_positive():
+    from pydantic import ValidationError
+
+    from territory.models.config import ForecastConfig
+
+    with pytest.raises(ValidationError, match="recency_half_life"):
+        ForecastConfig(recency_half_life=0)
+    assert ForecastConfig(recency_half_life=None).recency_half_life is None
