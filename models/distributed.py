@@ -240,15 +240,18 @@ def _kept_scale(part, keys: _PartKeys, kept: np.ndarray, scale_col: str) -> np.n
     return _table(part, [scale_col])[scale_col].to_numpy(dtype=float)[keys.rows[kept]]
 
 
-def _fit_part(part, keys: _PartKeys, kept: np.ndarray, est: SalesForecaster) -> _FitPart:
-    """The selected rows' design matrix, target and weights: ``_prepare``'s, for these rows."""
+def _fit_part(part, keys: _PartKeys, kept: np.ndarray, est: SalesForecaster,
+              latest: pd.Timestamp) -> _FitPart:
+    """The selected rows' design matrix, target and weights: ``_prepare``'s, for these rows
+    (``latest``: the fit's last target period, which recency weights count back from)."""
     X = _table(part).iloc[keys.rows[kept]].reset_index(drop=True)
     y = X["target"].to_numpy(dtype=float)
     scale = est._scale(X)
+    weight = est._weights(scale) * est._recency(pd.DatetimeIndex(X[est.time_col]), latest)
     naive = est.level_prefix + ("lag_1" if est.season == 1 else "same_period_1y")
     slim = X[[c for c in (est.unit_col, "horizon", naive) if c in X.columns]]
     return _FitPart(est._design(X, scale), pd.Series(est._to_target(y, scale), name="target"),
-                    pd.Series(est._weights(scale), name="weight"), y, scale,
+                    pd.Series(weight, name="weight"), y, scale,
                     X[est.time_col].to_numpy(), slim)
 
 
@@ -396,7 +399,8 @@ def fit_from_parts(
     est.feature_names_ = [c for c in template.columns if c not in NON_FEATURES
                           and c != est.unit_col and c not in est.exclude_features]
     est.level_features_ = [c for c in est.feature_names_ if c.startswith(est.level_prefix)]
-    fit_parts = _per_part(client, _fit_part, parts, keys, kept, est=est)
+    fit_parts = _per_part(client, _fit_part, parts, keys, kept, est=est,
+                          latest=pd.Timestamp(periods.max()))
     del raw_scale, positive
     _release_as_done(client, fit_parts, [parts, keys, kept])
     parts.clear()  # the workers have let go of the training tables

@@ -261,11 +261,11 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         raise ValueError(f"weighting must be 'scale', 'sqrt_scale' or 'equal', "
                          f"got {self.weighting!r}")
 
-    def _recency(self, periods: pd.DatetimeIndex) -> np.ndarray:
+    def _recency(self, periods: pd.DatetimeIndex, latest=None) -> np.ndarray:
         if self.recency_half_life is None:
             return np.ones(len(periods))
-        age_years = np.asarray((periods.max() - periods).days, dtype=float) / 365.25
-        return 0.5 ** (age_years / self.recency_half_life)
+        age = (periods.max() if latest is None else latest) - periods
+        return 0.5 ** (np.asarray(age.days, dtype=float) / 365.25 / self.recency_half_life)
 
     def _params(self) -> dict:
         objective = {"l2_scaled": "regression", "l2_log": "regression", "tweedie": "tweedie",
