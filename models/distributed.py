@@ -247,7 +247,7 @@ def _fit_part(part, keys: _PartKeys, kept: np.ndarray, est: SalesForecaster,
     X = _table(part).iloc[keys.rows[kept]].reset_index(drop=True)
     y = X["target"].to_numpy(dtype=float)
     scale = est._scale(X)
-    weight = est._weights(scale) * est._recency(pd.DatetimeIndex(X[est.time_col]), latest)
+    weight = est._weights(scale, pd.DatetimeIndex(X[est.time_col]), latest)
     naive = est.level_prefix + ("lag_1" if est.season == 1 else "same_period_1y")
     slim = X[[c for c in (est.unit_col, "horizon", naive) if c in X.columns]]
     return _FitPart(est._design(X, scale), pd.Series(est._to_target(y, scale), name="target"),

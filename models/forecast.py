@@ -251,21 +251,19 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
             output = np.expm1(output)
         return np.maximum(output, 0.0) * scale
 
-    def _weights(self, scale: np.ndarray) -> np.ndarray:
-        if self.weighting == "scale":
-            return scale
-        if self.weighting == "sqrt_scale":
-            return np.sqrt(scale)
-        if self.weighting == "equal":
-            return np.ones_like(scale)
-        raise ValueError(f"weighting must be 'scale', 'sqrt_scale' or 'equal', "
-                         f"got {self.weighting!r}")
-
-    def _recency(self, periods: pd.DatetimeIndex, latest=None) -> np.ndarray:
+    def _weights(self, scale: np.ndarray, periods: pd.DatetimeIndex,
+                 latest: pd.Timestamp | None = None) -> np.ndarray:
+        """Row weights: by the unit's level (``weighting``), halved per ``recency_half_life``
+        years before ``latest`` (default: the last of ``periods``)."""
+        by_level = {"scale": scale, "sqrt_scale": np.sqrt(scale), "equal": np.ones_like(scale)}
+        if self.weighting not in by_level:
+            raise ValueError(f"weighting must be 'scale', 'sqrt_scale' or 'equal', "
+                             f"got {self.weighting!r}")
         if self.recency_half_life is None:
-            return np.ones(len(periods))
+            return by_level[self.weighting]
         age = (periods.max() if latest is None else latest) - periods
-        return 0.5 ** (np.asarray(age.days, dtype=float) / 365.25 / self.recency_half_life)
+        years = np.asarray(age.days, dtype=float) / 365.25
+        return by_level[self.weighting] * 0.5 ** (years / self.recency_half_life)
 
     def _params(self) -> dict:
         objective = {"l2_scaled": "regression", "l2_log": "regression", "tweedie": "tweedie",
@@ -371,7 +369,7 @@ class SalesForecaster(BaseEstimator, RegressorMixin):
         return _FitData(
             X=X, y=y, periods=periods, train_idx=np.flatnonzero(~valid),
             valid_idx=np.flatnonzero(valid), scale=scale, target=self._to_target(y, scale),
-            weight=self._weights(scale) * self._recency(periods), design=design,
+            weight=self._weights(scale, periods), design=design,
         )
 
     def _choose_rounds(self, data: _FitData) -> None:
